@@ -1,0 +1,64 @@
+"""The decision contract shared by trace replay and the daemon.
+
+``decide(spec, state, forecast, now) -> Decision`` is pure: no I/O, time passed in.
+A policy is one class in its own file, registered by name in :mod:`policies.registry`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from models.forecast import Forecast
+
+
+@dataclass
+class Decision:
+    """What a policy decided.
+
+    Attributes:
+        action: the desired setting, e.g. ``{"replicas": 4}``, ``{"warm": 2}``,
+            ``{"caps": {"server-3": 450.0}}``.
+        valid: False when the policy could not decide (no data); callers keep the
+            current setting and never scale down on an invalid decision.
+        why: a short human-readable explanation.
+        details: numbers behind the decision (quantile used, P(violation), expected cost...).
+        fallback: True when a fallback rule was used instead of the policy's main logic.
+        state: the policy's memory to pass as ``state`` into the next call (policies keep
+            no hidden state; the caller, replay or daemon, owns and stores it).
+    """
+
+    action: dict[str, Any]
+    valid: bool = True
+    why: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    fallback: bool = False
+    state: Any = None
+
+
+class Policy:
+    """Base class of every policy.
+
+    Subclasses set ``name`` and ``scenario`` and implement :meth:`decide`. ``params``
+    holds the documented knobs with their defaults; ``sweep_grid`` the grid that
+    ``--sweep`` walks for the main knob.
+    """
+
+    name: ClassVar[str] = ""
+    scenario: ClassVar[str] = ""  # "vm", "serverless" or "power"
+    defaults: ClassVar[dict[str, Any]] = {}
+    sweep_param: ClassVar[str | None] = None
+    sweep_grid: ClassVar[tuple[Any, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(
+                f"policy {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                f"known: {sorted(self.defaults)}"
+            )
+        self.params = {**self.defaults, **params}
+
+    def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
+        """Return the decision for ``now`` (unix or simulated seconds)."""
+        raise NotImplementedError

@@ -1,0 +1,62 @@
+"""The ``tidewise`` command line.
+
+Each area registers its own commands (``service.commands``, ``traces.cli``,
+``models.cli``) and keeps heavy imports (torch, pandas) inside the command bodies so
+``tidewise --help`` stays fast. Errors a user can cause (:class:`TidewiseError`) are
+printed as one clear line on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from service.errors import TidewiseError
+
+app = typer.Typer(
+    name="tidewise",
+    help="Cloud resource forecasting and autoscaling.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Cloud resource forecasting and autoscaling."""
+
+
+@app.command()
+def version() -> None:
+    """Print the installed Tidewise version."""
+    from importlib.metadata import version as _v
+
+    typer.echo(_v("tidewise"))
+
+
+def _register() -> None:
+    from models import cli as models_cli
+    from service import commands as service_commands
+    from traces import cli as traces_cli
+
+    service_commands.register(app)
+    traces_cli.register(app)
+    models_cli.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``tidewise`` console script."""
+    try:
+        app(args=argv)
+    except TidewiseError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
