@@ -1,0 +1,1 @@
+"""Offline trace replay: the same policies the daemon runs, on a simulated clock."""
