@@ -47,6 +47,9 @@ class Policy:
     name: ClassVar[str] = ""
     scenario: ClassVar[str] = ""  # "vm", "serverless" or "power"
     defaults: ClassVar[dict[str, Any]] = {}
+    #: True when the policy reads a Forecast; the replay then calls a forecaster before
+    #: each decision (see traces/replay/base.py) and the daemon passes its latest forecast.
+    needs_forecast: ClassVar[bool] = False
     sweep_param: ClassVar[str | None] = None
     sweep_grid: ClassVar[tuple[Any, ...]] = ()
 

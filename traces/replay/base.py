@@ -4,6 +4,14 @@ A scenario (``vm``, ``serverless``, ``power``) turns a canonical long frame into
 arrays it simulates (:meth:`Scenario.prepare`), then runs one policy over them on a
 simulated clock (:meth:`Scenario.run`) and returns the reference model's figures.
 Scenarios register by name; ``traces.replay.core`` drives them for the CLI.
+
+Forecasts in replay: when ``policy.needs_forecast`` is true the scenario calls a
+*forecaster* before each decision, passing only history up to ``now`` (never the future):
+``forecaster(history, now, step, horizon) -> Forecast``, where ``history`` is an array
+``(T, M)`` of the M series the policy reads (for vectorised scenarios, M may be the
+entities themselves: one batched Forecast whose indicators are entity ids). The
+forecaster is given to :meth:`Scenario.run`; without one the policy receives ``None``
+and must fall back (and say so in its Decision).
 """
 
 from __future__ import annotations
@@ -54,7 +62,15 @@ class Scenario:
         """Extract the arrays this scenario simulates from a canonical frame."""
         raise NotImplementedError
 
-    def run(self, policy: Policy, data: Any, *, seed: int = 0, timeline: bool = False) -> RunResult:
+    def run(
+        self,
+        policy: Policy,
+        data: Any,
+        *,
+        seed: int = 0,
+        timeline: bool = False,
+        forecaster: Any = None,
+    ) -> RunResult:
         """Simulate ``policy`` over ``data``; deterministic for a given seed."""
         raise NotImplementedError
 
