@@ -383,3 +383,44 @@ def _upsample(frame: pd.DataFrame, src_step: float, step: float) -> pd.DataFrame
         "ts": rep_ts,
         "value": np.repeat(per, k),
     })
+
+
+def numeric_matrix(
+    block: pd.DataFrame, path: Path, first_line: int = 2, *, allow_nan: bool = False
+) -> np.ndarray:
+    """Parse a block of columns as a float64 matrix ``(rows, columns)``.
+
+    Columns pandas already read as numbers are taken as they are (fast path); any other
+    column is checked cell by cell with :func:`numeric`, so the error names the first bad
+    cell (smallest row, then leftmost column).
+    """
+    out = np.empty(block.shape, dtype="float64")
+    first_bad: tuple[int, int, TraceFormatError] | None = None
+    for j, col in enumerate(block.columns):
+        s = block[col]
+        if s.dtype.kind in "iub" or (s.dtype.kind == "f" and allow_nan):
+            out[:, j] = s.to_numpy(dtype="float64")
+            continue
+        try:
+            out[:, j] = numeric(s, path, str(col), first_line, allow_nan=allow_nan)
+        except TraceFormatError as exc:
+            row = _row_of(exc)
+            if first_bad is None or row < first_bad[0]:
+                first_bad = (row, j, exc)
+    if first_bad is not None:
+        raise first_bad[2]
+    return out
+
+
+def _row_of(exc: TraceFormatError) -> int:
+    m = re.search(r" row (\d+)", exc.where or "")
+    return int(m.group(1)) if m else 0
+
+
+def check_unique(keys: pd.Series, path: Path, column: str, first_line: int = 2) -> None:
+    """Fail at the first repeated key (an entity listed twice)."""
+    dup = keys.duplicated().to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        fail(f"{keys.iloc[i]!r} appears twice; each entity must have one row", path,
+             first_line + i, column)
