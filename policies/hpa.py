@@ -1,0 +1,182 @@
+"""Kubernetes Horizontal Pod Autoscaler (``autoscaling/v2``) for the ``vm`` scenario.
+
+The algorithm follows the Kubernetes documentation ("Horizontal Pod Autoscaling",
+algorithm details and configurable scaling behaviour) and the controller's
+``replica_calculator.go`` / ``horizontal.go``:
+
+1. **Replica calculation** on a resource-utilisation metric averaged over *ready* pods:
+   ``usageRatio = currentUtilisation / target``; with no unready pods and
+   ``|usageRatio - 1| <= tolerance`` nothing changes, otherwise
+   ``desired = ceil(usageRatio * readyPods)``. On a scale-up while some pods are still
+   booting (unready), those pods are counted as using 0 %, the ratio is recomputed over
+   all pods, and the controller does nothing if the new ratio is within tolerance or
+   reverses the direction (as ``GetResourceReplicas`` does).
+2. **Stabilisation**: the recommendation applied is the *maximum* of the raw
+   recommendations of the last ``down_window_s`` seconds (300 s) when scaling down and
+   the *minimum* over ``up_window_s`` (0 s) when scaling up.
+3. **Rate limits** (default behaviour): scale up by at most
+   ``max(+up_percent %, +up_pods)`` per ``up_period_s`` (100 % or 4 pods per 15 s,
+   ``selectPolicy: Max``), scale down by at most ``down_percent`` % per
+   ``down_period_s`` (100 % per 15 s), counted from the replica count at the start of
+   the period (``currentReplicas`` minus the changes made within it).
+4. Clamp to ``[min_replicas, max_replicas]``.
+
+The observed utilisation is ``mean demand over the last metric_window_s seconds /
+(ready * capacity)`` (the metrics pipeline reports usage averaged over a short window;
+15 s here). Kubernetes' CPU initialisation period (pods ignored for 5 min after start
+unless ready) is not modelled: a replica reports metrics once it is ready.
+
+Spec (a mapping, read only; built by :mod:`traces.replay.vm` or the daemon):
+``capacity`` (demand units one replica serves), ``ready``, ``replicas`` (requested,
+ready + booting), ``min_replicas``, ``max_replicas``, ``step_s`` (seconds per demand
+sample), ``demand`` (observed samples, oldest first, ``(n,)``), ``demand_cumsum``
+(prefix sums ``(n + 1,)``, optional).
+
+State (returned in ``Decision.state``, pass back unchanged): ``(recommendations,
+scale_events)``, two tuples of ``(time_s, value)`` pairs inside their windows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from policies.base import Decision, Policy
+from policies.registry import register
+
+
+def window_mean(spec: Any, seconds: float) -> float | None:
+    """Mean of the observed demand over the last ``seconds`` (at least one sample).
+
+    Returns None when no sample has been observed yet.
+    """
+    demand = spec["demand"]
+    n = len(demand)
+    if n == 0:
+        return None
+    k = max(1, min(n, int(round(seconds / float(spec["step_s"])))))
+    cs = spec.get("demand_cumsum")
+    if cs is not None:
+        return (float(cs[n]) - float(cs[n - k])) / k
+    return float(sum(float(x) for x in demand[n - k :])) / k
+
+
+@register
+class HPA(Policy):
+    """Kubernetes HPA v2 with its default behaviour; knob ``target`` (utilisation 0-1)."""
+
+    name = "hpa"
+    scenario = "vm"
+    defaults = {
+        "target": 0.8,  # target average utilisation of ready replicas (0-1)
+        "tolerance": 0.1,  # no change while |usageRatio - 1| <= tolerance
+        "sync_s": 15.0,  # --horizontal-pod-autoscaler-sync-period, seconds
+        "metric_window_s": 15.0,  # window the utilisation is averaged over, seconds
+        "down_window_s": 300.0,  # scaleDown.stabilizationWindowSeconds
+        "up_window_s": 0.0,  # scaleUp.stabilizationWindowSeconds
+        "up_percent": 100.0,  # scaleUp policy Percent, per up_period_s
+        "up_pods": 4,  # scaleUp policy Pods, per up_period_s
+        "up_period_s": 15.0,  # periodSeconds of both scale-up policies
+        "down_percent": 100.0,  # scaleDown policy Percent, per down_period_s
+        "down_period_s": 15.0,  # periodSeconds of the scale-down policy
+    }
+    sweep_param = "target"
+    sweep_grid = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if not 0.0 < float(self.params["target"]) <= 1.5:
+            raise ValueError(f"hpa: target must be in (0, 1.5], got {self.params['target']}")
+
+    def _raw_recommendation(self, spec: Any, current: int) -> tuple[int | None, str, dict]:
+        """Replica calculator: the un-stabilised recommendation, or None without data."""
+        p = self.params
+        ready = int(spec["ready"])
+        unready = max(0, current - ready)
+        load = window_mean(spec, float(p["metric_window_s"]))
+        if load is None or ready <= 0:
+            return None, "no metrics from ready replicas", {}
+        cap = float(spec["capacity"])
+        target = float(p["target"])
+        tol = float(p["tolerance"])
+        utilisation = load / (ready * cap)
+        ratio = utilisation / target
+        details = {"utilisation": utilisation, "usage_ratio": ratio, "load": load}
+        if not (unready > 0 and ratio > 1.0):
+            if abs(1.0 - ratio) <= tol:
+                return current, "within tolerance", details
+            return math.ceil(ratio * ready), "usage ratio", details
+        # Scale-up with unready pods: they count as 0 % utilisation.
+        new_ratio = load / ((ready + unready) * cap) / target
+        details["usage_ratio_with_unready"] = new_ratio
+        if abs(1.0 - new_ratio) <= tol or new_ratio < 1.0:
+            return current, "unready replicas absorb the load", details
+        new = math.ceil(new_ratio * (ready + unready))
+        if new < current:
+            return current, "unready replicas absorb the load", details
+        return new, "usage ratio with unready replicas at 0%", details
+
+    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+        """Return ``{"replicas": n}`` for ``now``; invalid (keep) without metrics."""
+        p = self.params
+        recs, events = state if state is not None else ((), ())
+        current = int(spec["replicas"])
+        lo, hi = int(spec["min_replicas"]), int(spec["max_replicas"])
+        raw, why, details = self._raw_recommendation(spec, current)
+        if raw is None:
+            return Decision(
+                action={"replicas": current}, valid=False, why=why, state=(recs, events)
+            )
+        now = float(now)
+        # Stabilisation over the recommendations strictly inside each window.
+        up_cut = now - float(p["up_window_s"])
+        down_cut = now - float(p["down_window_s"])
+        up_rec = down_rec = raw
+        for t, r in recs:
+            if t > up_cut and r < up_rec:
+                up_rec = r
+            if t > down_cut and r > down_rec:
+                down_rec = r
+        stabilised = current
+        if stabilised < up_rec:
+            stabilised = up_rec
+        if stabilised > down_rec:
+            stabilised = down_rec
+        keep = max(float(p["down_window_s"]), float(p["up_window_s"]))
+        recs = tuple((t, r) for t, r in recs if t > now - keep) + ((now, raw),)
+        # Rate limits, from the replica count at the start of each period.
+        desired = stabilised
+        limited = ""
+        if desired > current:
+            period = float(p["up_period_s"])
+            added = sum(c for t, c in events if t > now - period and c > 0)
+            start = current - added
+            up_limit = max(
+                math.ceil(start * (1.0 + float(p["up_percent"]) / 100.0)),
+                start + int(p["up_pods"]),
+            )
+            allowed = min(hi, up_limit)
+            if desired > allowed:
+                desired, limited = allowed, "scale-up rate limit"
+        elif desired < current:
+            period = float(p["down_period_s"])
+            removed = sum(-c for t, c in events if t > now - period and c < 0)
+            start = current + removed
+            down_limit = math.ceil(start * (1.0 - float(p["down_percent"]) / 100.0))
+            allowed = max(lo, down_limit)
+            if desired < allowed:
+                desired, limited = allowed, "scale-down rate limit"
+        desired = min(hi, max(lo, desired))
+        keep_ev = max(float(p["up_period_s"]), float(p["down_period_s"]))
+        events = tuple((t, c) for t, c in events if t > now - keep_ev)
+        if desired != current:
+            events += ((now, desired - current),)
+        details.update(raw=raw, stabilised=stabilised, desired=desired)
+        if desired == current:
+            why = f"hold {current}: {why}"
+        else:
+            why = f"{current} -> {desired}: {why}" + (f", {limited}" if limited else "")
+        return Decision(
+            action={"replicas": desired}, valid=True, why=why, details=details,
+            state=(recs, events),
+        )
