@@ -6,7 +6,7 @@ Reference model (documented in the README, section ``replay``):
   ``j`` holds over ``[j*step, (j+1)*step)`` from the trace start. It comes from the metric
   ``metric`` (``auto``: ``cpu_cores``, else ``requests``, else ``cpu_util`` x cores / 100
   with cores from ``frame.attrs["static"]`` (``cpu_cores``/``cores``/``cpu_num``) or 1,
-  else ``invocations``, else ``concurrency``). Samples are binned onto a regular grid of
+  else ``invocations``, else ``concurrency``); counts "per step" become rates per second. Samples are binned onto a regular grid of
   the trace's step (or ``resample_s``: bin means when coarser, linear interpolation
   between sample times when finer); gaps inside an entity's span hold its last value.
 * **Entities**: ``entities="aggregate"`` (default) sums every entity into one service
@@ -196,6 +196,9 @@ class VmScenario(Scenario):
             )
         native = frame.attrs.get("step") or _infer_step(ts, codes)
         native = float(native)
+        if "per step" in units:  # counts per step -> a rate, so resampling keeps meaning
+            vals = vals / native
+            units = units.replace("per step", "per second")
         target = self.config["resample_s"]
         step = native if target is None else float(target)
         t0 = float(ts.min())
@@ -300,7 +303,7 @@ class VmScenario(Scenario):
             block = math.ceil(len(tl) / n)
             g = np.arange(len(tl)) // block
             tl = tl.groupby(g).agg({"t_s": "first", "demand": "max", "capacity_ready": "min",
-                                    "replicas": "max"})
+                                    "capacity_requested": "max"})
         return tl.reset_index(drop=True)
 
     def _run_service(self, policy: Policy, svc: VmService, timeline: bool,
@@ -433,12 +436,12 @@ class VmScenario(Scenario):
             "served": float(np.dot(np.minimum(dseg, supply), dur)) / cap,
         }
         if timeline:
-            # per sample: the lowest ready capacity and highest requested count in it
+            # per sample: the lowest ready and highest requested capacity (demand units)
             first = np.searchsorted(seg, bounds[:-1], side="left")
             out["timeline"] = pd.DataFrame({
                 "t_s": bounds[:-1] + start,
                 "demand": d,
                 "capacity_ready": np.minimum.reduceat(supply, first),
-                "replicas": np.maximum.reduceat(prov, first),
+                "capacity_requested": np.maximum.reduceat(prov, first) * cap,
             })
         return out

@@ -1,0 +1,330 @@
+"""The replay driver: load a trace, run policies (and their sweeps) through a scenario.
+
+:func:`run_replay` is what ``tidewise replay`` calls. It is scenario-agnostic: it only
+uses the :class:`~traces.replay.base.Scenario` seam (``prepare``/``run``,
+``cost_figure``/``sla_figure``) and the policy registry. Every input is checked before
+any simulation starts, and results are written to a temporary folder beside ``out_dir``
+that is moved into place only when everything succeeded, so a failed run leaves nothing
+half-written.
+
+Output in ``out_dir``: ``report.json`` (``{"scenario", "trace", "config", "policies":
+{name: [{"params", "totals"}, ...]}}``), ``config.json`` (the fully resolved
+configuration), ``timeline.csv`` (each family's default run; long format),
+``cost_vs_sla.png`` and ``timeline.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.errors import InputError, TidewiseError, TraceFormatError
+
+#: Default online forecaster per scenario for policies with ``needs_forecast`` (module
+#: policies.forecasters, class name, keyword arguments).
+_DEFAULT_FORECASTERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vm": ("GrowthBootstrapForecaster", {"space": "log"}),
+    "power": ("GrowthBootstrapForecaster", {"space": "linear"}),
+    "serverless": ("IntermittentCountForecaster", {}),
+}
+
+
+def parse_options(items: Iterable[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values become int, float, bool, None or str.
+
+    Raises:
+        InputError: an item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for i, item in enumerate(items or ()):
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"expected key=value, got {item!r}", where=f"--option #{i + 1}")
+        out[key] = _coerce(raw.strip())
+    return out
+
+
+def _coerce(raw: str) -> Any:
+    low = raw.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _jsonable(x: Any) -> Any:
+    """Make numpy scalars, paths and tuples JSON-friendly; NaN/Inf become None."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, int | float | str | bool) or x is None:
+        return x
+    return str(x)
+
+
+def resolve_policies(scenario: str, policies: Sequence[str] | str) -> list[type]:
+    """Registered policy classes for ``scenario``; unknown names raise InputError."""
+    from policies import registry
+
+    names = [p.strip() for p in (policies.split(",") if isinstance(policies, str) else policies)]
+    names = [n for n in names if n]
+    if not names:
+        raise InputError("no policy given", where="--policy")
+    out = []
+    for n in names:
+        try:
+            out.append(registry.get(n, scenario))
+        except KeyError as exc:
+            raise InputError(str(exc.args[0]), where="--policy") from None
+    if len({c.name for c in out}) != len(out):
+        raise InputError(f"a policy is named twice in {names}", where="--policy")
+    return out
+
+
+def make_scenario(name: str, options: dict[str, Any]) -> Any:
+    """Instantiate scenario ``name`` with ``options``; errors name the option."""
+    from traces.replay.base import get_scenario
+
+    try:
+        cls = get_scenario(name)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0]), where="--scenario") from None
+    try:
+        return cls(**options)
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc), where="--option") from None
+
+
+def param_sets(cls: type, sweep: bool) -> list[dict[str, Any]]:
+    """The parameter sets one family runs: its defaults, or each point of its sweep grid."""
+    if sweep and cls.sweep_param and cls.sweep_grid:
+        return [{cls.sweep_param: v} for v in cls.sweep_grid]
+    return [{}]
+
+
+def _timeline_point(cls: type, sweep: bool) -> dict[str, Any]:
+    """The run of a family whose timeline is kept: its default point, else the first."""
+    sets = param_sets(cls, sweep)
+    default = {cls.sweep_param: cls.defaults.get(cls.sweep_param)} if cls.sweep_param else {}
+    return default if default in sets else sets[0]
+
+
+def load_trace(trace: str | Path, fmt: str | None, step: float | None) -> pd.DataFrame:
+    """Read a trace through :func:`traces.load`; every failure is an InputError."""
+    import traces
+
+    path = Path(trace)
+    if not path.exists():
+        raise TraceFormatError("no such file or folder", str(path))
+    try:
+        return traces.load(path, format=fmt, step=step)
+    except TidewiseError:
+        raise
+    except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError) as exc:
+        raise TraceFormatError(f"cannot read the trace: {exc}", str(path)) from None
+
+
+def default_forecaster(policy: Any, scenario: str, seed: int) -> Callable | None:
+    """The forecaster given to a ``needs_forecast`` policy, or None.
+
+    A policy may supply its own with a ``make_forecaster(seed)`` method; otherwise the
+    scenario's default online forecaster from :mod:`policies.forecasters` is used.
+    """
+    if not getattr(policy, "needs_forecast", False):
+        return None
+    make = getattr(policy, "make_forecaster", None)
+    if callable(make):
+        return make(seed)
+    spec = _DEFAULT_FORECASTERS.get(scenario)
+    if spec is None:
+        return None
+    try:
+        from policies import forecasters
+    except ImportError:  # pragma: no cover - module of another area
+        return None
+    cls = getattr(forecasters, spec[0], None)
+    if cls is None:
+        return None
+    try:
+        return cls(seed=seed, **spec[1])
+    except TypeError:
+        return cls(**spec[1])
+
+
+def run_replay(
+    trace: str | Path | pd.DataFrame,
+    scenario: str,
+    policies: Sequence[str] | str,
+    *,
+    sweep: bool = False,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    fmt: str | None = None,
+    step: float | None = None,
+    progress: bool = False,
+    forecaster: Callable | None | str = "auto",
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Replay ``trace`` through each policy (or each point of its sweep) and report.
+
+    Args:
+        trace: a trace path (read with :func:`traces.load`) or a canonical long frame.
+        scenario: ``vm``, ``serverless`` or ``power``.
+        policies: policy names registered for the scenario (list or comma-separated).
+        sweep: run each policy over its ``sweep_grid`` instead of its defaults only.
+        out_dir: folder for report.json, config.json, timeline.csv and the plots; None
+            writes nothing.
+        seed: seed of every run (runs are deterministic for a seed).
+        options: scenario options (``--option key=value``), checked against its defaults.
+        fmt: trace format name (None: detected).
+        step: resample the trace to this many seconds per step when loading.
+        progress: show a tqdm progress bar over the runs.
+        forecaster: for ``needs_forecast`` policies: ``"auto"`` (the policy's or the
+            scenario's default), None (no forecast: the policy falls back) or a callable.
+        plots: draw the plots when writing ``out_dir``.
+
+    Returns:
+        The report dict (also written as ``out_dir/report.json``).
+
+    Raises:
+        InputError: unknown scenario/policy/option, unreadable trace or unusable data.
+    """
+    options = dict(options or {})
+    sc = make_scenario(scenario, options)
+    classes = resolve_policies(scenario, policies)
+    out_path = Path(out_dir) if out_dir is not None else None
+    if out_path is not None and out_path.exists() and not out_path.is_dir():
+        raise InputError("exists and is not a folder", where=str(out_path))
+    if isinstance(trace, pd.DataFrame):
+        frame, trace_name = trace, str(trace.attrs.get("source", "<frame>"))
+    else:
+        frame, trace_name = load_trace(trace, fmt, step), str(trace)
+    try:
+        data = sc.prepare(frame)
+    except TidewiseError:
+        raise
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"cannot prepare the trace for scenario {scenario!r}: {exc}",
+                         where=trace_name) from None
+
+    jobs = [(cls, ps) for cls in classes for ps in param_sets(cls, sweep)]
+    report_policies: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
+    timelines: dict[str, pd.DataFrame] = {}
+    resolved_params: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
+    wall = {}
+    steps_done = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"replay {scenario}", unit="run")
+    try:
+        for cls, ps in jobs:
+            try:
+                pol = cls(**ps)
+            except (ValueError, TypeError) as exc:
+                raise InputError(str(exc), where=f"policy {cls.name}") from None
+            fc = default_forecaster(pol, scenario, seed) if forecaster == "auto" else forecaster
+            want_tl = ps == _timeline_point(cls, sweep)
+            t0 = time.perf_counter()
+            res = sc.run(pol, data, seed=seed, timeline=want_tl, forecaster=fc)
+            elapsed = time.perf_counter() - t0
+            wall.setdefault(cls.name, 0.0)
+            wall[cls.name] += elapsed
+            steps_done[cls.name] = steps_done.get(cls.name, 0) + int(
+                (res.extra or {}).get("entity_steps", 0))
+            entry = {"params": _jsonable(dict(pol.params)),
+                     "totals": _jsonable({k: float(v) for k, v in res.totals.items()})}
+            report_policies[cls.name].append(entry)
+            resolved_params[cls.name].append(_jsonable(dict(pol.params)))
+            if want_tl and res.timeline is not None:
+                timelines[cls.name] = res.timeline
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(cls.name)
+    finally:
+        if bar is not None:
+            bar.close()
+    config = {
+        "scenario": scenario,
+        "scenario_options": _jsonable(sc.config),
+        "resolved": _jsonable(getattr(data, "resolved", {}) or {}),
+        "policies": resolved_params,
+        "sweep": bool(sweep),
+        "seed": int(seed),
+        "trace": trace_name,
+        "format": fmt if fmt is not None else frame.attrs.get("format"),
+        "step_s": step,
+        "forecaster": (forecaster if isinstance(forecaster, str) or forecaster is None
+                       else getattr(forecaster, "name", type(forecaster).__name__)),
+        "cost_figure": sc.cost_figure,
+        "sla_figure": sc.sla_figure,
+    }
+    report = {"scenario": scenario, "trace": trace_name, "config": config,
+              "policies": report_policies}
+    if out_path is not None:
+        meta = {"python": platform.python_version(), "numpy": np.__version__,
+                "pandas": pd.__version__,
+                "wall_s": {k: round(v, 4) for k, v in wall.items()},
+                "entity_steps": steps_done}
+        _write_outputs(out_path, report, {**config, "run": meta}, timelines, sc, plots)
+    return report
+
+
+def _write_outputs(out_path: Path, report: dict, config: dict,
+                   timelines: dict[str, pd.DataFrame], sc: Any, plots: bool) -> None:
+    """Write everything into a temp folder beside ``out_path``, then move it in place."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-", dir=out_path.parent))
+    try:
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(_jsonable(config), indent=2) + "\n")
+        if timelines:
+            long = pd.concat(
+                [tl.assign(policy=name) for name, tl in timelines.items()], ignore_index=True
+            )
+            long.to_csv(tmp / "timeline.csv", index=False)
+        if plots:
+            from traces.replay import plots as plots_mod
+
+            plots_mod.cost_vs_sla(report, sc.cost_figure, sc.sla_figure,
+                                  tmp / "cost_vs_sla.png")
+            plots_mod.timeline(timelines, tmp / "timeline.png",
+                               title=f"{report['scenario']}: {Path(report['trace']).name}")
+        if not out_path.exists():
+            os.replace(tmp, out_path)
+        else:
+            for f in tmp.iterdir():
+                os.replace(f, out_path / f.name)
+            tmp.rmdir()
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
