@@ -38,4 +38,6 @@ METRICS: dict[str, str] = {
     "cold_starts": "count per step",
     "duration_ms": "milliseconds",
     "memory_mb": "megabytes",
+    "cpu_util_max": "percent (maximum within the step)",
+    "exec_time_s": "seconds",
 }
