@@ -1,9 +1,176 @@
-"""Commands of this area for the ``tidewise`` CLI (see :mod:`service.cli`)."""
+"""Commands of this area for the ``tidewise`` CLI (see :mod:`service.cli`).
+
+``tidewise serve``, ``tidewise db upgrade|downgrade|current|revision`` and
+``tidewise feed``. Heavy imports (uvicorn, FastAPI, pandas) stay inside the bodies.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from service.errors import ConfigError, InputError
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.command()(serve)
+    app.command()(feed)
+    app.add_typer(db_app, name="db")
+
+
+def _settings(**overrides: object):  # noqa: ANN202 - Settings, imported lazily
+    from service.config import load_settings
+
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (TIDEWISE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (TIDEWISE_PORT).")] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Run the HTTP API and the rollup/retention jobs in one process until Ctrl-C."""
+    import uvicorn
+
+    from service import migrate
+    from service.api import create_app
+    from service.db import make_engine
+
+    settings = _settings(host=host, port=port)
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            current = migrate.current_revisions(conn)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is reported plainly
+        raise ConfigError(f"cannot open the store at {_safe_url(settings)}: {exc}") from None
+    finally:
+        engine.dispose()
+    if current != migrate.head_revisions():
+        raise ConfigError(
+            f"the store at {_safe_url(settings)} is at revision {list(current) or 'none'}, "
+            f"not {list(migrate.head_revisions())}; run `tidewise db upgrade` first"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _safe_url(settings) -> str:  # noqa: ANN001
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.db_url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the schema (TIDEWISE_DB_URL) to the newest revision."""
+    from service import migrate
+
+    settings = _settings()
+    migrate.upgrade(settings, revision)
+    typer.echo(f"{_safe_url(settings)}: at {', '.join(migrate.head_revisions())}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision (`base` drops all).")],
+) -> None:
+    """Migrate the schema back to REVISION."""
+    from service import migrate
+
+    migrate.downgrade(_settings(), revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and whether it is the newest."""
+    from service import migrate
+    from service.db import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            current = migrate.current_revisions(conn)
+    finally:
+        engine.dispose()
+    heads = migrate.head_revisions()
+    state = "up to date" if current == heads else f"behind; newest is {', '.join(heads)}"
+    typer.echo(f"{_safe_url(settings)}: {', '.join(current) or 'empty'} ({state})")
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the revision does.")],
+    autogenerate: Annotated[bool, typer.Option(help="Diff models against the DB.")] = True,
+) -> None:
+    """(Developers) write a new dated migration from the models in service/tables.py."""
+    from service import migrate
+
+    migrate.revision(_settings(), message, autogenerate)
+
+
+def feed(
+    trace: Annotated[
+        str, typer.Option(help="Trace file/folder, or a bundled slice name (traces.BUNDLED).")
+    ],
+    format: Annotated[  # noqa: A002 - the user-facing option name
+        str | None, typer.Option(help="Trace format (detected when omitted).")
+    ] = None,
+    url: Annotated[str, typer.Option(help="Base URL of `tidewise serve`.")] = "",
+    shift_to_now: Annotated[
+        bool, typer.Option(help="Shift timestamps so the trace ends now.")
+    ] = False,
+    step: Annotated[
+        float | None,
+        typer.Option(help="Resample to this many seconds (default: the trace's own grid, "
+                     "1 s for event traces)."),
+    ] = None,
+    window: Annotated[
+        float | None, typer.Option(help="Send only the trace's last WINDOW seconds.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per POST.")] = 5000,
+) -> None:
+    """Load a trace and POST it to a running daemon in batches."""
+    from pathlib import Path
+
+    import httpx
+
+    import traces
+    from service.feed import feed_frame
+
+    path = traces.BUNDLED.get(trace, Path(trace))
+    if not Path(path).exists():
+        raise InputError(
+            f"no such trace file and no bundled slice named {trace!r} "
+            f"(bundled: {', '.join(traces.BUNDLED)})",
+            where="--trace",
+        )
+    frame = traces.load(path, format=format, step=step)
+    if frame.attrs.get("step") is None and step is None:
+        # Event traces (one row per request) are binned to the store's 1-second resolution;
+        # otherwise rows in the same second would overwrite each other.
+        frame = traces.load(path, format=format, step=1)
+    if not url:
+        s = _settings()
+        url = f"http://{s.host}:{s.port}"
+    with httpx.Client(timeout=60) as client:
+        res = feed_frame(
+            frame, client, url=url, batch_size=batch_size, shift_to_now=shift_to_now,
+            window_s=window,
+        )
+    typer.echo(
+        f"fed {res.samples} samples of {res.entities} entities in {res.batches} batches to "
+        f"{url} (ts {res.first_ts}..{res.last_ts}, shifted by {res.shift_s} s)"
+    )

@@ -1,0 +1,352 @@
+"""The HTTP API (FastAPI): ingest, entities, series, health.
+
+Routes are thin: they parse the request, call one service function (:mod:`service.ingest`,
+:mod:`service.repository`) and map domain errors to HTTP status codes in one place
+(:func:`_error_response`). Every error answer is JSON::
+
+    {"error": "BatchError", "detail": "samples[3].value: must be finite, got NaN",
+     "problems": [{"where": "samples[3].value", "item": 3, "field": "value",
+                   "message": "must be finite, got NaN"}]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from service import ingest as ingest_service
+from service import migrate, repository
+from service.config import Settings, get_settings
+from service.db import Store
+from service.errors import InputError, TidewiseError
+from service.ingest import BatchError, BodyTooLargeError, Problem
+
+log = logging.getLogger("tidewise.api")
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def get_store(request: Request) -> Store:
+    """The app's open store."""
+    return request.app.state.store
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    return request.app.state.settings
+
+
+def get_session(store: Annotated[Store, Depends(get_store)]) -> Iterator[Session]:
+    """A read session, closed after the request."""
+    with store.sessions() as session:
+        yield session
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class IngestResult(BaseModel):
+    """Answer of POST /v1/metrics."""
+
+    stored: int
+
+
+class MetricOut(BaseModel):
+    """One series of an entity."""
+
+    metric: str
+    unit: str
+
+
+class EntityOut(BaseModel):
+    """One entity."""
+
+    name: str
+    kind: str
+    labels: dict[str, Any]
+    metrics: list[MetricOut]
+
+
+class EntitiesOut(BaseModel):
+    """Answer of GET /v1/entities."""
+
+    entities: list[EntityOut]
+
+
+class SeriesOut(BaseModel):
+    """Answer of GET /v1/series/{entity}/{metric}."""
+
+    entity: str
+    metric: str
+    unit: str
+    start: int
+    end: int
+    step: int
+    agg: str | None
+    source: Literal["raw", "rollup"]
+    points: list[tuple[int, float]]
+
+
+_SAMPLE_EXAMPLE = {
+    "entity": "vm-17",
+    "kind": "vm",
+    "metric": "cpu_util",
+    "ts": "2024-05-01T12:00:00Z",
+    "value": 41.5,
+    "labels": {"region": "eu-west"},
+}
+_INGEST_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["samples"],
+                    "properties": {
+                        "samples": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["entity", "kind", "metric", "ts", "value"],
+                                "properties": {
+                                    "entity": {"type": "string", "maxLength": 255},
+                                    "kind": {"type": "string", "enum": ["vm", "function",
+                                                                         "server"]},
+                                    "metric": {"type": "string", "maxLength": 128},
+                                    "ts": {
+                                        "description": "unix seconds or RFC 3339 with offset",
+                                        "oneOf": [{"type": "number"}, {"type": "string"}],
+                                    },
+                                    "value": {"type": "number"},
+                                    "labels": {"type": "object"},
+                                    "unit": {"type": "string", "maxLength": 64},
+                                },
+                            },
+                        }
+                    },
+                },
+                "example": {"samples": [_SAMPLE_EXAMPLE]},
+            },
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": "one sample object per line"},
+            },
+        },
+    }
+}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _error_response(exc: Exception) -> JSONResponse:
+    """Map a domain error to its HTTP answer (the only place that knows status codes)."""
+    if isinstance(exc, BatchError):
+        problems = exc.problems
+    elif isinstance(exc, InputError):
+        problems = [Problem(str(exc).removeprefix(f"{exc.where}: "), field=exc.where)]
+    else:
+        problems = []
+    if isinstance(exc, repository.NotFoundError):
+        status = 404
+    elif isinstance(exc, InputError):
+        status = getattr(exc, "status_code", 422)
+    elif isinstance(exc, OperationalError):
+        status = 503
+    else:
+        status = 500
+    body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+    if isinstance(exc, OperationalError):
+        body["detail"] = "the store is unavailable or busy; retry the request"
+    if problems:
+        body["problems"] = [p.as_dict() for p in problems]
+    return JSONResponse(body, status_code=status)
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """Build the API around ``settings`` (default: from the environment).
+
+    Args:
+        settings: configuration; tests pass their own instead of touching the environment.
+        store: an already open store to serve (the caller closes it); opened from
+            ``settings`` otherwise. The scheduler runs when ``settings.scheduler_enabled``.
+    """
+    settings = settings or (store.settings if store else get_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        app.state.store = store or Store(settings)
+        app.state.heads = migrate.head_revisions()
+        sched = None
+        if settings.scheduler_enabled:
+            from service.scheduler import make_scheduler
+
+            sched = make_scheduler(app.state.store)
+            sched.start()
+        try:
+            yield
+        finally:
+            if sched is not None:
+                sched.shutdown(wait=True)
+            if own:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="Tidewise",
+        summary="Per-second metric ingest and query for cloud resource forecasting.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(TidewiseError)
+    async def _domain_error(_request: Request, exc: TidewiseError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(OperationalError)
+    async def _db_error(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("store error: %s", exc)
+        return _error_response(exc)
+
+    @app.post(
+        "/v1/metrics",
+        response_model=IngestResult,
+        openapi_extra=_INGEST_OPENAPI,
+        summary="Ingest samples (JSON or NDJSON); the batch is stored whole or not at all",
+    )
+    async def post_metrics(request: Request, store: StoreDep, cfg: SettingsDep) -> IngestResult:
+        kind = ingest_service.media_type(request.headers.get("content-type"))
+        body = await _read_body(request, cfg.max_body_bytes)
+        now = int(time.time())
+
+        def work() -> int:
+            items, lines = ingest_service.parse_body(body, kind)
+            batch = ingest_service.validate(
+                items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s
+            )
+            return repository.ingest(store, batch)
+
+        return IngestResult(stored=await run_in_threadpool(work))
+
+    @app.get("/v1/entities", response_model=EntitiesOut, summary="Entities and their series")
+    def get_entities(
+        session: SessionDep,
+        kind: Annotated[Literal["vm", "function", "server"] | None, Query()] = None,
+    ) -> dict[str, Any]:
+        return {"entities": repository.list_entities(session, kind)}
+
+    @app.get(
+        "/v1/series/{entity}/{metric}",
+        responses={200: {"model": SeriesOut}},
+        summary="Points of one series, raw or aggregated by step",
+    )
+    def get_series(
+        entity: str,
+        metric: str,
+        session: SessionDep,
+        cfg: SettingsDep,
+        start: Annotated[
+            str | None, Query(description="unix s or RFC 3339; default end - 3600")
+        ] = None,
+        end: Annotated[str | None, Query(description="unix s or RFC 3339; default now")] = None,
+        step: Annotated[
+            int | None, Query(ge=1, description="bucket width (s); omit for raw samples")
+        ] = None,
+        agg: Annotated[
+            Literal["mean", "min", "max", "sum", "count"], Query(description="per bucket")
+        ] = "mean",
+    ) -> Response:
+        t_end = _query_ts(end, "end") if end is not None else int(time.time())
+        t_start = _query_ts(start, "start") if start is not None else t_end - 3600
+        res = repository.query_series(
+            session, entity, metric, t_start, t_end, step, agg, cfg.max_query_points
+        )
+        return Response(orjson.dumps(res.__dict__), media_type="application/json")
+
+    @app.get("/healthz", summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="The store is reachable and migrated to the newest revision")
+    def readyz(request: Request, store: StoreDep) -> JSONResponse:
+        heads = request.app.state.heads
+        try:
+            with store.engine.connect() as conn:
+                current = migrate.current_revisions(conn)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            return JSONResponse(
+                {"status": "unavailable", "detail": f"store unreachable: {type(exc).__name__}"},
+                status_code=503,
+            )
+        if current != heads:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "detail": "database is not at the newest migration; run `tidewise db upgrade`",
+                    "current": list(current),
+                    "head": list(heads),
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "revision": list(current)})
+
+    return app
+
+
+def _query_ts(raw: str, name: str) -> int:
+    try:
+        return ingest_service.parse_ts(float(raw) if _is_number(raw) else raw)
+    except ValueError as exc:
+        raise repository.QueryError(str(exc), where=name) from None
+
+
+def _is_number(raw: str) -> bool:
+    try:
+        float(raw)
+    except ValueError:
+        return False
+    return True
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(
+            f"body of {int(declared)} bytes exceeds the limit of {limit} bytes "
+            "(TIDEWISE_MAX_BODY_BYTES); send smaller batches",
+            where="body",
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(
+                f"body exceeds the limit of {limit} bytes (TIDEWISE_MAX_BODY_BYTES); "
+                "send smaller batches",
+                where="body",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,196 @@
+"""The one settings object of the Tidewise daemon.
+
+Every field is read from the environment with the prefix ``TIDEWISE_`` (``TIDEWISE_DB_URL``,
+``TIDEWISE_PORT`` …) and validated when the daemon starts, so a nonsense or unsafe value
+stops it with a message naming the variable instead of misbehaving later. The README's
+configuration table is checked against these fields by ``tests/service/test_config.py``.
+
+Tests never patch this module: they build a :class:`Settings` (``Settings(db_url=...)``)
+and hand it to the factories (:func:`service.api.create_app`, :func:`service.db.make_engine`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.errors import ConfigError
+
+#: Database URL schemes the store supports (SQLAlchemy dialect+driver).
+SUPPORTED_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
+class Settings(BaseSettings):
+    """Settings of the daemon, the CLI and the migrations (env prefix ``TIDEWISE_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TIDEWISE_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="Deployment kind (no unit). `production` additionally refuses SQLite "
+        "synchronous=NORMAL and binding to all interfaces without an explicit opt-in.",
+    )
+    db_url: str = Field(
+        "sqlite:///./tidewise.db",
+        description="SQLAlchemy URL of the store (no unit): `sqlite:///PATH` or "
+        "`postgresql+psycopg://user@host:port/db`.",
+    )
+    db_schema: str | None = Field(
+        None,
+        description="PostgreSQL schema to keep the tables in (no unit; sets `search_path`). "
+        "Ignored on SQLite.",
+    )
+    db_pool_size: int = Field(
+        5, ge=1, le=100, description="Connections kept open per daemon (connections)."
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
+        "FULL",
+        description="SQLite `PRAGMA synchronous` in WAL mode (no unit). FULL: an acknowledged "
+        "batch survives a power cut; NORMAL: survives a process crash only.",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        10_000, ge=0, le=600_000, description="How long a writer waits for the lock (ms)."
+    )
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds (address).")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server (port).")
+    allow_public_bind: bool = Field(
+        False,
+        description="In production, allow `host=0.0.0.0`/`::` (bool); the API has no "
+        "authentication, so put it behind a proxy first.",
+    )
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest accepted request body (bytes); bigger bodies get 413.",
+    )
+    max_future_s: int = Field(
+        300, ge=0, le=86_400, description="How far ahead of the server clock a sample's ts may "
+        "be (seconds)."
+    )
+    max_query_points: int = Field(
+        100_000, ge=10, le=10_000_000,
+        description="Most points one /v1/series answer may hold (points).",
+    )
+    raw_retention_hours: float = Field(
+        48.0, gt=0, le=24 * 3650, description="How long 1-second samples are kept (hours)."
+    )
+    rollup_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="How long per-minute rollups are kept (days)."
+    )
+    rollup_interval_s: float = Field(
+        30.0, ge=1, le=3600, description="Period of the rollup job (seconds)."
+    )
+    retention_interval_s: float = Field(
+        600.0, ge=10, le=86_400, description="Period of the retention job (seconds)."
+    )
+    scheduler_enabled: bool = Field(
+        True, description="Run the rollup and retention jobs inside `tidewise serve` (bool)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of the daemon (no unit)."
+    )
+
+    @field_validator("db_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(f"{value!r} is not a URL; use e.g. sqlite:///./tidewise.db")
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg2"):
+            raise ValueError(
+                f"use the psycopg 3 driver: postgresql+psycopg://{rest} (got {scheme}://)"
+            )
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ValueError(
+                f"unsupported database {scheme!r}; use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST:PORT/DB"
+            )
+        if scheme.startswith("sqlite"):
+            path = rest[1:] if rest.startswith("/") else rest
+            if path in ("", ":memory:") or "mode=memory" in path:
+                raise ValueError(
+                    "an in-memory SQLite database loses every sample on exit and is not shared "
+                    "between connections; give a file path, e.g. sqlite:///./tidewise.db"
+                )
+        return value
+
+    @field_validator("db_schema")
+    @classmethod
+    def _check_schema(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "a").isalnum():
+            raise ValueError(f"{value!r}: use letters, digits and underscores only")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a host name or address")
+        return value
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Settings:
+        if self.rollup_retention_days * 24 < self.raw_retention_hours:
+            raise ValueError(
+                f"rollup_retention_days={self.rollup_retention_days} keeps rollups for less "
+                f"time than raw samples (raw_retention_hours={self.raw_retention_hours}); "
+                "rollups must outlive the raw data they summarise"
+            )
+        if self.rollup_interval_s > self.raw_retention_hours * 3600:
+            raise ValueError("rollup_interval_s must be shorter than raw retention")
+        if self.environment == "production":
+            if self.is_sqlite and self.sqlite_synchronous == "NORMAL":
+                raise ValueError(
+                    "sqlite_synchronous=NORMAL can lose acknowledged batches on power loss; "
+                    "use FULL in production"
+                )
+            if self.host in ("0.0.0.0", "::") and not self.allow_public_bind:
+                raise ValueError(
+                    f"host={self.host} exposes the unauthenticated API on every interface; "
+                    "bind 127.0.0.1 behind a proxy or set TIDEWISE_ALLOW_PUBLIC_BIND=true"
+                )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is an SQLite file."""
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def raw_retention_s(self) -> int:
+        """Raw retention in seconds."""
+        return int(self.raw_retention_hours * 3600)
+
+    @property
+    def rollup_retention_s(self) -> int:
+        """Rollup retention in seconds."""
+        return int(self.rollup_retention_days * 86400)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment (plus ``overrides``), as a :class:`ConfigError`.
+
+    Raises:
+        ConfigError: naming each invalid variable and why.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"TIDEWISE_{name.upper()}" if err["loc"] else "settings"
+            problems.append(f"{env}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return load_settings()

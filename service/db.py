@@ -1,0 +1,127 @@
+"""Engines and transactions for the store (SQLite in WAL mode, or PostgreSQL).
+
+SQLite: every connection sets ``journal_mode=WAL``, ``synchronous`` (FULL by default, see
+:class:`service.config.Settings`), ``foreign_keys=ON`` and a busy timeout. Python's sqlite3
+module is switched to autocommit so that SQLAlchemy's ``begin`` emits the ``BEGIN`` itself:
+write transactions use ``BEGIN IMMEDIATE`` (take the write lock up front, so two writers
+queue on the busy timeout instead of failing with "database is locked" half-way), reads a
+plain deferred ``BEGIN``.
+
+PostgreSQL: ``db_schema`` becomes the connection's ``search_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from service.config import Settings
+
+#: Execution option that marks a transaction as a writer (BEGIN IMMEDIATE on SQLite).
+WRITE_OPTION = "tidewise_write"
+
+
+def make_engine(settings: Settings) -> Engine:
+    """Create the engine described by ``settings`` (nothing is connected yet)."""
+    url = make_url(settings.db_url)
+    if settings.is_sqlite:
+        engine = create_engine(
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            connect_args={
+                "timeout": settings.sqlite_busy_timeout_ms / 1000,
+                "check_same_thread": False,
+            },
+        )
+        _install_sqlite_hooks(engine, settings)
+        return engine
+    connect_args = {}
+    if settings.db_schema:
+        connect_args["options"] = f"-c search_path={settings.db_schema}"
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _install_sqlite_hooks(engine: Engine, settings: Settings) -> None:
+    sync = settings.sqlite_synchronous
+    busy = settings.sqlite_busy_timeout_ms
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API object
+        # Autocommit at the driver: SQLAlchemy's "begin" event below emits BEGIN itself.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={sync}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextlib.contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """One write transaction: commits on success, rolls back on any exception."""
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+        with conn.begin():
+            yield conn
+
+
+@contextlib.contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    """One read transaction (a consistent snapshot on both databases)."""
+    with engine.connect() as conn:
+        with conn.begin():
+            yield conn
+
+
+def ensure_schema(engine: Engine, settings: Settings) -> None:
+    """Create the PostgreSQL schema named by ``db_schema`` when missing (no-op on SQLite)."""
+    if settings.is_sqlite or not settings.db_schema:
+        return
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{settings.db_schema}"'))
+        conn.commit()
+
+
+class Store:
+    """The open store of one process: engine, session factory and the id cache.
+
+    Entity and series rows are never deleted by the daemon (retention removes samples and
+    rollups only), so their ids, once committed, can be cached for the life of the process.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        from service.repository import IdCache
+
+        self.settings = settings
+        self.engine = engine or make_engine(settings)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: Sessions that take the write lock up front (BEGIN IMMEDIATE on SQLite).
+        self.write_sessions = sessionmaker(
+            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+        self.cache = IdCache()
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

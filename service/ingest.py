@@ -1,0 +1,397 @@
+"""Parsing and validation of ingest request bodies (JSON or NDJSON), columnar and fast.
+
+No pydantic model is built per sample: the body is parsed by orjson and checked in one
+tight loop that fills flat columns (series key, ts, value). Every problem is reported with
+the item index (JSON) or line number (NDJSON) and the field, up to :data:`MAX_PROBLEMS`
+of them; a batch with any problem is rejected as a whole.
+
+Sample object fields:
+    entity (str, required)   entity name, 1-255 characters
+    kind   (str, required)   ``vm``, ``function`` or ``server``
+    metric (str, required)   metric name, 1-128 characters
+    ts     (required)        unix seconds (number) or an RFC 3339 string with an offset;
+                             fractions of a second are dropped (1-second resolution)
+    value  (number, required) finite
+    labels (object, optional) free labels of the entity (the batch's last one wins)
+    unit   (str, optional)   unit of the metric, kept when the series is created
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import orjson
+
+from service.errors import InputError
+from service.tables import KINDS
+
+#: 2000-01-01T00:00:00Z: samples older than this are certainly a unit or clock mistake.
+MIN_TS = 946_684_800
+#: How many problems one error answer lists at most.
+MAX_PROBLEMS = 20
+_KIND_SET = frozenset(KINDS)
+_REQUIRED = ("entity", "kind", "metric", "ts", "value")
+_ALLOWED = frozenset(_REQUIRED + ("labels", "unit"))
+
+JSON_TYPES = ("application/json",)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+
+
+@dataclasses.dataclass
+class Problem:
+    """One thing wrong with a request: where (item or line, field) and what."""
+
+    message: str
+    item: int | None = None
+    line: int | None = None
+    field: str | None = None
+
+    @property
+    def where(self) -> str:
+        """Human-readable place, e.g. ``samples[3].value`` or ``line 4, field value``."""
+        if self.line is not None:
+            return f"line {self.line}" + (f", field {self.field}" if self.field else "")
+        if self.item is not None:
+            return f"samples[{self.item}]" + (f".{self.field}" if self.field else "")
+        return self.field or "body"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form used in error answers."""
+        out: dict[str, Any] = {"where": self.where, "message": self.message}
+        if self.item is not None:
+            out["item"] = self.item
+        if self.line is not None:
+            out["line"] = self.line
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+class BatchError(InputError):
+    """A request body was rejected; ``problems`` lists what and where (HTTP 400/422)."""
+
+    status_code = 422
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        super().__init__(first.message + more, where=first.where)
+
+
+class MalformedBodyError(BatchError):
+    """The body is not valid JSON / NDJSON (HTTP 400)."""
+
+    status_code = 400
+
+
+class ConflictError(BatchError):
+    """The batch contradicts the store, e.g. an entity's kind (HTTP 409)."""
+
+    status_code = 409
+
+
+class UnsupportedMediaTypeError(InputError):
+    """The Content-Type is neither JSON nor NDJSON (HTTP 415)."""
+
+    status_code = 415
+
+
+class BodyTooLargeError(InputError):
+    """The body exceeds ``max_body_bytes`` (HTTP 413)."""
+
+    status_code = 413
+
+
+@dataclasses.dataclass
+class Batch:
+    """A validated batch in columns (one entry per sample, in request order)."""
+
+    keys: list[tuple[str, str]]  # (entity, metric) per sample
+    ts: list[int]  # unix seconds per sample
+    values: list[float]
+    kinds: dict[str, str]  # entity -> kind
+    first_item: dict[str, int]  # entity -> index of its first sample (for error messages)
+    labels: dict[str, dict[str, Any]]  # entity -> labels (last given in the batch)
+    units: dict[tuple[str, str], str]  # (entity, metric) -> unit, where given
+    lines: list[int] | None = None  # NDJSON line number per sample
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def problem(self, index: int, message: str, field: str | None = None) -> Problem:
+        """A :class:`Problem` located at sample ``index`` in the request's own terms."""
+        if self.lines is not None:
+            return Problem(message, line=self.lines[index], field=field)
+        return Problem(message, item=index, field=field)
+
+
+def media_type(content_type: str | None) -> str:
+    """Which parser a Content-Type selects: ``json`` or ``ndjson``.
+
+    Raises:
+        UnsupportedMediaTypeError: for anything else (including no Content-Type).
+    """
+    base = (content_type or "").split(";", 1)[0].strip().lower()
+    if base in JSON_TYPES:
+        return "json"
+    if base in NDJSON_TYPES:
+        return "ndjson"
+    raise UnsupportedMediaTypeError(
+        f"unsupported Content-Type {content_type or '(none)'!r}; send application/json "
+        '({"samples": [...]}) or application/x-ndjson (one sample object per line)',
+        where="Content-Type",
+    )
+
+
+def _loads_lenient(data: bytes) -> Any:
+    """orjson, then the stdlib parser, which also reads NaN/Infinity (rejected later by field)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as fast_exc:
+        try:
+            return json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise fast_exc from None
+
+
+def parse_body(body: bytes, kind: str) -> tuple[list[Any], list[int] | None]:
+    """Parse a body into sample objects (and, for NDJSON, their line numbers).
+
+    Raises:
+        MalformedBodyError: naming the line/column (JSON) or line (NDJSON).
+    """
+    if kind == "json":
+        try:
+            doc = _loads_lenient(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedBodyError(
+                [Problem(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
+            ) from None
+        if not isinstance(doc, dict) or "samples" not in doc:
+            raise MalformedBodyError(
+                [Problem('expected a JSON object {"samples": [...]}', field="samples")]
+            )
+        samples = doc["samples"]
+        if not isinstance(samples, list):
+            raise BatchError([Problem("must be a list of sample objects", field="samples")])
+        return samples, None
+    return _parse_ndjson(body)
+
+
+def _parse_ndjson(body: bytes) -> tuple[list[Any], list[int]]:
+    raw = body.split(b"\n")
+    lines = [i + 1 for i, chunk in enumerate(raw) if chunk.strip()]
+    # Fast path: one orjson call over the lines joined into an array.
+    try:
+        return orjson.loads(b"[" + b",".join(raw[n - 1] for n in lines) + b"]"), lines
+    except orjson.JSONDecodeError:
+        pass
+    items: list[Any] = []
+    problems: list[Problem] = []
+    for n in lines:
+        try:
+            items.append(_loads_lenient(raw[n - 1]))
+        except orjson.JSONDecodeError as exc:
+            problems.append(Problem(f"malformed JSON at column {exc.colno}: {exc.msg}", line=n))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+    if problems:
+        raise MalformedBodyError(problems)
+    return items, lines
+
+
+def parse_ts(raw: Any) -> int:
+    """Unix seconds (int, floored) from a number or an RFC 3339 string.
+
+    Raises:
+        ValueError: with a message fit for an error answer.
+    """
+    t = type(raw)
+    if t is int or t is float:
+        if raw - raw != 0:  # NaN or +-inf
+            raise ValueError(f"must be finite, got {raw!r}")
+        return int(raw // 1)
+    if t is str:
+        try:
+            stamp = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(
+                f"{raw!r} is not an RFC 3339 timestamp (e.g. 2024-05-01T12:00:00Z)"
+            ) from None
+        if stamp.tzinfo is None:
+            raise ValueError(f"{raw!r} has no UTC offset; append Z or +HH:MM")
+        return int(stamp.timestamp() // 1)
+    raise ValueError(f"must be unix seconds or an RFC 3339 string, got {type(raw).__name__}")
+
+
+def _diagnose(
+    sample: Any, now: int, max_future_s: int, oldest: int
+) -> list[tuple[str | None, str]]:
+    """Every (field, message) wrong with one sample (slow path, only for rejected items)."""
+    if not isinstance(sample, dict):
+        return [(None, f"must be a sample object, got {type(sample).__name__}")]
+    out: list[tuple[str | None, str]] = []
+    for name in _REQUIRED:
+        if name not in sample:
+            out.append((name, "missing required field"))
+    for name, limit in (("entity", 255), ("metric", 128)):
+        if name in sample:
+            v = sample[name]
+            if not isinstance(v, str) or not v:
+                out.append((name, f"must be a non-empty string, got {v!r}"))
+            elif len(v) > limit:
+                out.append((name, f"longer than {limit} characters"))
+    if "kind" in sample and sample["kind"] not in _KIND_SET:
+        out.append(("kind", f"unknown kind {sample['kind']!r}; use one of {', '.join(KINDS)}"))
+    if "ts" in sample:
+        try:
+            t = parse_ts(sample["ts"])
+        except ValueError as exc:
+            out.append(("ts", str(exc)))
+        else:
+            if t < MIN_TS:
+                out.append(("ts", f"{t} is before 2000-01-01 (unix seconds expected)"))
+            elif t < oldest:
+                out.append(
+                    (
+                        "ts",
+                        f"{t} is {now - t} s old, older than the raw retention "
+                        f"({now - oldest} s) and would be deleted at once; shift old traces "
+                        "to now (tidewise feed --shift-to-now) or raise "
+                        "TIDEWISE_RAW_RETENTION_HOURS",
+                    )
+                )
+            elif t > now + max_future_s:
+                out.append(
+                    ("ts", f"{t} is {t - now} s in the future (at most {max_future_s} s allowed)")
+                )
+    if "value" in sample:
+        v = sample["value"]
+        if type(v) is bool or not isinstance(v, int | float):
+            out.append(("value", f"must be a number, got {v!r}"))
+        else:
+            try:
+                f = float(v)
+            except OverflowError:
+                f = float("inf")
+            if f - f != 0:
+                out.append(("value", f"must be finite, got {v!r}"))
+    if "labels" in sample and not isinstance(sample["labels"], dict):
+        out.append(("labels", "must be a JSON object of label names to values"))
+    if "unit" in sample and not isinstance(sample["unit"], str):
+        out.append(("unit", "must be a string"))
+    for name in sorted(sample.keys() - _ALLOWED):
+        out.append((name, f"unknown field; allowed: {', '.join(sorted(_ALLOWED))}"))
+    return out
+
+
+def validate(
+    items: list[Any],
+    now: int,
+    max_future_s: int,
+    lines: list[int] | None = None,
+    oldest: int = MIN_TS,
+) -> Batch:
+    """Check every sample and return the batch as columns.
+
+    Args:
+        items: parsed sample objects.
+        now: the server clock (unix s), for the "not in the future" check.
+        max_future_s: allowed clock skew ahead of ``now`` (s).
+        lines: NDJSON line number of each item, to name lines instead of indexes.
+        oldest: the oldest ts accepted (unix s), e.g. now minus the raw retention; never
+            earlier than 2000-01-01.
+
+    Raises:
+        BatchError: listing up to :data:`MAX_PROBLEMS` problems; nothing is kept.
+    """
+    batch = Batch([], [], [], {}, {}, {}, {}, lines)
+    keys, tss, values = batch.keys, batch.ts, batch.values
+    kinds, first_item = batch.kinds, batch.first_item
+    hi = now + max_future_s
+    lo = max(MIN_TS, oldest)
+    problems: list[Problem] = []
+    for i, s in enumerate(items):
+        # Fast path: well-formed samples pass these checks with a handful of dict lookups.
+        try:
+            name = s["entity"]
+            kind = s["kind"]
+            metric = s["metric"]
+            t = s["ts"]
+            v = s["value"]
+            tt = type(t)
+            if tt is int or tt is float:
+                t = int(t // 1)
+            else:
+                t = parse_ts(t)
+            if type(v) is not float:
+                if type(v) is not int:
+                    raise TypeError
+                v = float(v)
+            ok = (
+                type(name) is str
+                and type(metric) is str
+                and kind in _KIND_SET
+                and lo <= t <= hi
+                and v - v == 0
+                and 0 < len(name) <= 255
+                and 0 < len(metric) <= 128
+            )
+        except (KeyError, TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            for field, msg in _diagnose(s, now, max_future_s, lo) or [(None, "invalid sample")]:
+                problems.append(batch.problem(i, msg, field))
+            if len(problems) >= MAX_PROBLEMS:
+                break
+            continue
+        known = kinds.get(name)
+        if known is None:
+            kinds[name] = kind
+            first_item[name] = i
+        elif known != kind:
+            problems.append(
+                batch.problem(
+                    i, f"entity {name!r} was given kind {known!r} earlier in this batch", "kind"
+                )
+            )
+            continue
+        if len(s) > 5:
+            extra = s.keys() - _ALLOWED
+            if extra:
+                problems.append(
+                    batch.problem(i, f"unknown field; allowed: {', '.join(sorted(_ALLOWED))}",
+                                  sorted(extra)[0])
+                )
+                continue
+            labels = s.get("labels")
+            if labels is not None:
+                if type(labels) is not dict:
+                    problems.append(batch.problem(i, "must be a JSON object", "labels"))
+                    continue
+                batch.labels[name] = labels
+            unit = s.get("unit")
+            if unit is not None:
+                if type(unit) is not str or len(unit) > 64:
+                    problems.append(batch.problem(i, "must be a string of <= 64 chars", "unit"))
+                    continue
+                batch.units[(name, metric)] = unit
+        keys.append((name, metric))
+        tss.append(t)
+        values.append(v)
+    if problems:
+        raise BatchError(problems[:MAX_PROBLEMS])
+    return batch
+
+
+def parse_and_validate(
+    body: bytes, content_type: str | None, now: int, max_future_s: int, oldest: int = MIN_TS
+) -> Batch:
+    """Content-Type check, parse and validate in one call (the ingest route's service)."""
+    kind = media_type(content_type)
+    items, lines = parse_body(body, kind)
+    return validate(items, now, max_future_s, lines, oldest)

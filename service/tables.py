@@ -1,0 +1,137 @@
+"""The store's schema as SQLAlchemy 2.x typed models.
+
+The tables exist only through Alembic migrations (``migrations/versions``); a test checks
+that autogenerate finds no difference between these models and the migrated database on
+SQLite and PostgreSQL. Time is stored as integer unix seconds (``BigInteger``), values as
+double precision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Constraint names the same on every database, so migrations can drop them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Entity kinds the store accepts.
+KINDS = ("vm", "function", "server")
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Entity(Base):
+    """A monitored thing: a VM, a serverless function or a server."""
+
+    __tablename__ = "entities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Series(Base):
+    """One metric of one entity.
+
+    ``dirty_from``/``dirty_to`` (unix s) bound the samples written since the rollup job last
+    summarised this series; NULL means its rollups are up to date.
+    """
+
+    __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("entity_id", "metric"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("entities.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(128))
+    unit: Mapped[str] = mapped_column(String(64), default="")
+    dirty_from: Mapped[int | None] = mapped_column(BigInteger)
+    dirty_to: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Sample(Base):
+    """One value of one series at one second; (series_id, ts) is the key, last write wins."""
+
+    __tablename__ = "samples"
+    # WITHOUT ROWID: the primary key B-tree is the table, one write per sample on SQLite.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), primary_key=True
+    )
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    value: Mapped[float] = mapped_column(Double)
+
+
+class Rollup(Base):
+    """Per-minute summary of one series; ``ts`` is the minute's first second (unix s)."""
+
+    __tablename__ = "rollups_1m"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), primary_key=True
+    )
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    min: Mapped[float] = mapped_column(Double)
+    mean: Mapped[float] = mapped_column(Double)
+    max: Mapped[float] = mapped_column(Double)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ModelRecord(Base):
+    """A trained forecasting model registered with the daemon.
+
+    At most one version per ``name`` has ``is_current`` set (kept so by
+    :func:`service.repository.register_model`).
+    """
+
+    __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        Index("ix_models_name_is_current", "name", "is_current"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    trained_on: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    artifact_path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+metadata = Base.metadata
