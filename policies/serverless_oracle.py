@@ -1,0 +1,33 @@
+"""Perfect-foresight oracle for the serverless scenario: the lower bound.
+
+Warm instances equal the required concurrency exactly, ``w_t = c_t``, so there are no cold
+starts and no idle warm memory. It is not deployable: the replay hands it the truth of the
+current step as a one-sample Forecast (``perfect_foresight = True``, see
+:mod:`traces.replay.serverless`); it reads nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from policies.base import Decision, Policy
+from policies.registry import register
+
+
+@register
+class ServerlessOracle(Policy):
+    """Warm = the true concurrency of the coming step, per function."""
+
+    name: ClassVar[str] = "oracle"
+    scenario: ClassVar[str] = "serverless"
+    perfect_foresight: ClassVar[bool] = True
+
+    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+        """Return the concurrency the perfect forecast holds for this step."""
+        if forecast is None:
+            return Decision(action={}, valid=False,
+                            why="oracle needs the true next step (perfect_foresight forecast)")
+        warm = np.asarray(forecast.samples[0, 0], dtype=np.float64)  # (F,)
+        return Decision(action={"warm": warm}, why="perfect foresight: warm = c_t")

@@ -1,0 +1,31 @@
+"""Static peak provisioning for the serverless scenario.
+
+Each function keeps its peak concurrency of the whole trace warm at every step, from the
+first step on: no cold starts, the most idle memory. The peak is hindsight (the replay
+passes ``spec["peak_concurrency"]`` to ``perfect_foresight`` policies): it stands for a
+capacity plan sized from a known peak, the classic over-provisioning baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from policies.base import Decision, Policy
+from policies.registry import register
+
+
+@register
+class ServerlessStaticPeak(Policy):
+    """Warm = each function's peak concurrency, all the time."""
+
+    name: ClassVar[str] = "static-peak"
+    scenario: ClassVar[str] = "serverless"
+    perfect_foresight: ClassVar[bool] = True
+
+    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+        """Return the trace's peak concurrency for every function."""
+        peak = spec.get("peak_concurrency")
+        if peak is None:
+            return Decision(action={}, valid=False,
+                            why="static-peak needs spec['peak_concurrency'] (the trace peak)")
+        return Decision(action={"warm": peak}, why="static provisioning at the trace peak")
