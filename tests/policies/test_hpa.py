@@ -1,0 +1,111 @@
+"""Kubernetes HPA v2 behaviours, with hand-computed numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policies import registry
+
+
+def spec(load, ready, replicas=None, capacity=1.0, lo=1, hi=1000, n=15):
+    """A vm spec whose last ``n`` one-second samples all equal ``load``."""
+    d = np.full(n, float(load))
+    return {"capacity": capacity, "ready": ready,
+            "replicas": ready if replicas is None else replicas, "min_replicas": lo,
+            "max_replicas": hi, "step_s": 1.0, "demand": d,
+            "demand_cumsum": np.concatenate(([0.0], np.cumsum(d)))}
+
+
+def hpa(**kw):
+    return registry.create("hpa", "vm", **kw)
+
+
+def test_documented_defaults():
+    p = hpa().params
+    assert (p["target"], p["tolerance"], p["sync_s"], p["down_window_s"]) == (0.8, 0.1, 15, 300)
+    assert (p["up_percent"], p["up_pods"], p["up_period_s"]) == (100, 4, 15)
+    assert (p["down_percent"], p["down_period_s"]) == (100, 15)
+    assert registry.get("hpa", "vm").sweep_param == "target"
+
+
+def test_tolerance_band():
+    # 4 ready, target 0.8: load 3.36 -> ratio 1.05 (inside 0.1) -> hold
+    d = hpa().decide(spec(3.36, 4), None, None, 0.0)
+    assert d.valid and d.action == {"replicas": 4}
+    # load 3.68 -> ratio 1.15 -> ceil(1.15 * 4) = ceil(4.6) = 5
+    assert hpa().decide(spec(3.68, 4), None, None, 0.0).action == {"replicas": 5}
+    # load 2.72 -> ratio 0.85 -> ceil(3.4) = 4 (ratio outside band, but ceil keeps 4)
+    assert hpa().decide(spec(2.72, 4), None, None, 0.0).action == {"replicas": 4}
+    # load 2.4 -> ratio 0.75 -> ceil(3.0) = 3
+    assert hpa().decide(spec(2.4, 4), None, None, 0.0).action == {"replicas": 3}
+
+
+def test_scale_up_rate_is_max_of_double_or_plus_four():
+    # 2 replicas at load 40: raw ceil(40/2/0.8 * 2) = 50; limit max(2*2, 2+4) = 6
+    d = hpa().decide(spec(40, 2), None, None, 0.0)
+    assert d.action == {"replicas": 6} and d.details["raw"] == 50
+    # 10 replicas: limit max(20, 14) = 20
+    assert hpa().decide(spec(400, 10), None, None, 0.0).action == {"replicas": 20}
+    # within the same 15 s period the scale-up already made counts: start = 6 - 4 = 2
+    p = hpa()
+    first = p.decide(spec(40, 2), None, None, 0.0)
+    again = p.decide(spec(40, 6, 6), first.state, None, 5.0)
+    assert again.action == {"replicas": 6}
+    later = p.decide(spec(40, 6, 6), first.state, None, 15.0)  # the period has passed
+    assert later.action == {"replicas": 12}
+
+
+def test_scale_down_waits_for_the_stabilisation_window():
+    p = hpa()
+    st = p.decide(spec(6.4, 8), None, None, 0.0).state  # ratio 1 -> recommendation 8
+    # the load drops: raw recommendation ceil(1.28/8/0.8 * 8) = ceil(1.6) = 2, but 8 was recommended
+    # less than 300 s ago -> stay at 8
+    for now in (15.0, 150.0, 299.0):
+        d = p.decide(spec(1.28, 8), st, None, now)
+        assert d.action == {"replicas": 8}, now
+        assert d.details["raw"] == 2
+        st = d.state
+    d = p.decide(spec(1.28, 8), st, None, 300.0)  # t=0 left the window (strictly after)
+    assert d.action == {"replicas": 2}
+
+
+def test_scale_down_rate_limit_when_configured():
+    p = hpa(down_percent=50.0, down_window_s=0.0)
+    d = p.decide(spec(0.8, 10), None, None, 0.0)  # raw ceil(0.1 * 10) = 1 -> limit ceil(5)
+    assert d.action == {"replicas": 5}
+    d2 = p.decide(spec(0.8, 5), d.state, None, 5.0)  # same period: start = 5 + 5 = 10
+    assert d2.action == {"replicas": 5}
+    d3 = p.decide(spec(0.8, 5), d2.state, None, 15.0)  # new period: ceil(2.5) = 3
+    assert d3.action == {"replicas": 3}
+
+
+def test_unready_replicas_count_as_idle_on_scale_up():
+    # 2 ready + 2 booting, load 2.4: ratio 1.5 over ready, but 2.4/4/0.8 = 0.75 over all
+    # -> direction reverses -> hold 4
+    assert hpa().decide(spec(2.4, 2, 4), None, None, 0.0).action == {"replicas": 4}
+    # load 6: 6/4/0.8 = 1.875 -> ceil(7.5) = 8, within the rate limit max(8, 8)
+    assert hpa().decide(spec(6, 2, 4), None, None, 0.0).action == {"replicas": 8}
+
+
+def test_bounds_and_no_data():
+    assert hpa().decide(spec(400, 10, hi=12), None, None, 0.0).action == {"replicas": 12}
+    assert hpa().decide(spec(0, 3, lo=2), None, None, 0.0).action == {"replicas": 2}
+    empty = spec(1, 3)
+    empty["demand"], empty["demand_cumsum"] = np.zeros(0), np.zeros(1)
+    d = hpa().decide(empty, None, None, 0.0)
+    assert not d.valid and d.action == {"replicas": 3}
+
+
+def test_metric_window_averages_the_last_samples():
+    s = spec(0, 2)
+    d = np.array([100.0] * 10 + [1.6] * 15)  # the spike is older than 15 s
+    s["demand"], s["demand_cumsum"] = d, np.concatenate(([0.0], np.cumsum(d)))
+    assert hpa().decide(s, None, None, 0.0).action == {"replicas": 2}  # ratio exactly 1
+    assert hpa(metric_window_s=25.0).decide(s, None, None, 0.0).details["load"] == \
+        pytest.approx((1000 + 24) / 25)
+
+
+def test_bad_target_refused():
+    with pytest.raises(ValueError, match="target"):
+        hpa(target=0.0)
