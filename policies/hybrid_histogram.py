@@ -1,5 +1,6 @@
-"""Hybrid histogram keep-alive / pre-warm policy of "Serverless in the Wild"
-(Shahrad et al., USENIX ATC'20, §4.2), on the serverless reference model.
+"""Hybrid histogram keep-alive / pre-warm policy of "Serverless in the Wild".
+
+Shahrad et al., USENIX ATC'20, §4.2, applied to the serverless reference model.
 
 What the paper does (per application; here per function, since in the 670-function sample
 every function is its own app):
@@ -45,7 +46,6 @@ Knobs (``defaults``); ``--sweep`` walks ``tail_percentile`` over 90, 95, 99, 99.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -75,6 +75,7 @@ def ar1_forecast(x: np.ndarray) -> np.ndarray:
 
     Returns:
         (R,) forecasts in minutes.
+
     """
     x = np.asarray(x, dtype=np.float64)
     n = np.sum(~np.isnan(x), axis=1)
@@ -158,6 +159,7 @@ class HybridHistogram(Policy):
 
         Returns:
             ``pre`` (R,), ``ka`` (R,) in steps, and ``mode`` (R,).
+
         """
         p = self.params
         per_min = 60.0 / step_s  # steps per minute

@@ -1,5 +1,7 @@
-"""Fixed keep-alive: the state-of-the-practice serverless policy (AWS Lambda ~10 min,
-Azure Functions 20 min, as reported in "Serverless in the Wild", ATC'20).
+"""Fixed keep-alive: the state-of-the-practice serverless policy.
+
+AWS Lambda keeps instances ~10 min, Azure Functions 20 min (as reported in "Serverless in
+the Wild", ATC'20).
 
 Every instance that served an invocation stays warm for ``keepalive_min`` minutes after
 its last busy step, so in the serverless reference model (:mod:`traces.replay.serverless`)

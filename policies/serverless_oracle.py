@@ -2,7 +2,7 @@
 
 Warm instances equal the required concurrency exactly, ``w_t = c_t``, so there are no cold
 starts and no idle warm memory. It is not deployable: the replay hands it the truth of the
-current step as a one-sample Forecast (``perfect_foresight = True``, see
+current step as a one-sample Forecast (``reads_future = True``, see
 :mod:`traces.replay.serverless`); it reads nothing else.
 """
 
@@ -22,12 +22,12 @@ class ServerlessOracle(Policy):
 
     name: ClassVar[str] = "oracle"
     scenario: ClassVar[str] = "serverless"
-    perfect_foresight: ClassVar[bool] = True
+    reads_future: ClassVar[bool] = True
 
     def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
         """Return the concurrency the perfect forecast holds for this step."""
         if forecast is None:
             return Decision(action={}, valid=False,
-                            why="oracle needs the true next step (perfect_foresight forecast)")
+                            why="oracle needs the true next step (reads_future forecast)")
         warm = np.asarray(forecast.samples[0, 0], dtype=np.float64)  # (F,)
         return Decision(action={"warm": warm}, why="perfect foresight: warm = c_t")

@@ -2,7 +2,7 @@
 
 Each function keeps its peak concurrency of the whole trace warm at every step, from the
 first step on: no cold starts, the most idle memory. The peak is hindsight (the replay
-passes ``spec["peak_concurrency"]`` to ``perfect_foresight`` policies): it stands for a
+passes ``spec["peak_concurrency"]`` to ``reads_future`` policies): it stands for a
 capacity plan sized from a known peak, the classic over-provisioning baseline.
 """
 
@@ -20,7 +20,7 @@ class ServerlessStaticPeak(Policy):
 
     name: ClassVar[str] = "static-peak"
     scenario: ClassVar[str] = "serverless"
-    perfect_foresight: ClassVar[bool] = True
+    reads_future: ClassVar[bool] = True
 
     def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
         """Return the trace's peak concurrency for every function."""

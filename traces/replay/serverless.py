@@ -22,6 +22,8 @@ Figures (:class:`RunResult.totals`): ``invocations`` (Σ n), ``cold_starts`` (Σ
 of warm-but-idle memory), plus ``warm_memory_gb_s`` (Σ w·m·Δ / 1024), ``functions``,
 ``steps``, ``step_s``, ``fallback_steps`` (decisions that used a fallback rule) and
 ``invalid_steps`` (decisions flagged invalid; the previous setting is kept for those).
+The timeline has per-step sums over functions: ``t_s``, ``concurrency`` (Σ c),
+``warm`` (Σ w) and ``cold_starts``.
 
 On the 670-function day of ``azure-functions-2019-invitro-samples/1340`` this model gives
 the project's reference numbers: keep-alive 10 min → 6,723 cold starts (1.72 % of 391,015
@@ -39,7 +41,7 @@ Policy interface (vectorised: one ``decide`` call per step covers every function
 ----------------------------------------------------------------------------------
 ``spec`` (fixed for the run, a dict): ``entities`` (tuple of F function ids),
 ``duration_ms`` (F,), ``memory_mb`` (F,), ``step_s``; for policies with
-``perfect_foresight = True`` also ``peak_concurrency`` (F,) of the whole trace.
+``reads_future = True`` also ``peak_concurrency`` (F,) of the whole trace.
 
 ``state`` (a dict built each step): ``t`` (step index), ``history`` — a read-only view
 ``(t, F)`` of the required concurrency of every past step (``history[-1]`` is ``c_{t−1}``;
@@ -48,7 +50,7 @@ empty at ``t = 0``), ``invocations_last`` (F,) = ``n_{t−1}``, ``warm_last`` (F
 first). Policies keep no hidden state.
 
 ``forecast``: for ``needs_forecast`` policies, the replay forecaster's Forecast over the
-concurrency history (indicators = function ids); for ``perfect_foresight`` policies (the
+concurrency history (indicators = function ids); for ``reads_future`` policies (the
 oracle) a one-sample Forecast holding the true ``c_t`` (model ``"truth"``); else None.
 
 ``Decision.action = {"warm": array (F,)}`` of non-negative integers (floats are rounded
@@ -57,7 +59,7 @@ up). An invalid decision (``valid=False``) keeps ``w_{t−1}``, never scales dow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -83,6 +85,8 @@ class ServerlessData:
         duration_ms: mean execution time per function, (F,).
         memory_mb: memory per function, (F,).
         step_s: seconds per step.
+        resolved: the resolved settings written beside the results.
+
     """
 
     entities: tuple[str, ...]
@@ -92,11 +96,12 @@ class ServerlessData:
     duration_ms: np.ndarray
     memory_mb: np.ndarray
     step_s: float
+    resolved: dict[str, Any] = field(default_factory=dict)
 
 
 def required_concurrency(invocations: np.ndarray, duration_ms: np.ndarray,
                          step_s: float) -> np.ndarray:
-    """Required concurrency of the reference model.
+    """Compute the required concurrency of the reference model.
 
     Args:
         invocations: invocations per step, (T, F).
@@ -105,6 +110,7 @@ def required_concurrency(invocations: np.ndarray, duration_ms: np.ndarray,
 
     Returns:
         ``c`` (T, F) int64: 0 where no invocation, else ``max(1, ceil(n·d/Δ))``.
+
     """
     n = np.asarray(invocations, dtype=np.float64)  # (T, F)
     # n·d is an exact integer for the integer-millisecond durations of the Azure trace, so
@@ -125,6 +131,7 @@ def build_frame(invocations: np.ndarray, duration_ms, memory_mb, *, step_s: floa
         step_s: seconds per step.
         entities: F function ids (default ``f0``, ``f1``, …).
         start_s: timestamp of the first step.
+
     """
     inv = np.asarray(invocations, dtype=np.float64)
     n_t, n_f = inv.shape
@@ -170,6 +177,7 @@ class ServerlessScenario(Scenario):
         Raises:
             InputError: no ``invocations`` rows, negative or non-integer counts, timestamps
                 off the step grid, or a function without ``duration_ms`` / ``memory_mb``.
+
         """
         src = frame.attrs.get("source", "trace")
         rows = frame[frame["metric"] == "invocations"]
@@ -222,14 +230,15 @@ class ServerlessScenario(Scenario):
         return ServerlessData(
             entities=tuple(str(e) for e in ents), ts=t0 + step * np.arange(n_t),
             invocations=inv, concurrency=required_concurrency(inv, dur, step),
-            duration_ms=dur, memory_mb=mem, step_s=step)
+            duration_ms=dur, memory_mb=mem, step_s=step,
+            resolved={"step_s": step, "functions": len(ents), "steps": n_t})
 
     def run(self, policy: Policy, data: ServerlessData, *, seed: int = 0,
             timeline: bool = False, forecaster: Any = None) -> RunResult:
         """Replay ``policy`` over ``data``; deterministic (the model has no randomness)."""
         c = data.concurrency  # (T, F)
         n_t, n_f = c.shape
-        foresight = bool(getattr(policy, "perfect_foresight", False))
+        foresight = bool(getattr(policy, "reads_future", False))
         spec: dict[str, Any] = {
             "entities": data.entities, "duration_ms": data.duration_ms,
             "memory_mb": data.memory_mb, "step_s": data.step_s,
@@ -306,14 +315,13 @@ def _result(data: ServerlessData, warm: np.ndarray, fallback_steps: int, invalid
     tl = None
     if timeline:
         tl = pd.DataFrame({
-            "ts": data.ts,
-            "invocations": data.invocations.sum(axis=1),
-            "concurrency": c.sum(axis=1),
+            "t_s": data.ts,
+            "concurrency": c.sum(axis=1),  # demand first (the plots draw it in black)
             "warm": warm.sum(axis=1),
             "cold_starts": cold.sum(axis=1),
-            "wasted_memory_gb_s": wasted,
         })
-    return RunResult(totals=totals, timeline=tl)
+    return RunResult(totals=totals, timeline=tl,
+                     extra={"entity_steps": int(c.shape[0] * c.shape[1])})
 
 
 def recent_max(history: np.ndarray, k: np.ndarray | int) -> np.ndarray:
@@ -327,6 +335,7 @@ def recent_max(history: np.ndarray, k: np.ndarray | int) -> np.ndarray:
 
     Returns:
         (F,) int64 maxima.
+
     """
     t, n_f = history.shape
     k = np.broadcast_to(np.asarray(k, dtype=np.int64), (n_f,))
