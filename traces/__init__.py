@@ -29,7 +29,8 @@ BUNDLED: dict[str, Path] = {
     # duration and memory files beside it (MIT / CC BY 4.0)
     "azure-functions-2019": DATA_DIR / "azure_functions_2019_inv.csv.gz",
     # Alibaba 2018 datacenter-wide means, day 1, 10 s bins (CC BY 4.0): VM / power demand
-    "alibaba-datacenter-10s": DATA_DIR / "alibaba2018_machine_usage_day_1_grouped_10_seconds.csv.gz",
+    "alibaba-datacenter-10s": DATA_DIR
+    / "alibaba2018_machine_usage_day_1_grouped_10_seconds.csv.gz",
     # Azure 2019 VM trace, sum over all VMs of CPU usage and assigned memory, 30 days, 300 s
     # bins (CC BY 4.0)
     "azure-vms-2019-300s": DATA_DIR / "azure2019_vm_cpu_readings_month_aggregated_cpu_mem.csv.gz",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import numbers
 import re
 import tarfile
 from collections.abc import Sequence
@@ -76,6 +77,7 @@ def head_lines(path: Path, n: int = 2) -> list[str]:
 
     Raises:
         TraceFormatError: the file cannot be opened or decoded.
+
     """
     try:
         with open_text(path) as fh:
@@ -111,6 +113,7 @@ def read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
     Args:
         path: the file (plain, gzip or tar; compression inferred from the name).
         **kwargs: passed to :func:`pandas.read_csv`.
+
     """
     kwargs.setdefault("compression", compression_of(path))
     try:
@@ -159,6 +162,7 @@ def numeric(
 
     Returns:
         float64 array of the same length.
+
     """
     s = pd.Series(values)
     if s.dtype.kind in "fiub":
@@ -193,7 +197,7 @@ def numeric(
 def timestamps(
     values: pd.Series, path: Path, column: str, fmt: str, first_line: int = 2
 ) -> np.ndarray:
-    """Parse date-time strings (taken as UTC) to float unix seconds, failing on the first bad one."""
+    """Parse date-time strings (taken as UTC) to float unix seconds; fail on the first bad one."""
     raw = pd.Series(values).astype("string")
     parsed = pd.to_datetime(raw.str.strip(), format=fmt, errors="coerce")
     bad = parsed.isna().to_numpy()
@@ -241,7 +245,20 @@ def finish(
     their format documents as missing, having rejected undocumented ones already.
 
     Args:
+        entity: entity id per row (or one id for all rows).
+        metric: metric name per row (or one name for all rows).
+        ts: seconds per row (unix, or relative when ``relative_time``).
+        value: values per row; NaN rows are dropped.
+        source: the path read, for ``attrs["source"]``.
+        format: the loader's format name.
+        step: seconds between samples, None when irregular.
+        kind: ``vm``, ``function`` or ``server``.
+        relative_time: ts counts from the trace's own origin, not the unix epoch.
+        static: entity -> {attribute: value} constants.
+        units: metric -> unit, overriding :data:`traces.frame.METRICS` for this trace.
         presorted: rows are already ordered by (entity, metric, ts); skip the sort.
+        extra_attrs: further documented attrs of the format.
+
     """
     entity = np.asarray(entity, dtype=object)
     metric = np.asarray(metric, dtype=object)
@@ -313,8 +330,11 @@ def resample(frame: pd.DataFrame, step: float) -> pd.DataFrame:
 
     Returns:
         a new canonical frame with ``attrs["step"] = step``.
+
     """
-    if not (isinstance(step, int | float) and np.isfinite(step) and step > 0):
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not (
+        np.isfinite(step) and step > 0
+    ):
         raise InputError(f"step must be a positive number of seconds, got {step!r}", "step")
     step = float(step)
     src_step = frame.attrs.get("step")
@@ -362,7 +382,8 @@ def _fill_zero_bins(agg: pd.DataFrame, step: float) -> pd.DataFrame:
     full_idx = np.repeat(lo, lengths) + offsets
     values = np.zeros(len(full_idx))
     # position of each existing bin inside the dense grid
-    pos = np.repeat(np.cumsum(lengths) - lengths, ends - starts) + (idx - np.repeat(lo, ends - starts))
+    counts = ends - starts
+    pos = np.repeat(np.cumsum(lengths) - lengths, counts) + (idx - np.repeat(lo, counts))
     values[pos] = agg["value"].to_numpy()
     return pd.DataFrame({"entity": full_ent, "bin": full_idx * step, "value": values})
 

@@ -46,7 +46,7 @@ def _file(path: Path) -> Path | None:
 
 
 def sniff(path: Path) -> bool:
-    """True for ``machine_usage*.csv`` or a headerless 9-field file whose rows start ``m_<n>``."""
+    """Return True for a headerless 9-field file (or a folder holding one) of ``m_<n>`` rows."""
     f = _file(path)
     if f is None:
         return False

@@ -1,4 +1,4 @@
-"""Alibaba GenAI serving trace 2026 (GenTD26, ``cluster-trace-v2026-GenAI``).
+r"""Alibaba GenAI serving trace 2026 (GenTD26, ``cluster-trace-v2026-GenAI``).
 
 Two kinds of file, read as published:
 
@@ -19,7 +19,7 @@ Two kinds of file, read as published:
   pod_gpu_duty_cycle_anon        ``gpu_util`` (percent)
   pod_gpu_memory_used_bytes_anon ``gpu_mem_bytes``
   pod_memory_util_anon           ``mem_util`` (percent)
-  \\*_latency_anon, \\*_data_anon  ``<name>_ms`` (e.g. ``lora_update_latency_ms``)
+  \*_latency_anon, \*_data_anon    ``<name>_ms`` (e.g. ``lora_update_latency_ms``)
   ============================== ====================================================
 
   Samples are ~57 s apart, irregular (``step`` None). Rows must be in time order (as
@@ -74,7 +74,7 @@ def _tarballs(path: Path) -> list[Path]:
 
 
 def sniff(path: Path) -> bool:
-    """True for the request trace, or tarball(s) whose CSV has timestamp_anon/value/container_ip."""
+    """Return True for the request trace, or tarballs of timestamp_anon/value/container_ip CSVs."""
     if path.is_file() and path.name.startswith("lora_request_trace"):
         head = c.head_lines(path, 1)
         return bool(head) and head[0].startswith("gmt_create,")

@@ -60,7 +60,7 @@ def resolve(path: Path) -> dict[str, Path | None]:
         if m:
             p = m.group("p")
             return {k: _find(folder, f"{p}_{k}") for k in ("inv", "run", "mem")}
-        for k, stem in _LAYOUT500.items():
+        for stem in _LAYOUT500.values():
             if path.name in (stem + ".csv", stem + ".csv.gz"):
                 return {kk: _find(folder, s) for kk, s in _LAYOUT500.items()}
         return {"inv": path, "run": None, "mem": None}
@@ -78,7 +78,7 @@ def resolve(path: Path) -> dict[str, Path | None]:
 
 
 def sniff(path: Path) -> bool:
-    """True for a folder or file of either layout whose invocation header looks right."""
+    """Return True for a folder or file of either layout whose invocation header looks right."""
     try:
         files = resolve(path)
     except c.TraceFormatError:

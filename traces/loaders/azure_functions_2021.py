@@ -25,7 +25,7 @@ HEADER = ["app", "func", "end_timestamp", "duration"]
 
 
 def sniff(path: Path) -> bool:
-    """True for a file whose header is ``app,func,end_timestamp,duration``."""
+    """Return True for a file whose header is ``app,func,end_timestamp,duration``."""
     if path.is_dir():
         return False
     head = c.head_lines(path, 1)

@@ -28,7 +28,7 @@ TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def entity_name(path: Path) -> str:
-    """``AzureLLMInferenceTrace_code.csv(.gz)`` → ``azure-llm-code``; other names keep their stem."""
+    """Name the entity: ``AzureLLMInferenceTrace_code.csv(.gz)`` → ``azure-llm-code``."""
     m = re.match(r"AzureLLMInferenceTrace_(\w+?)(?:_\d+)?\.csv", path.name, re.IGNORECASE)
     if m:
         return f"azure-llm-{m.group(1).lower()}"
@@ -37,7 +37,7 @@ def entity_name(path: Path) -> str:
 
 
 def sniff(path: Path) -> bool:
-    """True for a file whose header is the LLM trace header."""
+    """Return True for a file whose header is the LLM trace header."""
     if path.is_dir():
         return False
     head = c.head_lines(path, 1)

@@ -43,7 +43,7 @@ def _files(path: Path) -> list[tuple[str, Path]]:
 
 
 def sniff(path: Path) -> bool:
-    """True for ``microsoft_{avg,max}_<n>.csv[.gz]`` (or a folder of them) with a ``step`` column."""
+    """Return True for ``microsoft_{avg,max}_<n>.csv[.gz]`` (or their folder) with a step column."""
     files = _files(path)
     if not files or (path.is_file() and not _FILE_RE.match(path.name)):
         return False

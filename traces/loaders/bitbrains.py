@@ -1,6 +1,6 @@
-"""Bitbrains GWA-T-12 per-VM files (``Rnd``/``fastStorage``): ``<n>.csv`` or ``<n>.csv.gz``.
+r"""Bitbrains GWA-T-12 per-VM files (``Rnd``/``fastStorage``): ``<n>.csv`` or ``<n>.csv.gz``.
 
-The separator is ``;`` followed by a TAB (``;\\t``). Header: ``Timestamp [ms]`` (despite the
+The separator is ``;`` followed by a TAB (``;\t``). Header: ``Timestamp [ms]`` (despite the
 name, unix **seconds**), ``CPU cores``, ``CPU capacity provisioned [MHZ]``,
 ``CPU usage [MHZ]``, ``CPU usage [%]``, ``Memory capacity provisioned [KB]``,
 ``Memory usage [KB]``, ``Disk read throughput [KB/s]``, ``Disk write throughput [KB/s]``,
@@ -57,7 +57,7 @@ def _files(path: Path) -> list[Path]:
 
 
 def sniff(path: Path) -> bool:
-    """True when the first file's header starts with ``Timestamp [ms];``."""
+    """Return True when the first file's header starts with ``Timestamp [ms];``."""
     files = _files(path)
     if not files:
         return False

@@ -52,7 +52,7 @@ def _shape(header: list[str]) -> str | None:
 
 
 def sniff(path: Path) -> bool:
-    """True for a file with one of the three published headers."""
+    """Return True for a file with one of the three published headers."""
     if path.is_dir():
         return False
     head = c.head_lines(path, 1)

@@ -43,7 +43,7 @@ def _files(path: Path) -> list[Path]:
 
 
 def sniff(path: Path) -> bool:
-    """True when the first file's header is ``date`` followed by the 11 indicators."""
+    """Return True when the first file's header is ``date`` followed by the 11 indicators."""
     files = _files(path)
     if not files:
         return False
@@ -63,6 +63,7 @@ def load_wide(path: str | Path) -> pd.DataFrame:
 
     Raises:
         TraceFormatError: missing columns, unparsable/backward dates, empty or bad values.
+
     """
     f = Path(path)
     if f.is_dir():

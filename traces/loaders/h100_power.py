@@ -44,7 +44,7 @@ def _files(path: Path) -> list[Path]:
 
 
 def sniff(path: Path) -> bool:
-    """True for a log whose header is nvidia-smi's timestamp/power/utilisation/memory header."""
+    """Return True for a log with nvidia-smi's timestamp/power/utilisation/memory header."""
     if path.is_dir():
         return bool(_files(path))
     head = c.head_lines(path, 1)

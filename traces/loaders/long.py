@@ -28,7 +28,7 @@ _UNIX_2000 = 946_684_800.0
 
 
 def sniff(path: Path) -> bool:
-    """True for a file whose header holds entity, metric, ts and value."""
+    """Return True for a file whose header holds entity, metric, ts and value."""
     if path.is_dir():
         return False
     head = c.head_lines(path, 1)
@@ -91,7 +91,7 @@ def load(path: Path) -> pd.DataFrame:
 
 
 def _common_step(frame: pd.DataFrame) -> float | None:
-    """The one spacing shared by every series, or None (irregular or mixed)."""
+    """Return the one spacing shared by every series, or None (irregular or mixed)."""
     if len(frame) < 2:
         return None
     ts = frame["ts"].to_numpy()

@@ -8,6 +8,7 @@ own resolution). :func:`load` detects the format when not named, then resamples 
 from __future__ import annotations
 
 import importlib
+import numbers
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def detect_format(path: str | Path) -> str:
 
     Raises:
         TraceFormatError: nothing matched; the message lists the formats tried.
+
     """
     p = Path(path)
     if not p.exists():
@@ -84,8 +86,14 @@ def load(path: str | Path, format: str | None = None, step: float | None = None)
     Raises:
         TraceFormatError: the file does not match the format (message names file/row/column).
         InputError: unknown format name or invalid step.
+
     """
     p = Path(path)
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, numbers.Real)
+        or not np.isfinite(step) or step <= 0
+    ):
+        raise InputError(f"step must be a positive number of seconds, got {step!r}", "step")
     if format is None:
         format = detect_format(p)
     elif format not in FORMATS:
