@@ -1,0 +1,151 @@
+"""run_replay and the ``tidewise replay`` command: report structure, plots, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from policies import registry
+from service.cli import app
+from service.errors import InputError
+from traces.replay import core
+from traces.replay.vm import VmScenario
+
+
+@pytest.fixture
+def trace_csv(tmp_path):
+    """A small canonical long-format trace: 600 one-second samples of CPU cores."""
+    rng = np.random.default_rng(11)
+    t = np.arange(600.0)
+    d = 10 + 8 * np.sin(t / 60.0) ** 2 + rng.gamma(2.0, 1.0, t.size)
+    path = tmp_path / "trace.csv"
+    pd.DataFrame({"entity": "svc", "metric": "cpu_cores", "ts": t, "value": d}).to_csv(
+        path, index=False)
+    return path
+
+
+def cli(*args):
+    return CliRunner().invoke(app, ["replay", *map(str, args), "--no-progress"])
+
+
+def test_cli_end_to_end_writes_report_and_plots(trace_csv, tmp_path):
+    out = tmp_path / "out"
+    r = cli("--trace", trace_csv, "--scenario", "vm", "--policy", "hpa,kpa,oracle",
+            "--sweep", "--out", out, "--option", "boot_s=30", "--option", "capacity=4",
+            "--seed", 3)
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep) == {"scenario", "trace", "config", "policies"}
+    assert rep["scenario"] == "vm" and rep["trace"] == str(trace_csv)
+    assert list(rep["policies"]) == ["hpa", "kpa", "oracle"]
+    hpa_grid = registry.get("hpa", "vm").sweep_grid
+    assert [e["params"]["target"] for e in rep["policies"]["hpa"]] == list(hpa_grid)
+    assert len(rep["policies"]["oracle"]) == 1  # no sweep knob: one run
+    for runs in rep["policies"].values():
+        for e in runs:
+            assert {"replica_seconds", "violation_rate", "unserved_fraction"} <= set(e["totals"])
+    # the knob buys SLA with cost: the lowest target costs the most
+    costs = [e["totals"]["replica_seconds"] for e in rep["policies"]["hpa"]]
+    assert costs[0] == max(costs)
+    cfg = rep["config"]
+    assert cfg["scenario_options"]["boot_s"] == 30 and cfg["resolved"]["capacity"] == 4.0
+    assert cfg["seed"] == 3 and cfg["sweep"] is True
+    assert json.loads((out / "config.json").read_text())["resolved"]["steps"] == 600
+    for f in ("cost_vs_sla.png", "timeline.png", "timeline.csv"):
+        assert (out / f).stat().st_size > 1000, f
+    tl = pd.read_csv(out / "timeline.csv")
+    assert set(tl["policy"]) == {"hpa", "kpa", "oracle"}
+    assert "hpa target=0.3: replica_seconds=" in r.output
+
+
+def test_report_matches_a_direct_scenario_run_and_is_deterministic(trace_csv):
+    a = core.run_replay(trace_csv, "vm", "hpa,static-peak", options={"capacity": 4}, seed=1)
+    b = core.run_replay(trace_csv, "vm", ["hpa", "static-peak"], options={"capacity": 4},
+                        seed=1)
+    assert a == b
+    import traces
+
+    sc = VmScenario(capacity=4)
+    direct = sc.run(registry.create("hpa", "vm"), sc.prepare(traces.load(trace_csv)))
+    assert a["policies"]["hpa"][0]["totals"]["replica_seconds"] == \
+        direct.totals["replica_seconds"]
+
+
+@pytest.mark.parametrize(
+    ("override", "options", "message"),
+    [
+        ({"--policy": "hpa,nope"}, [], "no policy 'nope' for scenario 'vm'"),
+        ({"--scenario": "moon"}, [], "unknown scenario 'moon'"),
+        ({}, ["boot=3"], "no option(s) ['boot']"),
+        ({}, ["boot_s"], "expected key=value"),
+        ({}, ["capacity=-1"], "capacity must be > 0"),
+        ({}, ["metric=requests"], "metric 'requests' not in the trace"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(trace_csv, tmp_path, override, options,
+                                                 message):
+    out = tmp_path / "out"
+    flags = {"--trace": trace_csv, "--scenario": "vm", "--policy": "hpa", "--out": out,
+             **override}
+    argv = [x for kv in flags.items() for x in kv]
+    for o in options:
+        argv += ["--option", o]
+    r = cli(*argv)
+    assert r.exit_code == 2
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()  # nothing half-written
+
+
+def test_unreadable_trace(tmp_path):
+    out = tmp_path / "out"
+    r = cli("--trace", tmp_path / "missing.csv", "--scenario", "vm", "--policy", "hpa",
+            "--out", out)
+    assert r.exit_code == 2 and "missing.csv: no such file or folder" in r.output
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01 not a trace \xff" * 50)
+    r = cli("--trace", junk, "--scenario", "vm", "--policy", "hpa", "--out", out)
+    assert r.exit_code == 2 and "junk.bin" in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_a_failed_run_leaves_an_existing_out_dir_untouched(trace_csv, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    core.run_replay(trace_csv, "vm", "oracle", out_dir=out, plots=False)
+    before = (out / "report.json").read_text()
+    calls = {"n": 0}
+    real = VmScenario.run
+
+    def flaky(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(VmScenario, "run", flaky)
+    with pytest.raises(RuntimeError):
+        core.run_replay(trace_csv, "vm", "hpa,kpa", out_dir=out)
+    assert (out / "report.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "trace.csv"]  # no temp dirs
+
+
+def test_parse_options_types_and_errors():
+    assert core.parse_options(["a=1", "b=0.5", "c=true", "d=None", "e=log"]) == {
+        "a": 1, "b": 0.5, "c": True, "d": None, "e": "log"}
+    with pytest.raises(InputError, match="--option #2: expected key=value"):
+        core.parse_options(["a=1", "=3"])
+
+
+def test_frame_input_and_no_output(trace_csv):
+    import traces
+
+    frame = traces.load(trace_csv)
+    rep = core.run_replay(frame, "vm", "static-peak", sweep=True, options={"capacity": 4})
+    grid = registry.get("static-peak", "vm").sweep_grid
+    assert [e["params"]["quantile"] for e in rep["policies"]["static-peak"]] == list(grid)
+    viol = [e["totals"]["violation_rate"] for e in rep["policies"]["static-peak"]]
+    assert viol == sorted(viol, reverse=True) and viol[-1] <= viol[0]
