@@ -183,7 +183,8 @@ def numeric(
         if bad.any():
             i = int(np.argmax(bad))
             expected = f"a number followed by {unit!r}" if unit else "a number"
-            fail(f"expected {expected}, found {s.iloc[i]!r}", path, first_line + i, column)
+            fail(f"expected {expected}, found {str(s.iloc[i]).strip()!r}", path, first_line + i,
+                 column)
     if np.isinf(out).any():
         i = int(np.argmax(np.isinf(out)))
         fail(f"expected a finite number, found {s.iloc[i]!r}", path, first_line + i, column)
@@ -210,16 +211,37 @@ def timestamps(
 
 
 def check_ordered(
-    ts: np.ndarray, path: Path, column: str, first_line: int = 2, *, strict: bool = False
+    ts: np.ndarray,
+    path: Path,
+    column: str,
+    first_line: int = 2,
+    *,
+    strict: bool = False,
+    raw: pd.Series | None = None,
 ) -> None:
-    """Fail at the first row whose time is earlier than (or, if strict, equal to) the previous."""
+    """Fail at the first row whose time is earlier than (or, if strict, equal to) the previous.
+
+    Args:
+        ts: parsed times in file order.
+        path: file name for messages.
+        column: column name for messages.
+        first_line: 1-based file line of ``ts[0]``.
+        strict: also reject repeated times.
+        raw: the column as written, shown in the message instead of the parsed seconds.
+
+    """
     if len(ts) < 2:
         return
     d = np.diff(ts)
     bad = d <= 0 if strict else d < 0
     if bad.any():
         i = int(np.argmax(bad)) + 1
-        fail(f"timestamps must increase; {ts[i]!r} follows {ts[i - 1]!r}", path,
+        if raw is not None:
+            now, before = str(raw.iloc[i]), str(raw.iloc[i - 1])
+        else:
+            now, before = f"{float(ts[i]):.15g}", f"{float(ts[i - 1]):.15g}"
+        verb = "increase strictly" if strict else "not go back"
+        fail(f"timestamps must {verb}; {now!r} follows {before!r} on the line before", path,
              first_line + i, column)
 
 

@@ -151,7 +151,7 @@ def load_requests(path: Path) -> pd.DataFrame:
     c.require_columns(df, REQUEST_COLUMNS, path, "the GenAI request trace (gmt_create, "
                       "exec_time_seconds, …)")
     ts = c.timestamps(df["gmt_create"], path, "gmt_create", "%Y-%m-%d %H:%M:%S")
-    c.check_ordered(ts, path, "gmt_create")
+    c.check_ordered(ts, path, "gmt_create", raw=df["gmt_create"])
     exec_s = c.numeric(df["exec_time_seconds"], path, "exec_time_seconds")
     n = len(ts)
     metric = np.repeat(np.array(["exec_time_s", "requests"], dtype=object), n)

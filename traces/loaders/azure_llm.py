@@ -50,7 +50,7 @@ def load(path: Path) -> pd.DataFrame:
     c.require_columns(df, HEADER, path, "an Azure LLM 2023 trace (TIMESTAMP, ContextTokens, "
                       "GeneratedTokens)")
     ts = c.timestamps(df["TIMESTAMP"], path, "TIMESTAMP", TS_FORMAT)
-    c.check_ordered(ts, path, "TIMESTAMP")
+    c.check_ordered(ts, path, "TIMESTAMP", raw=df["TIMESTAMP"])
     tin = c.numeric(df["ContextTokens"], path, "ContextTokens")
     tout = c.numeric(df["GeneratedTokens"], path, "GeneratedTokens")
     for name, arr in (("ContextTokens", tin), ("GeneratedTokens", tout)):

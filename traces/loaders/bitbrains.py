@@ -9,7 +9,9 @@ name, unix **seconds**), ``CPU cores``, ``CPU capacity provisioned [MHZ]``,
 ``path`` is one file or a folder of them (every ``*.csv``/``*.csv.gz`` inside, one VM each).
 
 Output (kind ``vm``, entity = file name without ``.csv[.gz]``, e.g. ``"17"``; unix time;
-step 300 s as published — the loader takes the median gap of the first file):
+``step`` = the common sampling interval, 300 s, when every file read is regular — ≥ 90 % of
+its gaps equal — else None: some VMs, e.g. ``2013-7/54``, carry extra interleaved samples,
+so load the July folder with ``step=300`` for a regular grid):
 
 * ``cpu_util`` = ``CPU usage [%]``;
 * ``cpu_cores`` = usage MHz / (capacity MHz / cores): cores busy; 0 when the VM has 0
@@ -101,20 +103,20 @@ def load(path: Path) -> pd.DataFrame:
     read = sorted((_read_one(f) for f in files), key=lambda r: r[0])  # entity order
     ents, mets, tss, vals = [], [], [], []
     static: dict[str, dict[str, float]] = {}
-    step = None
+    steps: list[float | None] = []
     for name, cols, st in read:
         static[name] = st
         ts = cols.pop("ts")
         if len(ts) > 1 and (np.diff(ts) == 0).any():
             ts, cols = _average_repeats(ts, cols)
-        if step is None and len(ts) > 1:
-            step = float(np.median(np.diff(ts)))
+        steps.append(_regular_step(ts))
         for metric in sorted(cols):
             v = cols[metric]
             ents.append(np.full(len(v), name, dtype=object))
             mets.append(np.full(len(v), metric, dtype=object))
             tss.append(ts)
             vals.append(v)
+    step = steps[0] if steps and all(x is not None and x == steps[0] for x in steps) else None
     return c.finish(np.concatenate(ents), np.concatenate(mets), np.concatenate(tss),
                     np.concatenate(vals), source=path, format=NAME, step=step, kind="vm",
                     relative_time=False, static=static, presorted=True,
@@ -127,3 +129,12 @@ def _average_repeats(
     """Average the samples that share a timestamp (ts is non-decreasing)."""
     uniq, inverse, counts = np.unique(ts, return_inverse=True, return_counts=True)
     return uniq, {k: np.bincount(inverse, weights=v) / counts for k, v in cols.items()}
+
+
+def _regular_step(ts: np.ndarray) -> float | None:
+    """Return the sampling interval when at least 90% of its gaps equal the median gap."""
+    if len(ts) < 2:
+        return None
+    d = np.diff(ts)
+    med = float(np.median(d))
+    return med if np.mean(d == med) >= 0.9 else None

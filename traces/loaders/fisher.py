@@ -73,7 +73,7 @@ def load_wide(path: str | Path) -> pd.DataFrame:
     c.require_columns(df, ["date", *INDICATORS], f, "a Fisher container file (date + 11 "
                       "indicators)")
     ts = c.timestamps(df["date"], f, "date", TS_FORMAT)
-    c.check_ordered(ts, f, "date", strict=True)
+    c.check_ordered(ts, f, "date", strict=True, raw=df["date"])
     values = c.numeric_matrix(df[INDICATORS], f)  # (T, 11)
     out = pd.DataFrame(values, columns=INDICATORS,
                        index=pd.DatetimeIndex(pd.to_datetime(ts, unit="s"), name="date"))

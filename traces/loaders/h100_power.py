@@ -61,7 +61,7 @@ def _read_one(f: Path, prefix: str) -> tuple[list[str], np.ndarray, dict[str, np
                f"a multiple of {GPUS}; the log is truncated or from a node with another GPU "
                "count", f, n + 1)
     ts = c.timestamps(df["timestamp"], f, "timestamp", TS_FORMAT)
-    c.check_ordered(ts, f, "timestamp")
+    c.check_ordered(ts, f, "timestamp", raw=df["timestamp"])
     values = {}
     for col, (metric, unit, scale) in _COLUMNS.items():
         values[metric] = c.numeric(df[col], f, col, unit=unit) * scale
