@@ -54,7 +54,8 @@ def window_mean(spec: Any, seconds: float) -> float | None:
     n = len(demand)
     if n == 0:
         return None
-    k = max(1, min(n, int(round(seconds / float(spec["step_s"])))))
+    k = int(seconds / spec["step_s"] + 0.5)
+    k = 1 if k < 1 else (n if k > n else k)
     cs = spec.get("demand_cumsum")
     if cs is not None:
         return (float(cs[n]) - float(cs[n - k])) / k
@@ -87,18 +88,20 @@ class HPA(Policy):
         super().__init__(**params)
         if not 0.0 < float(self.params["target"]) <= 1.5:
             raise ValueError(f"hpa: target must be in (0, 1.5], got {self.params['target']}")
+        # plain floats once, not per decision (the replay calls decide ~10^4-10^5 times)
+        self._f = {k: float(v) for k, v in self.params.items()}
 
     def _raw_recommendation(self, spec: Any, current: int) -> tuple[int | None, str, dict]:
         """Replica calculator: the un-stabilised recommendation, or None without data."""
-        p = self.params
+        f = self._f
         ready = int(spec["ready"])
         unready = max(0, current - ready)
-        load = window_mean(spec, float(p["metric_window_s"]))
+        load = window_mean(spec, f["metric_window_s"])
         if load is None or ready <= 0:
             return None, "no metrics from ready replicas", {}
         cap = float(spec["capacity"])
-        target = float(p["target"])
-        tol = float(p["tolerance"])
+        target = f["target"]
+        tol = f["tolerance"]
         utilisation = load / (ready * cap)
         ratio = utilisation / target
         details = {"utilisation": utilisation, "usage_ratio": ratio, "load": load}
@@ -118,7 +121,7 @@ class HPA(Policy):
 
     def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
         """Return ``{"replicas": n}`` for ``now``; invalid (keep) without metrics."""
-        p = self.params
+        f = self._f
         recs, events = state if state is not None else ((), ())
         current = int(spec["replicas"])
         lo, hi = int(spec["min_replicas"]), int(spec["max_replicas"])
@@ -129,8 +132,8 @@ class HPA(Policy):
             )
         now = float(now)
         # Stabilisation over the recommendations strictly inside each window.
-        up_cut = now - float(p["up_window_s"])
-        down_cut = now - float(p["down_window_s"])
+        up_cut = now - f["up_window_s"]
+        down_cut = now - f["down_window_s"]
         up_rec = down_rec = raw
         for t, r in recs:
             if t > up_cut and r < up_rec:
@@ -142,32 +145,36 @@ class HPA(Policy):
             stabilised = up_rec
         if stabilised > down_rec:
             stabilised = down_rec
-        keep = max(float(p["down_window_s"]), float(p["up_window_s"]))
-        recs = tuple((t, r) for t, r in recs if t > now - keep) + ((now, raw),)
+        # recommendations arrive in time order: drop the expired ones from the front
+        cut = now - max(f["down_window_s"], f["up_window_s"])
+        i = 0
+        while i < len(recs) and recs[i][0] <= cut:
+            i += 1
+        recs = recs[i:] + ((now, raw),)
         # Rate limits, from the replica count at the start of each period.
         desired = stabilised
         limited = ""
         if desired > current:
-            period = float(p["up_period_s"])
+            period = f["up_period_s"]
             added = sum(c for t, c in events if t > now - period and c > 0)
             start = current - added
             up_limit = max(
-                math.ceil(start * (1.0 + float(p["up_percent"]) / 100.0)),
-                start + int(p["up_pods"]),
+                math.ceil(start * (1.0 + f["up_percent"] / 100.0)),
+                start + int(f["up_pods"]),
             )
             allowed = min(hi, up_limit)
             if desired > allowed:
                 desired, limited = allowed, "scale-up rate limit"
         elif desired < current:
-            period = float(p["down_period_s"])
+            period = f["down_period_s"]
             removed = sum(-c for t, c in events if t > now - period and c < 0)
             start = current + removed
-            down_limit = math.ceil(start * (1.0 - float(p["down_percent"]) / 100.0))
+            down_limit = math.ceil(start * (1.0 - f["down_percent"] / 100.0))
             allowed = max(lo, down_limit)
             if desired < allowed:
                 desired, limited = allowed, "scale-down rate limit"
         desired = min(hi, max(lo, desired))
-        keep_ev = max(float(p["up_period_s"]), float(p["down_period_s"]))
+        keep_ev = max(f["up_period_s"], f["down_period_s"])
         events = tuple((t, c) for t, c in events if t > now - keep_ev)
         if desired != current:
             events += ((now, desired - current),)

@@ -7,32 +7,39 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def replay(
-    trace: Path = typer.Option(..., "--trace", help="Trace file or folder, as published."),
-    format: str | None = typer.Option(  # noqa: A002 - the CLI flag is --format
-        None, "--format", help="Trace format name (detected when omitted)."
-    ),
-    scenario: str = typer.Option(..., "--scenario", help="serverless, vm or power."),
-    policy: str = typer.Option(..., "--policy", help="Comma-separated policy names."),
-    sweep: bool = typer.Option(False, "--sweep", help="Run each policy over its sweep grid."),
-    out: Path = typer.Option(..., "--out", help="Output folder (report.json, plots)."),
-    step: float | None = typer.Option(
-        None, "--step", help="Resample the trace to this many seconds per step."
-    ),
-    option: list[str] | None = typer.Option(  # noqa: B008 - typer declares options so
-        None, "--option", help="Scenario option key=value (repeatable), e.g. boot_s=120."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of every run."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    trace: Annotated[Path, typer.Option("--trace", help="Trace file or folder, as published.")],
+    scenario: Annotated[str, typer.Option("--scenario", help="serverless, vm or power.")],
+    policy: Annotated[str, typer.Option("--policy", help="Comma-separated policy names.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (report.json, plots).")],
+    format: Annotated[  # noqa: A002 - the flag is --format
+        str | None, typer.Option("--format", help="Trace format name (detected if omitted).")
+    ] = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Run each policy over its sweep grid.")
+    ] = False,
+    step: Annotated[
+        float | None, typer.Option("--step", help="Resample the trace to S seconds per step.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", help="Scenario option key=value (repeatable), e.g. boot_s=120."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every run.")] = 0,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
 ) -> None:
-    """Replay a trace through policies; write report.json and plots to --out."""
+    """Replay a trace through policies; write report.json, config.json and plots to --out."""
     from service.errors import TidewiseError
 
     try:
+        from policies import registry
         from traces.replay.core import parse_options, run_replay
 
         report = run_replay(
@@ -44,13 +51,9 @@ def replay(
         raise typer.Exit(2) from None
     cost, sla = report["config"]["cost_figure"], report["config"]["sla_figure"]
     for name, runs in report["policies"].items():
+        param = registry.get(name, scenario).sweep_param
         for r in runs:
-            knob = ""
-            from policies import registry
-
-            param = registry.get(name, scenario).sweep_param
-            if sweep and param:
-                knob = f" {param}={r['params'].get(param)}"
+            knob = f" {param}={r['params'].get(param)}" if sweep and param else ""
             typer.echo(
                 f"{name}{knob}: {cost}={r['totals'].get(cost):.6g} "
                 f"{sla}={r['totals'].get(sla):.6g}"

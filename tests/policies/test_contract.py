@@ -29,7 +29,7 @@ registry.load_all()
 CASES = sorted(registry._REGISTRY)  # (scenario, name)
 
 #: Action keys a valid decision must carry, per scenario (when the class does not say).
-ACTION_KEYS = {"vm": {"replicas"}, "serverless": {"warm"}}
+ACTION_KEYS = {"vm": {"replicas"}, "serverless": {"warm"}, "power": {"caps"}}
 
 
 def _vm_frame() -> pd.DataFrame:
@@ -128,6 +128,10 @@ def _check(decision, scenario, name, spec):
     if scenario == "serverless" and decision.valid:
         warm = np.asarray(decision.action["warm"])
         assert warm.shape == (len(spec["entities"]),) and np.all(warm >= 0)
+    if scenario == "power" and decision.valid:
+        caps = np.asarray(decision.action["caps"], dtype=float)
+        assert caps.shape == (int(spec["servers"]),) and not np.any(np.isnan(caps))
+        assert np.all(caps > 0)
 
 
 @pytest.mark.parametrize(("scenario", "name"), CASES, ids=[f"{s}/{n}" for s, n in CASES])

@@ -82,7 +82,8 @@ def test_report_matches_a_direct_scenario_run_and_is_deterministic(trace_csv):
         ({"--scenario": "moon"}, [], "unknown scenario 'moon'"),
         ({}, ["boot=3"], "no option(s) ['boot']"),
         ({}, ["boot_s"], "expected key=value"),
-        ({}, ["capacity=-1"], "capacity must be > 0"),
+        ({}, ["capacity=-1"], "capacity must be auto or > 0"),
+        ({}, ["boot_s=soon"], "boot_s must be >= 0 seconds, got 'soon'"),
         ({}, ["metric=requests"], "metric 'requests' not in the trace"),
     ],
 )

@@ -45,6 +45,7 @@ def parse_options(items: Iterable[str] | None) -> dict[str, Any]:
 
     Raises:
         InputError: an item without ``=`` or with an empty key.
+
     """
     out: dict[str, Any] = {}
     for i, item in enumerate(items or ()):
@@ -90,7 +91,7 @@ def _jsonable(x: Any) -> Any:
 
 
 def resolve_policies(scenario: str, policies: Sequence[str] | str) -> list[type]:
-    """Registered policy classes for ``scenario``; unknown names raise InputError."""
+    """Look up the policy classes for ``scenario``; unknown names raise InputError."""
     from policies import registry
 
     names = [p.strip() for p in (policies.split(",") if isinstance(policies, str) else policies)]
@@ -123,14 +124,14 @@ def make_scenario(name: str, options: dict[str, Any]) -> Any:
 
 
 def param_sets(cls: type, sweep: bool) -> list[dict[str, Any]]:
-    """The parameter sets one family runs: its defaults, or each point of its sweep grid."""
+    """List the parameter sets a family runs: its defaults, or each point of its grid."""
     if sweep and cls.sweep_param and cls.sweep_grid:
         return [{cls.sweep_param: v} for v in cls.sweep_grid]
     return [{}]
 
 
 def _timeline_point(cls: type, sweep: bool) -> dict[str, Any]:
-    """The run of a family whose timeline is kept: its default point, else the first."""
+    """Pick the run whose timeline is kept: the default point, else the first."""
     sets = param_sets(cls, sweep)
     default = {cls.sweep_param: cls.defaults.get(cls.sweep_param)} if cls.sweep_param else {}
     return default if default in sets else sets[0]
@@ -152,7 +153,7 @@ def load_trace(trace: str | Path, fmt: str | None, step: float | None) -> pd.Dat
 
 
 def default_forecaster(policy: Any, scenario: str, seed: int) -> Callable | None:
-    """The forecaster given to a ``needs_forecast`` policy, or None.
+    """Make the forecaster given to a ``needs_forecast`` policy, or return None.
 
     A policy may supply its own with a ``make_forecaster(seed)`` method; otherwise the
     scenario's default online forecaster from :mod:`policies.forecasters` is used.
@@ -216,6 +217,7 @@ def run_replay(
 
     Raises:
         InputError: unknown scenario/policy/option, unreadable trace or unusable data.
+
     """
     options = dict(options or {})
     sc = make_scenario(scenario, options)

@@ -61,7 +61,8 @@ def timeline(timelines: dict[str, pd.DataFrame], path: Path, title: str = "") ->
         t = (t - t[0]) / 3600.0 if len(t) else t
         cols = [c for c in tl.columns if c != "t_s" and pd.api.types.is_numeric_dtype(tl[c])]
         for i, c in enumerate(cols):
-            style = {"color": "black", "lw": 0.8} if i == 0 else {"lw": 1.0, "drawstyle": "steps-post"}
+            style = ({"color": "black", "lw": 0.8} if i == 0
+                     else {"lw": 1.0, "drawstyle": "steps-post"})
             ax.plot(t, tl[c].to_numpy(dtype=float), label=c, **style)
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)

@@ -2,13 +2,14 @@
 
 Reference model (documented in the README, section ``replay``):
 
-* **Demand** ``d_j`` (e.g. CPU cores, requests per second) is piecewise constant: sample
+* **Demand** ``d_j`` (CPU cores, requests per second...) is piecewise constant: sample
   ``j`` holds over ``[j*step, (j+1)*step)`` from the trace start. It comes from the metric
   ``metric`` (``auto``: ``cpu_cores``, else ``requests``, else ``cpu_util`` x cores / 100
   with cores from ``frame.attrs["static"]`` (``cpu_cores``/``cores``/``cpu_num``) or 1,
-  else ``invocations``, else ``concurrency``); counts "per step" become rates per second. Samples are binned onto a regular grid of
-  the trace's step (or ``resample_s``: bin means when coarser, linear interpolation
-  between sample times when finer); gaps inside an entity's span hold its last value.
+  else ``invocations``, else ``concurrency``); counts "per step" become rates per second.
+  Samples are binned onto a regular grid of the trace's step (or ``resample_s``: bin
+  means when coarser, linear interpolation between sample times when finer); gaps inside
+  an entity's span hold its last value.
 * **Entities**: ``entities="aggregate"`` (default) sums every entity into one service
   demand; ``"separate"`` runs each entity as its own service and sums the totals
   (rates are weighted by time and demand).
@@ -128,23 +129,31 @@ class VmScenario(Scenario):
     def __init__(self, **config: Any) -> None:
         super().__init__(**config)
         c = self.config
-        if c["entities"] not in ("aggregate", "separate"):
-            raise ValueError(f"vm option entities must be aggregate or separate, not {c['entities']!r}")
-        if c["capacity"] != "auto" and not float(c["capacity"]) > 0:
-            raise ValueError(f"vm option capacity must be > 0 (demand units), got {c['capacity']!r}")
-        if float(c["boot_s"]) < 0:
-            raise ValueError(f"vm option boot_s must be >= 0 seconds, got {c['boot_s']!r}")
-        if c["sync_s"] is not None and not float(c["sync_s"]) > 0:
-            raise ValueError(f"vm option sync_s must be > 0 seconds, got {c['sync_s']!r}")
-        if not 0 <= int(c["min_replicas"]) <= int(c["max_replicas"]):
-            raise ValueError(
-                f"vm options need 0 <= min_replicas <= max_replicas, got "
-                f"{c['min_replicas']!r} and {c['max_replicas']!r}"
-            )
-        if c["resample_s"] is not None and not float(c["resample_s"]) > 0:
-            raise ValueError(f"vm option resample_s must be > 0 seconds, got {c['resample_s']!r}")
-        if c["initial_replicas"] != "auto" and int(c["initial_replicas"]) < 0:
-            raise ValueError(f"vm option initial_replicas must be >= 0, got {c['initial_replicas']!r}")
+        checks = [
+            ("entities", lambda: c["entities"] in ("aggregate", "separate"),
+             "aggregate or separate"),
+            ("capacity", lambda: c["capacity"] == "auto" or float(c["capacity"]) > 0,
+             "auto or > 0 (demand units per replica)"),
+            ("boot_s", lambda: float(c["boot_s"]) >= 0, ">= 0 seconds"),
+            ("sync_s", lambda: c["sync_s"] is None or float(c["sync_s"]) > 0,
+             "None or > 0 seconds"),
+            ("min_replicas", lambda: 0 <= int(c["min_replicas"]) <= int(c["max_replicas"]),
+             "an integer with 0 <= min_replicas <= max_replicas"),
+            ("max_replicas", lambda: int(c["max_replicas"]) >= 1, "an integer >= 1"),
+            ("resample_s", lambda: c["resample_s"] is None or float(c["resample_s"]) > 0,
+             "None or > 0 seconds"),
+            ("initial_replicas", lambda: c["initial_replicas"] == "auto"
+             or int(c["initial_replicas"]) >= 0, "auto or an integer >= 0"),
+            ("auto_peak_replicas", lambda: float(c["auto_peak_replicas"]) > 0, "> 0"),
+            ("timeline_points", lambda: int(c["timeline_points"]) >= 10, "an integer >= 10"),
+        ]
+        for key, check, want in checks:
+            try:
+                ok = bool(check())
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"vm option {key} must be {want}, got {c[key]!r}")
 
     # ------------------------------------------------------------------ prepare
     def _demand_rows(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
@@ -413,16 +422,25 @@ class VmScenario(Scenario):
         bounds = np.arange(n + 1, dtype=np.float64) * step  # (n+1,)
         ev = np.concatenate((r_t, p_t))
         ev = ev[(ev > 0) & (ev < end)]
-        cuts = np.union1d(bounds, ev) if ev.size else bounds  # (S+1,)
-        seg = cuts[:-1]
-        dur = np.diff(cuts)
-        di = np.minimum(np.searchsorted(bounds, seg, side="right") - 1, n - 1)
-        dseg = d[di]
+        pos = ev / step
+        if np.all(np.abs(pos - np.rint(pos)) < 1e-9):
+            # every change falls on a step boundary (the usual case): one segment per step
+            seg, dur, dseg = bounds[:-1], np.full(n, step), d
 
-        def level(times: np.ndarray, deltas: np.ndarray) -> np.ndarray:
-            order = np.argsort(times, kind="stable")
-            cum = np.cumsum(deltas[order])
-            return cum[np.searchsorted(times[order], seg, side="right") - 1]
+            def level(times: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+                idx = np.minimum(np.rint(times / step).astype(np.int64), n)
+                return np.cumsum(np.bincount(idx, weights=deltas, minlength=n + 1))[:n]
+        else:
+            cuts = np.union1d(bounds, ev)  # (S+1,) step boundaries and change times
+            seg = cuts[:-1]
+            dur = np.diff(cuts)
+            di = np.minimum(np.searchsorted(bounds, seg, side="right") - 1, n - 1)
+            dseg = d[di]
+
+            def level(times: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+                order = np.argsort(times, kind="stable")
+                cum = np.cumsum(deltas[order])
+                return cum[np.searchsorted(times[order], seg, side="right") - 1]
 
         ready = level(r_t, r_v)
         prov = level(p_t, p_v)
@@ -437,11 +455,14 @@ class VmScenario(Scenario):
         }
         if timeline:
             # per sample: the lowest ready and highest requested capacity (demand units)
-            first = np.searchsorted(seg, bounds[:-1], side="left")
+            if len(seg) == n:
+                lo_supply, hi_prov = supply, prov
+            else:
+                first = np.searchsorted(seg, bounds[:-1], side="left")
+                lo_supply = np.minimum.reduceat(supply, first)
+                hi_prov = np.maximum.reduceat(prov, first)
             out["timeline"] = pd.DataFrame({
-                "t_s": bounds[:-1] + start,
-                "demand": d,
-                "capacity_ready": np.minimum.reduceat(supply, first),
-                "capacity_requested": np.maximum.reduceat(prov, first) * cap,
+                "t_s": bounds[:-1] + start, "demand": d,
+                "capacity_ready": lo_supply, "capacity_requested": hi_prov * cap,
             })
         return out
