@@ -49,15 +49,15 @@ def replay(
     except TidewiseError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
-    cost, sla = report["config"]["cost_figure"], report["config"]["sla_figure"]
+    figures = report["config"]["summary_figures"]
     for name, runs in report["policies"].items():
         param = registry.get(name, scenario).sweep_param
         for r in runs:
             knob = f" {param}={r['params'].get(param)}" if sweep and param else ""
-            typer.echo(
-                f"{name}{knob}: {cost}={r['totals'].get(cost):.6g} "
-                f"{sla}={r['totals'].get(sla):.6g}"
+            shown = " ".join(
+                f"{f}={r['totals'][f]:.6g}" for f in figures if r["totals"].get(f) is not None
             )
+            typer.echo(f"{name}{knob}: {shown}")
     typer.echo(f"wrote {out / 'report.json'}")
 
 

@@ -289,6 +289,9 @@ def run_replay(
                        else getattr(forecaster, "name", type(forecaster).__name__)),
         "cost_figure": sc.cost_figure,
         "sla_figure": sc.sla_figure,
+        # figures the CLI prints per run (a scenario may name more with summary_figures)
+        "summary_figures": list(getattr(sc, "summary_figures", None)
+                                or (sc.cost_figure, sc.sla_figure)),
     }
     report = {"scenario": scenario, "trace": trace_name, "config": config,
               "policies": report_policies}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -60,13 +61,26 @@ def timeline(timelines: dict[str, pd.DataFrame], path: Path, title: str = "") ->
         t = tl["t_s"].to_numpy(dtype=float)
         t = (t - t[0]) / 3600.0 if len(t) else t
         cols = [c for c in tl.columns if c != "t_s" and pd.api.types.is_numeric_dtype(tl[c])]
+        ref = float(np.nanmax(np.abs(tl[cols[0]].to_numpy(dtype=float)))) if cols else 0.0
+        twin = None
+        lines = []
         for i, c in enumerate(cols):
+            y = tl[c].to_numpy(dtype=float)
+            peak = float(np.nanmax(np.abs(y))) if len(y) else 0.0
+            # a series on another scale (a count beside kW) goes on a right-hand axis
+            other = i > 0 and ref > 0 and peak > 0 and not 0.05 <= peak / ref <= 20
+            if other and twin is None:
+                twin = ax.twinx()
+            target = twin if other else ax
             style = ({"color": "black", "lw": 0.8} if i == 0
-                     else {"lw": 1.0, "drawstyle": "steps-post"})
-            ax.plot(t, tl[c].to_numpy(dtype=float), label=c, **style)
+                     else {"lw": 1.0, "drawstyle": "steps-post", "color": f"C{i - 1}"})
+            if other:
+                style["linestyle"] = "--"
+            lines += target.plot(t, y, label=c + (" (right)" if other else ""), **style)
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        if lines:
+            ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("hours from trace start")
     if title:
         fig.suptitle(title)

@@ -111,6 +111,7 @@ class VmScenario(Scenario):
     name = "vm"
     cost_figure = "replica_seconds"
     sla_figure = "violation_rate"
+    summary_figures = ("replica_seconds", "violation_rate", "unserved_fraction")
     action_keys = ("replicas",)
     defaults = {
         "metric": "auto",  # frame metric the demand comes from
