@@ -23,15 +23,15 @@ from scipy.special import betainc
 
 
 def window_steps(start: float, step: float, horizon: int, t_from: float, t_to: float) -> slice:
-    """Horizon indices whose time falls in ``[t_from, t_to]`` (seconds).
+    """Horizon indices whose intervals overlap ``[t_from, t_to]`` (seconds).
 
-    A forecast step at index ``h`` stands for time ``start + h * step``. The slice always
-    holds at least one step (the one nearest ``t_from``, clipped to the horizon), so a
-    short forecast still yields a decision rather than none; callers report the covered
-    window in their details.
+    Forecast step ``h`` stands for the interval ``[start + h * step, start + (h+1) * step)``
+    (demand is piecewise constant per sample). The slice always holds at least one step,
+    clipped to the horizon, so a short forecast still yields a decision: a window past the
+    horizon reads the last step.
 
     Args:
-        start: unix seconds of forecast step 0.
+        start: unix seconds where forecast step 0 begins.
         step: seconds between forecast steps (> 0).
         horizon: number of forecast steps H.
         t_from: first instant the decision must cover (seconds).
@@ -43,7 +43,7 @@ def window_steps(start: float, step: float, horizon: int, t_from: float, t_to: f
     if step <= 0:
         raise ValueError(f"forecast step must be > 0 seconds, got {step}")
     lo = max(0, math.floor((t_from - start) / step + 1e-9))
-    hi = max(lo + 1, math.floor((t_to - start) / step + 1e-9) + 1)
+    hi = max(lo + 1, math.ceil((t_to - start) / step - 1e-9))
     lo = min(lo, horizon - 1)
     hi = min(max(hi, lo + 1), horizon)
     return slice(lo, hi)
@@ -108,6 +108,52 @@ def chance_constrained_units(
         n = min(n, ceiling)
     p = float(np.count_nonzero(x > n * unit + 1e-9)) / s
     return int(n), p
+
+
+def priced_units(
+    peak: np.ndarray,
+    unit: float,
+    price: float,
+    max_risk: float,
+    *,
+    floor: int = 0,
+    ceiling: int | None = None,
+) -> tuple[int, float, float]:
+    """Units minimising ``n + price * P(peak > n * unit)`` subject to ``P <= max_risk``.
+
+    The risk-priced form of the chance constraint: one unit costs 1 and one violation costs
+    ``price`` units, so risk is bought back only where it is cheap to buy — a path set whose
+    tail is a far-off spike is left at some risk, a tight one is covered fully. ``max_risk``
+    stays a hard chance constraint on every decision.
+
+    Args:
+        peak: ``(S,)`` per-path peak demand over the covered window.
+        unit: capacity per unit (> 0).
+        price: cost of a violation in units (>= 0).
+        max_risk: hard per-decision bound on ``P(peak > n * unit)``, in [0, 1).
+        floor: fewest units.
+        ceiling: most units (None: unbounded).
+
+    Returns:
+        ``(n, p_violation, objective)``.
+    """
+    if unit <= 0:
+        raise ValueError(f"capacity per unit must be > 0, got {unit}")
+    x = np.sort(np.asarray(peak, dtype=np.float64).ravel())
+    s = x.size
+    if s == 0:
+        raise ValueError("no samples to read the chance constraint from")
+    n_cc, _ = chance_constrained_units(x, unit, max_risk, floor=floor, ceiling=ceiling)
+    n_top = max(n_cc, math.ceil(x[-1] / unit - 1e-9), floor)
+    if ceiling is not None:
+        n_top = min(n_top, ceiling)
+    cand = np.arange(n_cc, max(n_cc, n_top) + 1)  # (K,) feasible counts
+    # P(peak > n * unit) for every candidate via one sorted search
+    above = s - np.searchsorted(x, cand * unit + 1e-9, side="right")
+    p = above / s
+    obj = cand + price * p
+    i = int(np.argmin(obj))
+    return int(cand[i]), float(p[i]), float(obj[i])
 
 
 def exceed_probability(peak: np.ndarray, capacity: float) -> float:

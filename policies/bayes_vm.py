@@ -25,17 +25,19 @@ Fallback (no forecast, or a forecast without usable samples): the reactive rule
 stabilisation and rate limits; the Decision says ``fallback=True`` and why. With neither a
 forecast nor an observed demand the Decision is invalid and the caller keeps its setting.
 
-Inputs (``spec`` is a mapping; unknown keys are ignored):
+Spec (a mapping, read only; the keys of :mod:`policies.hpa`, built by
+:mod:`traces.replay.vm` or the daemon): ``capacity`` (demand units one replica serves),
+``ready``, ``replicas`` (requested, ready + booting), ``min_replicas``, ``max_replicas``,
+``step_s`` (seconds per demand sample), ``demand`` (observed samples, oldest first).
+``boot_s`` (seconds from request to ready; the ``boot_delay_s`` parameter overrides it),
+``sync_s`` (seconds between decisions; else the ``sync_s`` parameter). Optional:
+``replica_cost_per_s`` (default 1, so costs are replica-seconds), ``observed`` (``(demand, capacity)`` pairs seen
+since the last decision; otherwise the demand samples that arrived since the last decision
+are compared with ``ready * capacity``).
 
-* ``replicas`` — replicas running (or booting) now.
-* ``demand`` — demand observed at ``now`` (same unit as ``capacity_per_replica``).
-* ``capacity_per_replica`` — demand one replica serves within SLA.
-* ``boot_delay_s``, ``sync_period_s`` — seconds until a new replica serves; seconds to the
-  next decision.
-* ``min_replicas``, ``max_replicas``; optional ``replica_cost_per_s`` (default 1, so costs
-  are replica-seconds) and ``observed`` — a list of ``(demand, capacity)`` pairs seen since
-  the last decision, used for risk learning instead of the single ``demand`` reading when
-  present.
+State (returned in ``Decision.state``, pass back unchanged): a dict with the risk
+posterior (``risk``), the recent raw recommendations (``desired``) and the time of the
+number of demand samples already counted (``n_seen``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from policies.bayes_common import (
     RiskLearner,
     chance_constrained_units,
     exceed_probability,
+    priced_units,
     rate_limit,
     stabilised_target,
     window_max,
@@ -66,16 +69,60 @@ def spec_get(spec: Any, key: str, default: Any = None) -> Any:
     return getattr(spec, key, default)
 
 
-def observed_violations(spec: Any, capacity_per_replica: float, replicas: int) -> tuple[int, int]:
-    """``(violations, trials)`` the caller reports since the last decision."""
+def observed_violations(spec: Any, state: dict, capacity: float) -> tuple[int, int]:
+    """``(violations, trials)`` seen since the last decision.
+
+    Uses ``spec["observed"]`` pairs when given; otherwise the demand samples that arrived
+    since the last decision, each compared with the capacity of the replicas ready now.
+    """
     pairs = spec_get(spec, "observed")
     if pairs:
         v = sum(1 for d, c in pairs if d > c + 1e-9)
         return v, len(pairs)
     demand = spec_get(spec, "demand")
-    if demand is None or not math.isfinite(float(demand)):
+    if demand is None or np.ndim(demand) == 0 or len(demand) == 0:
         return 0, 0
-    return int(float(demand) > replicas * capacity_per_replica + 1e-9), 1
+    seen = state.get("n_seen")
+    # demand is the history so far: the samples beyond the count seen last time are new
+    # (a shorter array means a window that slid; then only the newest sample is counted)
+    k = 1 if seen is None or len(demand) < seen else len(demand) - int(seen)
+    if k == 0:
+        return 0, 0
+    limit = float(spec_get(spec, "ready", spec_get(spec, "replicas", 0)) or 0) * capacity
+    recent = np.asarray(demand[len(demand) - k :], dtype=np.float64)
+    return int(np.count_nonzero(recent > limit + 1e-9)), k
+
+
+def forecast_origin(spec: Any, forecast: Forecast) -> float:
+    """Where forecast step 0 begins on the demand grid.
+
+    A forecaster fed the completed samples forecasts the first sample not yet observed,
+    which began at ``start_s + len(demand) * step_s`` (at or before ``now``). When the spec
+    carries that grid and the forecast uses its step, this is exact; otherwise the
+    forecast's own ``start`` is used.
+    """
+    start = spec_get(spec, "start_s")
+    step = spec_get(spec, "step_s")
+    demand = spec_get(spec, "demand")
+    if start is None or not step or demand is None or np.ndim(demand) == 0:
+        return float(forecast.start)
+    if abs(float(forecast.step) - float(step)) > 1e-9:
+        return float(forecast.start)
+    return float(start) + len(demand) * float(step)
+
+
+def latest_demand(spec: Any) -> float | None:
+    """The newest observed demand sample, or None."""
+    demand = spec_get(spec, "demand")
+    if demand is None:
+        return None
+    if np.ndim(demand) == 0:
+        v = float(demand)
+    elif len(demand) == 0:
+        return None
+    else:
+        v = float(demand[-1])
+    return v if math.isfinite(v) else None
 
 
 @register
@@ -87,7 +134,11 @@ class BayesVM(Policy):
     needs_forecast = True
     defaults = {
         "target_violation": 0.01,  # target fraction of intervals with demand above capacity
+        "sync_s": 15.0,  # seconds between decisions (the replay calls decide this often)
+        "boot_delay_s": None,  # seconds until a new replica serves (None: spec's boot_s)
         "indicator": None,  # forecast indicator to read (None: the first)
+        "objective": "priced",  # "priced": min cost + price*P(violation); "quantile": fixed eps
+        "max_risk": 0.25,  # hard per-decision chance constraint for "priced" (probability)
         "learn_risk": True,  # adapt the operating risk level from observed violations
         "prior_n": 20.0,  # prior pseudo-observations of the violation-rate posterior
         "discount": 0.995,  # per-observation forgetting of that posterior
@@ -150,37 +201,50 @@ class BayesVM(Policy):
     def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
         """Replica count for ``now``; see the module docstring for inputs and rules."""
         state = state or {}
-        cap = float(spec_get(spec, "capacity_per_replica", 1.0))
+        cap = float(spec_get(spec, "capacity", spec_get(spec, "capacity_per_replica", 1.0)))
         if not cap > 0:
-            raise ValueError(f"spec.capacity_per_replica must be > 0, got {cap}")
+            raise ValueError(f"spec capacity (demand per replica) must be > 0, got {cap}")
         current = int(spec_get(spec, "replicas", 0) or 0)
-        boot = float(spec_get(spec, "boot_delay_s", 0.0) or 0.0)
-        sync = float(spec_get(spec, "sync_period_s", 60.0) or 0.0)
+        boot = self.params["boot_delay_s"]
+        if boot is None:
+            boot = spec_get(spec, "boot_s", spec_get(spec, "boot_delay_s", 0.0)) or 0.0
+        boot = float(boot)
+        sync = float(spec_get(spec, "sync_s", self.params["sync_s"]) or self.params["sync_s"])
         cost_rate = float(spec_get(spec, "replica_cost_per_s", 1.0))
         lo, hi = self._limits(spec)
 
         # learn from what happened since the last decision (pure: a new posterior)
         post = state.get("risk")
         if self.params["learn_risk"]:
-            v, n = observed_violations(spec, cap, current)
+            v, n = observed_violations(spec, state, cap)
             post = self.learner.update(post, v, n)
         elif post is None:
             post = self.learner.initial()
         eps = self.learner.eps(post) if self.params["learn_risk"] else self.learner.target
         hist = list(state.get("desired", []))
-        new_state = {"risk": post, "desired": hist}
+        demand = spec_get(spec, "demand")
+        n_seen = len(demand) if demand is not None and np.ndim(demand) > 0 else None
+        new_state = {"risk": post, "desired": hist, "n_seen": n_seen}
 
         x = self._samples(forecast)
         if x is None:
             return self._fallback(spec, new_state, now, current, cap, lo, hi, eps, forecast)
 
         # (S,) per-path peaks: from ready time through the next sync, and from now
-        w_ready = window_steps(forecast.start, forecast.step, x.shape[1], now + boot, now + boot + sync)
-        w_all = window_steps(forecast.start, forecast.step, x.shape[1], now, now + boot + sync)
+        origin = forecast_origin(spec, forecast)
+        h = x.shape[1]
+        w_ready = window_steps(origin, forecast.step, h, now + boot, now + boot + sync)
+        w_all = window_steps(origin, forecast.step, h, now, now + boot + sync)
         peak_ready = window_max(x, w_ready)
         peak_all = window_max(x, w_all)
-        n_ready, _ = chance_constrained_units(peak_ready, cap, eps, floor=lo, ceiling=hi)
-        n_all, _ = chance_constrained_units(peak_all, cap, eps, floor=lo, ceiling=hi)
+        if self.params["objective"] == "priced":
+            # price of a violation in replica-intervals: 1/eps (see module docstring)
+            price, mr = 1.0 / eps, float(self.params["max_risk"])
+            n_ready = priced_units(peak_ready, cap, price, mr, floor=lo, ceiling=hi)[0]
+            n_all = priced_units(peak_all, cap, price, mr, floor=lo, ceiling=hi)[0]
+        else:
+            n_ready, _ = chance_constrained_units(peak_ready, cap, eps, floor=lo, ceiling=hi)
+            n_all, _ = chance_constrained_units(peak_all, cap, eps, floor=lo, ceiling=hi)
         raw = max(n_ready, min(current, n_all))
         out, hist = self._smooth(raw, current, now, hist, lo, hi)
         new_state["desired"] = hist
@@ -227,9 +291,9 @@ class BayesVM(Policy):
         eps: float,
         forecast: Forecast | None,
     ) -> Decision:
-        demand = spec_get(spec, "demand")
+        demand = latest_demand(spec)
         reason = "no forecast" if forecast is None else "forecast has no samples"
-        if demand is None or not math.isfinite(float(demand)):
+        if demand is None:
             return Decision(
                 action={"replicas": current},
                 valid=False,
@@ -256,7 +320,7 @@ class BayesVM(Policy):
                 "operating_risk": eps,
                 "expected_cost": out
                 * float(spec_get(spec, "replica_cost_per_s", 1.0))
-                * float(spec_get(spec, "sync_period_s", 60.0) or 0.0),
+                * float(spec_get(spec, "sync_s", self.params["sync_s"]) or 0.0),
             },
             fallback=True,
             state=new_state,

@@ -6,7 +6,9 @@ They follow the replay forecaster hook (see :mod:`traces.replay.base`)::
 
 where ``history`` holds only data up to ``now`` (array ``(T,)``/``(T, M)`` or a DataFrame
 whose columns name the indicators), ``step`` is the seconds between rows and ``horizon``
-the number of future steps wanted. Forecast step ``h`` stands for ``now + (h + 1) * step``.
+the number of future steps wanted. Forecast step ``h`` is the ``h``-th sample after the
+history; its interval starts at ``Forecast.start + h * step`` with ``start = now`` (the
+sample in progress at ``now`` is step 0, as in the replay's piecewise-constant demand).
 Each call is cheap (vectorised numpy, no fitting loop) so a replay makes thousands of
 decisions per second.
 
@@ -64,6 +66,15 @@ class GrowthBootstrapForecaster:
         phase_halfwidth_s: half-width of the same-phase neighbourhood (seconds).
         min_pool: fewest origins a pool must hold to be used.
         space: ``"log"`` (multiplicative growth, demand-like series) or ``"linear"``.
+        neighbours: fraction of the window's origins kept as analogs (0: all of them, or the
+            same-phase pool). Analogs are the origins nearest to now in level, last change
+            and (with ``season_s``) time of day, each feature scaled by its spread, so a
+            spike's aftermath is forecast from past spikes' aftermaths and a quiet night
+            from quiet nights. At least ``min_pool`` are kept.
+        phase_weight: weight of the time-of-day distance against level and change.
+        extra_steps: steps produced beyond the ``horizon`` asked for. Step 0 is the sample in
+            progress at ``now``, so a window that reaches ``now + horizon * step`` may touch
+            one sample more than ``horizon`` counts.
         seed: seed of the resampling generator (a run is reproducible).
     """
 
@@ -77,6 +88,9 @@ class GrowthBootstrapForecaster:
         phase_halfwidth_s: float = 3600.0,
         min_pool: int = 30,
         space: str = "log",
+        neighbours: float = 0.1,
+        phase_weight: float = 0.5,
+        extra_steps: int = 1,
         seed: int = 0,
     ) -> None:
         if space not in {"log", "linear"}:
@@ -89,41 +103,32 @@ class GrowthBootstrapForecaster:
         self.phase_halfwidth_s = phase_halfwidth_s
         self.min_pool = min_pool
         self.space = space
+        self.neighbours = neighbours
+        self.phase_weight = phase_weight
+        self.extra_steps = extra_steps
         self.rng = np.random.default_rng(seed)
+        self._cache: tuple | None = None
 
     def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:
-        """Forecast ``horizon`` steps after ``now`` from ``history`` (data up to now only)."""
-        y, names = _as_matrix(history)  # (T, M)
-        t_len, m = y.shape
-        if t_len == 0:
+        """Forecast ``horizon`` steps from ``now`` given ``history`` (data up to now only)."""
+        horizon = int(horizon) + int(self.extra_steps)
+        t_total = len(history)
+        if t_total == 0:
             raise ValueError("growth-bootstrap needs at least one observation")
-        if self.space == "log":
-            # offset keeps zeros finite and damps relative noise on near-idle series
-            c = 0.01 * np.maximum(np.abs(y).mean(axis=0), 1e-6)  # (M,)
-            z = np.log(np.maximum(y, 0.0) + c)
-        else:
-            c = np.zeros(m)
-            z = y
-        last = z[-1]  # (M,)
-        # origins t with t + horizon <= T - 1, within the window
-        n_orig = t_len - horizon
+        w = max(1, int(self.window_s // step)) if step > 0 else t_total
+        keep = min(t_total, w + horizon + 1)
+        tail = history.iloc[-keep:] if hasattr(history, "iloc") else history[-keep:]
+        y, names = _as_matrix(tail)  # (T, M), the last `keep` rows only
+        key = (t_total, horizon, float(step), y[-1].tobytes())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._pool(y, t_total, step, horizon))
+        z, c, origins, pool_kind = self._cache[1]
+        m = y.shape[1]
         s = self.num_samples
-        if n_orig < 1:
+        last = z[-1]  # (M,)
+        if origins.size == 0:
             inc = np.zeros((s, horizon, m))
-            pool_kind = "persistence"
         else:
-            w = max(1, int(self.window_s // step)) if step > 0 else n_orig
-            lo = max(0, n_orig - w)
-            origins = np.arange(lo, n_orig)
-            pool_kind = "recent"
-            if self.season_s > 0 and step > 0:
-                period = self.season_s / step
-                # distance in steps from the current phase, circular
-                phase = (t_len - 1 - origins) % period
-                dist = np.minimum(phase, period - phase)
-                same = origins[dist <= self.phase_halfwidth_s / step]
-                if same.size >= self.min_pool:
-                    origins, pool_kind = same, "same-phase"
             pick = origins[self.rng.integers(0, origins.size, size=s)]  # (S,)
             idx = pick[:, None] + np.arange(1, horizon + 1)[None, :]  # (S, H)
             inc = z[idx] - z[pick][:, None, :]  # (S, H, M)
@@ -133,12 +138,56 @@ class GrowthBootstrapForecaster:
         paths = np.maximum(paths, 0.0)
         return Forecast(
             samples=paths,
-            start=now + step,
+            start=now,
             step=step,
             indicators=names,
             model=self.name,
-            info={"pool": pool_kind, "origins": int(max(n_orig, 0))},
+            info={"pool": pool_kind, "origins": int(origins.size)},
         )
+
+    def _pool(
+        self, y: np.ndarray, t_total: int, step: float, horizon: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """Transformed series, offset, eligible origins (tail indices) and the pool's kind."""
+        t_len, m = y.shape
+        if self.space == "log":
+            # offset keeps zeros finite and damps relative noise on near-idle series
+            c = 0.01 * np.maximum(np.abs(y).mean(axis=0), 1e-6)  # (M,)
+            z = np.log(np.maximum(y, 0.0) + c)
+        else:
+            c = np.zeros(m)
+            z = y
+        n_orig = t_len - horizon  # origins t with t + horizon <= T - 1
+        if n_orig < 1:
+            return z, c, np.zeros(0, dtype=np.int64), "persistence"
+        origins = np.arange(1, n_orig) if n_orig > 1 else np.arange(0, n_orig)
+        kind = "recent"
+        k = max(self.min_pool, int(self.neighbours * origins.size))
+        if self.neighbours > 0 and origins.size > k:
+            # analog selection: origins whose level, last change and time of day resemble now
+            lvl = z[origins]  # (P, M)
+            chg = z[origins] - z[origins - 1]  # (P, M)
+            now_l = z[-1]
+            now_c = z[-1] - z[-2] if t_len > 1 else np.zeros(m)
+            dist = np.zeros(origins.size)
+            for feat, cur in ((lvl, now_l), (chg, now_c)):
+                scale = np.maximum(feat.std(axis=0), 1e-9)  # (M,)
+                dist += (np.abs(feat - cur) / scale).mean(axis=1)
+            if self.season_s > 0 and step > 0:
+                period = self.season_s / step
+                phase = (t_len - 1 - origins) % period
+                dist += self.phase_weight * np.minimum(phase, period - phase) / (period / 4.0)
+            origins = origins[np.argpartition(dist, k - 1)[:k]]
+            kind = "analog"
+        elif self.season_s > 0 and step > 0:
+            period = self.season_s / step
+            # circular distance in steps between each origin's phase and the last row's
+            phase = (t_len - 1 - origins) % period
+            dist = np.minimum(phase, period - phase)
+            same = origins[dist <= self.phase_halfwidth_s / step]
+            if same.size >= self.min_pool:
+                origins, kind = same, "same-phase"
+        return z, c, origins, kind
 
 
 class IntermittentCountForecaster:
@@ -281,5 +330,5 @@ class IntermittentCountForecaster:
             age = np.where(active, 0, np.where(age >= 0, age + 1, age))
         info = {"p_active": self.hazard(), "mean_active_count": mean_active}
         return Forecast(
-            samples=out, start=now + step, step=step, indicators=names, model=self.name, info=info
+            samples=out, start=now, step=step, indicators=names, model=self.name, info=info
         )
