@@ -51,15 +51,19 @@ The trace must have a regular step (``frame.attrs["step"]``; load irregular logs
 
 Policy interface
 ----------------
-``spec``: ``servers`` (N), ``server_ids``, ``budget_w``, ``p_max_w``, ``p_idle_w``,
-``low_priority`` (N,) bool, ``step_s``, ``delay_s``. ``state``: ``t``, ``row_power_w``
-(observed row power of step ``t − 1``, after caps; 0 at ``t = 0``), ``server_power_w``
-(N,), ``caps_w`` (N,) the caps last commanded, ``history_row_w`` (t,) read-only observed
-row power, and ``memory`` (the policy's previous ``Decision.state``). ``forecast``: for
-``reads_future`` policies a one-sample Forecast of the true demand of step ``t`` (N
-indicators = server ids). ``Decision.action = {"caps": array (N,) of watts (inf = no
-cap)}`` or ``{"caps": {server_id: watts}}`` (servers not named are uncapped). An invalid
-decision keeps the caps in force.
+``spec`` (fixed for the run): ``servers`` (N, an int), ``server_ids`` (N names),
+``budget_w``, ``p_max_w``, ``p_idle_w``, ``low_priority`` (N,) bool, ``priority`` (N,)
+(0 low, 1 high: lower is capped first), ``step_s``, ``delay_s`` (the actuation delay that
+applies to this policy). ``state`` (built each step): ``t``, ``row_power_w`` (observed row
+power of step ``t − 1``, after caps; 0 at ``t = 0``), ``server_power_w`` (N,) observed per
+server, ``caps_w`` (N,) the caps last commanded, ``capped`` (N,) bool, ``history_row_w``
+(t,) read-only observed row power, and ``memory`` (the policy's previous
+``Decision.state``). ``forecast``: for ``needs_forecast`` policies the replay forecaster's
+Forecast over the observed per-server power history ``(t, N)`` (None at ``t = 0``, when
+there is none); for ``reads_future`` policies a one-sample Forecast of the true demand of
+step ``t`` (N indicators = server ids). ``Decision.action = {"caps": array (N,) of watts
+(inf = no cap)}`` or ``{"caps": {server id or position: watts}}`` (servers not named are
+uncapped). An invalid decision keeps the caps in force.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ import pandas as pd
 
 from models.forecast import Forecast
 from policies.base import Decision, Policy
-from service.errors import ConfigError, InputError
+from service.errors import ConfigError, InputError, NoDataError
 from traces.replay.base import RunResult, Scenario, register_scenario
 
 J_PER_KWH = 3.6e6
@@ -262,7 +266,7 @@ class PowerScenario(Scenario):
         frac_a = r / dt  # share of each step still under the older caps
         spec = {"servers": n, "server_ids": ids, "budget_w": data.budget_w,
                 "p_max_w": data.p_max_w, "p_idle_w": data.p_idle_w, "low_priority": low,
-                "step_s": dt, "delay_s": delay}
+                "priority": np.where(low, 0.0, 1.0), "step_s": dt, "delay_s": delay}
         horizon = int(getattr(policy, "params", {}).get("horizon", 1) or 1)
 
         caps = np.full((n_t, n), np.inf)  # (T, N) caps decided before each step
@@ -283,13 +287,15 @@ class PowerScenario(Scenario):
             now = float(data.ts[t])
             state = {"t": t, "row_power_w": float(row_obs[t - 1]) if t else 0.0,
                      "server_power_w": obs[t - 1] if t else np.zeros(n),
-                     "caps_w": current, "history_row_w": row_ro[:t], "memory": memory}
+                     "caps_w": current, "capped": np.isfinite(current),
+                     "history_row_w": row_ro[:t], "memory": memory}
             forecast = None
             if future:
                 forecast = Forecast(samples=d[t][None, None, :], start=now, step=dt,
                                     indicators=ids, model="truth")
-            elif policy.needs_forecast and forecaster is not None:
-                forecast = forecaster(obs_ro[:t], now, dt, horizon)
+            elif policy.needs_forecast and forecaster is not None and t > 0:
+                # no telemetry yet at t = 0: the policy gets None and falls back
+                forecast = _forecast_or_none(forecaster, obs_ro[:t], now, dt, horizon)
             dec: Decision = policy.decide(spec, state, forecast, now)
             memory = dec.state
             fallback_steps += bool(dec.fallback)
@@ -363,6 +369,15 @@ def _hold(ts: np.ndarray, v: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return v[np.clip(i, 0, len(v) - 1)]
 
 
+def _forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: float,
+                      horizon: int) -> Forecast | None:
+    """Call the forecaster; a typed no-data outcome becomes None (the policy falls back)."""
+    try:
+        return forecaster(history, now, step, horizon)
+    except NoDataError:
+        return None
+
+
 def _caps_array(dec: Decision, ids: tuple[str, ...], policy: Policy, t: int) -> np.ndarray:
     n = len(ids)
     raw = dec.action.get("caps") if isinstance(dec.action, dict) else None
@@ -372,7 +387,10 @@ def _caps_array(dec: Decision, ids: tuple[str, ...], policy: Policy, t: int) -> 
     if isinstance(raw, dict):
         out = np.full(n, np.inf)
         index = {s: i for i, s in enumerate(ids)}
+        index.update({i: i for i in range(n)})  # servers may also be named by position
         for k, v in raw.items():
+            if isinstance(k, np.integer):
+                k = int(k)
             if k not in index:
                 raise ValueError(f"policy {policy.name!r} capped unknown server {k!r} at "
                                  f"step {t}")

@@ -50,8 +50,9 @@ empty at ``t = 0``), ``invocations_last`` (F,) = ``n_{t−1}``, ``warm_last`` (F
 first). Policies keep no hidden state.
 
 ``forecast``: for ``needs_forecast`` policies, the replay forecaster's Forecast over the
-concurrency history (indicators = function ids); for ``reads_future`` policies (the
-oracle) a one-sample Forecast holding the true ``c_t`` (model ``"truth"``); else None.
+concurrency history (indicators = function ids; None at ``t = 0``, when there is none);
+for ``reads_future`` policies (the oracle) a one-sample Forecast holding the true ``c_t``
+(model ``"truth"``); else None.
 
 ``Decision.action = {"warm": array (F,)}`` of non-negative integers (floats are rounded
 up). An invalid decision (``valid=False``) keeps ``w_{t−1}``, never scales down.
@@ -67,7 +68,7 @@ import pandas as pd
 
 from models.forecast import Forecast
 from policies.base import Decision, Policy
-from service.errors import InputError
+from service.errors import InputError, NoDataError
 from traces.replay.base import RunResult, Scenario, register_scenario
 
 MB_PER_GB = 1024.0
@@ -263,8 +264,10 @@ class ServerlessScenario(Scenario):
             if foresight:
                 forecast = Forecast(samples=c[t][None, None, :], start=now, step=data.step_s,
                                     indicators=data.entities, model="truth")
-            elif policy.needs_forecast and forecaster is not None:
-                forecast = forecaster(hist_ro[:t], now, data.step_s, horizon)
+            elif policy.needs_forecast and forecaster is not None and t > 0:
+                # no history yet at t = 0: the policy gets None and falls back
+                forecast = _forecast_or_none(forecaster, hist_ro[:t], now, data.step_s,
+                                             horizon)
             dec: Decision = policy.decide(spec, state, forecast, now)
             memory = dec.state
             fallback_steps += bool(dec.fallback)
@@ -274,6 +277,15 @@ class ServerlessScenario(Scenario):
                 continue
             warm[t] = _warm_array(dec, n_f, policy, t)
         return _result(data, warm, fallback_steps, invalid_steps, timeline)
+
+
+def _forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: float,
+                      horizon: int) -> Forecast | None:
+    """Call the forecaster; a typed no-data outcome becomes None (the policy falls back)."""
+    try:
+        return forecaster(history, now, step, horizon)
+    except NoDataError:
+        return None
 
 
 def _warm_array(dec: Decision, n_f: int, policy: Policy, t: int) -> np.ndarray:
