@@ -351,3 +351,15 @@ def test_long_roundtrip_and_iso_time(tmp_path, write):
     t0 = float(calendar.timegm((2024, 1, 1, 0, 0, 0)))
     assert series(h, "vm1", "cpu_util") == ([t0, t0 + 10], [1.5, 2.5])  # sorted
     assert h.attrs["relative_time"] is False and h.attrs["step"] == 10.0
+
+
+def test_functions_original_azure_day_columns_count_from_one(write):
+    header = "HashOwner,HashApp,HashFunction,Trigger," + ",".join(map(str, range(1, 1441)))
+    counts = ["0"] * 1440
+    counts[0], counts[1439] = "7", "9"
+    path = write("invocations_per_function_md.anon.d01.csv",
+                 header + "\no,a,f,http," + ",".join(counts) + "\n")
+    f = traces.load(path)
+    ts, v = series(f, "f", "invocations")
+    assert ts[0] == 0.0 and ts[-1] == 1439 * 60.0 and len(ts) == 1440
+    assert v[0] == 7 and v[-1] == 9 and sum(v) == 16

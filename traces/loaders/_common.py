@@ -196,17 +196,34 @@ def numeric(
 
 
 def timestamps(
-    values: pd.Series, path: Path, column: str, fmt: str, first_line: int = 2
+    values: pd.Series,
+    path: Path,
+    column: str,
+    fmt: str,
+    first_line: int = 2,
+    *,
+    expected: str | None = None,
 ) -> np.ndarray:
-    """Parse date-time strings (taken as UTC) to float unix seconds; fail on the first bad one."""
+    """Parse date-times to float unix seconds; fail on the first bad one.
+
+    Args:
+        values: the column as written.
+        path: file name for messages.
+        column: column name for messages.
+        fmt: a strptime format, or ``"ISO8601"`` (any ISO-8601 date-time, fraction optional).
+        first_line: 1-based file line of the first value.
+        expected: how to describe a good value in messages (defaults to ``fmt``).
+
+    Times without an offset are taken as UTC; times with one are converted to UTC.
+    """
     raw = pd.Series(values).astype("string")
-    parsed = pd.to_datetime(raw.str.strip(), format=fmt, errors="coerce")
+    parsed = pd.to_datetime(raw.str.strip(), format=fmt, errors="coerce", utc=True)
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.argmax(bad))
-        fail(f"expected a timestamp like {fmt!r}, found {raw.iloc[i]!r}", path,
+        fail(f"expected a timestamp like {expected or fmt!r}, found {raw.iloc[i]!r}", path,
              first_line + i, column)
-    ns = parsed.to_numpy(dtype="datetime64[ns]").astype("int64")
+    ns = parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").astype("int64")
     return ns.astype("float64") / 1e9
 
 

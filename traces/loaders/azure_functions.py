@@ -10,9 +10,10 @@ Two published layouts are read as they are:
 Any of them may be gzipped (``.csv.gz``). ``path`` is the folder or any file of the set.
 
 Time axis (``relative_time`` = True, seconds from the start of the trace day, step 60 s):
-``N_minute`` columns count minutes from 1 (``1_minute`` is 00:00–00:01, ts = (N−1)·60);
-bare integer columns are minute-of-day from 0 (``480`` is 08:00–08:01, ts = N·60) — so the
-500 layout starts at ts = 28,800 s.
+``N_minute`` columns count minutes from 1 (``1_minute`` is 00:00–00:01, ts = (N−1)·60), and
+so do the bare ``1`` … ``1440`` columns of the original Azure day files; other bare integer
+columns are minute-of-day from 0 (In-Vitro's 500 layout: ``480`` is 08:00–08:01, ts = N·60,
+per its SOURCE.md) — so the 500 layout starts at ts = 28,800 s.
 
 Output: entity = ``HashFunction``, metric ``invocations`` (count per minute, every minute of
 the file including zeros), kind ``function``. Per-function constants go to
@@ -95,17 +96,20 @@ def sniff(path: Path) -> bool:
 
 def _minute_columns(columns: list[str], path: Path) -> tuple[list[str], np.ndarray]:
     """Return the minute columns and their start times (seconds from the day's start)."""
-    names, starts = [], []
+    names, labels, suffixed = [], [], []
     for col in columns:
         m = re.fullmatch(r"(\d+)(_minute)?", str(col).strip())
         if m is None:
             continue
-        n = int(m.group(1))
         names.append(col)
-        starts.append((n - 1) * STEP_S if m.group(2) else n * STEP_S)
+        labels.append(int(m.group(1)))
+        suffixed.append(m.group(2) is not None)
     if not names:
         c.fail("expected per-minute columns named like '1_minute' or '480'; found none", path, 1)
-    ts = np.asarray(starts)
+    # "N_minute" (In-Vitro) and the original Azure day files' bare "1" … "1440" count from 1;
+    # other bare labels (In-Vitro's 500 layout, 480 … 959) are minute-of-day from 0.
+    one_based = all(suffixed) or max(labels) == 1440
+    ts = (np.asarray(labels, dtype="float64") - (1.0 if one_based else 0.0)) * STEP_S
     steps = np.diff(ts)
     if (steps != STEP_S).any():
         i = int(np.argmax(steps != STEP_S)) + 1

@@ -24,7 +24,7 @@ from traces.loaders import _common as c
 
 NAME = "azure-llm-2023"
 HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
-TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+TS_FORMAT = "ISO8601"  # "2023-11-16 18:17:03.9799600"; a missing fraction is accepted
 
 
 def entity_name(path: Path) -> str:
@@ -49,7 +49,8 @@ def load(path: Path) -> pd.DataFrame:
     df = c.read_csv(path, dtype=str, keep_default_na=False)
     c.require_columns(df, HEADER, path, "an Azure LLM 2023 trace (TIMESTAMP, ContextTokens, "
                       "GeneratedTokens)")
-    ts = c.timestamps(df["TIMESTAMP"], path, "TIMESTAMP", TS_FORMAT)
+    ts = c.timestamps(df["TIMESTAMP"], path, "TIMESTAMP", TS_FORMAT,
+                      expected="YYYY-MM-DD HH:MM:SS.fffffff")
     c.check_ordered(ts, path, "TIMESTAMP", raw=df["TIMESTAMP"])
     tin = c.numeric(df["ContextTokens"], path, "ContextTokens")
     tout = c.numeric(df["GeneratedTokens"], path, "GeneratedTokens")
