@@ -206,6 +206,8 @@ def timestamps(
 ) -> np.ndarray:
     """Parse date-times to float unix seconds; fail on the first bad one.
 
+    Times without an offset are taken as UTC; times with one are converted to UTC.
+
     Args:
         values: the column as written.
         path: file name for messages.
@@ -214,7 +216,6 @@ def timestamps(
         first_line: 1-based file line of the first value.
         expected: how to describe a good value in messages (defaults to ``fmt``).
 
-    Times without an offset are taken as UTC; times with one are converted to UTC.
     """
     raw = pd.Series(values).astype("string")
     parsed = pd.to_datetime(raw.str.strip(), format=fmt, errors="coerce", utc=True)
