@@ -184,7 +184,10 @@ class VmScenario(Scenario):
                 )
             )
             rows = rows.assign(value=rows["value"].to_numpy() / 100.0 * cores.to_numpy())
-            units = "cores (cpu_util x cores / 100)"
+            known = any(k in static.get(e, {}) for e in rows["entity"].unique()
+                        for k in _CORE_KEYS)
+            units = ("cores (cpu_util x cores / 100)" if known
+                     else "machines (cpu_util / 100; the trace has no core counts)")
         return rows, chosen, units
 
     def prepare(self, frame: pd.DataFrame) -> VmData:
