@@ -33,6 +33,20 @@ SUM_METRICS = frozenset({"requests", "tokens_in", "tokens_out", "invocations", "
 MAX_METRICS = frozenset({"cpu_util_max"})
 
 
+class SharedDict(dict):
+    """A dict that pandas' attrs propagation shares instead of deep-copying.
+
+    pandas deep-copies ``frame.attrs`` on nearly every operation (filtering, ``head``, each
+    group of a ``groupby``). A per-entity ``static`` table of hundreds of functions made
+    that cost ~30 ms per operation (iterating the 670 groups of the 1340 day: 15.7 s instead
+    of 0.4 s). Per-entity attrs are therefore held in this dict, which ``copy.deepcopy``
+    returns as is: treat it as read-only, or copy it (``dict(...)``) before changing it.
+    """
+
+    def __deepcopy__(self, memo: dict) -> SharedDict:
+        return self
+
+
 def aggregation(metric: str) -> str:
     """Return how :func:`resample` combines samples of ``metric``: ``sum``, ``max`` or ``mean``."""
     if metric in SUM_METRICS:
@@ -339,7 +353,7 @@ def finish(
             "kind": kind,
             "units": unit_map,
             "relative_time": bool(relative_time),
-            "static": dict(static or {}),
+            "static": SharedDict(static or {}),
         }
     )
     if extra_attrs:

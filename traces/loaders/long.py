@@ -82,7 +82,7 @@ def load(path: Path) -> pd.DataFrame:
             kind = distinct[0]
         else:
             kind = "mixed"
-            extra["kinds"] = dict(zip(entity, kinds, strict=True))
+            extra["kinds"] = c.SharedDict(zip(entity, kinds, strict=True))
     frame = c.finish(entity, metric, ts, value, source=path, format=NAME, step=None,
                      kind=kind, relative_time=bool(len(ts)) and float(np.max(ts)) < _UNIX_2000,
                      extra_attrs=extra)
