@@ -43,3 +43,17 @@ def test_llm_slice_is_the_published_file(shared):
     original = (shared / "azure-llm-inference-2023" / "AzureLLMInferenceTrace_code.csv")
     with gzip.open(traces.BUNDLED["azure-llm-code"], "rb") as fh:
         assert fh.read() == original.read_bytes()
+
+
+def test_functions_slice_lines_are_published_lines(shared):
+    folder = shared / "azure-functions-2019-invitro-samples" / "1340"
+    for kind in ("inv", "run", "mem"):
+        with gzip.open(traces.DATA_DIR / f"azure_functions_2019_{kind}.csv.gz", "rt") as fh:
+            bundled = fh.read().splitlines()
+        published = (folder / f"1340_{kind}.csv").read_text().splitlines()
+        assert bundled[0] == published[0]  # same header
+        assert set(bundled[1:]) <= set(published[1:]) and len(bundled) == 169
+    # every 4th function row, starting with the first
+    inv = (folder / "1340_inv.csv").read_text().splitlines()
+    with gzip.open(traces.BUNDLED["azure-functions-2019"], "rt") as fh:
+        assert fh.read().splitlines()[1:] == inv[1::4]
