@@ -412,7 +412,8 @@ def _result(data: PowerData, d: np.ndarray, low: np.ndarray, obs: np.ndarray,
     dt = data.step_s
     n_t, n = d.shape
     demanded = d.sum() * dt
-    clipped_srv = (d - obs).sum(axis=0) * dt  # (N,) J
+    # float noise of the segment average must not show as negative clipping
+    clipped_srv = np.maximum((d - obs).sum(axis=0) * dt, 0.0)  # (N,) J
     clipped = clipped_srv.sum()
     dem_srv = d.sum(axis=0) * dt
 
