@@ -450,12 +450,13 @@ class VmScenario(Scenario):
         prov = level(p_t, p_v)
         supply = ready * cap
         short = np.maximum(dseg - supply, 0.0)
+        # sums of products, not np.dot: BLAS threads cost more than they save here
         out = {
-            "replica_seconds": float(np.dot(prov, dur)),
+            "replica_seconds": float((prov * dur).sum()),
             "violation_s": float(dur[dseg > supply].sum()),
-            "unserved": float(np.dot(short, dur)),
-            "demand": float(np.dot(dseg, dur)),
-            "served": float(np.dot(np.minimum(dseg, supply), dur)) / cap,
+            "unserved": float((short * dur).sum()),
+            "demand": float((dseg * dur).sum()),
+            "served": float((np.minimum(dseg, supply) * dur).sum()) / cap,
         }
         if timeline:
             # per sample: the lowest ready and highest requested capacity (demand units)
