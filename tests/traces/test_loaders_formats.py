@@ -363,3 +363,13 @@ def test_functions_original_azure_day_columns_count_from_one(write):
     ts, v = series(f, "f", "invocations")
     assert ts[0] == 0.0 and ts[-1] == 1439 * 60.0 and len(ts) == 1440
     assert v[0] == 7 and v[-1] == 9 and sum(v) == 16
+
+
+def test_long_mixed_kinds_roundtrip(tmp_path, write):
+    path = write("mixed.csv", "entity,metric,ts,value,kind\n"
+                 "vm1,cpu_util,0,1,vm\nfn1,invocations,0,3,function\n")
+    f = traces.load(path)
+    assert f.attrs["kind"] == "mixed"
+    assert f.attrs["kinds"] == {"vm1": "vm", "fn1": "function"}
+    g = traces.load(save(f, tmp_path / "again.csv"))
+    assert g.attrs["kinds"] == {"vm1": "vm", "fn1": "function"}

@@ -113,7 +113,10 @@ def save(frame: pd.DataFrame, path: str | Path) -> Path:
     """
     path = Path(path)
     out = frame.loc[:, ["entity", "metric", "ts", "value"]].copy()
-    if frame.attrs.get("kind"):
+    kinds = frame.attrs.get("kinds")
+    if kinds:  # a mixed export read back: keep each entity's own kind
+        out["kind"] = frame["entity"].map(kinds).fillna(frame.attrs.get("kind") or "")
+    elif frame.attrs.get("kind"):
         out["kind"] = frame.attrs["kind"]
     tmp = path.with_name(path.name + ".part")
     out.to_csv(tmp, index=False, float_format="%.17g",
