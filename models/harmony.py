@@ -1,0 +1,364 @@
+"""``harmony``: hierarchical multi-indicator transformer with a conditional flow head.
+
+After HARMONY ("Adaptive Two-Stage Cloud Resource Scaling via Hierarchical
+Multi-Indicator Forecasting and Bayesian Decision-Making", 2024), rebuilt for a
+probabilistic objective:
+
+1. **Instance normalisation** (RevIN-style, per window and indicator): values are centred
+   on the window's *last* value and divided by the window's standard deviation plus a
+   floor (``scale_floor`` times the indicator's training std of one-row changes), so the
+   network predicts a correction to "no change" in units of recent variability. Forecasts
+   are mapped back to the caller's scale at the end, so metrics are in the caller's scale.
+2. **Indicator tokens** (inverted-transformer style): each indicator's whole normalised
+   window, with its log scale, becomes one token through a shared linear map, plus a
+   learned per-indicator embedding.
+3. **Calendar tokens**: sin/cos of time of day and day of week over the context *and*
+   the forecast rows (known in advance), one token per feature.
+4. **Hierarchical attention**: each indicator has a level (0 = top). With
+   ``hierarchy="mask"`` (default) an indicator token attends only to tokens of its own or
+   a higher level (its parents) and to the calendar tokens; calendar tokens attend to
+   everything. ``"none"`` is full attention. Default levels come from the names:
+   load/requests/invocations -> 0; cpu/mem/gpu/power -> 1; everything else (I/O,
+   network) -> 2. ``levels`` in the config overrides this ({name: level}).
+5. **Heads**: a point head (linear from each indicator token to its H-step mean, in
+   normalised units) trained by MSE, and a distribution head (:mod:`models.heads`,
+   ``flow`` by default, ``gaussian`` to swap) over the joint indicator vector of each
+   horizon step, conditioned on a context vector from all indicator tokens plus a
+   horizon-step embedding, trained by negative log-likelihood of the residual from the
+   point head (the point head is detached there, so NLL shapes the distribution and MSE
+   the mean). Loss = NLL / M + ``mse_weight`` * MSE. Horizon steps are conditionally
+   independent given the window; indicators are joint within a step.
+6. **Point forecast**: samples are shifted so their mean equals the point head
+   (``recentre=True``), so ``Forecast.mean`` is the MSE-trained estimate without Monte-Carlo
+   noise; the shape of the distribution is the flow's.
+
+Training: Adam, early stopping on the validation loss (the best epoch is kept), a wall
+clock budget ``max_train_seconds``. Targets in normalised units are clipped to
+``±clip`` and jittered by ``jitter`` (std) so exactly repeated values (constant series, a
+two-level switching counter) do not give the flow a degenerate density.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.base import Estimator, Predictor, register_model
+from models.data import Series, calendar_features, make_windows
+from models.heads import HEADS
+
+_LEVEL_RULES = (
+    (0, re.compile(r"load|request|invocation|concurrency|tokens", re.I)),
+    (1, re.compile(r"cpu|mem|gpu|power", re.I)),
+)
+
+
+def default_levels(indicators: tuple[str, ...]) -> list[int]:
+    """Hierarchy level of each indicator from its name (0 = top; see module doc)."""
+    out = []
+    for name in indicators:
+        level = 2
+        for lv, rx in _LEVEL_RULES:
+            if rx.search(name):
+                level = lv
+                break
+        out.append(level)
+    return out
+
+
+def hierarchy_mask(levels: list[int], n_calendar: int, mode: str) -> torch.Tensor:
+    """Additive attention mask ``(T, T)`` (0 allowed, -inf blocked), T = M + calendar tokens.
+
+    Row = query token, column = key token. An indicator attends to indicators of the same
+    or a higher (smaller number) level and to every calendar token.
+    """
+    m = len(levels)
+    t = m + n_calendar
+    allowed = torch.ones(t, t, dtype=torch.bool)
+    if mode == "mask":
+        lv = torch.tensor(levels)
+        allowed[:m, :m] = lv[None, :] <= lv[:, None]
+    elif mode != "none":
+        raise ValueError(f"hierarchy must be 'mask' or 'none', got {mode!r}")
+    mask = torch.zeros(t, t)
+    mask[~allowed] = float("-inf")
+    return mask
+
+
+class HarmonyNet(nn.Module):
+    """Encoder plus heads; works in normalised units (see module doc)."""
+
+    N_CAL = 4
+
+    def __init__(self, m: int, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        ell, h, d = int(cfg["context_length"]), int(cfg["prediction_length"]), int(cfg["d_model"])
+        self.m, self.h = m, h
+        self.value_embed = nn.Linear(ell + 1, d)  # window + log scale -> token
+        self.ind_embed = nn.Parameter(torch.randn(m, d) * 0.02)
+        self.cal_embed = nn.Linear(ell + h, d)
+        self.cal_type = nn.Parameter(torch.randn(self.N_CAL, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d,
+            int(cfg["n_heads"]),
+            int(cfg["d_ff"]),
+            float(cfg["dropout"]),
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, int(cfg["n_layers"]), enable_nested_tensor=False
+        )
+        self.norm = nn.LayerNorm(d)
+        self.point = nn.Linear(d, h)
+        c = int(cfg["context_dim"])
+        self.ctx = nn.Sequential(nn.Linear(m * d, c), nn.GELU(), nn.Linear(c, c))
+        self.h_embed = nn.Parameter(torch.zeros(h, c))
+        head_kw = {
+            "num_layers": int(cfg["flow_layers"]),
+            "hidden_features": int(cfg["flow_hidden"]),
+            "transform": cfg["flow_transform"],
+            "num_bins": int(cfg["flow_bins"]),
+            "tail_bound": float(cfg["tail_bound"]),
+            "direction": cfg["flow_direction"],
+        }
+        self.head = HEADS[cfg["head"]](m, c, **head_kw)
+        mask = hierarchy_mask(list(cfg["levels"]), self.N_CAL, cfg["hierarchy"])
+        self.register_buffer("mask", mask, persistent=False)
+
+    def encode(
+        self, xz: torch.Tensor, logscale: torch.Tensor, cal: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Point forecast and head context.
+
+        Args:
+            xz: ``(B, L, M)`` normalised context.
+            logscale: ``(B, M)`` log of the normalisation scale relative to the floor.
+            cal: ``(B, L + H, 4)`` calendar features.
+
+        Returns:
+            ``mu (B, H, M)`` normalised point forecast, ``ctx (B, H, C)`` head context.
+        """
+        feats = torch.cat([xz.transpose(1, 2), logscale[..., None]], dim=2)  # (B, M, L + 1)
+        tok = self.value_embed(feats) + self.ind_embed  # (B, M, d)
+        ctok = self.cal_embed(cal.transpose(1, 2)) + self.cal_type  # (B, 4, d)
+        hid = self.encoder(torch.cat([tok, ctok], dim=1), mask=self.mask)  # (B, M + 4, d)
+        hid = self.norm(hid[:, : self.m])  # (B, M, d)
+        mu = self.point(hid).transpose(1, 2)  # (B, H, M)
+        c = self.ctx(hid.flatten(1))  # (B, C)
+        ctx = c[:, None, :] + self.h_embed[None]  # (B, H, C)
+        return mu, ctx
+
+
+def _normalise(x: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre on the last value, scale by window std + floor: ``loc (N, M)``, ``scale (N, M)``."""
+    loc = x[:, -1]  # (N, M)
+    scale = x.std(axis=1) + floor[None]  # (N, M)
+    return (x - loc[:, None]) / scale[:, None], loc, scale
+
+
+class HarmonyPredictor(Predictor):
+    """Trained ``harmony`` model; state = torch weights and the scale floor, as arrays."""
+
+    def __init__(self, config, state=None):
+        super().__init__(config, state)
+        self.net: HarmonyNet | None = None
+        if state:
+            self._build()
+
+    def _build(self) -> None:
+        self.net = HarmonyNet(len(self.indicators), self.config)
+        weights = {k[4:]: torch.from_numpy(v) for k, v in self.state.items() if k.startswith("net.")}
+        self.net.load_state_dict(weights)
+        self.net.eval()
+
+    def _load_state(self, folder) -> None:
+        super()._load_state(folder)
+        self._build()
+
+    def _tensors(self, x: np.ndarray, t: np.ndarray):
+        floor = self.state["floor"]
+        xz, loc, scale = _normalise(x, floor)
+        clip = float(self.config["clip"])
+        xz = np.clip(xz, -clip, clip)
+        logscale = np.log(scale / floor[None])
+        cal = calendar_features(t)
+        f = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        return f(xz), f(logscale), f(cal), loc, scale
+
+    def _sample(self, x, t, num_samples, rng):
+        assert self.net is not None
+        xz, ls, cal, loc, scale = self._tensors(x, t)
+        b, h, m = x.shape[0], self.prediction_length, x.shape[2]
+        seed = int(rng.integers(2**31))
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            mu, ctx = self.net.encode(xz, ls, cal)  # (B, H, M), (B, H, C)
+            r = self.net.head.sample(num_samples, ctx.reshape(b * h, -1))  # (B*H, S, M)
+        r = r.reshape(b, h, num_samples, m).permute(0, 2, 1, 3).double().numpy()  # (B, S, H, M)
+        clip = float(self.config["clip"])
+        r = np.clip(r, -2 * clip, 2 * clip)
+        mu = mu.double().numpy()[:, None]  # (B, 1, H, M)
+        if self.config["recentre"]:
+            r = r - r.mean(axis=1, keepdims=True)
+        z = mu + r
+        return loc[:, None, None, :] + scale[:, None, None, :] * z
+
+
+@register_model
+class HarmonyEstimator(Estimator):
+    """Trains :class:`HarmonyNet` (see the module doc for the design).
+
+    Params (units in brackets):
+        d_model, n_heads, n_layers, d_ff, dropout: transformer size.
+        context_dim: size of the head's context vector.
+        head: ``"flow"`` or ``"gaussian"``.
+        flow_layers, flow_hidden, flow_transform, flow_bins, flow_direction, tail_bound:
+            flow head (``tail_bound`` in normalised units; see :class:`models.heads.FlowHead`).
+        hierarchy: ``"mask"`` or ``"none"``; levels: {indicator: level} or None.
+        mse_weight: weight of the point head's MSE next to the NLL.
+        jitter: std of the training noise on targets [normalised units].
+        clip: targets and inputs clipped to ±clip [normalised units].
+        scale_floor: floor of the scale, times the training std of one-row changes.
+        recentre: shift samples so their mean is the point head.
+        lr, weight_decay, batch_size, max_epochs, patience: optimisation.
+        max_train_seconds: wall-clock training budget [s].
+        max_windows: training windows kept per epoch (random subset) to bound time.
+    """
+
+    name = "harmony"
+    predictor_cls = HarmonyPredictor
+    defaults = {
+        "d_model": 64,
+        "n_heads": 4,
+        "n_layers": 2,
+        "d_ff": 128,
+        "dropout": 0.1,
+        "context_dim": 64,
+        "head": "flow",
+        "flow_layers": 2,
+        "flow_hidden": 64,
+        "flow_transform": "spline",
+        "flow_bins": 8,
+        "flow_direction": "iaf",
+        "tail_bound": 5.0,
+        "hierarchy": "mask",
+        "levels": None,
+        "mse_weight": 1.0,
+        "jitter": 0.02,
+        "clip": 25.0,
+        "scale_floor": 0.1,
+        "recentre": True,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 128,
+        "max_epochs": 40,
+        "patience": 6,
+        "max_train_seconds": 150.0,
+        "max_windows": 20000,
+    }
+
+    def _config(self, train: list[Series]) -> dict[str, Any]:
+        ind = train[0].indicators
+        cfg = self.base_config(ind, train[0].step)
+        lv = cfg["levels"]
+        if lv is None:
+            cfg["levels"] = default_levels(ind)
+        elif isinstance(lv, dict):
+            cfg["levels"] = [int(lv.get(n, 2)) for n in ind]
+        if cfg["head"] not in HEADS:
+            from service.errors import ConfigError
+
+            raise ConfigError(f"head must be one of {sorted(HEADS)}, got {cfg['head']!r}")
+        return cfg
+
+    def _train(self, train: list[Series], validation: list[Series]) -> HarmonyPredictor:
+        cfg = self._config(train)
+        p = cfg
+        m = len(cfg["indicators"])
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+
+        d = np.concatenate([np.diff(s.values, axis=0) for s in train if len(s) > 1])
+        floor = p["scale_floor"] * d.std(axis=0)
+        allv = np.concatenate([s.values for s in train])
+        floor = np.maximum(floor, 1e-6 * (np.abs(allv).mean(axis=0) + 1.0))
+
+        pred = HarmonyPredictor(cfg)
+        pred.state = {"floor": floor}
+        net = HarmonyNet(m, cfg)
+        pred.net = net
+
+        def prep(series):
+            x, y, t = make_windows(series, self.context_length, self.prediction_length)
+            xz, ls, cal, loc, scale = pred._tensors(x, t)
+            yz = (y - loc[:, None]) / scale[:, None]
+            yz = torch.as_tensor(np.clip(yz, -p["clip"], p["clip"]), dtype=torch.float32)
+            return xz, ls, cal, yz
+
+        tr = prep(train)
+        va = prep(validation) if validation else None
+        opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+
+        def loss_of(batch, noise: bool):
+            xz, ls, cal, yz = batch
+            mu, ctx = net.encode(xz, ls, cal)  # (B, H, M), (B, H, C)
+            target = yz + p["jitter"] * torch.randn_like(yz) if noise else yz
+            resid = (target - mu.detach()).reshape(-1, m)  # (B*H, M)
+            nll = -net.head.log_prob(resid, ctx.reshape(resid.shape[0], -1)).mean() / m
+            mse = ((mu - yz) ** 2).mean()
+            return nll + p["mse_weight"] * mse, nll.item(), mse.item()
+
+        def val_loss() -> float:
+            net.eval()
+            tot, n = 0.0, 0
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(12345)
+                for i in range(0, va[0].shape[0], 1024):
+                    b = tuple(a[i : i + 1024] for a in va)
+                    loss, _, _ = loss_of(b, noise=True)
+                    tot += loss.item() * b[0].shape[0]
+                    n += b[0].shape[0]
+            net.train()
+            return tot / n
+
+        n_tr = tr[0].shape[0]
+        best, best_state, bad, epochs = math.inf, None, 0, 0
+        history = []
+        t0 = time.perf_counter()
+        net.train()
+        for epoch in range(int(p["max_epochs"])):
+            order = rng.permutation(n_tr)[: int(p["max_windows"])]
+            run = 0.0
+            for i in range(0, order.size, int(p["batch_size"])):
+                idx = torch.as_tensor(order[i : i + int(p["batch_size"])])
+                loss, _, _ = loss_of(tuple(a[idx] for a in tr), noise=True)
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                run += loss.item() * idx.numel()
+            epochs = epoch + 1
+            vl = val_loss() if va is not None else run / order.size
+            history.append(round(vl, 5))
+            if vl < best - 1e-4:
+                best, bad = vl, 0
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                bad += 1
+            if bad >= int(p["patience"]) or time.perf_counter() - t0 > p["max_train_seconds"]:
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        pred.state.update({f"net.{k}": v.numpy().copy() for k, v in net.state_dict().items()})
+        pred.fit_info.update(
+            {"epochs": epochs, "best_loss": round(best, 5), "loss_history": history}
+        )
+        return pred

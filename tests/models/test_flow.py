@@ -1,0 +1,101 @@
+"""Flow head: forward/inverse consistency (nflows TransformTest style), heads, hierarchy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.harmony import HarmonyEstimator, HarmonyNet, default_levels, hierarchy_mask
+from models.heads import HEADS, FlowHead
+
+from .conftest import TINY
+
+
+@pytest.mark.parametrize("transform", ["spline", "affine"])
+@pytest.mark.parametrize("direction", ["iaf", "maf"])
+@pytest.mark.parametrize("m", [1, 4])
+def test_flow_forward_inverse_consistency(transform, direction, m):
+    torch.manual_seed(0)
+    head = FlowHead(m, 6, num_layers=2, hidden_features=8, transform=transform,
+                    num_bins=4, tail_bound=3.0, direction=direction)
+    x = torch.randn(16, m) * 2.0  # some values beyond the tail bound
+    c = torch.randn(16, 6)
+    tr = head.flow._transform
+    with torch.no_grad():
+        u, ld = tr(x, context=c)
+        back, ld_inv = tr.inverse(u, context=c)
+    torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ld + ld_inv, torch.zeros(16), atol=1e-4, rtol=0)
+    lp = head.log_prob(x, c)
+    assert lp.shape == (16,) and torch.isfinite(lp).all()
+    s = head.sample(7, c)
+    assert s.shape == (16, 7, m) and torch.isfinite(s).all()
+
+
+def test_flow_density_integrates_to_one_in_1d():
+    torch.manual_seed(1)
+    head = FlowHead(1, 3, num_layers=2, hidden_features=8, num_bins=4, tail_bound=3.0)
+    c = torch.randn(1, 3).repeat(4001, 1)
+    grid = torch.linspace(-15, 15, 4001)[:, None]
+    with torch.no_grad():
+        p = head.log_prob(grid, c).exp()
+    assert float(torch.trapezoid(p, grid[:, 0])) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_gaussian_head_is_swappable():
+    g = HEADS["gaussian"](3, 5)
+    x, c = torch.randn(4, 3), torch.randn(4, 5)
+    assert g.log_prob(x, c).shape == (4,)
+    assert g.sample(6, c).shape == (4, 6, 3)
+
+
+def test_default_levels_and_mask():
+    names = ("load", "cpu.busy", "mem.memused", "blkio.read", "net.if.in.bytes")
+    assert default_levels(names) == [0, 1, 1, 2, 2]
+    mask = hierarchy_mask([0, 1, 2], 1, "mask")
+    allowed = torch.isfinite(mask)
+    # row = query: level-2 sees everything; level-0 sees itself and the calendar only
+    assert allowed[2].tolist() == [True, True, True, True]
+    assert allowed[0].tolist() == [True, False, False, True]
+    assert allowed[3].all()  # calendar token attends to all
+    assert torch.isfinite(hierarchy_mask([0, 1, 2], 1, "none")).all()
+
+
+def test_top_level_forecast_ignores_lower_levels_under_the_mask():
+    est = HarmonyEstimator(8, 2, **TINY["harmony"])
+    cfg = est.base_config(("load", "cpu", "net"), 600.0)
+    cfg["levels"] = [0, 1, 2]
+    torch.manual_seed(0)
+    net = HarmonyNet(3, cfg).eval()
+    xz, ls, cal = torch.randn(2, 8, 3), torch.randn(2, 3), torch.randn(2, 10, 4)
+    xz2 = xz.clone()
+    xz2[:, :, 2] += 5.0  # change only the level-2 indicator
+    with torch.no_grad():
+        mu1, _ = net.encode(xz, ls, cal)
+        mu2, _ = net.encode(xz2, ls, cal)
+    torch.testing.assert_close(mu1[..., 0], mu2[..., 0])  # load (top) unaffected
+    assert not torch.allclose(mu1[..., 2], mu2[..., 2])
+    cfg["hierarchy"] = "none"
+    net = HarmonyNet(3, cfg).eval()
+    with torch.no_grad():
+        assert not torch.allclose(net.encode(xz, ls, cal)[0][..., 0],
+                                  net.encode(xz2, ls, cal)[0][..., 0])
+
+
+def test_harmony_learns_a_bimodal_indicator():
+    """A two-level switching series: the flow's samples should put mass near both levels."""
+    from models.data import Series
+
+    rng = np.random.default_rng(0)
+    n = 1500
+    v = np.where(rng.random(n) < 0.5, 1.0, 0.0)[:, None] + 0.001 * rng.normal(size=(n, 1))
+    s = Series(v, 600.0 * np.arange(n), ("blkio",))
+    est = HarmonyEstimator(16, 1, num_samples=200, calibrate=False,
+                           **{**TINY["harmony"], "max_epochs": 6, "flow_bins": 8})
+    pred = est.fit(s)
+    (f,) = pred.predict(Series(v[-50:], s.ts[-50:], ("blkio",)))
+    x = f.samples[:, 0, 0]
+    near = (np.abs(x) < 0.25).mean() + (np.abs(x - 1) < 0.25).mean()
+    assert near > 0.6, np.quantile(x, [0.1, 0.3, 0.5, 0.7, 0.9])
+    assert 0.2 < f.mean[0, 0] < 0.8
