@@ -138,6 +138,8 @@ class HybridHistogram(Policy):
     def _init_memory(self, n_f: int) -> dict[str, np.ndarray]:
         return {
             "hist": np.zeros((n_f, self.n_bins), dtype=np.int32),  # (F, B)
+            "n_in": np.zeros(n_f, dtype=np.int64),  # in-range idle times, = hist.sum(1)
+            "sumsq": np.zeros(n_f, dtype=np.int64),  # sum of squared bin counts
             "oob": np.zeros(n_f, dtype=np.int64),
             # last_busy[f, k]: last step in which instance k+1 of f was busy (c >= k+1), -1 never
             "last_busy": np.full((n_f, 1), -1, dtype=np.int64),  # (F, K), K grows with peak c
@@ -147,8 +149,9 @@ class HybridHistogram(Policy):
             "mode": np.zeros(n_f, dtype=np.int8),
         }
 
-    def windows(self, hist: np.ndarray, oob: np.ndarray, idle: np.ndarray,
-                step_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def windows(self, hist: np.ndarray, oob: np.ndarray, idle: np.ndarray, step_s: float,
+                n_in: np.ndarray | None = None, sumsq: np.ndarray | None = None,
+                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pre-warm start and keep-alive end (in steps) and the mode, per function.
 
         Args:
@@ -156,6 +159,10 @@ class HybridHistogram(Policy):
             oob: (R,) out-of-range counts.
             idle: (R, L) recent idle times in minutes, NaN-padded on the left.
             step_s: step length in seconds.
+            n_in: (R,) ``hist.sum(1)`` when already known (speed).
+            sumsq: (R,) sum of squared bin counts when already known (speed).
+            rows: when given, ``hist`` holds every function and only these rows of it are
+                read (the other arguments are already those rows); saves copying it.
 
         Returns:
             ``pre`` (R,), ``ka`` (R,) in steps, and ``mode`` (R,).
@@ -163,10 +170,16 @@ class HybridHistogram(Policy):
         """
         p = self.params
         per_min = 60.0 / step_s  # steps per minute
-        in_range = hist.sum(axis=1)
+        n_bins = hist.shape[1]
+        if rows is None:
+            rows = np.arange(hist.shape[0])
+        in_range = hist[rows].sum(axis=1) if n_in is None else n_in
+        if sumsq is None:
+            sumsq = np.square(hist[rows].astype(np.int64)).sum(axis=1)
         total = in_range + oob
-        mean = in_range / hist.shape[1]
-        std = hist.std(axis=1)
+        mean = in_range / n_bins
+        # population std of the bin counts from running sums: E[x^2] - mean^2
+        std = np.sqrt(np.maximum(sumsq / n_bins - mean * mean, 0.0))
         cv = np.divide(std, mean, out=np.zeros_like(std), where=mean > 0)
         oob_share = np.divide(oob, total, out=np.zeros(len(oob)), where=total > 0)
 
@@ -180,7 +193,7 @@ class HybridHistogram(Policy):
         pre = np.zeros(len(oob), dtype=np.int64)
         ka = np.full(len(oob), _ceil(p["range_min"] * per_min), dtype=np.int64)
         if use_hist.any():
-            h = hist[use_hist]
+            h = hist[rows[use_hist]]
             cum = np.cumsum(h, axis=1) / in_range[use_hist, None]  # (r, B)
             head_bin = np.argmax(cum >= p["head_percentile"] / 100.0 - 1e-12, axis=1)
             tail_bin = np.argmax(cum >= p["tail_percentile"] / 100.0 - 1e-12, axis=1)
@@ -216,7 +229,10 @@ class HybridHistogram(Policy):
                 idle_min = (t - 1 - prev[seen] - 1) * step_s / 60.0  # whole idle steps
                 b = np.floor(idle_min / self.params["bin_min"] + 1e-9).astype(np.int64)
                 inr = b < self.n_bins
-                np.add.at(mem["hist"], (rows[inr], b[inr]), 1)
+                r_in, b_in = rows[inr], b[inr]  # one idle time per function and step
+                mem["sumsq"][r_in] += 2 * mem["hist"][r_in, b_in].astype(np.int64) + 1
+                mem["hist"][r_in, b_in] += 1
+                mem["n_in"][r_in] += 1
                 np.add.at(mem["oob"], rows[~inr], 1)
                 mem["idle"][rows, :-1] = mem["idle"][rows, 1:]
                 mem["idle"][rows, -1] = idle_min
@@ -227,8 +243,9 @@ class HybridHistogram(Policy):
                 lb = mem["last_busy"] = np.concatenate([lb, pad], axis=1)
             levels = np.arange(lb.shape[1])[None, :]  # instance k+1 busy iff k < c
             lb[busy] = np.where(levels < c_busy[:, None], t - 1, lb[busy])
-            pre, ka, mode = self.windows(mem["hist"][busy], mem["oob"][busy],
-                                         mem["idle"][busy], step_s)
+            pre, ka, mode = self.windows(mem["hist"], mem["oob"][busy], mem["idle"][busy],
+                                         step_s, n_in=mem["n_in"][busy],
+                                         sumsq=mem["sumsq"][busy], rows=busy)
             mem["pre"][busy], mem["ka"][busy], mem["mode"][busy] = pre, ka, mode
 
         # instance k+1 is warm iff its idle steps e = t-1-last_busy satisfy pre <= e < ka,
