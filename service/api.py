@@ -39,17 +39,17 @@ log = logging.getLogger("tidewise.api")
 
 
 def get_store(request: Request) -> Store:
-    """The app's open store."""
+    """Return the app's open store."""
     return request.app.state.store
 
 
 def get_app_settings(request: Request) -> Settings:
-    """The settings the app was created with."""
+    """Return the settings the app was created with."""
     return request.app.state.settings
 
 
 def get_session(store: Annotated[Store, Depends(get_store)]) -> Iterator[Session]:
-    """A read session, closed after the request."""
+    """Yield a read session, closed after the request."""
     with store.sessions() as session:
         yield session
 
@@ -128,8 +128,10 @@ _INGEST_OPENAPI = {
                                 "required": ["entity", "kind", "metric", "ts", "value"],
                                 "properties": {
                                     "entity": {"type": "string", "maxLength": 255},
-                                    "kind": {"type": "string", "enum": ["vm", "function",
-                                                                         "server"]},
+                                    "kind": {
+                                        "type": "string",
+                                        "enum": ["vm", "function", "server"],
+                                    },
                                     "metric": {"type": "string", "maxLength": 128},
                                     "ts": {
                                         "description": "unix seconds or RFC 3339 with offset",
@@ -190,6 +192,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         settings: configuration; tests pass their own instead of touching the environment.
         store: an already open store to serve (the caller closes it); opened from
             ``settings`` otherwise. The scheduler runs when ``settings.scheduler_enabled``.
+
     """
     settings = settings or (store.settings if store else get_settings())
 
@@ -330,7 +333,7 @@ def _is_number(raw: str) -> bool:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+    """Read the request body, refusing it (413) as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(

@@ -41,6 +41,9 @@ def serve(
     from service.db import make_engine
 
     settings = _settings(host=host, port=port)
+    missing = _missing_sqlite_file(settings)
+    if missing:
+        raise ConfigError(f"no database at {missing}; run `tidewise db upgrade` first")
     engine = make_engine(settings)
     try:
         with engine.connect() as conn:
@@ -62,6 +65,18 @@ def serve(
         access_log=access_log,
         timeout_graceful_shutdown=10,
     )
+
+
+def _missing_sqlite_file(settings) -> str | None:  # noqa: ANN001
+    """Return the path of an SQLite store not created yet (connecting would create it)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    if not settings.is_sqlite:
+        return None
+    path = make_url(settings.db_url).database or ""
+    return None if Path(path).exists() else str(Path(path).resolve())
 
 
 def _safe_url(settings) -> str:  # noqa: ANN001
@@ -99,6 +114,10 @@ def db_current() -> None:
     from service.db import make_engine
 
     settings = _settings()
+    missing = _missing_sqlite_file(settings)
+    if missing:
+        typer.echo(f"{_safe_url(settings)}: empty (no file at {missing} yet)")
+        return
     engine = make_engine(settings)
     try:
         with engine.connect() as conn:
@@ -134,8 +153,10 @@ def feed(
     ] = False,
     step: Annotated[
         float | None,
-        typer.Option(help="Resample to this many seconds (default: the trace's own grid, "
-                     "1 s for event traces)."),
+        typer.Option(
+            help="Resample to this many seconds (default: the trace's own grid, "
+            "1 s for event traces)."
+        ),
     ] = None,
     window: Annotated[
         float | None, typer.Option(help="Send only the trace's last WINDOW seconds.")
@@ -167,7 +188,11 @@ def feed(
         url = f"http://{s.host}:{s.port}"
     with httpx.Client(timeout=60) as client:
         res = feed_frame(
-            frame, client, url=url, batch_size=batch_size, shift_to_now=shift_to_now,
+            frame,
+            client,
+            url=url,
+            batch_size=batch_size,
+            shift_to_now=shift_to_now,
             window_s=window,
         )
     typer.echo(

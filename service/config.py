@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, le=600_000, description="How long a writer waits for the lock (ms)."
     )
+    sqlite_cache_mib: int = Field(
+        64,
+        ge=1,
+        le=65_536,
+        description="SQLite page cache per connection (MiB); the samples index must fit for "
+        "fast ingest.",
+    )
+    sqlite_wal_autocheckpoint_pages: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="WAL length that triggers a checkpoint (pages of 4 KiB); a longer WAL "
+        "folds repeated writes of the same page into one copy.",
+    )
     host: str = Field("127.0.0.1", description="Interface the HTTP server binds (address).")
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server (port).")
     allow_public_bind: bool = Field(
@@ -70,11 +84,15 @@ class Settings(BaseSettings):
         description="Largest accepted request body (bytes); bigger bodies get 413.",
     )
     max_future_s: int = Field(
-        300, ge=0, le=86_400, description="How far ahead of the server clock a sample's ts may "
-        "be (seconds)."
+        300,
+        ge=0,
+        le=86_400,
+        description="How far ahead of the server clock a sample's ts may be (seconds).",
     )
     max_query_points: int = Field(
-        100_000, ge=10, le=10_000_000,
+        100_000,
+        ge=10,
+        le=10_000_000,
         description="Most points one /v1/series answer may hold (points).",
     )
     raw_retention_hours: float = Field(
@@ -178,6 +196,7 @@ def load_settings(**overrides: object) -> Settings:
 
     Raises:
         ConfigError: naming each invalid variable and why.
+
     """
     try:
         return Settings(**overrides)
@@ -192,5 +211,5 @@ def load_settings(**overrides: object) -> Settings:
 
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
+    """Return the process-wide settings, read once from the environment."""
     return load_settings()

@@ -55,6 +55,8 @@ def make_engine(settings: Settings) -> Engine:
 def _install_sqlite_hooks(engine: Engine, settings: Settings) -> None:
     sync = settings.sqlite_synchronous
     busy = settings.sqlite_busy_timeout_ms
+    cache_kib = settings.sqlite_cache_mib * 1024
+    checkpoint = settings.sqlite_wal_autocheckpoint_pages
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API object
@@ -65,6 +67,8 @@ def _install_sqlite_hooks(engine: Engine, settings: Settings) -> None:
         cur.execute(f"PRAGMA synchronous={sync}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy)}")
+        cur.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, not pages
+        cur.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -63,6 +63,7 @@ def feed_frame(
 
     Raises:
         InputError: the frame is unusable or the daemon refused a batch (with its reason).
+
     """
     kind = frame.attrs.get("kind")
     if kind not in ("vm", "function", "server"):
@@ -93,8 +94,11 @@ def feed_frame(
         hi = min(lo + batch_size, len(ts))
         samples: list[dict[str, Any]] = []
         for e, m, t, v in zip(
-            entity[lo:hi].tolist(), metric[lo:hi].tolist(), ts[lo:hi].tolist(),
-            value[lo:hi].tolist(), strict=True,
+            entity[lo:hi].tolist(),
+            metric[lo:hi].tolist(),
+            ts[lo:hi].tolist(),
+            value[lo:hi].tolist(),
+            strict=True,
         ):
             s = {"entity": e, "kind": kind, "metric": m, "ts": t, "value": v}
             if m in units:

@@ -123,7 +123,7 @@ class Batch:
         return len(self.ts)
 
     def problem(self, index: int, message: str, field: str | None = None) -> Problem:
-        """A :class:`Problem` located at sample ``index`` in the request's own terms."""
+        """Locate a :class:`Problem` at sample ``index`` in the request's own terms."""
         if self.lines is not None:
             return Problem(message, line=self.lines[index], field=field)
         return Problem(message, item=index, field=field)
@@ -134,6 +134,7 @@ def media_type(content_type: str | None) -> str:
 
     Raises:
         UnsupportedMediaTypeError: for anything else (including no Content-Type).
+
     """
     base = (content_type or "").split(";", 1)[0].strip().lower()
     if base in JSON_TYPES:
@@ -163,6 +164,7 @@ def parse_body(body: bytes, kind: str) -> tuple[list[Any], list[int] | None]:
 
     Raises:
         MalformedBodyError: naming the line/column (JSON) or line (NDJSON).
+
     """
     if kind == "json":
         try:
@@ -209,6 +211,7 @@ def parse_ts(raw: Any) -> int:
 
     Raises:
         ValueError: with a message fit for an error answer.
+
     """
     t = type(raw)
     if t is int or t is float:
@@ -308,6 +311,7 @@ def validate(
 
     Raises:
         BatchError: listing up to :data:`MAX_PROBLEMS` problems; nothing is kept.
+
     """
     batch = Batch([], [], [], {}, {}, {}, {}, lines)
     keys, tss, values = batch.keys, batch.ts, batch.values
@@ -364,8 +368,11 @@ def validate(
             extra = s.keys() - _ALLOWED
             if extra:
                 problems.append(
-                    batch.problem(i, f"unknown field; allowed: {', '.join(sorted(_ALLOWED))}",
-                                  sorted(extra)[0])
+                    batch.problem(
+                        i,
+                        f"unknown field; allowed: {', '.join(sorted(_ALLOWED))}",
+                        sorted(extra)[0],
+                    )
                 )
                 continue
             labels = s.get("labels")

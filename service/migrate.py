@@ -22,11 +22,12 @@ FILE_TEMPLATE = "%%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d-%%(r
 
 
 def alembic_config(settings: Settings, connection: Connection | None = None) -> Config:
-    """An Alembic :class:`Config` whose URL comes from ``settings``.
+    """Build an Alembic :class:`Config` whose URL comes from ``settings``.
 
     Args:
         settings: where the database is.
         connection: run on this open connection instead of opening one (tests).
+
     """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -158,6 +158,7 @@ def ingest(store: Store, batch: Batch) -> int:
 
     Raises:
         ConflictError: an entity's kind contradicts the store (nothing is written).
+
     """
     if not batch.ts:
         return 0
@@ -269,6 +270,7 @@ def query_series(
     Raises:
         NotFoundError: unknown entity or metric.
         QueryError: a bad range, step or aggregate, or more than ``max_points`` points.
+
     """
     if end < start:
         raise QueryError(f"end ({end}) is before start ({start})", where="end")
@@ -283,8 +285,7 @@ def query_series(
     n_points = (end - start + 1) // step
     if n_points > max_points:
         raise QueryError(
-            f"{n_points} points asked for, at most {max_points}; "
-            "shorten the range or raise step",
+            f"{n_points} points asked for, at most {max_points}; shorten the range or raise step",
             where="step",
         )
     series = _find_series(session, entity, metric)
@@ -478,7 +479,7 @@ def register_model(
 
 
 def list_models(session: Session, name: str | None = None) -> list[ModelRecord]:
-    """Registered models (of ``name``, or all), oldest first."""
+    """List registered models (of ``name``, or all), oldest first."""
     q = select(ModelRecord).order_by(ModelRecord.name, ModelRecord.id)
     if name is not None:
         q = q.where(ModelRecord.name == name)
@@ -486,7 +487,7 @@ def list_models(session: Session, name: str | None = None) -> list[ModelRecord]:
 
 
 def current_model(session: Session, name: str) -> ModelRecord | None:
-    """The current version of model ``name``, or None when none is registered."""
+    """Return the current version of model ``name``, or None when none is registered."""
     return session.scalars(
         select(ModelRecord).where(ModelRecord.name == name, ModelRecord.is_current.is_(True))
     ).one_or_none()

@@ -43,15 +43,23 @@ def retention_job(store: Store) -> None:
 
 
 def make_scheduler(store: Store) -> BackgroundScheduler:
-    """A scheduler holding the two jobs (not started)."""
+    """Build a scheduler holding the two jobs (not started)."""
     s = store.settings
     sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
     sched.add_job(
-        rollup_job, "interval", args=[store], seconds=s.rollup_interval_s,
-        id="rollups", max_instances=1,
+        rollup_job,
+        "interval",
+        args=[store],
+        seconds=s.rollup_interval_s,
+        id="rollups",
+        max_instances=1,
     )
     sched.add_job(
-        retention_job, "interval", args=[store], seconds=s.retention_interval_s,
-        id="retention", max_instances=1,
+        retention_job,
+        "interval",
+        args=[store],
+        seconds=s.retention_interval_s,
+        id="retention",
+        max_instances=1,
     )
     return sched

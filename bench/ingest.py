@@ -1,0 +1,192 @@
+"""Ingest throughput: samples/s through the HTTP API vs. raw SQLAlchemy Core executemany.
+
+    .venv/bin/python bench/ingest.py [--batches 40] [--batch-size 5000] [--series 500]
+
+1. Creates a fresh SQLite file in a temp dir, migrates it, starts ``tidewise serve`` on a
+   free port (scheduler on, default settings: WAL, synchronous=FULL).
+2. A separate client process pre-serialises ``--batches`` JSON bodies of ``--batch-size``
+   samples (``--series`` series x consecutive seconds, near now), then POSTs them one after
+   the other over one keep-alive connection and reports samples/s (first batch = warm-up,
+   not timed).
+3. In the same run, the same number of samples is inserted into the same ``samples`` table
+   with SQLAlchemy Core ``executemany`` (INSERT ... ON CONFLICT DO UPDATE, one transaction
+   per batch, parameters prepared beforehand) with the daemon's engine settings.
+Prints both rates and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client(url: str, batches: int, batch_size: int, n_series: int, t0: int, out) -> None:  # noqa: ANN001
+    import httpx
+    import orjson
+
+    n_entities = max(1, n_series // 5)
+    metrics = ["cpu_util", "mem_util", "net_in", "net_out", "disk_io"]
+    bodies = []
+    k = 0
+    for _ in range(batches + 1):
+        samples = []
+        while len(samples) < batch_size:
+            sec = t0 + k // n_series
+            j = k % n_series
+            samples.append(
+                {
+                    "entity": f"vm-{j % n_entities}",
+                    "kind": "vm",
+                    "metric": metrics[(j // n_entities) % len(metrics)],
+                    "ts": sec,
+                    "value": (k * 7919 % 1000) / 10.0,
+                }
+            )
+            k += 1
+        bodies.append(orjson.dumps({"samples": samples}))
+    with httpx.Client(timeout=120) as c:
+        headers = {"content-type": "application/json"}
+        r = c.post(url + "/v1/metrics", content=bodies[0], headers=headers)  # warm-up
+        r.raise_for_status()
+        start = time.perf_counter()
+        stored = 0
+        for body in bodies[1:]:
+            r = c.post(url + "/v1/metrics", content=body, headers=headers)
+            r.raise_for_status()
+            stored += r.json()["stored"]
+        elapsed = time.perf_counter() - start
+    out.put((stored, elapsed, sum(len(b) for b in bodies[1:]) / batches))
+
+
+def raw_rate(db_url: str, batches: int, batch_size: int, n_series: int, t0: int) -> float:
+    from sqlalchemy import insert, select
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from service.config import Settings
+    from service.db import make_engine, write_tx
+    from service.tables import Entity, Sample, Series
+
+    engine = make_engine(Settings(db_url=db_url))
+    with write_tx(engine) as conn:
+        conn.execute(
+            insert(Entity.__table__),
+            [{"name": f"raw-{i}", "kind": "vm", "labels": {}} for i in range(n_series)],
+        )
+        ids = [
+            r[0]
+            for r in conn.execute(
+                select(Entity.id).where(Entity.name.like("raw-%")).order_by(Entity.id)
+            )
+        ]
+        conn.execute(
+            insert(Series.__table__),
+            [{"entity_id": e, "metric": "cpu_util", "unit": "percent"} for e in ids],
+        )
+        sids = [
+            r[0]
+            for r in conn.execute(
+                select(Series.id).where(Series.entity_id.in_(ids)).order_by(Series.id)
+            )
+        ]
+    table = Sample.__table__
+    stmt = sqlite_insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["series_id", "ts"], set_={"value": stmt.excluded.value}
+    )
+    params = []
+    k = 0
+    for _ in range(batches):
+        rows = []
+        for _ in range(batch_size):
+            rows.append(
+                {
+                    "series_id": sids[k % n_series],
+                    "ts": t0 + k // n_series,
+                    "value": (k * 7919 % 1000) / 10.0,
+                }
+            )
+            k += 1
+        params.append(rows)
+    start = time.perf_counter()
+    for rows in params:
+        with write_tx(engine) as conn:
+            conn.execute(stmt, rows)
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return batches * batch_size / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--series", type=int, default=500)
+    args = ap.parse_args()
+
+    from service import migrate
+    from service.config import Settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="tidewise-bench-"))
+    db_url = f"sqlite:///{tmp / 'bench.db'}"
+    migrate.upgrade(Settings(db_url=db_url))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ, TIDEWISE_DB_URL=db_url, TIDEWISE_PORT=str(port), TIDEWISE_LOG_LEVEL="warning"
+    )
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, cwd=ROOT)
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise SystemExit("the daemon did not become ready")
+        # Timestamps: the last hour, so they are inside retention and not in the future.
+        t0 = int(time.time()) - 3600
+        q: mp.Queue = mp.get_context("spawn").Queue()
+        proc = mp.get_context("spawn").Process(
+            target=client, args=(url, args.batches, args.batch_size, args.series, t0, q)
+        )
+        proc.start()
+        stored, elapsed, body_bytes = q.get(timeout=600)
+        proc.join()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    http_rate = stored / elapsed
+    raw = raw_rate(db_url, args.batches, args.batch_size, args.series, t0)
+    print(
+        f"batches: {args.batches} x {args.batch_size} samples over {args.series} series "
+        f"(JSON body {body_bytes / 1e3:.0f} kB each), SQLite WAL synchronous=FULL"
+    )
+    print(
+        f"HTTP API end to end : {http_rate:12,.0f} samples/s ({stored} samples in {elapsed:.2f} s)"
+    )
+    print(f"raw Core executemany: {raw:12,.0f} samples/s")
+    print(f"ratio HTTP / raw    : {http_rate / raw:12.2f}")
+
+
+if __name__ == "__main__":
+    main()

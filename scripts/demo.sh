@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The README's first command: set up, migrate an SQLite store, run `tidewise serve` (API and
+# rollup/retention jobs in one process), feed it a bundled slice of a real trace (Azure LLM
+# inference 2023, code service, binned per second, CC BY 4.0), print where to look, and keep
+# serving until Ctrl-C.
+#   TIDEWISE_DEMO_EXIT=1   exit after feeding (used by the test of this script)
+#   TIDEWISE_DEMO_SETUP=0  skip scripts/setup.sh (the environment is set up already)
+#   TIDEWISE_DB_URL, TIDEWISE_HOST, TIDEWISE_PORT   as for `tidewise serve`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${TIDEWISE_DEMO_SETUP:-1}" != "0" ]; then
+  bash scripts/setup.sh
+fi
+export TIDEWISE_DB_URL="${TIDEWISE_DB_URL:-sqlite:///./tidewise.db}"
+export TIDEWISE_HOST="${TIDEWISE_HOST:-127.0.0.1}"
+export TIDEWISE_PORT="${TIDEWISE_PORT:-8080}"
+BASE="http://${TIDEWISE_HOST}:${TIDEWISE_PORT}"
+TW=.venv/bin/tidewise
+
+"$TW" db upgrade
+"$TW" serve &
+SERVER=$!
+cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Wait until the daemon answers /readyz (or has died, e.g. because the port is taken).
+.venv/bin/python - "$BASE" "$SERVER" <<'PY'
+import os, sys, time
+import httpx
+base, pid = sys.argv[1], int(sys.argv[2])
+for _ in range(300):
+    try:
+        if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+            sys.exit(0)
+    except httpx.TransportError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit("demo: tidewise serve exited; is the port taken? set TIDEWISE_PORT")
+    time.sleep(0.1)
+sys.exit("demo: tidewise serve did not become ready in 30 s")
+PY
+
+"$TW" feed --trace azure-llm-code --shift-to-now --url "$BASE"
+
+DB_FILE=""
+case "$TIDEWISE_DB_URL" in
+  sqlite*:///*) DB_FILE="$(realpath -m "${TIDEWISE_DB_URL#*:///}")" ;;
+esac
+cat <<MSG
+
+Tidewise is serving ${TIDEWISE_DB_URL}${DB_FILE:+ (file ${DB_FILE})}
+  API docs        ${BASE}/docs
+  entities        ${BASE}/v1/entities
+  raw series      ${BASE}/v1/series/azure-llm-code/requests
+  per minute      ${BASE}/v1/series/azure-llm-code/requests?step=60
+  tokens, 5 min   ${BASE}/v1/series/azure-llm-code/tokens_in?step=300&agg=sum
+  readiness       ${BASE}/readyz
+MSG
+if [ "${TIDEWISE_DEMO_EXIT:-0}" = "1" ]; then
+  exit 0
+fi
+echo "Serving in the foreground; press Ctrl-C to stop."
+wait "$SERVER"

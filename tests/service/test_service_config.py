@@ -1,0 +1,111 @@
+"""Settings: defaults, environment, refusal of nonsense, and README agreement."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.config import Settings, load_settings
+from service.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_valid_and_documented_values():
+    s = load_settings()
+    assert s.db_url == "sqlite:///./tidewise.db"
+    assert s.is_sqlite
+    assert s.raw_retention_s == int(s.raw_retention_hours * 3600)
+    assert s.rollup_retention_s == int(s.rollup_retention_days * 86400)
+
+
+def test_environment_prefix_is_read(monkeypatch):
+    monkeypatch.setenv("TIDEWISE_PORT", "9123")
+    monkeypatch.setenv("TIDEWISE_RAW_RETENTION_HOURS", "6")
+    monkeypatch.setenv("TIDEWISE_DB_URL", "postgresql+psycopg://u@h:5432/d")
+    s = load_settings()
+    assert (s.port, s.raw_retention_hours, s.is_sqlite) == (9123, 6.0, False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable", "phrase"),
+    [
+        ({"port": 0}, "TIDEWISE_PORT", "greater than or equal to 1"),
+        ({"port": 70000}, "TIDEWISE_PORT", "less than or equal to 65535"),
+        ({"max_body_bytes": 10}, "TIDEWISE_MAX_BODY_BYTES", "greater than or equal to 1024"),
+        ({"raw_retention_hours": 0}, "TIDEWISE_RAW_RETENTION_HOURS", "greater than 0"),
+        ({"db_url": "postgresql://u@h/d"}, "TIDEWISE_DB_URL", "postgresql+psycopg://u@h/d"),
+        ({"db_url": "mysql://u@h/d"}, "TIDEWISE_DB_URL", "unsupported database 'mysql'"),
+        ({"db_url": "sqlite://"}, "TIDEWISE_DB_URL", "in-memory"),
+        ({"db_url": "sqlite:///:memory:"}, "TIDEWISE_DB_URL", "in-memory"),
+        ({"db_url": "tidewise.db"}, "TIDEWISE_DB_URL", "not a URL"),
+        ({"db_schema": "x; drop"}, "TIDEWISE_DB_SCHEMA", "letters, digits"),
+        ({"sqlite_synchronous": "OFF"}, "TIDEWISE_SQLITE_SYNCHRONOUS", "NORMAL"),
+        ({"log_level": "loud"}, "TIDEWISE_LOG_LEVEL", "debug"),
+        (
+            {"raw_retention_hours": 48, "rollup_retention_days": 1},
+            "settings",
+            "rollups must outlive",
+        ),
+        (
+            {"environment": "production", "sqlite_synchronous": "NORMAL"},
+            "settings",
+            "use FULL in production",
+        ),
+        (
+            {"environment": "production", "host": "0.0.0.0"},
+            "settings",
+            "TIDEWISE_ALLOW_PUBLIC_BIND",
+        ),
+    ],
+)
+def test_nonsense_and_unsafe_values_are_refused(overrides, variable, phrase):
+    with pytest.raises(ConfigError) as info:
+        load_settings(**overrides)
+    assert variable in str(info.value)
+    assert phrase in str(info.value)
+
+
+def test_public_bind_allowed_in_development_and_with_opt_in():
+    assert Settings(host="0.0.0.0").host == "0.0.0.0"
+    s = Settings(environment="production", host="0.0.0.0", allow_public_bind=True)
+    assert s.allow_public_bind
+
+
+def _readme_settings_table() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("<!-- section:service -->")[1].split("<!-- /section:service -->")[0]
+    rows = re.findall(r"^\| `TIDEWISE_([A-Z_]+)` \| `([^`]*)` \|", section, flags=re.M)
+    return {name.lower(): default for name, default in rows}
+
+
+def test_readme_table_lists_every_setting_with_its_default():
+    documented = _readme_settings_table()
+    fields = Settings.model_fields
+    assert set(documented) == set(fields)
+    for name, field in fields.items():
+        default = "" if field.default is None else str(field.default)
+        if isinstance(field.default, bool):
+            default = str(field.default).lower()
+        assert documented[name] == default, name
+        assert field.description, f"{name} has no description (with its unit)"
+
+
+def test_cli_reports_bad_configuration_without_traceback(tmp_path):
+    env = dict(os.environ, TIDEWISE_PORT="0", TIDEWISE_DB_URL=f"sqlite:///{tmp_path}/x.db")
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "TIDEWISE_PORT" in proc.stderr
+    assert "Traceback" not in proc.stderr
