@@ -28,7 +28,11 @@ def replay(
     ] = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", help="Scenario option key=value (repeatable), e.g. boot_s=120."),
+        typer.Option(
+            "--option",
+            help="Scenario option key=value, or policy.param=value (repeatable), "
+            "e.g. boot_s=120 or hpa.target=0.6.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every run.")] = 0,
     progress: Annotated[

@@ -85,6 +85,10 @@ def test_report_matches_a_direct_scenario_run_and_is_deterministic(trace_csv):
         ({}, ["capacity=-1"], "capacity must be auto or > 0"),
         ({}, ["boot_s=soon"], "boot_s must be >= 0 seconds, got 'soon'"),
         ({}, ["metric=requests"], "metric 'requests' not in the trace"),
+        ({"--format": "nope"}, [], "unknown trace format 'nope'"),
+        ({}, ["hpa.tolerence=0.2"], "policy 'hpa' has no parameter(s) ['tolerence']"),
+        ({}, ["kpa.target_util=0.5"], "policy 'kpa' is not among --policy ['hpa']"),
+        ({}, ["hpa.target=2"], "target must be in (0, 1.5]"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(trace_csv, tmp_path, override, options,
@@ -132,6 +136,25 @@ def test_a_failed_run_leaves_an_existing_out_dir_untouched(trace_csv, tmp_path, 
         core.run_replay(trace_csv, "vm", "hpa,kpa", out_dir=out)
     assert (out / "report.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "trace.csv"]  # no temp dirs
+
+
+def test_policy_parameters_from_options(trace_csv):
+    rep = core.run_replay(trace_csv, "vm", "hpa,kpa", sweep=True,
+                          options={"capacity": 4, "hpa.tolerance": 0.0, "kpa.sync_s": 15})
+    assert all(e["params"]["tolerance"] == 0.0 for e in rep["policies"]["hpa"])
+    assert [e["params"]["target"] for e in rep["policies"]["hpa"]] == list(
+        registry.get("hpa", "vm").sweep_grid)
+    kpa = rep["policies"]["kpa"][0]
+    assert kpa["params"]["sync_s"] == 15 and kpa["totals"]["decisions"] == 40  # 600 s / 15
+    assert rep["config"]["scenario_options"]["capacity"] == 4
+
+
+def test_out_must_be_a_folder(trace_csv, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = cli("--trace", trace_csv, "--scenario", "vm", "--policy", "hpa", "--out", f)
+    assert r.exit_code == 2 and "exists and is not a folder" in r.output
+    assert f.read_text() == "x"
 
 
 def test_parse_options_types_and_errors():

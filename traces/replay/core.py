@@ -204,7 +204,9 @@ def run_replay(
         out_dir: folder for report.json, config.json, timeline.csv and the plots; None
             writes nothing.
         seed: seed of every run (runs are deterministic for a seed).
-        options: scenario options (``--option key=value``), checked against its defaults.
+        options: scenario options (``--option key=value``), checked against its defaults;
+            a key ``policy.param`` sets that parameter of a chosen policy instead (a sweep
+            still walks the family's grid for its sweep parameter).
         fmt: trace format name (None: detected).
         step: resample the trace to this many seconds per step when loading.
         progress: show a tqdm progress bar over the runs.
@@ -220,8 +222,23 @@ def run_replay(
 
     """
     options = dict(options or {})
+    # "policy.param" options set a policy's parameter; the rest configure the scenario
+    overrides: dict[str, dict[str, Any]] = {}
+    for key in [k for k in options if "." in k]:
+        pname, _, param = key.partition(".")
+        overrides.setdefault(pname, {})[param] = options.pop(key)
     sc = make_scenario(scenario, options)
     classes = resolve_policies(scenario, policies)
+    chosen = {c.name for c in classes}
+    for pname, params in overrides.items():
+        if pname not in chosen:
+            raise InputError(f"policy {pname!r} is not among --policy {sorted(chosen)}",
+                             where=f"--option {pname}.{next(iter(params))}")
+    for cls in classes:  # refuse unknown or invalid parameters before any work
+        try:
+            cls(**overrides.get(cls.name, {}))
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(exc), where=f"--option {cls.name}.*") from None
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise InputError("exists and is not a folder", where=str(out_path))
@@ -251,9 +268,9 @@ def run_replay(
     try:
         for cls, ps in jobs:
             try:
-                pol = cls(**ps)
+                pol = cls(**{**overrides.get(cls.name, {}), **ps})
             except (ValueError, TypeError) as exc:
-                raise InputError(str(exc), where=f"policy {cls.name}") from None
+                raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
             fc = default_forecaster(pol, scenario, seed) if forecaster == "auto" else forecaster
             want_tl = ps == _timeline_point(cls, sweep)
             t0 = time.perf_counter()
