@@ -19,7 +19,7 @@ algorithm details and configurable scaling behaviour) and the controller's
    ``selectPolicy: Max``), scale down by at most ``down_percent`` % per
    ``down_period_s`` (100 % per 15 s), counted from the replica count at the start of
    the period (``currentReplicas`` minus the changes made within it).
-4. Clamp to ``[min_replicas, max_replicas]``.
+4. Clamp to ``[max(1, min_replicas), max_replicas]`` (Kubernetes needs ``minReplicas >= 1``).
 
 The observed utilisation is ``mean demand over the last metric_window_s seconds /
 (ready * capacity)`` (the metrics pipeline reports usage averaged over a short window;
@@ -124,7 +124,8 @@ class HPA(Policy):
         f = self._f
         recs, events = state if state is not None else ((), ())
         current = int(spec["replicas"])
-        lo, hi = int(spec["min_replicas"]), int(spec["max_replicas"])
+        # Kubernetes requires minReplicas >= 1 (scale to zero is an alpha feature gate)
+        lo, hi = max(1, int(spec["min_replicas"])), int(spec["max_replicas"])
         raw, why, details = self._raw_recommendation(spec, current)
         if raw is None:
             return Decision(
