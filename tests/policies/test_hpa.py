@@ -91,6 +91,8 @@ def test_unready_replicas_count_as_idle_on_scale_up():
 def test_bounds_and_no_data():
     assert hpa().decide(spec(400, 10, hi=12), None, None, 0.0).action == {"replicas": 12}
     assert hpa().decide(spec(0, 3, lo=2), None, None, 0.0).action == {"replicas": 2}
+    # Kubernetes needs minReplicas >= 1: HPA never scales to zero
+    assert hpa().decide(spec(0, 3, lo=0), None, None, 0.0).action == {"replicas": 1}
     empty = spec(1, 3)
     empty["demand"], empty["demand_cumsum"] = np.zeros(0), np.zeros(1)
     d = hpa().decide(empty, None, None, 0.0)
