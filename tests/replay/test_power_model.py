@@ -105,6 +105,20 @@ def test_series_with_different_starts_align_on_their_own_start():
     np.testing.assert_allclose(data.demand_w, [[1, 7], [2, 8], [3, 9]])
 
 
+def test_a_late_series_idles_before_its_first_sample_on_one_clock():
+    full = [{"entity": f"vm{i}", "metric": "cpu_util", "ts": 60.0 * t, "value": 50.0}
+            for i in range(2) for t in range(5)]
+    late = [{"entity": "vm2", "metric": "cpu_util", "ts": 60.0 * t, "value": 100.0}
+            for t in (3, 4)]
+    frame = pd.DataFrame(full + late)
+    frame.attrs["step"] = 60.0
+    data = PowerScenario(servers=3).prepare(frame)
+    assert data.resolved["align"] == "time"  # 2 of 3 series cover the whole span
+    assert data.resolved["idle_outside_span_steps"] == 3
+    np.testing.assert_allclose(data.demand_w[:, 2], [100, 100, 100, 300, 300])
+    np.testing.assert_allclose(data.demand_w[:, 0], [200] * 5)
+
+
 def test_low_priority_mask_is_evenly_interleaved():
     np.testing.assert_array_equal(low_priority_mask(4, 0.5), [False, True, False, True])
     np.testing.assert_array_equal(np.flatnonzero(low_priority_mask(8, 0.25)), [3, 7])

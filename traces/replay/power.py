@@ -42,10 +42,11 @@ Reference model
   ``budget_servers`` servers (the first ones), which can never breach — the "row without
   oversubscription" baseline.
 
-Series are put on one grid: with ``align="time"`` by timestamp (gaps and edges hold the
-nearest value); with ``align="start"`` each series from its own first sample, cut to the
+Series are put on one grid: with ``align="time"`` by timestamp over the union of their
+spans (gaps hold the last value; before its first and after its last sample a server idles
+at ``p_idle_w``); with ``align="start"`` each series from its own first sample, cut to the
 shortest (independent runs such as the four H100 logs). ``align="auto"`` (default) uses
-``time`` when the series' common span covers at least 90 % of the longest, else ``start``.
+``time`` when at least half of the series cover 90 % of the union span, else ``start``.
 The trace must have a regular step (``frame.attrs["step"]``; load irregular logs with
 ``--step``).
 
@@ -210,13 +211,14 @@ class PowerScenario(Scenario):
                              where=src)
 
         p_idle = float(c["p_idle_w"])
+        outside = np.isnan(series)  # (T, S): the server idles outside its series' span
         if metric == "power_w":
             p_max = float(c["p_max_w"]) if c["p_max_w"] is not None else float(
-                math.ceil(series.max()))
-            demand = series
+                math.ceil(np.nanmax(series)))
+            demand = np.where(outside, p_idle, series)
         else:
             p_max = float(c["p_max_w"]) if c["p_max_w"] is not None else 300.0
-            u = np.clip(series / 100.0, 0.0, 1.0)
+            u = np.clip(np.nan_to_num(series, nan=0.0) / 100.0, 0.0, 1.0)
             demand = p_idle + u * (p_max - p_idle)
         if p_max <= p_idle:
             raise ConfigError(f"power scenario: nameplate p_max_w={p_max:g} W is not above "
@@ -243,6 +245,7 @@ class PowerScenario(Scenario):
             low_priority=low, budget_servers=n0, budget_w=n0 * p_max, p_max_w=p_max,
             p_idle_w=p_idle, step_s=step,
             resolved={"metric": metric, "align": align, "p_max_w": p_max, "p_idle_w": p_idle,
+                      "idle_outside_span_steps": int(outside.sum()),
                       "budget_servers": n0, "servers": n, "budget_w": n0 * p_max,
                       "series": n_s, "steps": n_t, "step_s": step,
                       "cycle_offset_steps": shift if reps > 1 else 0,
@@ -312,7 +315,7 @@ class PowerScenario(Scenario):
                 cap_a = np.maximum(caps[t - q - 1] if t - q - 1 >= 0 else np.full(n, np.inf),
                                    floor)
                 p_a = np.minimum(d[t], cap_a)
-                obs[t] = frac_a * p_a + (1 - frac_a) * p_b
+                obs[t] = p_b + frac_a * (p_a - p_b)  # exact when both segments agree
                 seg_rows = (p_a.sum(), p_b.sum())
                 capped[t] = frac_a * np.isfinite(cap_a).sum() + (1 - frac_a) * np.isfinite(
                     cap_b).sum()
@@ -344,22 +347,27 @@ def _grid(rows: pd.DataFrame, step: float, align: str, src: str
     starts = np.array([per[e][0][0] for e in ents])
     ends = np.array([per[e][0][-1] for e in ents])
     if align == "auto":
-        common = ends.min() - starts.max()
-        longest = (ends - starts).max()
-        align = "time" if longest <= 0 or common >= 0.9 * longest else "start"
+        # one clock when most series cover (nearly) the whole span, e.g. a month of VMs of
+        # which a few start late; separate runs (the H100 logs) each cover a small part
+        union = ends.max() - starts.min()
+        covering = (ends - starts) >= 0.9 * union
+        align = "time" if union <= 0 or covering.mean() >= 0.5 else "start"
     cols = []
     if align == "time":
         t0, t1 = starts.min(), ends.max()
         grid = t0 + step * np.arange(int(np.floor((t1 - t0) / step + 1e-9)) + 1)
         for e in ents:
-            cols.append(_hold(per[e][0], per[e][1], grid))
+            v = _hold(per[e][0], per[e][1], grid)
+            # before its first or after its last sample a server runs no workload
+            v[(grid < per[e][0][0] - 1e-9) | (grid > per[e][0][-1] + 1e-9)] = np.nan
+            cols.append(v)
     else:
         n_t = int(np.floor((ends - starts).min() / step + 1e-9)) + 1
         for e, s0 in zip(ents, starts, strict=True):
             cols.append(_hold(per[e][0], per[e][1], s0 + step * np.arange(n_t)))
-    out = np.stack(cols, axis=1)  # (T, S)
-    if not np.all(np.isfinite(out)):
-        raise InputError("non-finite values in the server series", where=src)
+    out = np.stack(cols, axis=1)  # (T, S); NaN = outside the series' span
+    if np.isinf(out).any():
+        raise InputError("infinite values in the server series", where=src)
     return out, ents, align
 
 
