@@ -1,6 +1,10 @@
 """Ingest throughput: samples/s through the HTTP API vs. raw SQLAlchemy Core executemany.
 
     .venv/bin/python bench/ingest.py [--batches 40] [--batch-size 5000] [--series 500]
+                                     [--postgres URL] [--synchronous NORMAL]
+
+With ``--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test`` the same is measured
+on PostgreSQL, in a fresh schema dropped afterwards.
 
 1. Creates a fresh SQLite file in a temp dir, migrates it, starts ``tidewise serve`` on a
    free port (scheduler on, default settings: WAL, synchronous=FULL).
@@ -36,7 +40,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def client(url: str, batches: int, batch_size: int, n_series: int, t0: int, out) -> None:  # noqa: ANN001
+def client(  # noqa: PLR0913
+    url: str, batches: int, batch_size: int, n_series: int, t0: int, connections: int, out
+) -> None:  # noqa: ANN001
+    import threading
+
     import httpx
     import orjson
 
@@ -60,29 +68,41 @@ def client(url: str, batches: int, batch_size: int, n_series: int, t0: int, out)
             )
             k += 1
         bodies.append(orjson.dumps({"samples": samples}))
-    with httpx.Client(timeout=120) as c:
-        headers = {"content-type": "application/json"}
-        r = c.post(url + "/v1/metrics", content=bodies[0], headers=headers)  # warm-up
-        r.raise_for_status()
-        start = time.perf_counter()
-        stored = 0
-        for body in bodies[1:]:
-            r = c.post(url + "/v1/metrics", content=body, headers=headers)
-            r.raise_for_status()
-            stored += r.json()["stored"]
-        elapsed = time.perf_counter() - start
+    headers = {"content-type": "application/json"}
+    clients = [httpx.Client(timeout=120) for _ in range(connections)]
+    r = clients[0].post(url + "/v1/metrics", content=bodies[0], headers=headers)  # warm-up
+    r.raise_for_status()
+    stored = [0] * connections
+
+    def post_share(i: int) -> None:
+        # connection i sends batches i, i + connections, ... one after the other
+        for body in bodies[1 + i :: connections]:
+            resp = clients[i].post(url + "/v1/metrics", content=body, headers=headers)
+            resp.raise_for_status()
+            stored[i] += resp.json()["stored"]
+
+    threads = [threading.Thread(target=post_share, args=(i,)) for i in range(connections)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    for c in clients:
+        c.close()
+    stored = sum(stored)
     out.put((stored, elapsed, sum(len(b) for b in bodies[1:]) / batches))
 
 
-def raw_rate(db_url: str, batches: int, batch_size: int, n_series: int, t0: int) -> float:
+def raw_rate(settings, batches: int, batch_size: int, n_series: int, t0: int) -> float:  # noqa: ANN001
     from sqlalchemy import insert, select
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    from service.config import Settings
     from service.db import make_engine, write_tx
     from service.tables import Entity, Sample, Series
 
-    engine = make_engine(Settings(db_url=db_url))
+    engine = make_engine(settings)
     with write_tx(engine) as conn:
         conn.execute(
             insert(Entity.__table__),
@@ -105,7 +125,7 @@ def raw_rate(db_url: str, batches: int, batch_size: int, n_series: int, t0: int)
             )
         ]
     table = Sample.__table__
-    stmt = sqlite_insert(table)
+    stmt = (sqlite_insert if settings.is_sqlite else pg_insert)(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["series_id", "ts"], set_={"value": stmt.excluded.value}
     )
@@ -137,19 +157,36 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--series", type=int, default=500)
+    ap.add_argument("--connections", type=int, default=1, help="concurrent client connections")
+    ap.add_argument("--postgres", metavar="URL", help="measure on this PostgreSQL instead")
+    ap.add_argument(
+        "--synchronous",
+        default="FULL",
+        choices=["NORMAL", "FULL", "EXTRA"],
+        help="SQLite synchronous level of the daemon and of the raw baseline",
+    )
     args = ap.parse_args()
 
     from service import migrate
     from service.config import Settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="tidewise-bench-"))
-    db_url = f"sqlite:///{tmp / 'bench.db'}"
-    migrate.upgrade(Settings(db_url=db_url))
+    schema = None
+    if args.postgres:
+        db_url = args.postgres
+        schema = f"tw_bench_{os.getpid()}"
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="tidewise-bench-"))
+        db_url = f"sqlite:///{tmp / 'bench.db'}"
+    settings = Settings(db_url=db_url, db_schema=schema, sqlite_synchronous=args.synchronous)
+    migrate.upgrade(settings)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ, TIDEWISE_DB_URL=db_url, TIDEWISE_PORT=str(port), TIDEWISE_LOG_LEVEL="warning"
     )
+    env["TIDEWISE_SQLITE_SYNCHRONOUS"] = args.synchronous
+    if schema:
+        env["TIDEWISE_DB_SCHEMA"] = schema
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, cwd=ROOT)
     try:
         import httpx
@@ -167,7 +204,8 @@ def main() -> None:
         t0 = int(time.time()) - 3600
         q: mp.Queue = mp.get_context("spawn").Queue()
         proc = mp.get_context("spawn").Process(
-            target=client, args=(url, args.batches, args.batch_size, args.series, t0, q)
+            target=client,
+            args=(url, args.batches, args.batch_size, args.series, t0, args.connections, q),
         )
         proc.start()
         stored, elapsed, body_bytes = q.get(timeout=600)
@@ -176,10 +214,21 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     http_rate = stored / elapsed
-    raw = raw_rate(db_url, args.batches, args.batch_size, args.series, t0)
+    try:
+        raw = raw_rate(settings, args.batches, args.batch_size, args.series, t0)
+    finally:
+        if schema:
+            from sqlalchemy import create_engine, text
+
+            admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            admin.dispose()
+    store = "PostgreSQL" if schema else f"SQLite WAL synchronous={args.synchronous}"
     print(
         f"batches: {args.batches} x {args.batch_size} samples over {args.series} series "
-        f"(JSON body {body_bytes / 1e3:.0f} kB each), SQLite WAL synchronous=FULL"
+        f"(JSON body {body_bytes / 1e3:.0f} kB each), {store}, "
+        f"{args.connections} client connection(s)"
     )
     print(
         f"HTTP API end to end : {http_rate:12,.0f} samples/s ({stored} samples in {elapsed:.2f} s)"

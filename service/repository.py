@@ -116,7 +116,9 @@ def _resolve_entities(
     changed = []
     for name, labels in batch.labels.items():
         eid, kind, stored = found.get(name) or known[name]
-        if labels != stored:
+        # Written whenever given (unless just inserted with them): another daemon on the same
+        # database may have changed them since this process cached them.
+        if name not in found or labels != stored:
             changed.append({"b_id": eid, "b_labels": labels})
             found[name] = (eid, kind, labels)
     if changed:
@@ -178,22 +180,21 @@ def ingest(store: Store, batch: Batch) -> int:
         )
         lo, hi = min(batch.ts), max(batch.ts)
         # The whole batch's [lo, hi] is marked on each of its series: a superset of what was
-        # written, so the rollup job may redo a few minutes but never misses one.
-        conn.execute(
-            update(_SER)
-            .where(_SER.c.id == bindparam("b_id"))
-            .values(
-                dirty_from=case(
-                    (_SER.c.dirty_from.is_(None) | (_SER.c.dirty_from > lo), lo),
-                    else_=_SER.c.dirty_from,
-                ),
-                dirty_to=case(
-                    (_SER.c.dirty_to.is_(None) | (_SER.c.dirty_to < hi), hi),
-                    else_=_SER.c.dirty_to,
-                ),
+        # written, so the rollup job may redo a few minutes but never misses one. One UPDATE
+        # per chunk of ids (ascending, so concurrent writers lock rows in the same order).
+        mark = update(_SER).values(
+            dirty_from=case(
+                (_SER.c.dirty_from.is_(None) | (_SER.c.dirty_from > lo), lo),
+                else_=_SER.c.dirty_from,
             ),
-            [{"b_id": sid} for sid in sorted(set(series_ids))],  # sorted: no lock-order deadlock
+            dirty_to=case(
+                (_SER.c.dirty_to.is_(None) | (_SER.c.dirty_to < hi), hi),
+                else_=_SER.c.dirty_to,
+            ),
         )
+        mark = mark.where(_SER.c.id.in_(bindparam("ids", expanding=True)))
+        for part in _chunks(sorted(set(series_ids))):
+            conn.execute(mark, {"ids": part})
     # Only committed ids enter the cache (a rolled-back insert must not leave stale ids).
     with cache.lock:
         cache.entities.update(new_entities)

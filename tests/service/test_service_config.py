@@ -80,7 +80,9 @@ def test_public_bind_allowed_in_development_and_with_opt_in():
 def _readme_settings_table() -> dict[str, str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("<!-- section:service -->")[1].split("<!-- /section:service -->")[0]
-    rows = re.findall(r"^\| `TIDEWISE_([A-Z_]+)` \| `([^`]*)` \|", section, flags=re.M)
+    # default column: `value`, or (unset) for None
+    rows = re.findall(r"^\| `TIDEWISE_([A-Z_]+)` \| (?:`([^`]*)`|\(unset\)) \|", section,
+                      flags=re.M)
     return {name.lower(): default for name, default in rows}
 
 

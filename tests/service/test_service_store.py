@@ -242,3 +242,18 @@ def test_entity_ids_are_reused_across_batches(store):
     store.cache.series.clear()  # a fresh process finds the existing rows
     put(store, s(T0 + 2, 1.0))
     assert count(store, Entity) == 1 and count(store, Series) == 1 and count(store, Sample) == 3
+
+
+def test_two_daemons_on_one_database_keep_last_write_wins_for_labels(store):
+    from service.db import Store
+
+    other = Store(store.settings)  # a second process's store: its own id cache
+    try:
+        put(store, s(T0, 1.0, labels={"zone": "a"}))
+        repo.ingest(other, validate([s(T0 + 1, 2.0, labels={"zone": "b"})], NOW, 300))
+        put(store, s(T0 + 2, 3.0, labels={"zone": "a"}))  # same as this store's cached labels
+        with other.sessions() as session:
+            assert repo.list_entities(session)[0]["labels"] == {"zone": "a"}
+        assert raw(store).points == [(T0, 1.0), (T0 + 1, 2.0), (T0 + 2, 3.0)]
+    finally:
+        other.close()
