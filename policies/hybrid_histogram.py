@@ -23,8 +23,10 @@ every function is its own app):
   times the forecast (``forecast_margin`` = 15 %: pre-warm window = forecast − 15 %,
   keep-alive window = 2 × 15 % of the forecast).
 
-``min_idle_times`` (5) and ``oob_threshold`` (0.5) are our defaults: we could not check the
-paper's numbers for them. Margins, percentiles, bin size and range are the paper's.
+Percentiles, margins (10 % / 15 %), bin size, range, the CV threshold and the fallback are
+the paper's as we understand them; we cross-checked them against two public
+re-implementations (dslab's and OpenDC's), not against the paper's text, which we could not
+open here. ``min_idle_times`` (5) and ``oob_threshold`` (0.5) are our defaults.
 
 Translation to the minute model (``traces.replay.serverless``)
 -------------------------------------------------------------
