@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ from service import migrate, repository
 from service.config import Settings, get_settings
 from service.db import Store
 from service.errors import InputError, TidewiseError
-from service.ingest import BatchError, BodyTooLargeError, Problem
+from service.ingest import BatchError, BodyTooLargeError, MalformedBodyError, Problem
 
 log = logging.getLogger("tidewise.api")
 
@@ -240,11 +241,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     async def post_metrics(request: Request, store: StoreDep, cfg: SettingsDep) -> IngestResult:
         kind = ingest_service.media_type(request.headers.get("content-type"))
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise ingest_service.UnsupportedMediaTypeError(
+                f"unsupported Content-Encoding {encoding!r}; send identity or gzip",
+                where="Content-Encoding",
+            )
         body = await _read_body(request, cfg.max_body_bytes)
         now = int(time.time())
 
         def work() -> int:
-            items, lines = ingest_service.parse_body(body, kind)
+            data = _gunzip(body, cfg.max_body_bytes) if encoding == "gzip" else body
+            items, lines = ingest_service.parse_body(data, kind)
             batch = ingest_service.validate(
                 items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s
             )
@@ -263,6 +271,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         "/v1/series/{entity}/{metric}",
         responses={200: {"model": SeriesOut}},
         summary="Points of one series, raw or aggregated by step",
+    )
+    @app.get(
+        "/v1/series",
+        responses={200: {"model": SeriesOut}},
+        summary="The same, entity and metric as query parameters (for names holding '/')",
     )
     def get_series(
         entity: str,
@@ -330,6 +343,24 @@ def _is_number(raw: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress a gzip body, refusing (413) output over ``limit`` bytes (no zip bombs)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise MalformedBodyError([Problem(f"malformed gzip body: {exc}")]) from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyTooLargeError(
+            f"decompressed body exceeds the limit of {limit} bytes (TIDEWISE_MAX_BODY_BYTES); "
+            "send smaller batches",
+            where="body",
+        )
+    if not inflater.eof:
+        raise MalformedBodyError([Problem("truncated gzip body")])
+    return out
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -223,3 +223,37 @@ def test_scheduler_keeps_rollups_current_inside_the_served_app(settings_factory,
             time.sleep(0.2)
         assert res["source"] == "rollup"
         assert res["points"] == [[t, 29.5], [t + 60, 89.5]]
+
+
+def test_gzip_bodies_are_accepted_and_bounded(settings_factory, serve):
+    import gzip
+
+    from service import migrate
+
+    s = settings_factory(max_body_bytes=4096)
+    migrate.upgrade(s)
+    t = now() - 100
+    with serve(s) as url, httpx.Client(base_url=url) as http:
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        body = orjson.dumps({"samples": [sample(t + i, float(i)) for i in range(5)]})
+        r = http.post("/v1/metrics", content=gzip.compress(body), headers=headers)
+        assert r.status_code == 200 and r.json() == {"stored": 5}
+        # small on the wire, too large once inflated: refused, nothing written
+        bomb = orjson.dumps({"samples": [sample(t - i, 1.0) for i in range(200)]})
+        assert len(gzip.compress(bomb)) < 4096 < len(bomb)
+        r = http.post("/v1/metrics", content=gzip.compress(bomb), headers=headers)
+        assert r.status_code == 413
+        r = http.post("/v1/metrics", content=b"not gzip", headers=headers)
+        assert r.status_code == 400 and "gzip" in r.json()["detail"]
+        r = http.post("/v1/metrics", content=body, headers=headers | {"content-encoding": "br"})
+        assert r.status_code == 415 and r.json()["problems"][0]["where"] == "Content-Encoding"
+        pts = http.get("/v1/series/vm-1/cpu_util", params={"start": t - 300, "end": t + 10})
+        assert len(pts.json()["points"]) == 5
+
+
+def test_series_by_query_parameters_reaches_names_with_a_slash(http):
+    t = now() - 10
+    assert post_json(http, sample(t, 4.0, entity="host-1/ctr-7")).status_code == 200
+    r = http.get("/v1/series", params={"entity": "host-1/ctr-7", "metric": "cpu_util"})
+    assert r.status_code == 200 and r.json()["points"] == [[t, 4.0]]
+    assert http.get("/v1/series", params={"entity": "host-1/ctr-7"}).status_code == 422
