@@ -278,10 +278,10 @@ class PowerScenario(Scenario):
         row_peak = np.zeros(n_t)
         breach = np.zeros(n_t, dtype=bool)
         capped = np.zeros(n_t)  # server-steps under a cap in force
-        row_ro = row_obs.view()
-        row_ro.flags.writeable = False
-        obs_ro = obs.view()
-        obs_ro.flags.writeable = False
+        # policies get read-only views: decide must not be able to edit the replay's arrays
+        row_ro, obs_ro = _read_only(row_obs), _read_only(obs)
+        spec["low_priority"] = _read_only(np.asarray(low))
+        spec["priority"] = _read_only(spec["priority"])
         memory: Any = None
         current = np.full(n, np.inf)
         fallback_steps = invalid_steps = 0
@@ -289,12 +289,12 @@ class PowerScenario(Scenario):
         for t in range(n_t):
             now = float(data.ts[t])
             state = {"t": t, "row_power_w": float(row_obs[t - 1]) if t else 0.0,
-                     "server_power_w": obs[t - 1] if t else np.zeros(n),
-                     "caps_w": current, "capped": np.isfinite(current),
+                     "server_power_w": obs_ro[t - 1] if t else np.zeros(n),
+                     "caps_w": current.copy(), "capped": np.isfinite(current),
                      "history_row_w": row_ro[:t], "memory": memory}
             forecast = None
             if future:
-                forecast = Forecast(samples=d[t][None, None, :], start=now, step=dt,
+                forecast = Forecast(samples=d[t][None, None, :].copy(), start=now, step=dt,
                                     indicators=ids, model="truth")
             elif policy.needs_forecast and forecaster is not None and t > 0:
                 # no telemetry yet at t = 0: the policy gets None and falls back
@@ -375,6 +375,12 @@ def _hold(ts: np.ndarray, v: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Value at each grid time: the last sample at or before it (the first one before)."""
     i = np.searchsorted(ts, grid + 1e-9, side="right") - 1
     return v[np.clip(i, 0, len(v) - 1)]
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: float,

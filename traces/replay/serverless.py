@@ -247,18 +247,19 @@ class ServerlessScenario(Scenario):
         if foresight:
             spec["peak_concurrency"] = c.max(axis=0) if n_t else np.zeros(n_f, np.int64)
         horizon = int(getattr(policy, "params", {}).get("horizon", 1) or 1)
-        hist_ro = c.view()
-        hist_ro.flags.writeable = False
+        # policies get read-only views: decide must not be able to edit the replay's arrays
+        hist_ro, inv_ro = _read_only(c), _read_only(data.invocations)
         warm = np.zeros((n_t, n_f), dtype=np.int64)  # (T, F)
-        zeros = np.zeros(n_f, dtype=np.int64)
+        warm_ro = _read_only(warm)
+        zeros = _read_only(np.zeros(n_f, dtype=np.int64))
         memory: Any = None
         fallback_steps = invalid_steps = 0
         for t in range(n_t):
             now = float(data.ts[t])
             state = {
                 "t": t, "history": hist_ro[:t],
-                "invocations_last": data.invocations[t - 1] if t else zeros,
-                "warm_last": warm[t - 1] if t else zeros, "memory": memory,
+                "invocations_last": inv_ro[t - 1] if t else zeros,
+                "warm_last": warm_ro[t - 1] if t else zeros, "memory": memory,
             }
             forecast = None
             if foresight:
@@ -277,6 +278,12 @@ class ServerlessScenario(Scenario):
                 continue
             warm[t] = _warm_array(dec, n_f, policy, t)
         return _result(data, warm, fallback_steps, invalid_steps, timeline)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: float,
