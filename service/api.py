@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
@@ -227,6 +228,21 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @app.exception_handler(TidewiseError)
     async def _domain_error(_request: Request, exc: TidewiseError) -> JSONResponse:
         return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _param_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Query/path parameter errors in the same shape as every other error answer.
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ())]
+            field = ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc) or None
+            problems.append(Problem(err.get("msg", "invalid"), field=field))
+        body = {
+            "error": "RequestValidationError",
+            "detail": f"{problems[0].where}: {problems[0].message}" if problems else "invalid",
+            "problems": [p.as_dict() for p in problems],
+        }
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(OperationalError)
     async def _db_error(_request: Request, exc: OperationalError) -> JSONResponse:

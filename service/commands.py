@@ -34,6 +34,8 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Run the HTTP API and the rollup/retention jobs in one process until Ctrl-C."""
+    import logging
+
     import uvicorn
 
     from service import migrate
@@ -57,6 +59,9 @@ def serve(
             f"the store at {_safe_url(settings)} is at revision {list(current) or 'none'}, "
             f"not {list(migrate.head_revisions())}; run `tidewise db upgrade` first"
         )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(
         create_app(settings),
         host=settings.host,

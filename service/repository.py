@@ -356,14 +356,22 @@ def run_rollups(store: Store, now: int, series_per_tx: int = 100) -> int:
     floor = now - store.settings.raw_retention_s
     floor -= floor % 60
     minute = _SAM.c.ts - _SAM.c.ts % 60
+    # The series dirty now; what ingest marks while this run works waits for the next run,
+    # so a run always ends even under a steady stream of writes.
+    with store.engine.connect() as conn:
+        pending = [
+            r[0]
+            for r in conn.execute(
+                select(_SER.c.id).where(_SER.c.dirty_from.is_not(None)).order_by(_SER.c.id)
+            )
+        ]
     done = 0
-    while True:
+    for part in _chunks(pending, series_per_tx):
         with write_tx(store.engine) as conn:
             q = (
                 select(_SER.c.id, _SER.c.dirty_from, _SER.c.dirty_to)
-                .where(_SER.c.dirty_from.is_not(None))
+                .where(_SER.c.id.in_(part), _SER.c.dirty_from.is_not(None))
                 .order_by(_SER.c.id)
-                .limit(series_per_tx)
             )
             if dialect == "postgresql":
                 # Several daemons on one database share the work instead of waiting.
@@ -401,8 +409,7 @@ def run_rollups(store: Store, now: int, series_per_tx: int = 100) -> int:
                     .values(dirty_from=None, dirty_to=None)
                 )
         done += len(rows)
-        if len(rows) < series_per_tx:
-            return done
+    return done
 
 
 @dataclasses.dataclass

@@ -158,6 +158,16 @@ def test_query_by_step_uses_rollups_when_current_and_raw_otherwise(store):
     assert again.source == "raw" and again.points[0] == (T0, 1000.0)
 
 
+def test_rollup_run_covers_many_series_in_chunks(store):
+    put(store, *[s(T0 + i % 3, float(i), entity=f"vm-{i // 3}") for i in range(30)])
+    assert repo.run_rollups(store, NOW, series_per_tx=3) == 10
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).where(Series.dirty_from.is_not(None))) == 0
+    assert count(store, Rollup) == 10
+    got = sorted(r[1:] for r in minute_values(store))
+    assert got == [(3.0 * k, 3.0 * k + 1, 3.0 * k + 2, 3) for k in range(10)]
+
+
 def test_rollups_answer_after_raw_samples_expired(store):
     put(store, *[s(T0 + i, float(i % 7)) for i in range(120)])
     repo.run_rollups(store, NOW)
