@@ -99,7 +99,6 @@ def test_db_commands_from_the_cli(tmp_path):
             timeout=60,
         )
 
-    assert "empty" in tw("db", "current").stdout
     up = tw("db", "upgrade")
     assert up.returncode == 0, up.stderr
     head = migrate.head_revisions()[0]
