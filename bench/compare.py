@@ -45,13 +45,9 @@ def _value(text: str):
 
 def default_forecaster(scenario: str):
     """The online forecaster bayes is fed in replay for each scenario."""
-    from policies import forecasters as fc
+    from policies.forecasters import default_forecaster as make
 
-    if scenario == "vm":
-        return fc.GrowthBootstrapForecaster(space="log", seed=0)
-    if scenario == "power":
-        return fc.GrowthBootstrapForecaster(space="linear", season_s=0.0, window_s=120.0, seed=0)
-    return fc.IntermittentCountForecaster(seed=0)
+    return make(scenario, seed=0)
 
 
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

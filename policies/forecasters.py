@@ -193,44 +193,60 @@ class GrowthBootstrapForecaster:
 class IntermittentCountForecaster:
     """Hurdle forecaster for per-step counts of many sparse or dense entities.
 
-    Activity: with ``a`` steps since the entity's last active step (0 when the latest step
-    was active), the hazard of activity next step is
+    **Whether** an entity is active next step comes from the distribution of its idle
+    time. With ``a`` idle steps since its last active step (0 when the latest step was
+    active), the hazard of activity next step is
 
-        h_f(a) = (n_eq_f(a) + k * h_pool(a)) / (n_ge_f(a) + k)
+        h_f(a) = (n_eq_f(a) + k * g_f(a)) / (n_ge_f(a) + k)
 
-    where ``n_ge_f(a)`` counts the entity's past idle gaps that lasted at least ``a`` steps
-    and ``n_eq_f(a)`` those that ended exactly after ``a`` (a Beta–Bernoulli posterior with
-    the pooled hazard as prior mean and ``k`` pseudo-observations). Gaps longer than
-    ``max_age`` are folded into the last bin. When active, the count is negative binomial:
-    a Gamma(shape ``alpha0 + sum w*n``, rate ``beta0 + sum w``) posterior over the entity's
-    active-step counts with weights ``w`` halving every ``half_life`` active steps.
+    where ``n_ge_f(a)`` counts the entity's past idle runs that reached ``a`` steps and
+    ``n_eq_f(a)`` those that ended right after ``a``: a Beta–Bernoulli posterior per age
+    with ``k`` pseudo-observations whose prior mean ``g_f(a)`` is the entity's hazard over
+    all ages ``>= a``, itself shrunk towards the entity's share of active steps (see
+    :meth:`hazard`). A timer
+    function firing every 10 minutes thus gets ``h(9) ~ 1`` and ``h(a) ~ 0`` elsewhere: the
+    next invocation time is forecast, not just a count. Ages beyond ``max_age`` share the last
+    bin; an entity never active so far gets its (shrunk, small) share of active steps.
 
-    The forecaster keeps sufficient statistics between calls and updates them with the rows
-    appended since the last call (a history that does not extend the previous one resets them),
-    so each call costs O(F * S * H).
+    **How many** when active: the empirical distribution of the entity's last
+    ``count_window`` active values (overdispersion and level shifts included), read at a
+    stratified quantile; before any history, 1.
+
+    Step 0 is stratified: sample ``s`` sits at quantile ``u_s = (s + 0.5) / S`` of the
+    predictive law of each entity (the top ``h`` share of samples are the active ones, in
+    increasing count order), so rare arrivals are resolved with a few hundred samples and a
+    critical-fractile reading of the samples is exact up to ``1 / S``. Later steps chain the
+    hazard along each path with independent uniforms. Entities are read one by one by the
+    warm-pool policy, so the samples' cross-entity joint law (comonotone in step 0) is not used.
+
+    The forecaster keeps sufficient statistics between calls and folds in only the rows
+    appended since the last call (a history that does not extend the previous one resets
+    them), so a call costs O(F * (S * H + count_window)).
 
     Args:
         num_samples: sample paths S.
         max_age: longest idle age tracked (steps).
-        prior_k: pseudo-observations of the pooled-hazard prior.
-        half_life: half-life of the count posterior in active steps.
-        seed: seed for steps after the first (the first step is stratified).
+        prior_k: pseudo-observations of each shrinkage prior.
+        count_window: active values per entity kept for the count distribution.
+        seed: seed for the steps after the first (the first is stratified).
     """
 
     name = "intermittent-hurdle"
 
     def __init__(
         self,
-        num_samples: int = 200,
+        num_samples: int = 256,
         max_age: int = 1440,
         prior_k: float = 2.0,
-        half_life: float = 30.0,
+        count_window: int = 20,
         seed: int = 0,
     ) -> None:
+        if num_samples < 1 or max_age < 1 or count_window < 1:
+            raise ValueError("num_samples, max_age and count_window must be >= 1")
         self.num_samples = num_samples
         self.max_age = max_age
         self.prior_k = prior_k
-        self.decay = 0.5 ** (1.0 / half_life)
+        self.count_window = count_window
         self.rng = np.random.default_rng(seed)
         self._t = 0
         self._last_row: np.ndarray | None = None
@@ -240,13 +256,12 @@ class IntermittentCountForecaster:
         a = self.max_age + 1
         self._t = 0
         self._last_row = None
-        self.age = np.full(f, -1, dtype=np.int64)  # -1: never active yet
-        self.ge = np.zeros((f, a))  # gaps that reached age >= a
-        self.eq = np.zeros((f, a))  # gaps that ended at exactly age a (active after a idle)
-        self.cnt_w = np.zeros(f)  # discounted sum of active counts
-        self.w = np.zeros(f)  # discounted number of active steps
-        self.pool_ge = np.zeros(a)  # the same, summed over entities
-        self.pool_eq = np.zeros(a)
+        self.age = np.full(f, -1, dtype=np.int64)  # idle steps since last active; -1: never
+        self.ge = np.zeros((f, a))  # idle runs that reached age a
+        self.eq = np.zeros((f, a))  # idle runs that ended right after age a
+        self.n_act = np.zeros(f)  # active steps per entity
+        self.buf = np.zeros((f, self.count_window))  # last active values, ring buffer
+        self.n_buf = np.zeros(f, dtype=np.int64)  # active values seen (for the ring position)
 
     def _absorb(self, rows: np.ndarray) -> None:
         f = rows.shape[1]
@@ -255,15 +270,15 @@ class IntermittentCountForecaster:
             active = row > 0
             seen = self.age >= 0
             a = np.minimum(self.age, self.max_age)
-            # every seen entity at age a was "at risk" at age a; active ones ended their gap
+            # every seen entity was at risk at its age; the active ones ended their idle run
             self.ge[fi[seen], a[seen]] += 1.0
             hit = seen & active
             self.eq[fi[hit], a[hit]] += 1.0
-            np.add.at(self.pool_ge, a[seen], 1.0)
-            np.add.at(self.pool_eq, a[hit], 1.0)
+            self.n_act += active
             self.age = np.where(active, 0, np.where(seen, self.age + 1, -1))
-            self.cnt_w = np.where(active, self.decay * self.cnt_w + row, self.cnt_w)
-            self.w = np.where(active, self.decay * self.w + 1.0, self.w)
+            act = fi[active]
+            self.buf[act, self.n_buf[act] % self.count_window] = row[active]
+            self.n_buf[act] += 1
         self._t += rows.shape[0]
         self._last_row = rows[-1].copy()
 
@@ -282,6 +297,11 @@ class IntermittentCountForecaster:
     def hazard(self, age: np.ndarray | None = None) -> np.ndarray:
         """Probability each entity is active in the next step, given its idle age.
 
+        Two levels of shrinkage, each a Beta–Bernoulli posterior mean: the hazard at age
+        ``a`` uses the entity's runs at exactly ``a`` with prior mean ``g_f(a)``, its hazard
+        over all ages ``>= a``; that in turn has prior mean ``r_f``, the entity's share of
+        active steps so far. An entity never active gets ``r_f`` (small and shrinking).
+
         Args:
             age: ``(F,)`` or ``(S, F)`` idle ages in steps (-1: never active); None uses the
                 current ages.
@@ -290,14 +310,27 @@ class IntermittentCountForecaster:
             Array of the same shape as ``age``.
         """
         age = self.age if age is None else age
-        # pooled hazard per age, itself shrunk towards the overall activity rate
-        overall = (self.pool_eq.sum() + 0.5) / (self.pool_ge.sum() + 1.0)
-        h_pool = (self.pool_eq + overall) / (self.pool_ge + 1.0)  # (A,)
+        k = self.prior_k
+        # tail sums over ages >= a, (F, A)
+        tail_eq = np.cumsum(self.eq[:, ::-1], axis=1)[:, ::-1]
+        tail_ge = np.cumsum(self.ge[:, ::-1], axis=1)[:, ::-1]
+        pool = (self.n_act.sum() + 0.5) / (self._t * self.n_act.size + 1.0)
+        rate = (self.n_act + pool) / (self._t + 1.0)  # (F,) share of active steps, shrunk
         a = np.minimum(np.maximum(age, 0), self.max_age)
         fi = np.broadcast_to(np.arange(age.shape[-1]), age.shape)
-        h = (self.eq[fi, a] + self.prior_k * h_pool[a]) / (self.ge[fi, a] + self.prior_k)
-        # never active so far: as likely to wake as an entity idle for the longest age
-        return np.where(age < 0, h_pool[-1], h)
+        g = (tail_eq[fi, a] + k * rate[fi]) / (tail_ge[fi, a] + k)
+        h = (self.eq[fi, a] + k * g) / (self.ge[fi, a] + k)
+        return np.where(age < 0, rate[fi], h)
+
+    def _count_quantile(self, v: np.ndarray) -> np.ndarray:
+        """Active-count quantiles ``v`` ``(S, F)`` in [0, 1) from each entity's recent values."""
+        n = np.minimum(self.n_buf, self.count_window)  # (F,)
+        # unfilled slots sort to the end as +inf and are never indexed
+        vals = np.where(np.arange(self.count_window)[None, :] < n[:, None], self.buf, np.inf)
+        vals = np.sort(vals, axis=1)  # (F, W)
+        idx = np.minimum((v * n[None, :]).astype(np.int64), np.maximum(n - 1, 0)[None, :])
+        out = vals[np.arange(vals.shape[0])[None, :], idx]  # (S, F)
+        return np.where(n[None, :] > 0, out, 1.0)
 
     # ----------------------------------------------------------------- forecasting
     def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:
@@ -306,29 +339,45 @@ class IntermittentCountForecaster:
         self._update(np.maximum(y, 0.0))
         f = y.shape[1]
         s = self.num_samples
-        # count when active: Gamma(shape, rate) posterior on the rate, NB predictive
-        shape = 0.5 + self.cnt_w  # (F,)
-        rate = 0.5 + self.w
-        mean_active = np.maximum(shape / rate, 1.0)
         out = np.zeros((s, horizon, f))
         age = self.age.copy()
         strat = (np.arange(s) + 0.5) / s  # (S,)
         for h in range(horizon):
             hz = self.hazard(age)  # (F,) then (S, F)
-            if h == 0:
-                u = np.broadcast_to(strat[:, None], (s, f))
-            else:
-                u = self.rng.random((s, f))
-            # the top quantiles are the active ones: sample s is active iff u > 1 - hazard
+            u = np.broadcast_to(strat[:, None], (s, f)) if h == 0 else self.rng.random((s, f))
+            # the top `hz` share of quantiles are active; rescale them to [0, 1) for the count
             active = u > 1.0 - hz
-            lam = self.rng.gamma(shape, 1.0 / rate, size=(s, f))  # (S, F)
-            cnt = np.maximum(self.rng.poisson(lam), 1)
-            # in the stratified step, higher quantiles carry larger counts (monotone in u)
-            if h == 0:
-                cnt = np.sort(cnt, axis=0)
+            v = np.clip((u - (1.0 - hz)) / np.maximum(hz, 1e-12), 0.0, 1.0 - 1e-12)
+            cnt = self._count_quantile(v)
             out[:, h, :] = np.where(active, cnt, 0.0)
             age = np.where(active, 0, np.where(age >= 0, age + 1, age))
-        info = {"p_active": self.hazard(), "mean_active_count": mean_active}
         return Forecast(
-            samples=out, start=now, step=step, indicators=names, model=self.name, info=info
+            samples=out,
+            start=now,
+            step=step,
+            indicators=names,
+            model=self.name,
+            info={"p_active": self.hazard()},
         )
+
+
+def default_forecaster(scenario: str, seed: int = 0) -> Any:
+    """The online forecaster ``bayes`` is fed in replay (and the daemon's cheap fallback).
+
+    Args:
+        scenario: ``vm``, ``serverless`` or ``power``.
+        seed: seed of the forecaster's resampling.
+
+    Returns:
+        A callable ``(history, now, step, horizon) -> Forecast``.
+    """
+    if scenario == "vm":
+        return GrowthBootstrapForecaster(space="log", seed=seed)
+    if scenario == "serverless":
+        return IntermittentCountForecaster(seed=seed)
+    if scenario == "power":
+        # power moves within seconds; no daily season, a short window of recent behaviour
+        return GrowthBootstrapForecaster(
+            space="linear", season_s=0.0, window_s=600.0, neighbours=0.1, seed=seed
+        )
+    raise ValueError(f"no default forecaster for scenario {scenario!r}")
