@@ -221,3 +221,15 @@ def test_bad_frames_are_refused_with_a_clear_message():
         VmScenario().prepare(frame([1, -1]))
     with pytest.raises(InputError, match="metric 'requests' not in the trace"):
         VmScenario(metric="requests").prepare(frame([1, 2]))
+
+
+def test_a_shortfall_within_rounding_is_not_a_miss():
+    # capacity auto = peak / 10; ten replicas serve exactly the peak even when
+    # 10 * (peak / 10) rounds below it
+    peak = 1.614495462956232
+    assert peak / 10 * 10 < peak  # rounds below in floating point
+    sc = VmScenario(boot_s=0, sync_s=1)
+    data = sc.prepare(frame([peak] * 5))
+    r = sc.run(registry.create("static-peak", "vm"), data)
+    assert r.totals["violation_rate"] == 0.0 and r.totals["unserved_fraction"] == 0.0
+    assert r.totals["replica_seconds"] == pytest.approx(50.0)

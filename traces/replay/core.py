@@ -265,6 +265,8 @@ def run_replay(
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs), desc=f"replay {scenario}", unit="run")
+        if hasattr(sc, "progress"):  # a scenario that can show progress within a run
+            sc.progress = True
     try:
         for cls, ps in jobs:
             try:
