@@ -187,9 +187,11 @@ def parse_body(body: bytes, kind: str) -> tuple[list[Any], list[int] | None]:
 def _parse_ndjson(body: bytes) -> tuple[list[Any], list[int]]:
     raw = body.split(b"\n")
     lines = [i + 1 for i, chunk in enumerate(raw) if chunk.strip()]
-    # Fast path: one orjson call over the lines joined into an array.
+    # One parse per line (not one over the lines joined into an array): a line holding two
+    # values, or a value split over two lines, must be an error on that line.
+    loads = orjson.loads
     try:
-        return orjson.loads(b"[" + b",".join(raw[n - 1] for n in lines) + b"]"), lines
+        return [loads(raw[n - 1]) for n in lines], lines
     except orjson.JSONDecodeError:
         pass
     items: list[Any] = []

@@ -178,6 +178,20 @@ def test_malformed_ndjson_line_is_named():
     assert info.value.status_code == 400
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # two values on line 1 and one value over lines 2-3: joined, this would parse
+        b'{"entity": "a"}, {"entity": "b"}\n[1\n2]\n',
+        b'{"entity": "a"} {"entity": "b"}\n',
+    ],
+)
+def test_ndjson_lines_are_not_joined_into_one_document(body):
+    with pytest.raises(MalformedBodyError) as info:
+        run(body, "application/x-ndjson")
+    assert info.value.problems[0].line == 1
+
+
 def test_malformed_json_names_line_and_column():
     with pytest.raises(MalformedBodyError) as info:
         run(b'{"samples": [\n  {"entity": }]}')
