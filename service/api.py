@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 
@@ -28,11 +27,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from service import ingest as ingest_service
-from service import migrate, repository
+from service import intake, migrate, repository
 from service.config import Settings, get_settings
 from service.db import Store
 from service.errors import InputError, TidewiseError
-from service.ingest import BatchError, BodyTooLargeError, MalformedBodyError, Problem
+from service.ingest import BatchError, BodyTooLargeError, Problem
 
 log = logging.getLogger("tidewise.api")
 
@@ -256,25 +255,15 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         summary="Ingest samples (JSON or NDJSON); the batch is stored whole or not at all",
     )
     async def post_metrics(request: Request, store: StoreDep, cfg: SettingsDep) -> IngestResult:
-        kind = ingest_service.media_type(request.headers.get("content-type"))
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "gzip"):
-            raise ingest_service.UnsupportedMediaTypeError(
-                f"unsupported Content-Encoding {encoding!r}; send identity or gzip",
-                where="Content-Encoding",
-            )
+        media = ingest_service.media_type(request.headers.get("content-type"))
+        encoding = intake.check_encoding(request.headers.get("content-encoding"))
         body = await _read_body(request, cfg.max_body_bytes)
-        now = int(time.time())
-
-        def work() -> int:
-            data = _gunzip(body, cfg.max_body_bytes) if encoding == "gzip" else body
-            items, lines = ingest_service.parse_body(data, kind)
-            batch = ingest_service.validate(
-                items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s
-            )
-            return repository.ingest(store, batch)
-
-        return IngestResult(stored=await run_in_threadpool(work))
+        # Parsing, validation and the commit run in a worker thread: the event loop keeps
+        # serving health checks and receiving the next bodies meanwhile.
+        stored = await run_in_threadpool(
+            intake.store_body, store, body, media, encoding, int(time.time())
+        )
+        return IngestResult(stored=stored)
 
     @app.get("/v1/entities", response_model=EntitiesOut, summary="Entities and their series")
     def get_entities(
@@ -359,24 +348,6 @@ def _is_number(raw: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _gunzip(body: bytes, limit: int) -> bytes:
-    """Decompress a gzip body, refusing (413) output over ``limit`` bytes (no zip bombs)."""
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise MalformedBodyError([Problem(f"malformed gzip body: {exc}")]) from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise BodyTooLargeError(
-            f"decompressed body exceeds the limit of {limit} bytes (TIDEWISE_MAX_BODY_BYTES); "
-            "send smaller batches",
-            where="body",
-        )
-    if not inflater.eof:
-        raise MalformedBodyError([Problem("truncated gzip body")])
-    return out
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -1,0 +1,71 @@
+"""The ingest service: a request body in, the number of samples stored out.
+
+Kept apart from the HTTP route (which only reads headers and the body) so the same path can
+serve other front ends (a queue consumer, a Prometheus remote-write adapter).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from service import ingest, repository
+from service.db import Store
+from service.ingest import BodyTooLargeError, MalformedBodyError, Problem
+
+ENCODINGS = ("identity", "gzip")
+
+
+def check_encoding(content_encoding: str | None) -> str:
+    """Normalise a Content-Encoding header to ``identity`` or ``gzip``.
+
+    Raises:
+        UnsupportedMediaTypeError: any other encoding (HTTP 415).
+
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in ENCODINGS:
+        raise ingest.UnsupportedMediaTypeError(
+            f"unsupported Content-Encoding {encoding!r}; send identity or gzip",
+            where="Content-Encoding",
+        )
+    return encoding
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress a gzip body, refusing (413) output over ``limit`` bytes (no zip bombs)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise MalformedBodyError([Problem(f"malformed gzip body: {exc}")]) from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyTooLargeError(
+            f"decompressed body exceeds the limit of {limit} bytes (TIDEWISE_MAX_BODY_BYTES); "
+            "send smaller batches",
+            where="body",
+        )
+    if not inflater.eof:
+        raise MalformedBodyError([Problem("truncated gzip body")])
+    return out
+
+
+def store_body(store: Store, body: bytes, media: str, encoding: str, now: int) -> int:
+    """Decode, parse, validate and store one batch; return how many samples were stored.
+
+    Args:
+        store: the open store (its settings give the limits).
+        body: the request body as received.
+        media: ``json`` or ``ndjson`` (see :func:`service.ingest.media_type`).
+        encoding: ``identity`` or ``gzip`` (see :func:`check_encoding`).
+        now: the server clock (unix s).
+
+    Raises:
+        InputError: subclasses carrying the HTTP status and the problems found; nothing is
+            stored then.
+
+    """
+    cfg = store.settings
+    data = gunzip(body, cfg.max_body_bytes) if encoding == "gzip" else body
+    items, lines = ingest.parse_body(data, media)
+    batch = ingest.validate(items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s)
+    return repository.ingest(store, batch)
