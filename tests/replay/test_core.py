@@ -173,3 +173,50 @@ def test_frame_input_and_no_output(trace_csv):
     assert [e["params"]["quantile"] for e in rep["policies"]["static-peak"]] == list(grid)
     viol = [e["totals"]["violation_rate"] for e in rep["policies"]["static-peak"]]
     assert viol == sorted(viol, reverse=True) and viol[-1] <= viol[0]
+
+
+def _functions_frame():
+    rng = np.random.default_rng(5)
+    inv = rng.poisson([0.3, 4.0, 30.0], size=(120, 3)).astype(float)  # (T, F)
+    ents = ["f0", "f1", "f2"]
+    f = pd.DataFrame({"entity": np.repeat(ents, 120), "metric": "invocations",
+                      "ts": np.tile(60.0 * np.arange(120), 3), "value": inv.T.ravel()})
+    f.attrs.update(step=60.0, kind="function", static={
+        e: {"duration_ms": d, "memory_mb": 256.0} for e, d in zip(ents, (200.0, 900.0, 3000.0),
+                                                                  strict=True)})
+    return f
+
+
+def _servers_frame():
+    rng = np.random.default_rng(6)
+    t = 300.0 * np.arange(200)
+    f = pd.concat([pd.DataFrame({"entity": f"vm{i}", "metric": "cpu_util", "ts": t,
+                                 "value": np.clip(40 + 30 * rng.standard_normal(t.size), 0, 100)})
+                   for i in range(6)], ignore_index=True)
+    f.attrs.update(step=300.0, kind="vm")
+    return f
+
+
+@pytest.mark.parametrize(("scenario", "make"), [("serverless", _functions_frame),
+                                                ("power", _servers_frame)])
+def test_the_driver_is_scenario_agnostic(scenario, make, tmp_path):
+    from traces.replay.base import get_scenario
+
+    try:
+        sc_cls = get_scenario(scenario)
+    except KeyError:
+        pytest.skip(f"scenario {scenario!r} not written yet")
+    names = [n for n in registry.names(scenario)
+             if not registry.get(n, scenario).needs_forecast]
+    out = tmp_path / "out"
+    rep = core.run_replay(make(), scenario, names, sweep=True, out_dir=out)
+    assert list(rep["policies"]) == names
+    for name in names:
+        cls = registry.get(name, scenario)
+        assert len(rep["policies"][name]) == max(1, len(cls.sweep_grid) if cls.sweep_param
+                                                 else 1)
+        for e in rep["policies"][name]:
+            assert {sc_cls.cost_figure, sc_cls.sla_figure} <= set(e["totals"])
+    assert json.loads((out / "report.json").read_text()) == rep
+    for f in ("cost_vs_sla.png", "timeline.png", "config.json"):
+        assert (out / f).stat().st_size > 500
