@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--param", action="append", default=[], help="policy param NAME.k=v")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--step", type=float, help="resample the trace to this step (seconds)")
     ap.add_argument("--out", help="write the rows as JSON here")
     a = ap.parse_args(argv)
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         pol, k = key.split(".", 1)
         pparams.setdefault(pol, {})[k] = _value(v)
     t0 = time.time()
-    frame = traces.load(a.trace)
+    frame = traces.load(a.trace, step=a.step)
     scen = get_scenario(a.scenario)(**opts)
     data = scen.prepare(frame)
     print(f"loaded {a.trace} in {time.time() - t0:.1f}s; scenario {a.scenario} {opts}", flush=True)

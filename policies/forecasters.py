@@ -75,6 +75,11 @@ class GrowthBootstrapForecaster:
         extra_steps: steps produced beyond the ``horizon`` asked for. Step 0 is the sample in
             progress at ``now``, so a window that reaches ``now + horizon * step`` may touch
             one sample more than ``horizon`` counts.
+        offset_decay: how the current level carries forward. 1.0: each path is the current
+            level plus the analog's growth (unbounded demand that scales, e.g. CPU). Below
+            1: the path is the analog's own future plus the gap between now and the analog's
+            level, the gap fading by this factor per step — for bounded series whose joint
+            states matter (server power: servers cannot all exceed their past peaks at once).
         seed: seed of the resampling generator (a run is reproducible).
     """
 
@@ -91,6 +96,7 @@ class GrowthBootstrapForecaster:
         neighbours: float = 0.1,
         phase_weight: float = 0.5,
         extra_steps: int = 1,
+        offset_decay: float = 1.0,
         seed: int = 0,
     ) -> None:
         if space not in {"log", "linear"}:
@@ -106,6 +112,9 @@ class GrowthBootstrapForecaster:
         self.neighbours = neighbours
         self.phase_weight = phase_weight
         self.extra_steps = extra_steps
+        if not 0.0 <= offset_decay <= 1.0:
+            raise ValueError(f"offset_decay must be in [0, 1], got {offset_decay}")
+        self.offset_decay = offset_decay
         self.rng = np.random.default_rng(seed)
         self._cache: tuple | None = None
 
@@ -131,7 +140,11 @@ class GrowthBootstrapForecaster:
         else:
             pick = origins[self.rng.integers(0, origins.size, size=s)]  # (S,)
             idx = pick[:, None] + np.arange(1, horizon + 1)[None, :]  # (S, H)
-            inc = z[idx] - z[pick][:, None, :]  # (S, H, M)
+            # the analog's own future, plus the gap between now and the analog's level, the
+            # gap fading by offset_decay per step (1.0: pure growth added to the current level)
+            fade = self.offset_decay ** np.arange(1, horizon + 1)  # (H,)
+            gap = last[None, :] - z[pick]  # (S, M)
+            inc = z[idx] - last[None, None, :] + fade[None, :, None] * gap[:, None, :]
         paths = last[None, None, :] + inc  # (S, H, M)
         if self.space == "log":
             paths = np.exp(paths) - c[None, None, :]
@@ -378,6 +391,7 @@ def default_forecaster(scenario: str, seed: int = 0) -> Any:
     if scenario == "power":
         # power moves within seconds; no daily season, a short window of recent behaviour
         return GrowthBootstrapForecaster(
-            space="linear", season_s=0.0, window_s=600.0, neighbours=0.1, seed=seed
+            space="linear", season_s=0.0, window_s=3600.0, neighbours=0.1, offset_decay=0.9,
+            seed=seed,
         )
     raise ValueError(f"no default forecaster for scenario {scenario!r}")
