@@ -267,3 +267,45 @@ def test_two_daemons_on_one_database_keep_last_write_wins_for_labels(store):
         assert raw(store).points == [(T0, 1.0), (T0 + 1, 2.0), (T0 + 2, 3.0)]
     finally:
         other.close()
+
+
+def test_concurrent_writers_and_jobs_all_succeed(store):
+    """Several ingest threads, the rollup and the retention job at once: no lock errors."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        # all writers create the same five entities and series at the same time
+        try:
+            for b in range(10):
+                put(
+                    store,
+                    *[
+                        s(T0 + w * 1000 + b * 10 + i % 10, float(w), entity=f"e-{i // 10}")
+                        for i in range(50)
+                    ],
+                )
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    def jobs() -> None:
+        try:
+            for _ in range(10):
+                repo.run_rollups(store, NOW)
+                repo.apply_retention(store, NOW)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    threads.append(threading.Thread(target=jobs))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert count(store, Sample) == 4 * 10 * 50
+    assert count(store, Entity) == 5 and count(store, Series) == 5
+    repo.run_rollups(store, NOW)
+    with store.sessions() as session:
+        assert session.scalar(select(func.sum(Rollup.count))) == 4 * 10 * 50
