@@ -233,3 +233,16 @@ def test_a_shortfall_within_rounding_is_not_a_miss():
     r = sc.run(registry.create("static-peak", "vm"), data)
     assert r.totals["violation_rate"] == 0.0 and r.totals["unserved_fraction"] == 0.0
     assert r.totals["replica_seconds"] == pytest.approx(50.0)
+
+
+def test_upsampling_separate_entities_keeps_each_span():
+    # A at t=0, 10 (values 0, 10); B at t=10, 20 (values 4, 4); 10 s -> 5 s
+    f = pd.concat([frame([0, 10], step=10.0, entity="A"),
+                   frame([4, 4], step=10.0, entity="B", t0=10.0)])
+    f.attrs["step"] = 10.0
+    sep = VmScenario(resample_s=5, entities="separate").prepare(f).services
+    assert [(s.name, s.start_s, s.demand.tolist()) for s in sep] == [
+        ("A", 0.0, [0.0, 5.0, 10.0, 10.0]), ("B", 10.0, [4.0, 4.0, 4.0, 4.0])]
+    agg = VmScenario(resample_s=5).prepare(f).services[0]
+    # the sum of each entity within its own span (0 outside it)
+    assert agg.demand.tolist() == [0.0, 5.0, 14.0, 14.0, 4.0, 4.0]

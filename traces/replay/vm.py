@@ -221,20 +221,34 @@ class VmScenario(Scenario):
         n_bins = int(math.floor((float(ts.max()) - t0) / bin_step + 1e-9)) + 1
         n_ent = len(names)
         mat, span = _grid(ts, vals, codes, n_ent, t0, bin_step, n_bins)  # (E, n)
-        if step < native:  # upsample: linear between sample times, held after the last
-            n_fine = int(math.floor(n_bins * native / step + 1e-9))
-            fine_t = np.arange(n_fine) * step
-            coarse_t = np.arange(n_bins) * native
-            mat = np.vstack([np.interp(fine_t, coarse_t, row) for row in mat])
-            span = np.vstack([np.interp(fine_t, coarse_t, s.astype(float)) > 0.5 for s in span])
+        up = step < native
+        n_fine = int(math.floor(n_bins * native / step + 1e-9)) if up else n_bins
+        fine_t = np.arange(n_fine) * step
+        coarse_t = np.arange(n_bins) * native
+
+        def entity(e: int) -> tuple[int, np.ndarray]:
+            """Entity ``e`` within its own span: (first index on the grid, values)."""
+            cols = np.flatnonzero(span[e])
+            a, b = int(cols[0]), int(cols[-1]) + 1  # coarse bins holding its samples
+            if not up:
+                return a, mat[e, a:b]
+            # linear between its sample times, held after its last one (never towards
+            # the zeros outside its span)
+            fa = int(math.ceil(a * native / step - 1e-9))
+            fb = int(math.ceil(b * native / step - 1e-9))
+            return fa, np.interp(fine_t[fa:fb], coarse_t[a:b], mat[e, a:b])
+
         if self.config["entities"] == "aggregate":
-            demands = [("aggregate", mat.sum(axis=0), t0)]
+            total = np.zeros(n_fine)
+            for e in range(n_ent):
+                a, values = entity(e)
+                total[a:a + len(values)] += values
+            demands = [("aggregate", total, t0)]
         else:
             demands = []
             for e in range(n_ent):
-                cols = np.flatnonzero(span[e])
-                a, b = int(cols[0]), int(cols[-1]) + 1
-                demands.append((str(names[e]), mat[e, a:b], t0 + a * step))
+                a, values = entity(e)
+                demands.append((str(names[e]), values, t0 + a * step))
         services = []
         capacities = {}
         for name, d, start in demands:
