@@ -8,8 +8,9 @@ Reference model (documented in the README, section ``replay``):
   with cores from ``frame.attrs["static"]`` (``cpu_cores``/``cores``/``cpu_num``) or 1,
   else ``invocations``, else ``concurrency``); counts "per step" become rates per second.
   Samples are binned onto a regular grid of the trace's step (or ``resample_s``: bin
-  means when coarser, linear interpolation between sample times when finer); gaps inside
-  an entity's span hold its last value.
+  means when coarser, linear interpolation between an entity's own sample times when
+  finer, held after its last); gaps inside an entity's span hold its last value, and
+  outside its span an entity contributes nothing.
 * **Entities**: ``entities="aggregate"`` (default) sums every entity into one service
   demand; ``"separate"`` runs each entity as its own service and sums the totals
   (rates are weighted by time and demand).
