@@ -266,8 +266,8 @@ def _diagnose(
                         "ts",
                         f"{t} is {now - t} s old, older than the raw retention "
                         f"({now - oldest} s) and would be deleted at once; shift old traces "
-                        "to now (tidewise feed --shift-to-now) or raise "
-                        "TIDEWISE_RAW_RETENTION_HOURS",
+                        "to now (tidewise feed --shift-to-now), send only the recent part "
+                        "(--window SECONDS) or raise TIDEWISE_RAW_RETENTION_HOURS",
                     )
                 )
             elif t > now + max_future_s:
