@@ -258,8 +258,9 @@ def run_replay(
     report_policies: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
     timelines: dict[str, pd.DataFrame] = {}
     resolved_params: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
-    wall = {}
-    steps_done = {}
+    wall: dict[str, float] = {}
+    steps_done: dict[str, int] = {}
+    forecasters_used: dict[str, str] = {}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -282,8 +283,11 @@ def run_replay(
             wall[cls.name] += elapsed
             steps_done[cls.name] = steps_done.get(cls.name, 0) + int(
                 (res.extra or {}).get("entity_steps", 0))
-            entry = {"params": _jsonable(dict(pol.params)),
-                     "totals": _jsonable({k: float(v) for k, v in res.totals.items()})}
+            if fc is not None:
+                forecasters_used[cls.name] = getattr(fc, "name", type(fc).__name__)
+            totals = {k: float(v) if isinstance(v, int | float | np.number) else v
+                      for k, v in res.totals.items()}
+            entry = {"params": _jsonable(dict(pol.params)), "totals": _jsonable(totals)}
             report_policies[cls.name].append(entry)
             resolved_params[cls.name].append(_jsonable(dict(pol.params)))
             if want_tl and res.timeline is not None:
@@ -306,6 +310,7 @@ def run_replay(
         "step_s": step,
         "forecaster": (forecaster if isinstance(forecaster, str) or forecaster is None
                        else getattr(forecaster, "name", type(forecaster).__name__)),
+        "forecasters_used": forecasters_used,  # family -> forecaster, needs_forecast only
         "cost_figure": sc.cost_figure,
         "sla_figure": sc.sla_figure,
         # figures the CLI prints per run (a scenario may name more with summary_figures)
