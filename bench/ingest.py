@@ -1,7 +1,7 @@
 """Ingest throughput: samples/s through the HTTP API vs. raw SQLAlchemy Core executemany.
 
     .venv/bin/python bench/ingest.py [--batches 40] [--batch-size 5000] [--series 500]
-                                     [--postgres URL] [--synchronous NORMAL]
+                                     [--repeat 3] [--postgres URL] [--synchronous NORMAL]
 
 With ``--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test`` the same is measured
 on PostgreSQL, in a fresh schema dropped afterwards.
@@ -12,10 +12,13 @@ on PostgreSQL, in a fresh schema dropped afterwards.
    samples (``--series`` series x consecutive seconds, near now), then POSTs them one after
    the other over one keep-alive connection and reports samples/s (first batch = warm-up,
    not timed).
-3. In the same run, the same number of samples is inserted into the same ``samples`` table
-   with SQLAlchemy Core ``executemany`` (INSERT ... ON CONFLICT DO UPDATE, one transaction
-   per batch, parameters prepared beforehand) with the daemon's engine settings.
-Prints both rates and their ratio.
+3. In the same run (after the daemon stopped), the same number of samples is inserted into
+   the same ``samples`` table with SQLAlchemy Core ``executemany`` (INSERT ... ON CONFLICT DO
+   UPDATE, one transaction per batch, parameters prepared beforehand) with the daemon's
+   engine settings.
+
+Repeats this ``--repeat`` times, each on a fresh database, and prints every run and the
+medians of both rates and their ratio (the machine is shared, single runs vary a lot).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,6 +162,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--series", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=3, help="runs, each on a fresh database")
     ap.add_argument("--connections", type=int, default=1, help="concurrent client connections")
     ap.add_argument("--postgres", metavar="URL", help="measure on this PostgreSQL instead")
     ap.add_argument(
@@ -167,13 +173,34 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    runs = [measure(args, r) for r in range(args.repeat)]
+    store = "PostgreSQL" if args.postgres else f"SQLite WAL synchronous={args.synchronous}"
+    print(
+        f"batches: {args.batches} x {args.batch_size} samples over {args.series} series "
+        f"(JSON body {runs[0][2] / 1e3:.0f} kB each), {store}, "
+        f"{args.connections} client connection(s), {args.repeat} runs on fresh databases"
+    )
+    for r, (http_rate, raw, _) in enumerate(runs):
+        print(
+            f"run {r + 1}: HTTP {http_rate:10,.0f} samples/s, raw {raw:10,.0f} samples/s, "
+            f"ratio {http_rate / raw:.2f}"
+        )
+    http_med = statistics.median(h for h, _, _ in runs)
+    raw_med = statistics.median(r for _, r, _ in runs)
+    print(f"HTTP API end to end : {http_med:12,.0f} samples/s (median)")
+    print(f"raw Core executemany: {raw_med:12,.0f} samples/s (median)")
+    print(f"ratio HTTP / raw    : {http_med / raw_med:12.2f} (of the medians)")
+
+
+def measure(args: argparse.Namespace, run: int) -> tuple[float, float, float]:
+    """One run on a fresh database: (HTTP samples/s, raw samples/s, mean body bytes)."""
     from service import migrate
     from service.config import Settings
 
     schema = None
     if args.postgres:
         db_url = args.postgres
-        schema = f"tw_bench_{os.getpid()}"
+        schema = f"tw_bench_{os.getpid()}_{run}"
     else:
         tmp = Path(tempfile.mkdtemp(prefix="tidewise-bench-"))
         db_url = f"sqlite:///{tmp / 'bench.db'}"
@@ -191,7 +218,7 @@ def main() -> None:
     try:
         import httpx
 
-        for _ in range(100):
+        for _ in range(300):
             try:
                 if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                     break
@@ -213,7 +240,6 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    http_rate = stored / elapsed
     try:
         raw = raw_rate(settings, args.batches, args.batch_size, args.series, t0)
     finally:
@@ -224,17 +250,9 @@ def main() -> None:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             admin.dispose()
-    store = "PostgreSQL" if schema else f"SQLite WAL synchronous={args.synchronous}"
-    print(
-        f"batches: {args.batches} x {args.batch_size} samples over {args.series} series "
-        f"(JSON body {body_bytes / 1e3:.0f} kB each), {store}, "
-        f"{args.connections} client connection(s)"
-    )
-    print(
-        f"HTTP API end to end : {http_rate:12,.0f} samples/s ({stored} samples in {elapsed:.2f} s)"
-    )
-    print(f"raw Core executemany: {raw:12,.0f} samples/s")
-    print(f"ratio HTTP / raw    : {http_rate / raw:12.2f}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return stored / elapsed, raw, body_bytes
 
 
 if __name__ == "__main__":
