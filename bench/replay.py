@@ -9,6 +9,8 @@ Cases:
   bundled) upsampled to 1 s (86,400 steps), and the Azure LLM 2023 code trace binned to
   requests per second; every vm baseline at its documented decision period, plus KPA at
   a 15 s period.
+* ``vm`` with ``entities=separate`` over the 70 VMs of the Azure VM 2017 sample (5-minute
+  steps) with one decision per step (``sync_s=300``): the per-decision cost dominates.
 * ``serverless`` on the full 670-function day of the Azure Functions 2019 In-Vitro
   sample (``/work/shared/data/azure-functions-2019-invitro-samples/1340``), when that
   scenario module exists.
@@ -25,7 +27,9 @@ import importlib.util
 import time
 from pathlib import Path
 
-SERVERLESS_DAY = Path("/work/shared/data/azure-functions-2019-invitro-samples/1340")
+DATA = Path("/work/shared/data")
+SERVERLESS_DAY = DATA / "azure-functions-2019-invitro-samples/1340"
+AZURE_VM_2017 = DATA / "azure-vm-2017-datacentersim-sample/microsoft_avg_100.csv.gz"
 
 
 def timed(sc, policy, data, repeat: int) -> tuple[float, int, dict]:
@@ -73,6 +77,15 @@ def main() -> None:
             pol = registry.create(name.split()[0], "vm", **popts)
             wall, steps, _ = timed(sc, pol, data, args.repeat)
             row(case, name, wall, steps)
+
+    # many services, one decision per sample: the per-decision cost dominates
+    frame = traces.load(AZURE_VM_2017)
+    case = "vm: Azure VM 2017, 70 VMs x 8,004 steps of 300 s, separate, sync 300 s"
+    for name in ("hpa", "kpa", "static-peak", "oracle"):
+        sc = vm(entities="separate", sync_s=300)
+        data = sc.prepare(frame)
+        wall, steps, _ = timed(sc, registry.create(name, "vm"), data, args.repeat)
+        row(case, name, wall, steps)
 
     has_serverless = importlib.util.find_spec("traces.replay.serverless") is not None
     if args.skip_serverless or not has_serverless or not SERVERLESS_DAY.exists():

@@ -15,7 +15,7 @@ import typer
 def replay(
     trace: Annotated[Path, typer.Option("--trace", help="Trace file or folder, as published.")],
     scenario: Annotated[str, typer.Option("--scenario", help="serverless, vm or power.")],
-    policy: Annotated[str, typer.Option("--policy", help="Comma-separated policy names.")],
+    policy: Annotated[str, typer.Option("--policy", help="Comma-separated policy names, or all.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (report.json, plots).")],
     format: Annotated[  # noqa: A002 - the flag is --format
         str | None, typer.Option("--format", help="Trace format name (detected if omitted).")

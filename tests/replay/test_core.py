@@ -149,6 +149,11 @@ def test_policy_parameters_from_options(trace_csv):
     assert rep["config"]["scenario_options"]["capacity"] == 4
 
 
+def test_policy_all_runs_every_registered_policy(trace_csv):
+    rep = core.run_replay(trace_csv, "vm", "all", options={"capacity": 4}, forecaster=None)
+    assert list(rep["policies"]) == registry.names("vm")
+
+
 def test_out_must_be_a_folder(trace_csv, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")

@@ -98,6 +98,11 @@ def resolve_policies(scenario: str, policies: Sequence[str] | str) -> list[type]
     names = [n for n in names if n]
     if not names:
         raise InputError("no policy given", where="--policy")
+    if names == ["all"]:  # every policy registered for the scenario
+        names = registry.names(scenario)
+        if not names:
+            raise InputError(f"no policy is registered for scenario {scenario!r}",
+                             where="--policy")
     out = []
     for n in names:
         try:
@@ -199,7 +204,8 @@ def run_replay(
     Args:
         trace: a trace path (read with :func:`traces.load`) or a canonical long frame.
         scenario: ``vm``, ``serverless`` or ``power``.
-        policies: policy names registered for the scenario (list or comma-separated).
+        policies: policy names registered for the scenario (list or comma-separated), or
+            ``"all"``.
         sweep: run each policy over its ``sweep_grid`` instead of its defaults only.
         out_dir: folder for report.json, config.json, timeline.csv and the plots; None
             writes nothing.
