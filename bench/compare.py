@@ -43,13 +43,6 @@ def _value(text: str):
     return text
 
 
-def default_forecaster(scenario: str):
-    """The online forecaster bayes is fed in replay for each scenario."""
-    from policies.forecasters import default_forecaster as make
-
-    return make(scenario, seed=0)
-
-
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Non-dominated (sla, cost) points, sla ascending, cost strictly descending."""
     front: list[tuple[float, float]] = []
@@ -84,7 +77,7 @@ def run_family(scen, data, name: str, scenario: str, params: dict, sweep: bool, 
         if v is not None:
             p[cls.sweep_param] = v
         pol = cls(**p)
-        fc = default_forecaster(scenario) if getattr(pol, "needs_forecast", False) else None
+        fc = pol.make_forecaster(seed) if getattr(pol, "needs_forecast", False) else None
         t0 = time.time()
         res = scen.run(pol, data, seed=seed, forecaster=fc)
         dt = time.time() - t0

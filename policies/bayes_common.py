@@ -39,6 +39,7 @@ def window_steps(start: float, step: float, horizon: int, t_from: float, t_to: f
 
     Returns:
         A slice into the horizon axis.
+
     """
     if step <= 0:
         raise ValueError(f"forecast step must be > 0 seconds, got {step}")
@@ -58,6 +59,7 @@ def window_max(samples: np.ndarray, window: slice) -> np.ndarray:
 
     Returns:
         ``(S,)`` or ``(S, M)``: the largest value each path reaches within the window.
+
     """
     return samples[:, window].max(axis=1)
 
@@ -91,6 +93,7 @@ def chance_constrained_units(
 
     Returns:
         ``(n, p_violation)``: the unit count and the sample estimate of ``P(peak > n * unit)``.
+
     """
     if unit <= 0:
         raise ValueError(f"capacity per unit must be > 0, got {unit}")
@@ -136,6 +139,7 @@ def priced_units(
 
     Returns:
         ``(n, p_violation, objective)``.
+
     """
     if unit <= 0:
         raise ValueError(f"capacity per unit must be > 0, got {unit}")
@@ -175,6 +179,7 @@ def newsvendor_counts(samples: np.ndarray, fractile: np.ndarray | float) -> np.n
 
     Returns:
         ``(F,)`` int64 counts.
+
     """
     x = np.ceil(np.asarray(samples, dtype=np.float64) - 1e-9)  # (S, F)
     x = np.sort(x, axis=0)
@@ -211,13 +216,14 @@ class RiskLearner:
         gain: log-space step per observation at full posterior confidence.
         min_ratio: lowest ``eps_op / target`` allowed.
         max_ratio: highest ``eps_op / target`` allowed.
+
     """
 
     target: float
     prior_n: float = 20.0
     discount: float = 0.995
-    gain: float = 0.05
-    min_ratio: float = 0.02
+    gain: float = 0.01
+    min_ratio: float = 0.05
     max_ratio: float = 4.0
 
     def __post_init__(self) -> None:
@@ -248,6 +254,7 @@ class RiskLearner:
 
         Returns:
             A new posterior dict (the input is not modified).
+
         """
         if violations < 0 or trials < 0 or violations > trials:
             raise ValueError(f"need 0 <= violations <= trials, got {violations}/{trials}")
@@ -302,6 +309,7 @@ def stabilised_target(
 
     Returns:
         ``(stabilised, new_history)`` with entries older than the window dropped.
+
     """
     kept = [(t, d) for (t, d) in history if now - t < window_s] + [(now, desired)]
     return max(d for _, d in kept), kept
@@ -328,6 +336,7 @@ def rate_limit(
 
     Returns:
         The unit count to set now.
+
     """
     if target > current:
         allowed = max(math.floor(current * max_up_ratio), current + max_up_abs)

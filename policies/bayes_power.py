@@ -59,6 +59,7 @@ def row_breach_probability(
 
     Returns:
         Fraction of paths whose row power exceeds the budget at any step.
+
     """
     lim = np.maximum(caps_w, idle_w)[None, None, :]  # (1, 1, N)
     row = np.minimum(samples, lim).sum(axis=2)  # (S, H)
@@ -98,6 +99,7 @@ def select_caps(
         ``(caps_w, p_breach)``: ``(N,)`` caps (``inf`` = uncapped) and the breach probability
         under them. If capping every server at idle is not enough, all are capped at idle
         and the remaining probability is returned.
+
     """
     s, h, n = samples.shape
     caps = np.full(n, np.inf)
@@ -162,6 +164,7 @@ def plan_servers(
         Dict with ``servers`` (the answer), ``p_breach`` at that count, ``servers_at_peak``
         (``floor(budget / largest observed server power)``, the row without oversubscription)
         and ``gain`` (``servers / servers_at_peak - 1``).
+
     """
     x = np.asarray(power_w, dtype=np.float64)
     if x.ndim == 3:
@@ -217,6 +220,7 @@ def plan_row(frame: Any, budget_w: float, target_breach: float, **kw: Any) -> di
 
     Returns:
         :func:`plan_servers`' dict plus ``pool`` (servers in the trace).
+
     """
     from service.errors import NoDataError
 
@@ -246,6 +250,12 @@ class BayesPower(Policy):
     }
     sweep_param = "target_breach"
     sweep_grid = (0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+    def make_forecaster(self, seed: int = 0) -> Any:
+        """Return the online forecaster the replay feeds this policy (policies.forecasters)."""
+        from policies.forecasters import default_forecaster
+
+        return default_forecaster(self.scenario, seed=seed)
 
     def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
         """Caps for the step starting at ``now``: ``{"caps": (N,) watts, inf = none}``."""

@@ -58,6 +58,7 @@ def critical_fractile(cold_start_gb_s: float, memory_mb: np.ndarray, step_s: flo
 
     Returns:
         ``(F,)`` fractiles in [0, 1].
+
     """
     idle = np.asarray(memory_mb, dtype=np.float64) * step_s / MB_PER_GB  # GB·s per step
     return cold_start_gb_s / (cold_start_gb_s + np.maximum(idle, 1e-12))
@@ -96,6 +97,12 @@ class BayesServerless(Policy):
             raise ValueError(
                 f"bayes: cold_start_gb_s must be >= 0 GB·s, got {self.params['cold_start_gb_s']}"
             )
+
+    def make_forecaster(self, seed: int = 0) -> Any:
+        """Return the online forecaster the replay feeds this policy (policies.forecasters)."""
+        from policies.forecasters import default_forecaster
+
+        return default_forecaster(self.scenario, seed=seed)
 
     def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
         """Warm instances ``{"warm": (F,) int}`` for the step starting at ``now``."""

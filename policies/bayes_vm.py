@@ -31,13 +31,13 @@ Spec (a mapping, read only; the keys of :mod:`policies.hpa`, built by
 ``step_s`` (seconds per demand sample), ``demand`` (observed samples, oldest first).
 ``boot_s`` (seconds from request to ready; the ``boot_delay_s`` parameter overrides it),
 ``sync_s`` (seconds between decisions; else the ``sync_s`` parameter). Optional:
-``replica_cost_per_s`` (default 1, so costs are replica-seconds), ``observed`` (``(demand, capacity)`` pairs seen
-since the last decision; otherwise the demand samples that arrived since the last decision
-are compared with ``ready * capacity``).
+``replica_cost_per_s`` (default 1, so costs are replica-seconds), ``observed``
+(``(demand, capacity)`` pairs seen since the last decision; otherwise the demand samples
+that arrived since the last decision are compared with ``ready * capacity``).
 
 State (returned in ``Decision.state``, pass back unchanged): a dict with the risk
-posterior (``risk``), the recent raw recommendations (``desired``) and the time of the
-number of demand samples already counted (``n_seen``).
+posterior (``risk``), the recent raw recommendations (``desired``) and the number of
+demand samples already counted (``n_seen``).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def forecast_origin(spec: Any, forecast: Forecast) -> float:
 
 
 def latest_demand(spec: Any) -> float | None:
-    """The newest observed demand sample, or None."""
+    """Return the newest observed demand sample, or None."""
     demand = spec_get(spec, "demand")
     if demand is None:
         return None
@@ -142,8 +142,8 @@ class BayesVM(Policy):
         "learn_risk": True,  # adapt the operating risk level from observed violations
         "prior_n": 20.0,  # prior pseudo-observations of the violation-rate posterior
         "discount": 0.995,  # per-observation forgetting of that posterior
-        "gain": 0.05,  # log-step of the operating risk level per observation
-        "min_risk_ratio": 0.02,  # operating risk >= this * target
+        "gain": 0.01,  # log-step of the operating risk level per observation
+        "min_risk_ratio": 0.05,  # operating risk >= this * target
         "max_risk_ratio": 4.0,  # operating risk <= this * target
         "scale_down_window_s": 300.0,  # scale-down stabilisation window (seconds)
         "max_scale_up_ratio": 10.0,  # at most this factor more replicas per step
@@ -166,6 +166,12 @@ class BayesVM(Policy):
             min_ratio=float(p["min_risk_ratio"]),
             max_ratio=float(p["max_risk_ratio"]),
         )
+
+    def make_forecaster(self, seed: int = 0) -> Any:
+        """Return the online forecaster the replay feeds this policy (policies.forecasters)."""
+        from policies.forecasters import default_forecaster
+
+        return default_forecaster(self.scenario, seed=seed)
 
     # ------------------------------------------------------------------ helpers
     def _limits(self, spec: Any) -> tuple[int, int]:
@@ -249,7 +255,7 @@ class BayesVM(Policy):
         out, hist = self._smooth(raw, current, now, hist, lo, hi)
         new_state["desired"] = hist
         p_viol = exceed_probability(peak_ready, out * cap)
-        exp_cost = out * cost_rate * max(sync, forecast.step)
+        exp_cost = out * cost_rate * sync  # replica cost until the next decision
         why = (
             f"{out} replicas: P(demand > capacity) = {p_viol:.3%} over "
             f"[now+{boot:.0f}s, now+{boot + sync:.0f}s] at operating risk {eps:.3%} "

@@ -30,7 +30,6 @@ decisions per second.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -81,6 +80,7 @@ class GrowthBootstrapForecaster:
             level, the gap fading by this factor per step — for bounded series whose joint
             states matter (server power: servers cannot all exceed their past peaks at once).
         seed: seed of the resampling generator (a run is reproducible).
+
     """
 
     name = "growth-bootstrap"
@@ -161,7 +161,7 @@ class GrowthBootstrapForecaster:
     def _pool(
         self, y: np.ndarray, t_total: int, step: float, horizon: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-        """Transformed series, offset, eligible origins (tail indices) and the pool's kind."""
+        """Return the transformed series, offset, eligible origins and the pool's kind."""
         t_len, m = y.shape
         if self.space == "log":
             # offset keeps zeros finite and damps relative noise on near-idle series
@@ -242,6 +242,7 @@ class IntermittentCountForecaster:
         prior_k: pseudo-observations of each shrinkage prior.
         count_window: active values per entity kept for the count distribution.
         seed: seed for the steps after the first (the first is stratified).
+
     """
 
     name = "intermittent-hurdle"
@@ -321,6 +322,7 @@ class IntermittentCountForecaster:
 
         Returns:
             Array of the same shape as ``age``.
+
         """
         age = self.age if age is None else age
         k = self.prior_k
@@ -375,7 +377,7 @@ class IntermittentCountForecaster:
 
 
 def default_forecaster(scenario: str, seed: int = 0) -> Any:
-    """The online forecaster ``bayes`` is fed in replay (and the daemon's cheap fallback).
+    """Make the online forecaster ``bayes`` is fed in replay (and the daemon's fallback).
 
     Args:
         scenario: ``vm``, ``serverless`` or ``power``.
@@ -383,6 +385,7 @@ def default_forecaster(scenario: str, seed: int = 0) -> Any:
 
     Returns:
         A callable ``(history, now, step, horizon) -> Forecast``.
+
     """
     if scenario == "vm":
         return GrowthBootstrapForecaster(space="log", seed=seed)

@@ -1,0 +1,159 @@
+"""``bayes`` for power: cap selection from joint samples, release, planning, fallback."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from models.forecast import Forecast
+from policies import registry
+from policies.bayes_power import (
+    BayesPower,
+    plan_row,
+    plan_servers,
+    row_breach_probability,
+    select_caps,
+)
+
+IDLE, PMAX = 100.0, 500.0
+
+
+def spec(n=3, budget=1000.0, prio=(0.0, 0.0, 1.0), delay=2.0):
+    return {"servers": n, "server_ids": tuple(f"s{i}" for i in range(n)), "budget_w": budget,
+            "p_max_w": PMAX, "p_idle_w": IDLE, "priority": np.asarray(prio), "step_s": 1.0,
+            "delay_s": delay}
+
+
+def state(caps=None, power=None, memory=None):
+    caps = np.full(3, np.inf) if caps is None else np.asarray(caps, float)
+    return {"t": 5, "caps_w": caps, "capped": np.isfinite(caps),
+            "server_power_w": np.zeros(3) if power is None else np.asarray(power, float),
+            "memory": memory}
+
+
+def joint(paths):
+    """(S, N) per-server power, held over 5 steps of 1 s starting at now=0."""
+    x = np.asarray(paths, dtype=float)
+    return Forecast(samples=np.repeat(x[:, None, :], 5, axis=1), start=0.0, step=1.0,
+                    indicators=("s0", "s1", "s2"), model="hand")
+
+
+# 10 joint paths: 8 calm (row 900 W), 2 hot (row 1300 W: 500 + 400 + 400)
+PATHS = [[300.0, 300.0, 300.0]] * 8 + [[500.0, 400.0, 400.0]] * 2
+
+
+def test_registered_with_breach_knob():
+    cls = registry.get("bayes", "power")
+    assert cls is BayesPower and cls.needs_forecast and cls.sweep_param == "target_breach"
+
+
+def test_breach_probability_with_caps_floor_at_idle():
+    x = np.asarray(PATHS)[:, None, :]  # (10, 1, 3)
+    none = np.full(3, np.inf)
+    assert row_breach_probability(x, 1000.0, none, IDLE) == pytest.approx(0.2)
+    # a cap below idle holds the server at idle, not below: hot row 100 + 400 + 400 = 900
+    assert row_breach_probability(x, 1000.0, np.array([0.0, np.inf, np.inf]), IDLE) == 0.0
+
+
+def test_select_caps_lowest_priority_first_and_just_enough():
+    x = np.asarray(PATHS)[:, None, :]
+    caps, p = select_caps(x, 1000.0, np.array([0.0, 0.0, 1.0]), 0.05, idle_w=IDLE, max_w=PMAX)
+    # one low-priority server suffices; s0 (most power above idle on average) goes first,
+    # and its cap is raised to the highest level keeping the hot row at 1000 W: 200 W
+    assert np.isfinite(caps).tolist() == [True, False, False]
+    assert caps[0] == pytest.approx(200.0, abs=1.0)
+    assert p == 0.0
+    # tolerating 20 % breach needs no cap at all
+    caps, p = select_caps(x, 1000.0, np.array([0.0, 0.0, 1.0]), 0.2, idle_w=IDLE, max_w=PMAX)
+    assert not np.isfinite(caps).any() and p == pytest.approx(0.2)
+    # budget 800: even the calm row (900 W) needs cuts; low priority go first (both), the
+    # high-priority server stays uncapped
+    caps, p = select_caps(x, 800.0, np.array([0.0, 0.0, 1.0]), 0.0, idle_w=IDLE, max_w=PMAX)
+    assert np.isfinite(caps).tolist() == [True, True, False] and p == 0.0
+
+
+def test_policy_caps_before_breach_then_lifts_when_calm():
+    pol = BayesPower(target_breach=0.05, release_ratio=0.25, release_hold_s=3.0)
+    d = pol.decide(spec(), state(), joint(PATHS), 0.0)
+    assert d.valid and not d.fallback
+    assert np.isfinite(d.action["caps"]).tolist() == [True, False, False]
+    assert d.details["p_breach_uncapped"] == pytest.approx(0.2)
+    assert d.details["p_breach"] == 0.0
+    assert "cap" in d.why and "P(row" in d.why
+    calm = joint([[300.0, 300.0, 300.0]] * 10)
+    caps = d.action["caps"]
+    # calm but not yet for release_hold_s: caps are held
+    d1 = pol.decide(spec(), state(caps, memory=d.state), calm, 1.0)
+    assert np.isfinite(d1.action["caps"]).sum() == 1
+    d2 = pol.decide(spec(), state(caps, memory=d1.state), calm, 2.0)
+    d3 = pol.decide(spec(), state(caps, memory=d2.state), calm, 4.0)
+    assert not np.isfinite(d3.action["caps"]).any()
+    assert "lift" in d3.why
+
+
+def test_window_starts_after_actuation_delay():
+    # the hot paths only in steps 0-1: caps decided now act at now + 2 s, too late to matter
+    x = np.repeat(np.asarray([[300.0, 300.0, 300.0]] * 10)[:, None, :], 5, axis=1)
+    x[8:, :2, :] = [500.0, 400.0, 400.0]
+    fcst = Forecast(samples=x, start=0.0, step=1.0, indicators=("s0", "s1", "s2"), model="h")
+    d = BayesPower(target_breach=0.05).decide(spec(delay=2.0), state(), fcst, 0.0)
+    assert not np.isfinite(d.action["caps"]).any()
+    assert d.details["p_breach_before_caps_act"] == pytest.approx(0.2)
+    # with no delay the same forecast calls for a cap
+    d0 = BayesPower(target_breach=0.05).decide(spec(delay=0.0), state(), fcst, 0.0)
+    assert np.isfinite(d0.action["caps"]).sum() == 1
+
+
+def test_plan_servers_by_hand():
+    # every server: 100 W for 90 % of the time, 300 W for 10 %, all in lockstep
+    t = np.where(np.arange(100) < 90, 100.0, 300.0)
+    power = np.repeat(t[:, None], 4, axis=1)  # (T=100, N=4)
+    out = plan_servers(power, 1000.0, 0.2, num_rows=4000, seed=1)
+    # n <= 3 never breaches (900 W); 4..10 breach when hot (p ~ 0.1); 11+ always
+    assert out["servers"] == 10
+    assert out["p_breach"] == pytest.approx(0.1, abs=0.02)
+    assert out["servers_at_peak"] == 3  # floor(1000 / 300): the row without oversubscription
+    assert out["gain"] == pytest.approx(10 / 3 - 1)
+    assert plan_servers(power, 1000.0, 0.05, num_rows=4000, seed=1)["servers"] == 3
+    with pytest.raises(ValueError, match="budget_w"):
+        plan_servers(power, 0.0, 0.1)
+
+
+def test_plan_row_from_long_frame_and_no_data():
+    import pandas as pd
+
+    from service.errors import NoDataError
+
+    ts = np.arange(100.0)
+    t = np.where(ts < 90, 100.0, 300.0)
+    frame = pd.DataFrame({"entity": np.repeat(["a", "b"], 100), "metric": "power_w",
+                          "ts": np.tile(ts, 2), "value": np.tile(t, 2)})
+    out = plan_row(frame, 1000.0, 0.2, num_rows=4000, seed=1)
+    assert out["servers"] == 10 and out["pool"] == 2
+    with pytest.raises(NoDataError, match="power_w"):
+        plan_row(frame.assign(metric="cpu_util"), 1000.0, 0.2)
+
+
+def test_fallback_thresholds_without_forecast():
+    pol = BayesPower()
+    # observed row 950 W > 0.9 * 1000: cap low priority (s1 has more above idle) until <= 900
+    d = pol.decide(spec(), state(power=[300.0, 350.0, 300.0]), None, 0.0)
+    assert d.fallback and d.valid and "fallback" in d.why
+    assert np.isfinite(d.action["caps"]).tolist() == [False, True, False]
+    # observed row 600 W < 0.8 * 1000: every cap lifted
+    d2 = pol.decide(spec(), state(caps=[IDLE, IDLE, np.inf], power=[200, 200, 200]), None, 1.0)
+    assert not np.isfinite(d2.action["caps"]).any()
+
+
+def test_purity():
+    pol = BayesPower(target_breach=0.05)
+    sp, st, f = spec(), state(), joint(PATHS)
+    before = (copy.deepcopy(sp), copy.deepcopy(st), f.samples.copy())
+    a, b = pol.decide(sp, st, f, 0.0), pol.decide(sp, st, f, 0.0)
+    np.testing.assert_array_equal(a.action["caps"], b.action["caps"])
+    assert a.details == b.details and a.state == b.state
+    np.testing.assert_array_equal(st["caps_w"], before[1]["caps_w"])
+    np.testing.assert_array_equal(sp["priority"], before[0]["priority"])
+    np.testing.assert_array_equal(f.samples, before[2])

@@ -1,0 +1,131 @@
+"""``bayes`` for serverless: newsvendor warm pools and sparse-function arrival forecasts."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from models.forecast import Forecast
+from policies import registry
+from policies.bayes_serverless import BayesServerless, critical_fractile
+from policies.forecasters import IntermittentCountForecaster
+
+
+def spec(mem):
+    mem = np.asarray(mem, dtype=float)
+    return {"entities": tuple(f"f{i}" for i in range(mem.size)), "memory_mb": mem,
+            "duration_ms": np.full(mem.size, 100.0), "step_s": 60.0}
+
+
+def fc(cols, names=None):
+    x = np.column_stack(cols).astype(float)  # (S, F)
+    names = names or tuple(f"f{i}" for i in range(x.shape[1]))
+    return Forecast(samples=x[:, None, :], start=0.0, step=60.0, indicators=names, model="hand")
+
+
+def test_registered_with_price_ratio_knob():
+    cls = registry.get("bayes", "serverless")
+    assert cls is BayesServerless and cls.needs_forecast
+    assert cls.sweep_param == "cold_start_gb_s" and len(cls.sweep_grid) >= 5
+
+
+def test_critical_fractile_by_hand():
+    # 1024 MB for 60 s idle = 60 GB·s; a cold start worth 30 GB·s -> tau = 30 / 90
+    assert critical_fractile(30.0, np.array([1024.0]), 60.0)[0] == pytest.approx(1 / 3)
+    assert critical_fractile(60.0, np.array([1024.0, 512.0]), 60.0) == pytest.approx([0.5, 2 / 3])
+
+
+def test_newsvendor_warm_count_from_known_distribution():
+    # both functions: C uniform on 0..9. f0 has 1024 MB, f1 has 128 MB.
+    c = np.repeat(np.arange(10.0), 10)
+    pol = BayesServerless(cold_start_gb_s=180.0)
+    d = pol.decide(spec([1024.0, 128.0]), {"history": np.zeros((3, 2))}, fc([c, c]), 60.0)
+    # f0: tau = 180 / (180 + 60) = 0.75 -> least w with (w+1)/10 >= 0.75 = 7
+    # f1: tau = 180 / (180 + 7.5) = 0.96 -> w = 9
+    assert d.action["warm"].tolist() == [7, 9]
+    assert not d.fallback and d.valid
+    # expected cold starts E[(C - w)+]: f0 (1 at C=8, 2 at C=9) / 10 = 0.3; f1 0
+    assert d.details["expected_cold_starts"] == pytest.approx(0.3)
+    assert "newsvendor" in d.why
+
+
+def test_forecast_columns_matched_by_name():
+    c_busy, c_idle = np.full(100, 5.0), np.zeros(100)
+    pol = BayesServerless(cold_start_gb_s=100.0)
+    # indicators in the opposite order to spec["entities"]
+    d = pol.decide(spec([256.0, 256.0]), {}, fc([c_idle, c_busy], names=("f1", "f0")), 60.0)
+    assert d.action["warm"].tolist() == [5, 0]
+
+
+def test_sparse_function_warmed_for_its_predicted_arrival_only():
+    # f0 fires every 10th step (a timer), f1 every step with 3 concurrent instances
+    t_len = 300
+    hist = np.zeros((t_len, 2))
+    hist[::10, 0] = 1.0
+    hist[:, 1] = 3.0
+    f = IntermittentCountForecaster(num_samples=200)
+    pol = BayesServerless(cold_start_gb_s=50.0)
+    warm_by_age = {}
+    for t in range(200, t_len):
+        fcst = f(hist[:t], 60.0 * t, 60.0, 1)
+        d = pol.decide(spec([256.0, 256.0]), {"history": hist[:t]}, fcst, 60.0 * t)
+        warm_by_age[t % 10] = int(d.action["warm"][0])
+        assert d.action["warm"][1] == 3
+    # warm exactly in the steps where the timer fires (t % 10 == 0), cold otherwise
+    assert warm_by_age == {0: 1, **{k: 0 for k in range(1, 10)}}
+
+
+def test_hazard_after_one_gap_is_shrunk_not_certain():
+    # one arrival 5 steps after the first: hazard at age 4 is between prior and 1
+    f = IntermittentCountForecaster(prior_k=2.0)
+    hist = np.zeros((12, 1))
+    hist[0, 0] = hist[5, 0] = 1.0
+    f(hist[:10], 0.0, 60.0, 1)  # age now 4 (steps 6..9 idle)
+    h = float(f.hazard()[0])
+    assert 0.3 < h < 1.0
+    # ages never reached get the entity's tail hazard: smaller
+    f2 = IntermittentCountForecaster(prior_k=2.0)
+    f2(hist[:8], 0.0, 60.0, 1)  # age 2
+    assert float(f2.hazard()[0]) < h
+
+
+def test_stratified_samples_resolve_small_probabilities():
+    f = IntermittentCountForecaster(num_samples=100)
+    hist = np.zeros((500, 1))
+    hist[::50, 0] = 2.0  # active 1 step in 50, with 2 instances
+    out = f(hist[:480], 0.0, 60.0, 1)  # age 29: mid-gap, hazard small but not zero
+    p = float(f.hazard()[0])
+    active = out.samples[:, 0, 0] > 0
+    # exactly the top round(p * S) samples are active, all with the observed count 2
+    assert active.sum() == int(np.floor(p * 100 + 0.5))
+    assert np.all(out.samples[active, 0, 0] == 2.0)
+    assert np.all(np.diff(out.samples[:, 0, 0]) >= 0)  # monotone in the sample index
+
+
+def test_fallback_without_forecast_is_keepalive():
+    hist = np.zeros((15, 2), dtype=np.int64)
+    hist[2, 0] = 4  # outside the last 10 steps
+    hist[9, 0] = 2
+    hist[14, 1] = 1
+    pol = BayesServerless()
+    d = pol.decide(spec([128.0, 128.0]), {"history": hist}, None, 900.0)
+    assert d.fallback and d.valid and d.action["warm"].tolist() == [2, 1]
+    assert "keep-alive" in d.why and "no forecast" in d.why
+    d0 = pol.decide(spec([128.0, 128.0]), {"history": hist[:0]}, None, 0.0)
+    assert d0.fallback and d0.action["warm"].tolist() == [0, 0]
+
+
+def test_purity_same_inputs_same_decision_inputs_untouched():
+    c = np.repeat(np.arange(10.0), 10)
+    sp, st = spec([1024.0, 128.0]), {"history": np.ones((3, 2))}
+    f = fc([c, c])
+    before = (copy.deepcopy(sp), copy.deepcopy(st), f.samples.copy())
+    pol = BayesServerless()
+    a, b = pol.decide(sp, st, f, 60.0), pol.decide(sp, st, f, 60.0)
+    np.testing.assert_array_equal(a.action["warm"], b.action["warm"])
+    assert a.details == b.details and a.why == b.why
+    np.testing.assert_array_equal(sp["memory_mb"], before[0]["memory_mb"])
+    np.testing.assert_array_equal(st["history"], before[1]["history"])
+    np.testing.assert_array_equal(f.samples, before[2])
