@@ -20,8 +20,9 @@ Reference model (documented in the README, section ``replay``):
 * **Decisions** every ``sync_s`` seconds from the start (``None``: the policy's own
   ``sync_s`` parameter, else 15 s). The policy sees only completed samples (those with
   ``(j+1)*step <= now``) and the ready / requested counts; policies that declare
-  ``reads_future`` (static-peak, oracle) also get the whole series. An invalid decision
-  keeps the current count.
+  ``reads_future`` (static-peak, oracle) also get the whole series. They observe the
+  offered demand, also above the ready capacity (as a request-rate or queue metric
+  reads). An invalid decision keeps the current count.
 * **Scale-up**: a requested replica costs from the request and is ready ``boot_s``
   seconds later. **Scale-down** is immediate: booting replicas go first (newest first),
   then ready ones.
