@@ -18,7 +18,9 @@ algorithm details and configurable scaling behaviour) and the controller's
    ``max(+up_percent %, +up_pods)`` per ``up_period_s`` (100 % or 4 pods per 15 s,
    ``selectPolicy: Max``), scale down by at most ``down_percent`` % per
    ``down_period_s`` (100 % per 15 s), counted from the replica count at the start of
-   the period (``currentReplicas`` minus the changes made within it).
+   the period (``currentReplicas`` minus the pods added plus those deleted within it);
+   the scale-up percentage is rounded up, the scale-down one truncated, as in
+   ``calculateScaleUpLimitWithScalingRules`` / ``calculateScaleDownLimitWithBehaviors``.
 4. Clamp to ``[max(1, min_replicas), max_replicas]`` (Kubernetes needs ``minReplicas >= 1``).
 
 The observed utilisation is ``mean demand over the last metric_window_s seconds /
@@ -60,6 +62,11 @@ def window_mean(spec: Any, seconds: float) -> float | None:
     if cs is not None:
         return (float(cs[n]) - float(cs[n - k])) / k
     return float(sum(float(x) for x in demand[n - k :])) / k
+
+
+def _period_start(current: int, events: tuple, cutoff: float) -> int:
+    """Replicas at the start of a rate-limit period: current - added + deleted since cutoff."""
+    return current - sum(c for t, c in events if t > cutoff)
 
 
 @register
@@ -156,21 +163,17 @@ class HPA(Policy):
         desired = stabilised
         limited = ""
         if desired > current:
-            period = f["up_period_s"]
-            added = sum(c for t, c in events if t > now - period and c > 0)
-            start = current - added
+            start = _period_start(current, events, now - f["up_period_s"])
             up_limit = max(
-                math.ceil(start * (1.0 + f["up_percent"] / 100.0)),
+                math.ceil(start * (1.0 + f["up_percent"] / 100.0)),  # rounded up, as k8s
                 start + int(f["up_pods"]),
             )
             allowed = min(hi, up_limit)
             if desired > allowed:
                 desired, limited = allowed, "scale-up rate limit"
         elif desired < current:
-            period = f["down_period_s"]
-            removed = sum(-c for t, c in events if t > now - period and c < 0)
-            start = current + removed
-            down_limit = math.ceil(start * (1.0 - f["down_percent"] / 100.0))
+            start = _period_start(current, events, now - f["down_period_s"])
+            down_limit = int(start * (1.0 - f["down_percent"] / 100.0))  # truncated, as k8s
             allowed = max(lo, down_limit)
             if desired < allowed:
                 desired, limited = allowed, "scale-down rate limit"

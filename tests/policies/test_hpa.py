@@ -54,6 +54,9 @@ def test_scale_up_rate_is_max_of_double_or_plus_four():
     assert again.action == {"replicas": 6}
     later = p.decide(spec(40, 6, 6), first.state, None, 15.0)  # the period has passed
     assert later.action == {"replicas": 12}
+    # deletions within the period count back: 6 replicas after removing 4 -> start 10
+    cut = ((), ((10.0, -4),))
+    assert p.decide(spec(400, 6, 6), cut, None, 20.0).action == {"replicas": 20}
 
 
 def test_scale_down_waits_for_the_stabilisation_window():
@@ -76,8 +79,8 @@ def test_scale_down_rate_limit_when_configured():
     assert d.action == {"replicas": 5}
     d2 = p.decide(spec(0.8, 5), d.state, None, 5.0)  # same period: start = 5 + 5 = 10
     assert d2.action == {"replicas": 5}
-    d3 = p.decide(spec(0.8, 5), d2.state, None, 15.0)  # new period: ceil(2.5) = 3
-    assert d3.action == {"replicas": 3}
+    d3 = p.decide(spec(0.8, 5), d2.state, None, 15.0)  # new period: int(2.5) = 2
+    assert d3.action == {"replicas": 2}
 
 
 def test_unready_replicas_count_as_idle_on_scale_up():
