@@ -156,6 +156,12 @@ def http(live_url: str) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def port() -> int:
+    """A free TCP port for a daemon started by the test."""
+    return free_port()
+
+
+@pytest.fixture
 def serve():  # noqa: ANN201
     """The :func:`serve_in_thread` context manager, for tests that need their own settings."""
     return serve_in_thread

@@ -81,8 +81,9 @@ def _readme_settings_table() -> dict[str, str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("<!-- section:service -->")[1].split("<!-- /section:service -->")[0]
     # default column: `value`, or (unset) for None
-    rows = re.findall(r"^\| `TIDEWISE_([A-Z_]+)` \| (?:`([^`]*)`|\(unset\)) \|", section,
-                      flags=re.M)
+    rows = re.findall(
+        r"^\| `TIDEWISE_([A-Z_]+)` \| (?:`([^`]*)`|\(unset\)) \|", section, flags=re.M
+    )
     return {name.lower(): default for name, default in rows}
 
 

@@ -39,15 +39,12 @@ def start_daemon(env: dict[str, str], url: str) -> subprocess.Popen:
     raise RuntimeError("daemon did not become ready")
 
 
-def test_acknowledged_batches_survive_sigkill(tmp_path, serve):
-    from conftest import free_port
-
+def test_acknowledged_batches_survive_sigkill(tmp_path, port):
     from service import migrate
     from service.config import Settings
 
     db = tmp_path / "durable.db"
     migrate.upgrade(Settings(db_url=f"sqlite:///{db}"))
-    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ,
@@ -106,10 +103,7 @@ def test_acknowledged_batches_survive_sigkill(tmp_path, serve):
 
 
 @pytest.mark.slow
-def test_demo_script_feeds_the_bundled_trace(tmp_path):
-    from conftest import free_port
-
-    port = free_port()
+def test_demo_script_feeds_the_bundled_trace(tmp_path, port):
     env = dict(
         os.environ,
         TIDEWISE_DEMO_EXIT="1",

@@ -73,8 +73,6 @@ def test_unusable_frames(f, kw, phrase):
         feed_frame(f, client, url="http://127.0.0.1:9", **kw)
 
 
-def test_unreachable_daemon_is_a_clear_error():
-    from conftest import free_port
-
+def test_unreachable_daemon_is_a_clear_error(port):
     with httpx.Client() as client, pytest.raises(InputError, match="is `tidewise serve` running"):
-        feed_frame(frame(), client, url=f"http://127.0.0.1:{free_port()}", shift_to_now=True)
+        feed_frame(frame(), client, url=f"http://127.0.0.1:{port}", shift_to_now=True)
