@@ -259,3 +259,25 @@ def test_series_by_query_parameters_reaches_names_with_a_slash(http):
     r = http.get("/v1/series", params={"entity": "host-1/ctr-7", "metric": "cpu_util"})
     assert r.status_code == 200 and r.json()["points"] == [[t, 4.0]]
     assert http.get("/v1/series", params={"entity": "host-1/ctr-7"}).status_code == 422
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_store_busy_is_503_and_writes_nothing(settings_factory, serve):
+    import sqlite3
+
+    from service import migrate
+
+    s = settings_factory(sqlite_busy_timeout_ms=100)
+    migrate.upgrade(s)
+    path = s.db_url.removeprefix("sqlite:///")
+    with serve(s) as url, httpx.Client(base_url=url) as http:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the timeout
+        try:
+            r = post_json(http, sample(now() - 5, 1.0))
+            assert r.status_code == 503 and "retry" in r.json()["detail"]
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert http.get("/v1/entities").json()["entities"] == []
+        assert post_json(http, sample(now() - 5, 1.0)).status_code == 200
