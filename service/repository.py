@@ -133,11 +133,12 @@ def _resolve_series(
     conn: Connection,
     dialect: str,
     batch: Batch,
+    keys: set[tuple[str, str]],
     entity_ids: dict[str, int],
     known: dict[tuple[str, str], int],
 ) -> dict[tuple[str, str], int]:
-    """Ids of the batch's series, creating new ones."""
-    missing = [k for k in set(batch.keys) if k not in known]
+    """Ids of the batch's series (``keys``) missing from ``known``, creating new ones."""
+    missing = [k for k in keys if k not in known]
     found: dict[tuple[str, str], int] = {}
     if not missing:
         return found
@@ -166,14 +167,17 @@ def ingest(store: Store, batch: Batch) -> int:
         return 0
     cache = store.cache
     dialect = store.dialect
+    # The cache dicts only grow and are updated under the lock after commit; lookups
+    # (never iteration) are safe without the lock, and copying them per batch would cost
+    # O(number of series).
+    known_entities = cache.entities
+    known_series = cache.series
+    keys = set(batch.keys)
     with write_tx(store.engine) as conn:
-        with cache.lock:
-            known_entities = dict(cache.entities)
-            known_series = dict(cache.series)
         new_entities = _resolve_entities(conn, dialect, batch, known_entities)
         entity_ids = {n: (new_entities.get(n) or known_entities[n])[0] for n in batch.kinds}
-        new_series = _resolve_series(conn, dialect, batch, entity_ids, known_series)
-        ids = known_series | new_series if new_series else known_series
+        new_series = _resolve_series(conn, dialect, batch, keys, entity_ids, known_series)
+        ids = {k: new_series[k] if k in new_series else known_series[k] for k in keys}
         series_ids = [ids[k] for k in batch.keys]
         conn.exec_driver_sql(
             _sample_upsert_sql(dialect), list(zip(series_ids, batch.ts, batch.values, strict=True))
