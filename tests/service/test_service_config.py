@@ -112,3 +112,26 @@ def test_cli_reports_bad_configuration_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "TIDEWISE_PORT" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_refuses_a_store_that_is_missing_or_not_migrated(tmp_path):
+    import sqlite3
+
+    def serve(db: Path) -> subprocess.CompletedProcess:
+        env = dict(os.environ, TIDEWISE_DB_URL=f"sqlite:///{db}")
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", "serve"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    missing = serve(tmp_path / "absent.db")
+    assert missing.returncode == 2 and "no database at" in missing.stderr
+    assert not (tmp_path / "absent.db").exists()  # not created as a side effect
+    sqlite3.connect(tmp_path / "empty.db").close()
+    empty = serve(tmp_path / "empty.db")
+    assert empty.returncode == 2 and "run `tidewise db upgrade` first" in empty.stderr
+    assert "Traceback" not in missing.stderr + empty.stderr
