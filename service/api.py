@@ -261,7 +261,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         # Parsing, validation and the commit run in a worker thread: the event loop keeps
         # serving health checks and receiving the next bodies meanwhile.
         stored = await run_in_threadpool(
-            intake.store_body, store, body, media, encoding, int(time.time())
+            intake.store_body, store, cfg, body, media, encoding, int(time.time())
         )
         return IngestResult(stored=stored)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import zlib
 
 from service import ingest, repository
+from service.config import Settings
 from service.db import Store
 from service.ingest import BodyTooLargeError, MalformedBodyError, Problem
 
@@ -49,11 +50,14 @@ def gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-def store_body(store: Store, body: bytes, media: str, encoding: str, now: int) -> int:
+def store_body(
+    store: Store, settings: Settings, body: bytes, media: str, encoding: str, now: int
+) -> int:
     """Decode, parse, validate and store one batch; return how many samples were stored.
 
     Args:
-        store: the open store (its settings give the limits).
+        store: the open store.
+        settings: the limits to apply (body size, clock skew, raw retention).
         body: the request body as received.
         media: ``json`` or ``ndjson`` (see :func:`service.ingest.media_type`).
         encoding: ``identity`` or ``gzip`` (see :func:`check_encoding`).
@@ -64,7 +68,7 @@ def store_body(store: Store, body: bytes, media: str, encoding: str, now: int) -
             stored then.
 
     """
-    cfg = store.settings
+    cfg = settings
     data = gunzip(body, cfg.max_body_bytes) if encoding == "gzip" else body
     items, lines = ingest.parse_body(data, media)
     batch = ingest.validate(items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s)

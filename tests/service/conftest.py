@@ -112,15 +112,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_thread(settings: Settings) -> Iterator[str]:
-    """Run the real app under uvicorn on a free port in a thread; yield its base URL."""
+def serve_in_thread(settings_or_app) -> Iterator[str]:  # noqa: ANN001
+    """Run the real app (or one built from settings) under uvicorn on a free port in a thread.
+
+    Yields its base URL.
+    """
     import uvicorn
 
     from service.api import create_app
 
+    app = create_app(settings_or_app) if isinstance(settings_or_app, Settings) else settings_or_app
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",

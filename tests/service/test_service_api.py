@@ -281,3 +281,17 @@ def test_store_busy_is_503_and_writes_nothing(settings_factory, serve):
             blocker.close()
         assert http.get("/v1/entities").json()["entities"] == []
         assert post_json(http, sample(now() - 5, 1.0)).status_code == 200
+
+
+def test_settings_dependency_can_be_overridden(store, serve):
+    """Request limits come from the settings dependency, which tests may override."""
+    from service.api import create_app, get_app_settings
+
+    app = create_app(store=store)
+    strict = store.settings.model_copy(update={"max_future_s": 0})
+    app.dependency_overrides[get_app_settings] = lambda: strict
+    with serve(app) as url, httpx.Client(base_url=url) as http:
+        r = post_json(http, sample(now() + 60, 1.0))
+        assert r.status_code == 422 and "at most 0 s allowed" in r.json()["detail"]
+        app.dependency_overrides.clear()
+        assert post_json(http, sample(now() + 60, 1.0)).status_code == 200
