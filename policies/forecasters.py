@@ -37,6 +37,23 @@ import numpy as np
 from models.forecast import Forecast
 
 
+def _names(history: Any) -> tuple[str, ...]:
+    """Indicator names of a history without converting its values."""
+    cols = getattr(history, "columns", None)
+    if cols is not None:
+        return tuple(str(c) for c in cols)
+    shape = np.shape(history)
+    m = 1 if len(shape) == 1 else shape[1]
+    return ("demand",) if m == 1 else tuple(str(j) for j in range(m))
+
+
+def _row(history: Any, i: int) -> np.ndarray:
+    """Row ``i`` of a history as a float vector (NaN/Inf read as 0, like the forecasters)."""
+    r = history.iloc[i].to_numpy() if hasattr(history, "iloc") else history[i]
+    return np.nan_to_num(np.atleast_1d(np.asarray(r, dtype=np.float64)), nan=0.0,
+                         posinf=0.0, neginf=0.0)
+
+
 def _as_matrix(history: Any) -> tuple[np.ndarray, tuple[str, ...]]:
     """History as a float ``(T, M)`` matrix plus indicator names."""
     cols = getattr(history, "columns", None)
@@ -239,7 +256,10 @@ class IntermittentCountForecaster:
     Args:
         num_samples: sample paths S.
         max_age: longest idle age tracked (steps).
-        prior_k: pseudo-observations of each shrinkage prior.
+        prior_k: pseudo-observations of the per-age posterior's prior.
+        tail_k: pseudo-observations of the tail hazard's prior (None: ``prior_k``).
+        age_smooth: weight of the neighbouring ages ``a - 1`` and ``a + 1`` in the per-age
+            counts (a timer that jitters by a minute still reads as periodic).
         count_window: active values per entity kept for the count distribution.
         seed: seed for the steps after the first (the first is stratified).
 
@@ -253,6 +273,8 @@ class IntermittentCountForecaster:
         max_age: int = 1440,
         prior_k: float = 2.0,
         count_window: int = 20,
+        tail_k: float | None = None,
+        age_smooth: float = 1.0,
         seed: int = 0,
     ) -> None:
         if num_samples < 1 or max_age < 1 or count_window < 1:
@@ -260,6 +282,8 @@ class IntermittentCountForecaster:
         self.num_samples = num_samples
         self.max_age = max_age
         self.prior_k = prior_k
+        self.tail_k = prior_k if tail_k is None else tail_k
+        self.age_smooth = age_smooth
         self.count_window = count_window
         self.rng = np.random.default_rng(seed)
         self._t = 0
@@ -296,18 +320,6 @@ class IntermittentCountForecaster:
         self._t += rows.shape[0]
         self._last_row = rows[-1].copy()
 
-    def _update(self, y: np.ndarray) -> None:
-        t_len, f = y.shape
-        fresh = (
-            self._last_row is None
-            or self._last_row.shape[0] != f
-            or t_len < self._t
-            or not np.array_equal(y[self._t - 1], self._last_row)
-        )
-        if fresh:
-            self._reset(f)
-        self._absorb(y[self._t :])
-
     def hazard(self, age: np.ndarray | None = None) -> np.ndarray:
         """Probability each entity is active in the next step, given its idle age.
 
@@ -325,17 +337,37 @@ class IntermittentCountForecaster:
 
         """
         age = self.age if age is None else age
-        k = self.prior_k
-        # tail sums over ages >= a, (F, A)
-        tail_eq = np.cumsum(self.eq[:, ::-1], axis=1)[:, ::-1]
-        tail_ge = np.cumsum(self.ge[:, ::-1], axis=1)[:, ::-1]
+        k, k2 = self.prior_k, self.tail_k
         pool = (self.n_act.sum() + 0.5) / (self._t * self.n_act.size + 1.0)
         rate = (self.n_act + pool) / (self._t + 1.0)  # (F,) share of active steps, shrunk
         a = np.minimum(np.maximum(age, 0), self.max_age)
+        if age.ndim == 1:
+            # sums over ages >= a_f for the current ages only: one masked pass, (F, A)
+            mask = np.arange(self.max_age + 1)[None, :] >= a[:, None]
+            t_eq = (self.eq * mask).sum(axis=1)
+            t_ge = (self.ge * mask).sum(axis=1)
+            fi = np.arange(age.size)
+            g = (t_eq + k2 * rate) / (t_ge + k2)
+            e_a, g_a = self._at(fi, a)
+            h = (e_a + k * g) / (g_a + k)
+            return np.where(age < 0, rate, h)
+        # per-path ages (later horizon steps): full tail-sum tables, (F, A)
+        tail_eq = np.cumsum(self.eq[:, ::-1], axis=1)[:, ::-1]
+        tail_ge = np.cumsum(self.ge[:, ::-1], axis=1)[:, ::-1]
         fi = np.broadcast_to(np.arange(age.shape[-1]), age.shape)
-        g = (tail_eq[fi, a] + k * rate[fi]) / (tail_ge[fi, a] + k)
-        h = (self.eq[fi, a] + k * g) / (self.ge[fi, a] + k)
+        g = (tail_eq[fi, a] + k2 * rate[fi]) / (tail_ge[fi, a] + k2)
+        e_a, g_a = self._at(fi, a)
+        h = (e_a + k * g) / (g_a + k)
         return np.where(age < 0, rate[fi], h)
+
+    def _at(self, fi: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Counts at age ``a``, plus ``age_smooth`` times those at ``a - 1`` and ``a + 1``."""
+        e, g = self.eq[fi, a], self.ge[fi, a]
+        if self.age_smooth > 0:
+            for b in (np.maximum(a - 1, 0), np.minimum(a + 1, self.max_age)):
+                e = e + self.age_smooth * self.eq[fi, b]
+                g = g + self.age_smooth * self.ge[fi, b]
+        return e, g
 
     def _count_quantile(self, v: np.ndarray) -> np.ndarray:
         """Active-count quantiles ``v`` ``(S, F)`` in [0, 1) from each entity's recent values."""
@@ -350,15 +382,31 @@ class IntermittentCountForecaster:
     # ----------------------------------------------------------------- forecasting
     def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:
         """Forecast ``horizon`` steps of counts for every entity (column) of ``history``."""
-        y, names = _as_matrix(history)  # (T, F)
-        self._update(np.maximum(y, 0.0))
-        f = y.shape[1]
+        names = _names(history)
+        f = len(names)
+        t_len = len(history)
+        extends = (
+            self._last_row is not None
+            and self._last_row.shape[0] == f
+            and self._t <= t_len
+            and np.array_equal(np.maximum(_row(history, self._t - 1), 0.0), self._last_row)
+        )
+        if extends:  # fold in only the new rows (the usual replay call)
+            if t_len > self._t:
+                new, _ = _as_matrix(history[self._t :] if not hasattr(history, "iloc")
+                                    else history.iloc[self._t :])
+                self._absorb(np.maximum(new, 0.0))
+        else:
+            y, _ = _as_matrix(history)  # (T, F)
+            self._reset(f)
+            self._absorb(np.maximum(y, 0.0))
         s = self.num_samples
         out = np.zeros((s, horizon, f))
         age = self.age.copy()
         strat = (np.arange(s) + 0.5) / s  # (S,)
+        hz0 = self.hazard(age)  # (F,)
         for h in range(horizon):
-            hz = self.hazard(age)  # (F,) then (S, F)
+            hz = hz0 if h == 0 else self.hazard(age)  # (F,) then (S, F)
             u = np.broadcast_to(strat[:, None], (s, f)) if h == 0 else self.rng.random((s, f))
             # the top `hz` share of quantiles are active; rescale them to [0, 1) for the count
             active = u > 1.0 - hz
@@ -372,7 +420,7 @@ class IntermittentCountForecaster:
             step=step,
             indicators=names,
             model=self.name,
-            info={"p_active": self.hazard()},
+            info={"p_active": hz0},
         )
 
 

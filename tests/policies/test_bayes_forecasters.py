@@ -77,7 +77,7 @@ def test_intermittent_forecaster_resets_on_a_new_history():
 
 
 def test_intermittent_forecaster_multi_step_paths_chain_the_hazard():
-    f = IntermittentCountForecaster(num_samples=400, seed=1)
+    f = IntermittentCountForecaster(num_samples=400, seed=1, age_smooth=0.0)
     h = np.zeros((200, 1))
     h[::4, 0] = 1.0  # every 4th step
     out = f(h[:197], 0.0, 60.0, 4)  # last active at 196, age 0: next active in 3 steps

@@ -65,16 +65,22 @@ def test_sparse_function_warmed_for_its_predicted_arrival_only():
     hist = np.zeros((t_len, 2))
     hist[::10, 0] = 1.0
     hist[:, 1] = 3.0
-    f = IntermittentCountForecaster(num_samples=200)
     pol = BayesServerless(cold_start_gb_s=50.0)
-    warm_by_age = {}
-    for t in range(200, t_len):
-        fcst = f(hist[:t], 60.0 * t, 60.0, 1)
-        d = pol.decide(spec([256.0, 256.0]), {"history": hist[:t]}, fcst, 60.0 * t)
-        warm_by_age[t % 10] = int(d.action["warm"][0])
-        assert d.action["warm"][1] == 3
-    # warm exactly in the steps where the timer fires (t % 10 == 0), cold otherwise
-    assert warm_by_age == {0: 1, **{k: 0 for k in range(1, 10)}}
+
+    def warm_by_phase(smooth):
+        f = IntermittentCountForecaster(num_samples=200, age_smooth=smooth)
+        out = {}
+        for t in range(200, t_len):
+            fcst = f(hist[:t], 60.0 * t, 60.0, 1)
+            d = pol.decide(spec([256.0, 256.0]), {"history": hist[:t]}, fcst, 60.0 * t)
+            out[t % 10] = int(d.action["warm"][0])
+            assert d.action["warm"][1] == 3
+        return out
+
+    # sharp ages: warm exactly in the steps where the timer fires (t % 10 == 0)
+    assert warm_by_phase(0.0) == {0: 1, **{k: 0 for k in range(1, 10)}}
+    # smoothed ages tolerate a minute of jitter: the minute before is warmed as well
+    assert warm_by_phase(1.0) == {0: 1, 9: 1, **{k: 0 for k in range(1, 9)}}
 
 
 def test_hazard_after_one_gap_is_shrunk_not_certain():
