@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         format: Annotated[
             str | None, typer.Option("--format", help="Trace format name for traces.load.")
         ] = None,
+        step: Annotated[
+            float | None, typer.Option(help="Resample the trace to this many seconds per row.")
+        ] = None,
         samples: Annotated[int, typer.Option(help="Samples per forecast (S >= 100).")] = 100,
         seed: Annotated[int, typer.Option(help="Seed of training and sampling.")] = 0,
         set_: Annotated[
@@ -60,6 +63,7 @@ def register(app: typer.Typer) -> None:
             context=context,
             horizon=horizon,
             fmt=format,
+            step=step,
             num_samples=samples,
             seed=seed,
             overrides=parse_overrides(set_ or []),

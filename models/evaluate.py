@@ -93,45 +93,83 @@ def _read_wide_csv(path: Path) -> Dataset:
     return Dataset(path.stem, [Series(values[order], t[order], tuple(cols), path.stem)], str(path))
 
 
+#: An entity with more than this fraction of missing cells (after alignment to the
+#: trace's grid) is left out of the evaluation; shorter gaps are forward/backward filled.
+MAX_MISSING_FRACTION = 0.2
+
+
 def _from_long(frame, name: str, source: str) -> Dataset:
-    """Canonical long frame (entity, metric, ts, value) -> one wide Series per entity."""
-    series = []
-    metrics = sorted(frame["metric"].unique())
+    """Canonical long frame (entity, metric, ts, value) -> one wide Series per entity.
+
+    Rows are snapped to the frame's step (``attrs["step"]``) when it has one, counted
+    from each entity's first timestamp (values falling in one slot are averaged); gaps are
+    forward- then backward-filled; entities with more than
+    :data:`MAX_MISSING_FRACTION` missing cells are dropped (listed in the notes).
+    """
+    series, dropped, filled = [], [], 0
+    metrics = list(dict.fromkeys(frame["metric"]))  # order of first appearance
+    step = frame.attrs.get("step")
     for ent, g in frame.groupby("entity", sort=True):
+        if step:  # snap jittered timestamps (e.g. 299 s, 301 s gaps) to the entity's grid
+            t0 = float(g["ts"].min())
+            g = g.assign(ts=t0 + np.round((g["ts"].to_numpy() - t0) / step) * step)
         w = g.pivot_table(index="ts", columns="metric", values="value", aggfunc="mean")
         w = w.reindex(columns=metrics).sort_index()
+        if step and len(w) > 1:
+            grid = np.arange(w.index[0], w.index[-1] + step / 2, step)
+            w = w.reindex(grid)
+        miss = float(w.isna().to_numpy().mean())
+        if miss > MAX_MISSING_FRACTION:
+            dropped.append(str(ent))
+            continue
+        filled += int(w.isna().to_numpy().sum())
+        w = w.ffill().bfill()
         series.append(Series(w.to_numpy(), w.index.to_numpy(float), tuple(metrics), str(ent)))
+    if not series:
+        raise NoDataError(
+            f"{source}: every entity has more than {MAX_MISSING_FRACTION:.0%} missing values"
+        )
     notes = {k: v for k, v in frame.attrs.items() if isinstance(v, str | int | float | bool)}
+    notes.update({"entities": len(series), "dropped_entities": dropped, "filled_cells": filled})
     return Dataset(name, series, source, notes)
 
 
-def load_dataset(path: Path, fmt: str | None = None) -> Dataset:
-    """Load one trace file as a :class:`Dataset`.
+def _is_wide_date_csv(path: Path) -> bool:
+    if path.suffix != ".csv":
+        return False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return "date" in fh.readline().strip().split(",")
 
-    A wide CSV with a ``date`` column (the Fisher layout) is read directly unless
-    ``fmt`` is given; anything else goes through ``traces.load(path, format=fmt)`` and
-    the canonical long frame.
+
+def load_dataset(path: Path, fmt: str | None = None, step: float | None = None) -> Dataset:
+    """Load one trace file as a :class:`Dataset` through ``traces.load``.
+
+    A wide CSV with a ``date`` column and one numeric column per indicator (the Fisher
+    layout) that no trace format recognises is read directly (``step`` must be None then).
     """
     path = Path(path)
-    if fmt is None and path.suffix == ".csv":
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            header = fh.readline().strip().split(",")
-        if "date" in header:
-            return _read_wide_csv(path)
     try:
         import traces
 
         loader = traces.load
-    except (ImportError, AttributeError):
-        raise TraceFormatError(
-            "only wide CSV files with a 'date' column can be read here (traces.load is not "
-            "available)",
-            where=str(path),
-        ) from None
-    return _from_long(loader(path, format=fmt), path.stem, str(path))
+    except (ImportError, AttributeError):  # pragma: no cover - traces always ships load
+        loader = None
+    if loader is not None:
+        try:
+            frame = loader(path, format=fmt, step=step)
+        except TraceFormatError:
+            if fmt is None and step is None and _is_wide_date_csv(path):
+                return _read_wide_csv(path)
+            raise
+        return _from_long(frame, path.name.split(".")[0], str(path))
+    if step is None and _is_wide_date_csv(path):
+        return _read_wide_csv(path)
+    raise TraceFormatError("traces.load is unavailable; only wide date CSVs", where=str(path))
 
 
-def load_datasets(path: str | Path, fmt: str | None = None) -> list[Dataset]:
+def load_datasets(
+    path: str | Path, fmt: str | None = None, step: float | None = None
+) -> list[Dataset]:
     """One dataset per file: ``path`` itself, or each data file in the folder ``path``."""
     p = Path(path)
     if not p.exists():
@@ -142,8 +180,8 @@ def load_datasets(path: str | Path, fmt: str | None = None) -> list[Dataset]:
         )
         if not files:
             raise InputError(f"folder {p} holds no .csv/.csv.gz/.parquet file", where="--data")
-        return [load_dataset(f, fmt) for f in files]
-    return [load_dataset(p, fmt)]
+        return [load_dataset(f, fmt, step) for f in files]
+    return [load_dataset(p, fmt, step)]
 
 
 # --------------------------------------------------------------------------- protocol
@@ -242,6 +280,7 @@ def run_evaluation(
     context: int,
     horizon: int = 1,
     fmt: str | None = None,
+    step: float | None = None,
     num_samples: int = 100,
     seed: int = 0,
     overrides: dict[str, dict[str, Any]] | None = None,
@@ -274,7 +313,7 @@ def run_evaluation(
             raise InputError(f"--set names model {name!r}, which is not in --models", where="--set")
     if num_samples < 100:
         raise InputError(f"need at least 100 samples, got {num_samples}", where="--samples")
-    datasets = load_datasets(data, fmt)
+    datasets = load_datasets(data, fmt, step)
     splits = [split_dataset(ds, context, horizon) for ds in datasets]
 
     report: dict[str, Any] = {
@@ -291,6 +330,7 @@ def run_evaluation(
         },
         "data": str(data),
         "datasets": [ds.name for ds in datasets],
+        "dataset_notes": {ds.name: ds.notes for ds in datasets},
         "models": {},
     }
     y_all, samples_all = [], {m: [] for m in models}

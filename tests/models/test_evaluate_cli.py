@@ -111,3 +111,23 @@ def test_no_date_column(tmp_path, capsys):
     code, _, err = _run(["evaluate", "--data", str(csv), "--context", "2", "--models", "last",
                          "--out", str(tmp_path / "o"), "--no-progress"], capsys)
     assert code == 2 and ("date" in err or "format" in err)
+
+
+def test_long_frame_is_aligned_filled_and_sparse_entities_dropped():
+    from models.evaluate import _from_long
+
+    rows = []
+    for k in range(10):
+        if k != 4:  # one missing row for entity a: filled from the previous row
+            rows += [("a", "cpu_util", 60.0 * k, float(k)), ("a", "mem_util", 60.0 * k, 1.0)]
+        if k < 5:  # entity b misses half of its grid: dropped
+            rows.append(("b", "cpu_util", 120.0 * k, 1.0))
+    rows.append(("b", "mem_util", 540.0, 1.0))
+    frame = pd.DataFrame(rows, columns=["entity", "metric", "ts", "value"])
+    frame.attrs["step"] = 60.0
+    ds = _from_long(frame, "x", "x.csv")
+    assert [s.entity for s in ds.series] == ["a"]
+    assert ds.notes["dropped_entities"] == ["b"] and ds.notes["filled_cells"] == 2
+    a = ds.series[0]
+    assert a.indicators == ("cpu_util", "mem_util") and len(a) == 10
+    assert a.values[4, 0] == 3.0  # forward filled

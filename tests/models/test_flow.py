@@ -68,7 +68,7 @@ def test_top_level_forecast_ignores_lower_levels_under_the_mask():
     cfg["levels"] = [0, 1, 2]
     torch.manual_seed(0)
     net = HarmonyNet(3, cfg).eval()
-    xz, ls, cal = torch.randn(2, 8, 3), torch.randn(2, 3), torch.randn(2, 10, 4)
+    xz, ls, cal = torch.randn(2, 8, 3), torch.randn(2, 3, 3), torch.randn(2, 10, 4)
     xz2 = xz.clone()
     xz2[:, :, 2] += 5.0  # change only the level-2 indicator
     with torch.no_grad():

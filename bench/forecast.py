@@ -1,0 +1,57 @@
+"""Training time per Fisher container and batched forecast time per entity.
+
+Usage:
+    nice -n 10 .venv/bin/python bench/forecast.py [--containers 1,2] [--models harmony,...]
+        [--entities 1000] [--context 72]
+
+Prints, per model and container, the wall-clock training time (HARMONY protocol split,
+early stopping and calibration included) and the time of one batched forecast of
+``--entities`` context windows (S = 100 samples each), as ms per entity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path("/work/shared/data/fisher-containers-2018")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--containers", default="1")
+    ap.add_argument("--models", default="harmony,quantile-gbm,last,window-mean,seasonal-naive")
+    ap.add_argument("--entities", type=int, default=1000)
+    ap.add_argument("--context", type=int, default=72)
+    ap.add_argument("--data", type=Path, default=DATA)
+    args = ap.parse_args()
+
+    from models.base import get_estimator
+    from models.data import make_windows
+    from models.evaluate import load_dataset, split_dataset
+
+    print(f"{'model':<16}{'container':<12}{'train s':>9}{'ms/entity':>11}  (batch of {args.entities})")
+    for c in args.containers.split(","):
+        ds = load_dataset(args.data / f"container{c}.csv")
+        sp = split_dataset(ds, args.context, 1)
+        x, _, t = make_windows(sp.test, args.context, 1)
+        reps = int(np.ceil(args.entities / x.shape[0]))
+        xb = np.concatenate([x] * reps)[: args.entities]
+        tb = np.concatenate([t] * reps)[: args.entities]
+        for name in args.models.split(","):
+            est = get_estimator(name, context_length=args.context, prediction_length=1)
+            t0 = time.perf_counter()
+            pred = est.fit(sp.train, sp.validation)
+            fit_s = time.perf_counter() - t0
+            pred.predict_windows(xb[:8], tb[:8])  # warm-up
+            t0 = time.perf_counter()
+            outs = pred.predict_windows(xb, tb)
+            ms = 1000 * (time.perf_counter() - t0) / len(outs)
+            print(f"{name:<16}{'container' + c:<12}{fit_s:>9.1f}{ms:>11.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
