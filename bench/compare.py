@@ -66,6 +66,20 @@ def interpolate_cost(points: list[tuple[float, float]], sla: float) -> float | N
     return float(np.interp(sla, xs, ys))
 
 
+def interpolate_sla(points: list[tuple[float, float]], cost: float) -> float | None:
+    """SLA miss at ``cost`` along a family's Pareto curve (the inverse reading).
+
+    ``points`` are (sla, cost). A cost below every point's cannot be read (None); one above
+    every point's gets the best point's SLA.
+    """
+    front = pareto(points)[::-1]  # cost ascending, sla descending
+    cs = np.array([p[1] for p in front])
+    ss = np.array([p[0] for p in front])
+    if cost < cs[0] - 1e-9:
+        return None
+    return float(np.interp(cost, cs, ss))
+
+
 def run_family(scen, data, name: str, scenario: str, params: dict, sweep: bool, seed: int):
     from policies import registry
 
@@ -97,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("trace")
     ap.add_argument("--policies", default="bayes,hpa,kpa,oracle")
     ap.add_argument("--at", type=float, action="append", help="SLA level(s) to compare at")
+    ap.add_argument("--at-cost", type=float, action="append", default=[],
+                    help="cost level(s) to read each family's SLA at")
     ap.add_argument("--option", action="append", default=[], help="scenario option k=v")
     ap.add_argument("--param", action="append", default=[], help="policy param NAME.k=v")
     ap.add_argument("--no-sweep", action="store_true")
@@ -143,6 +159,24 @@ def main(argv: list[str] | None = None) -> None:
                 rel.append(f"{n}: {100 * (b / v - 1):+.1f}%")
         cells = " | ".join("n/a" if v is None else f"{v:.6g}" for v in vals.values())
         print(f"| {lv:g} | {cells} | {'; '.join(rel)} |")
+    if a.at_cost:
+        scale = rows[0].get("invocations") if a.scenario == "serverless" else None
+        print()
+        print(f"| {cost} | " + " | ".join(f"{n} {sla}" for n in fams) + " | bayes vs each |")
+        print("|---|" + "---|" * (len(fams) + 1))
+        for lv in a.at_cost:
+            vals = {n: interpolate_sla(p, lv) for n, p in fams.items()}
+            b = vals.get("bayes")
+            rel = [f"{n}: {100 * (b / v - 1):+.1f}%" for n, v in vals.items()
+                   if n != "bayes" and b is not None and v]
+
+            def fmt(v):
+                if v is None:
+                    return "n/a"
+                return f"{v:.6g}" + (f" ({v * scale:,.0f} cold starts)" if scale else "")
+
+            print(f"| {lv:,.0f} | " + " | ".join(fmt(v) for v in vals.values())
+                  + f" | {'; '.join(rel)} |")
 
 
 if __name__ == "__main__":

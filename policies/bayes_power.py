@@ -227,10 +227,28 @@ def plan_row(frame: Any, budget_w: float, target_breach: float, **kw: Any) -> di
     rows = frame[frame["metric"] == "power_w"]
     if rows.empty:
         raise NoDataError("the trace has no power_w rows to plan a row from")
-    wide = rows.pivot_table(index="ts", columns="entity", values="value").ffill().dropna()
-    out = plan_servers(wide.to_numpy(), budget_w, target_breach, **kw)
+    wide = aligned_power(rows)
+    out = plan_servers(wide, budget_w, target_breach, **kw)
     out["pool"] = int(wide.shape[1])
     return out
+
+
+def aligned_power(rows: Any) -> np.ndarray:
+    """Per-server power ``(T, N)`` on one clock, as the power scenario aligns series.
+
+    Series share one clock (by timestamp, gaps holding the last value) when at least half of
+    them span 90 % of the union of their spans; otherwise (independent runs recorded at
+    different times) each runs from its own first sample, cut to the shortest.
+    """
+    groups = {e: g.sort_values("ts") for e, g in rows.groupby("entity", sort=True)}
+    lo = min(float(g["ts"].iloc[0]) for g in groups.values())
+    hi = max(float(g["ts"].iloc[-1]) for g in groups.values())
+    spans = [float(g["ts"].iloc[-1]) - float(g["ts"].iloc[0]) for g in groups.values()]
+    if hi > lo and np.mean([sp >= 0.9 * (hi - lo) for sp in spans]) >= 0.5:
+        wide = rows.pivot_table(index="ts", columns="entity", values="value").ffill().bfill()
+        return wide.to_numpy(dtype=np.float64)
+    n = min(len(g) for g in groups.values())
+    return np.column_stack([g["value"].to_numpy(np.float64)[:n] for g in groups.values()])
 
 
 @register
@@ -375,3 +393,47 @@ class BayesPower(Policy):
             fallback=True,
             state=memory,
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print how many servers a row can host: ``python -m policies.bayes_power TRACE ...``.
+
+    Reads any trace :func:`traces.load` knows; uses its ``power_w`` series, or ``cpu_util``
+    through the power scenario's linear model (``--p-idle-w`` .. ``--p-max-w``).
+    """
+    import argparse
+    import json
+    import sys
+
+    from service.errors import TidewiseError
+
+    ap = argparse.ArgumentParser(prog="python -m policies.bayes_power", description=main.__doc__)
+    ap.add_argument("trace", help="trace file or folder")
+    ap.add_argument("--budget-w", type=float, required=True, help="row power budget, watts")
+    ap.add_argument("--target", type=float, default=0.001,
+                    help="allowed probability that the row exceeds its budget (default 0.001)")
+    ap.add_argument("--step", type=float, default=None, help="resample step, seconds")
+    ap.add_argument("--p-idle-w", type=float, default=100.0, help="cpu_util model: idle watts")
+    ap.add_argument("--p-max-w", type=float, default=300.0, help="cpu_util model: peak watts")
+    ap.add_argument("--rows", type=int, default=2000, help="Monte Carlo rows")
+    a = ap.parse_args(argv)
+    try:
+        import traces
+
+        frame = traces.load(a.trace, step=a.step)
+        if not (frame["metric"] == "power_w").any():
+            util = frame[frame["metric"] == "cpu_util"]
+            if util.empty:
+                raise TidewiseError(f"{a.trace}: no power_w or cpu_util series to plan from")
+            u = np.clip(util["value"].to_numpy() / 100.0, 0.0, 1.0)
+            frame = util.assign(metric="power_w", value=a.p_idle_w + u * (a.p_max_w - a.p_idle_w))
+        out = plan_row(frame, a.budget_w, a.target, num_rows=a.rows)
+    except (TidewiseError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
