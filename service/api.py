@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from service import ingest as ingest_service
 from service import intake, migrate, repository
+from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
 from service.config import Settings, get_settings
 from service.db import Store
 from service.errors import InputError, TidewiseError
@@ -223,6 +224,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Refuses an open API outside development before anything is served.
+    app.state.tokens = check_startup(settings)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_request: Request, exc: AuthError) -> JSONResponse:
+        body, status, headers = auth_error_body(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(TidewiseError)
     async def _domain_error(_request: Request, exc: TidewiseError) -> JSONResponse:
@@ -254,7 +262,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         openapi_extra=_INGEST_OPENAPI,
         summary="Ingest samples (JSON or NDJSON); the batch is stored whole or not at all",
     )
-    async def post_metrics(request: Request, store: StoreDep, cfg: SettingsDep) -> IngestResult:
+    async def post_metrics(
+        request: Request, store: StoreDep, cfg: SettingsDep, _who: IngestAuth
+    ) -> IngestResult:
         media = ingest_service.media_type(request.headers.get("content-type"))
         encoding = intake.check_encoding(request.headers.get("content-encoding"))
         body = await _read_body(request, cfg.max_body_bytes)
@@ -268,6 +278,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @app.get("/v1/entities", response_model=EntitiesOut, summary="Entities and their series")
     def get_entities(
         session: SessionDep,
+        _who: ReadAuth,
         kind: Annotated[Literal["vm", "function", "server"] | None, Query()] = None,
     ) -> dict[str, Any]:
         return {"entities": repository.list_entities(session, kind)}
@@ -287,6 +298,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         metric: str,
         session: SessionDep,
         cfg: SettingsDep,
+        _who: ReadAuth,
         start: Annotated[
             str | None, Query(description="unix s or RFC 3339; default end - 3600")
         ] = None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.errors import ConfigError
@@ -113,6 +113,51 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the daemon (no unit)."
     )
+    forecast_interval_s: float = Field(
+        15.0, ge=1, le=3600,
+        description="Period of the forecast refresh, followed by a decision per target (seconds).",
+    )
+    forecast_step_s: int = Field(
+        15, ge=1, le=3600,
+        description="Width of the buckets a series is averaged into before forecasting (seconds).",
+    )
+    forecast_context_steps: int = Field(
+        240, ge=2, le=100_000, description="History read per forecast (buckets)."
+    )
+    forecast_horizon_steps: int = Field(
+        20, ge=1, le=10_000, description="Steps forecast ahead (buckets)."
+    )
+    forecast_model: str = Field(
+        "window-mean",
+        description="Model used when no model is registered as current (no unit): a name "
+        "from the models registry (`last`, `window-mean`, `seasonal-naive`, ...).",
+    )
+    retrain_interval_s: float = Field(
+        3600.0, ge=60, le=30 * 86_400,
+        description="Period of the retraining job (seconds).",
+    )
+    model_dir: str = Field(
+        "./tidewise-models",
+        description="Folder where retrained model artifacts are saved (path).",
+    )
+    tokens: SecretStr | None = Field(
+        None,
+        description="Bearer tokens with scopes (no unit): `name:token:scope+scope,...` or a "
+        "JSON list; scopes ingest, read, act. Empty: open API, development only "
+        "(see service/auth.py).",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from service.auth import parse_tokens
+
+            try:
+                parse_tokens(value.get_secret_value())
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("TIDEWISE_TOKENS")) from None
+        return value
 
     @field_validator("db_url")
     @classmethod
