@@ -1,0 +1,443 @@
+"""Prometheus remote-write 1.0 receiver: ``POST /api/v1/write``.
+
+Prometheus (or any remote-write 1.0 sender: Grafana Agent/Alloy, vmagent, OpenTelemetry
+Collector) posts a snappy *block*-compressed protobuf ``prometheus.WriteRequest``
+(:mod:`service.prompb`) with ``Content-Encoding: snappy`` and ``Content-Type:
+application/x-protobuf``. Each sample goes through the same validation and the same one-
+transaction, last-write-wins insert as ``POST /v1/metrics`` (:func:`service.ingest.validate`,
+:func:`service.repository.ingest`).
+
+Mapping of a Prometheus series to a Tidewise series (settings in :class:`RemoteWriteSettings`):
+
+* **entity** = the value of the ``instance`` label (``TIDEWISE_REMOTE_WRITE_ENTITY_LABEL``),
+  kind ``vm`` (``TIDEWISE_REMOTE_WRITE_KIND``). Series without that label (e.g. aggregates
+  over every instance) are skipped and counted as ``no_entity_label``.
+* **entity labels** = the labels named in ``TIDEWISE_REMOTE_WRITE_ENTITY_LABELS`` (default
+  ``job``): they describe the machine, not the series, and are stored on the entity.
+* **metric** = ``__name__``, followed by the remaining labels in Prometheus notation, sorted
+  by name, so series that differ only by label stay apart:
+  ``node_cpu_seconds_total{cpu="0",mode="idle"}``; a series without other labels is just
+  its name (``node_load1``, or ``cpu_util`` from a recording rule). Labels named in
+  ``TIDEWISE_REMOTE_WRITE_DROP_LABELS`` (e.g. a HA ``replica`` label) are ignored.
+  A name longer than 128 characters is skipped and counted as ``metric_too_long``.
+* **unit** from the Prometheus naming convention when the series is new: ``_bytes`` →
+  bytes, ``_seconds`` → seconds, ``_total`` → a counter (``count (counter)``) …
+* **values are stored as sent**: a counter such as ``node_cpu_seconds_total`` stays a
+  monotone counter; rates are derived at query/forecast time or, better, by a Prometheus
+  recording rule that is remote-written like any series, e.g.
+  ``cpu_util = 100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[30s])))``.
+* **time**: Prometheus' millisecond timestamps are floored to the second (the store's
+  resolution); several samples of one series in one second: the last one wins.
+
+Samples that are skipped rather than rejected (counted in the answer's ``skipped``):
+staleness markers (Prometheus' special NaN that ends a series — not a value), any other NaN
+or ±Inf (legal in Prometheus, e.g. a summary quantile without observations, but not a
+number the store keeps) and samples older than the raw retention (a sender replaying its
+WAL after an outage). Rejecting these would make Prometheus drop the whole batch: it treats
+every 4xx as final and retries only 5xx.
+
+Errors: 400 malformed snappy/protobuf, a series without ``__name__``, or a sample the shared
+validation rejects (e.g. a timestamp far in the future: check the clocks); 415 wrong
+Content-Type/Content-Encoding (including remote-write 2.0 ``proto=io.prometheus.write.v2.Request``);
+413 body (compressed or decompressed) over ``TIDEWISE_MAX_BODY_BYTES``; 401/403 without an
+``ingest`` token; 409 an instance already registered with another kind; 503 store busy
+(Prometheus retries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service import ingest, repository
+from service.auth import IngestAuth
+from service.config import Settings
+from service.db import Store
+from service.ingest import (
+    BatchError,
+    BodyTooLargeError,
+    MalformedBodyError,
+    Problem,
+    UnsupportedMediaTypeError,
+)
+
+log = logging.getLogger("tidewise.remote_write")
+
+#: The one protobuf message this receiver reads (remote-write 1.0).
+PROTO_V1 = "prometheus.WriteRequest"
+_METRIC_MAX = 128  # characters, as POST /v1/metrics
+_SNAPPY_STREAM_MAGIC = b"\xff\x06\x00\x00sNaPpY"
+#: Unit from a Prometheus name suffix (first match wins; order matters: _seconds_total
+#: before _total).
+_UNIT_SUFFIXES = (
+    ("_seconds_total", "seconds (counter)"),
+    ("_bytes_total", "bytes (counter)"),
+    ("_total", "count (counter)"),
+    ("_seconds", "seconds"),
+    ("_bytes", "bytes"),
+    ("_ratio", "ratio"),
+    ("_percent", "percent"),
+    ("_celsius", "celsius"),
+    ("_watts", "watts"),
+    ("_joules", "joules"),
+    ("_hertz", "hertz"),
+)
+
+
+class RemoteWriteSettings(BaseSettings):
+    """How Prometheus series map to Tidewise entities (env prefix ``TIDEWISE_REMOTE_WRITE_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TIDEWISE_REMOTE_WRITE_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    entity_label: str = Field(
+        "instance", description="Label whose value names the entity (label name)."
+    )
+    kind: Literal["vm", "function", "server"] = Field(
+        "vm", description="Kind given to entities first seen through remote-write (no unit)."
+    )
+    entity_labels: str = Field(
+        "job",
+        description="Comma-separated labels stored on the entity instead of in the metric name "
+        "(label names).",
+    )
+    drop_labels: str = Field(
+        "", description="Comma-separated labels ignored entirely, e.g. `replica` (label names)."
+    )
+
+    @field_validator("entity_label")
+    @classmethod
+    def _check_label(cls, value: str) -> str:
+        if not value or value == "__name__":
+            raise ValueError("give a label name other than __name__, e.g. instance")
+        return value
+
+    @property
+    def entity_label_set(self) -> frozenset[str]:
+        """The labels kept on the entity."""
+        return frozenset(x.strip() for x in self.entity_labels.split(",") if x.strip())
+
+    @property
+    def drop_label_set(self) -> frozenset[str]:
+        """The labels ignored."""
+        return frozenset(x.strip() for x in self.drop_labels.split(",") if x.strip())
+
+
+@functools.lru_cache(maxsize=1)
+def get_remote_write_settings() -> RemoteWriteSettings:
+    """Return the process-wide mapping settings, read once from the environment.
+
+    Raises:
+        ConfigError: naming the invalid variable.
+
+    """
+    from pydantic import ValidationError
+
+    from service.errors import ConfigError
+
+    try:
+        return RemoteWriteSettings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "TIDEWISE_REMOTE_WRITE_" + str(err["loc"][0]).upper() if err["loc"] else "?"
+        raise ConfigError(f"invalid configuration: {name}: {err['msg']}") from None
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+RemoteWriteSettingsDep = Annotated[RemoteWriteSettings, Depends(get_remote_write_settings)]
+
+
+class RemoteWriteResult(BaseModel):
+    """Answer of POST /api/v1/write (Prometheus ignores the body; for people and tests)."""
+
+    stored: int = Field(description="Samples written (samples).")
+    skipped: dict[str, int] = Field(
+        description="Samples not stored, by reason: stale, non_finite, too_old, "
+        "no_entity_label, metric_too_long (samples)."
+    )
+
+
+@dataclasses.dataclass
+class Converted:
+    """A WriteRequest turned into sample objects for :func:`service.ingest.validate`."""
+
+    items: list[dict[str, Any]]
+    origin: list[tuple[int, int]]  # (timeseries index, sample index) per item
+    names: list[str]  # Tidewise metric name per timeseries (for error messages)
+    skipped: dict[str, int]
+
+
+def unit_of(name: str) -> str | None:
+    """Return the unit a Prometheus metric name announces by its suffix, or None."""
+    for suffix, unit in _UNIT_SUFFIXES:
+        if name.endswith(suffix):
+            return unit
+    return None
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def metric_name(name: str, labels: dict[str, str]) -> str:
+    """``name{a="x",b="y"}`` with labels sorted by name; just ``name`` without labels."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{_escape(labels[k])}"' for k in sorted(labels))
+    return f"{name}{{{inner}}}"
+
+
+def check_headers(content_type: str | None, content_encoding: str | None) -> None:
+    """Accept only remote-write 1.0: protobuf ``prometheus.WriteRequest``, snappy.
+
+    Raises:
+        UnsupportedMediaTypeError: anything else (HTTP 415), naming the header.
+
+    """
+    base, _, params = (content_type or "").partition(";")
+    if base.strip().lower() != "application/x-protobuf":
+        raise UnsupportedMediaTypeError(
+            f"unsupported Content-Type {content_type or '(none)'!r}; Prometheus remote-write "
+            "sends application/x-protobuf",
+            where="Content-Type",
+        )
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "proto" and value.strip().strip('"') != PROTO_V1:
+            raise UnsupportedMediaTypeError(
+                f"unsupported protobuf message {value.strip()!r}; this receiver speaks "
+                f"remote-write 1.0 ({PROTO_V1}); set protobuf_message: "
+                "prometheus.WriteRequest in the remote_write config",
+                where="Content-Type",
+            )
+    encoding = (content_encoding or "").strip().lower()
+    if encoding != "snappy":
+        raise UnsupportedMediaTypeError(
+            f"unsupported Content-Encoding {content_encoding or '(none)'!r}; remote-write bodies "
+            "are snappy block-compressed (Content-Encoding: snappy)",
+            where="Content-Encoding",
+        )
+
+
+def decompress(body: bytes, limit: int) -> bytes:
+    """Snappy block-decompress ``body``, refusing (413) an output over ``limit`` bytes.
+
+    Raises:
+        MalformedBodyError: not snappy block format (HTTP 400).
+        BodyTooLargeError: the declared decompressed size exceeds ``limit`` (HTTP 413).
+
+    """
+    import cramjam
+
+    if body.startswith(_SNAPPY_STREAM_MAGIC):
+        raise MalformedBodyError(
+            [Problem("body is snappy *framed* (stream) format; remote-write uses the block format")]
+        )
+    try:
+        # The block format starts with the decompressed length: checked before inflating, so
+        # a small body cannot make the server allocate gigabytes.
+        size = cramjam.snappy.decompress_raw_len(body)
+    except Exception as exc:  # noqa: BLE001 - cramjam raises its own DecompressionError
+        raise MalformedBodyError([Problem(f"malformed snappy body: {exc}")]) from None
+    if size > limit:
+        raise BodyTooLargeError(
+            f"decompressed body of {size} bytes exceeds the limit of {limit} bytes "
+            "(TIDEWISE_MAX_BODY_BYTES); lower queue_config.max_samples_per_send",
+            where="body",
+        )
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except Exception as exc:  # noqa: BLE001
+        raise MalformedBodyError([Problem(f"malformed snappy body: {exc}")]) from None
+
+
+def decode(data: bytes) -> Any:  # noqa: ANN401 - a prompb.WriteRequest
+    """Parse a ``prometheus.WriteRequest``.
+
+    Raises:
+        MalformedBodyError: not a WriteRequest (HTTP 400).
+
+    """
+    from google.protobuf.message import DecodeError
+
+    from service import prompb
+
+    try:
+        return prompb.WriteRequest.FromString(data)
+    except DecodeError as exc:
+        raise MalformedBodyError(
+            [Problem(f"malformed protobuf: not a prometheus.WriteRequest ({exc})")]
+        ) from None
+
+
+def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # noqa: ANN401
+    """Turn a WriteRequest into sample objects of ``POST /v1/metrics``.
+
+    Args:
+        req: the decoded ``prometheus.WriteRequest``.
+        cfg: the label mapping.
+        oldest: samples before this (unix s) are skipped as ``too_old``.
+
+    Raises:
+        MalformedBodyError: a series without ``__name__`` (HTTP 400).
+
+    """
+    from service import prompb
+
+    skipped = dict.fromkeys(
+        ("stale", "non_finite", "too_old", "no_entity_label", "metric_too_long"), 0
+    )
+    items: list[dict[str, Any]] = []
+    origin: list[tuple[int, int]] = []
+    names: list[str] = []
+    ent_label, kind = cfg.entity_label, cfg.kind
+    keep_on_entity, drop = cfg.entity_label_set, cfg.drop_label_set
+    isfinite, is_stale = math.isfinite, prompb.is_stale_marker
+    for j, series in enumerate(req.timeseries):
+        labels = {lab.name: lab.value for lab in series.labels}
+        name = labels.pop("__name__", "")
+        if not name:
+            raise MalformedBodyError(
+                [Problem("series without a __name__ label", field=f"timeseries[{j}].labels")]
+            )
+        entity = labels.pop(ent_label, "")
+        ent_labels = {k: labels.pop(k) for k in list(labels) if k in keep_on_entity}
+        for k in drop:
+            labels.pop(k, None)
+        metric = metric_name(name, labels)
+        names.append(metric)
+        if not entity:
+            skipped["no_entity_label"] += len(series.samples)
+            continue
+        if len(metric) > _METRIC_MAX:
+            skipped["metric_too_long"] += len(series.samples)
+            log.warning("skipped series %.200s: name longer than %d", metric, _METRIC_MAX)
+            continue
+        unit = unit_of(name)
+        for k, sample in enumerate(series.samples):
+            v = sample.value
+            if not isfinite(v):
+                skipped["stale" if is_stale(v) else "non_finite"] += 1
+                continue
+            t = sample.timestamp // 1000  # ms -> s, floored (also for negative ms)
+            if t < oldest:
+                skipped["too_old"] += 1
+                continue
+            item: dict[str, Any] = {
+                "entity": entity,
+                "kind": kind,
+                "metric": metric,
+                "ts": t,
+                "value": v,
+            }
+            if ent_labels:
+                item["labels"] = ent_labels
+            if unit:
+                item["unit"] = unit
+            items.append(item)
+            origin.append((j, k))
+    return Converted(items, origin, names, skipped)
+
+
+def store_write_request(
+    store: Store, settings: Settings, cfg: RemoteWriteSettings, body: bytes, now: int
+) -> RemoteWriteResult:
+    """Decompress, decode, map, validate and store one remote-write body (one transaction).
+
+    Raises:
+        InputError: subclasses carrying the HTTP status and what is wrong; nothing is stored.
+
+    """
+    req = decode(decompress(body, settings.max_body_bytes))
+    oldest = max(ingest.MIN_TS, now - settings.raw_retention_s)
+    conv = convert(req, cfg, oldest)
+    try:
+        batch = ingest.validate(conv.items, now, settings.max_future_s, oldest=oldest)
+    except BatchError as exc:
+        raise _in_write_request_terms(exc, conv) from None
+    try:
+        stored = repository.ingest(store, batch)
+    except BatchError as exc:  # e.g. an instance registered with another kind (409)
+        raise _in_write_request_terms(exc, conv) from None
+    dropped = {k: v for k, v in conv.skipped.items() if v and k != "stale"}
+    if dropped:
+        log.info("remote-write: stored %d samples, skipped %s", stored, dropped)
+    return RemoteWriteResult(stored=stored, skipped=conv.skipped)
+
+
+class RemoteWriteError(BatchError):
+    """A sample of a WriteRequest failed the shared validation (HTTP 400)."""
+
+    status_code = 400
+
+
+def _in_write_request_terms(exc: BatchError, conv: Converted) -> BatchError:
+    """Rename ``samples[i].field`` problems as ``timeseries[j].samples[k]`` (metric)."""
+    problems = []
+    for p in exc.problems:
+        if p.item is None or p.item >= len(conv.origin):
+            problems.append(p)
+            continue
+        j, k = conv.origin[p.item]
+        field = "timestamp" if p.field == "ts" else p.field
+        where = f"timeseries[{j}].samples[{k}]" + (f".{field}" if field else "")
+        problems.append(Problem(f"{conv.names[j]}: {p.message}", field=where))
+    out = type(exc)(problems) if type(exc) is not BatchError else RemoteWriteError(problems)
+    return out
+
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.post(
+    "/api/v1/write",
+    response_model=RemoteWriteResult,
+    summary="Prometheus remote-write 1.0 (snappy protobuf WriteRequest); one transaction",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-protobuf": {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "snappy block-compressed prometheus.WriteRequest",
+                    }
+                }
+            },
+        }
+    },
+)
+async def remote_write(
+    request: Request,
+    _who: IngestAuth,
+    store: Annotated[Store, Depends(_store)],
+    settings: Annotated[Settings, Depends(_settings)],
+    cfg: RemoteWriteSettingsDep,
+) -> RemoteWriteResult:
+    """Store the samples of one remote-write request."""
+    from service.api import _read_body
+
+    check_headers(request.headers.get("content-type"), request.headers.get("content-encoding"))
+    body = await _read_body(request, settings.max_body_bytes)
+    # Decoding and the commit run in a worker thread, as POST /v1/metrics.
+    return await run_in_threadpool(
+        store_write_request, store, settings, cfg, body, int(time.time())
+    )

@@ -1,0 +1,261 @@
+"""Prometheus remote-write receiver (POST /api/v1/write), in process, on SQLite and PostgreSQL.
+
+Bodies are built with the same protobuf classes and snappy block compression Prometheus
+uses; the end-to-end test with the real Prometheus is ``test_remote_write_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import cramjam
+import pytest
+from fastapi.testclient import TestClient
+
+from service import prompb
+from service.api import create_app
+from service.db import Store
+from service.remote_write import RemoteWriteSettings, get_remote_write_settings
+
+INGEST = {"Authorization": "Bearer ingest-token-0123456789"}
+READ = {"Authorization": "Bearer read-token-0123456789ab"}
+RW_HEADERS = {
+    "Content-Type": "application/x-protobuf",
+    "Content-Encoding": "snappy",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
+def write_request(series: list[tuple[dict[str, str], list[tuple[float, int]]]]) -> bytes:
+    """Snappy block-compressed WriteRequest of (labels, [(value, timestamp ms)]) series."""
+    req = prompb.WriteRequest()
+    for labels, samples in series:
+        ts = req.timeseries.add()
+        for name in sorted(labels):  # Prometheus sends labels sorted by name
+            ts.labels.add(name=name, value=labels[name])
+        for value, t_ms in samples:
+            ts.samples.add(value=value, timestamp=t_ms)
+    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+
+
+@pytest.fixture
+def client(store: Store) -> Iterator[TestClient]:
+    app = create_app(store.settings, store)
+    with TestClient(app) as c:
+        c.headers.update(INGEST)
+        yield c
+
+
+def post(client: TestClient, body: bytes, **headers: str):  # noqa: ANN201
+    return client.post("/api/v1/write", content=body, headers={**RW_HEADERS, **headers})
+
+
+def points(client: TestClient, entity: str, metric: str, start: int, end: int) -> list:
+    r = client.get(
+        "/v1/series",
+        params={"entity": entity, "metric": metric, "start": start, "end": end},
+        headers=READ,
+    )
+    assert r.status_code == 200, r.text
+    return [tuple(p) for p in r.json()["points"]]
+
+
+def test_series_are_mapped_to_entities_and_metrics(client: TestClient) -> None:
+    t0 = int(time.time()) - 60
+    cpu = {
+        "__name__": "node_cpu_seconds_total",
+        "instance": "h1:9100",
+        "job": "node",
+        "cpu": "0",
+        "mode": "idle",
+    }
+    load = {"__name__": "node_load1", "instance": "h1:9100", "job": "node"}
+    body = write_request(
+        [
+            (cpu, [(100.5, t0 * 1000 + 250), (101.25, (t0 + 1) * 1000 + 999)]),
+            (load, [(0.75, t0 * 1000)]),
+        ]
+    )
+    r = post(client, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["stored"] == 3
+    assert sum(r.json()["skipped"].values()) == 0
+
+    # milliseconds floored to the second; the counter is stored as sent
+    metric = 'node_cpu_seconds_total{cpu="0",mode="idle"}'
+    assert points(client, "h1:9100", metric, t0 - 5, t0 + 5) == [(t0, 100.5), (t0 + 1, 101.25)]
+    assert points(client, "h1:9100", "node_load1", t0 - 5, t0 + 5) == [(t0, 0.75)]
+
+    ents = client.get("/v1/entities", headers=READ).json()["entities"]
+    assert [e["name"] for e in ents] == ["h1:9100"]
+    assert ents[0]["kind"] == "vm"
+    assert ents[0]["labels"] == {"job": "node"}  # job describes the machine, not the series
+    units = {m["metric"]: m["unit"] for m in ents[0]["metrics"]}
+    assert units == {metric: "seconds (counter)", "node_load1": ""}
+
+
+def test_last_write_wins_within_a_second_and_across_requests(client: TestClient) -> None:
+    t0 = int(time.time()) - 30
+    up = {"__name__": "up", "instance": "h2", "job": "node"}
+    r = post(client, write_request([(up, [(1.0, t0 * 1000 + 100), (0.0, t0 * 1000 + 900)])]))
+    assert r.status_code == 200 and r.json()["stored"] == 2
+    assert points(client, "h2", "up", t0, t0) == [(t0, 0.0)]
+    r = post(client, write_request([(up, [(7.0, t0 * 1000 + 500)])]))
+    assert r.status_code == 200
+    assert points(client, "h2", "up", t0, t0) == [(t0, 7.0)]
+
+
+def test_stale_markers_non_finite_old_and_unmapped_samples_are_skipped(
+    client: TestClient,
+) -> None:
+    now = int(time.time())
+    old = now - client.app.state.settings.raw_retention_s - 3600
+    g = {"__name__": "g", "instance": "h3"}
+    body = write_request(
+        [
+            (
+                g,
+                [
+                    (1.0, (now - 4) * 1000),
+                    (prompb.stale_nan(), (now - 3) * 1000),
+                    (float("nan"), (now - 2) * 1000),
+                    (float("inf"), (now - 1) * 1000),
+                    (5.0, old * 1000),
+                ],
+            ),
+            ({"__name__": "cluster_sum"}, [(3.0, now * 1000), (4.0, now * 1000)]),
+            ({"__name__": "x" * 130, "instance": "h3"}, [(1.0, now * 1000)]),
+        ]
+    )
+    r = post(client, body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "stored": 1,
+        "skipped": {
+            "stale": 1,
+            "non_finite": 2,
+            "too_old": 1,
+            "no_entity_label": 2,
+            "metric_too_long": 1,
+        },
+    }
+    assert points(client, "h3", "g", now - 10, now) == [(now - 4, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "needle"),
+    [
+        (b"\x10\x00garbage", {}, 400, "malformed snappy body"),
+        (b"\xff\x06\x00\x00sNaPpY" + b"\x00" * 8, {}, 400, "framed"),
+        (bytes(cramjam.snappy.compress_raw(b"\x0a\xff\xff\xff")), {}, 400, "malformed protobuf"),
+        (b"x", {"Content-Type": "application/json"}, 415, "application/x-protobuf"),
+        (b"x", {"Content-Encoding": "gzip"}, 415, "snappy"),
+        (
+            b"x",
+            {"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"},
+            415,
+            "remote-write 1.0",
+        ),
+    ],
+)
+def test_bad_requests_are_refused_naming_the_problem(
+    client: TestClient, body: bytes, headers: dict, status: int, needle: str
+) -> None:
+    r = post(client, body, **headers)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["detail"]
+
+
+def test_series_without_name_and_future_sample_reject_the_whole_batch(
+    client: TestClient,
+) -> None:
+    now = int(time.time())
+    good = ({"__name__": "g", "instance": "h4"}, [(1.0, now * 1000)])
+    r = post(client, write_request([good, ({"instance": "h4"}, [(1.0, now * 1000)])]))
+    assert r.status_code == 400
+    assert r.json()["problems"][0]["where"] == "timeseries[1].labels"
+    assert "__name__" in r.json()["detail"]
+
+    future = ({"__name__": "f", "instance": "h4", "dev": "a"}, [(1.0, (now + 7200) * 1000)])
+    r = post(client, write_request([good, future]))
+    assert r.status_code == 400
+    prob = r.json()["problems"][0]
+    assert prob["where"] == "timeseries[1].samples[0].timestamp"
+    assert prob["message"].startswith('f{dev="a"}: ') and "in the future" in prob["message"]
+    # nothing of either batch was stored
+    assert client.get("/v1/entities", headers=READ).json()["entities"] == []
+
+
+def test_size_limits(store: Store) -> None:
+    settings = store.settings.model_copy(update={"max_body_bytes": 8192})
+    with TestClient(create_app(settings, store)) as c:
+        c.headers.update(INGEST)
+        r = post(c, b"\x00" * 9000)
+        assert r.status_code == 413
+        # 100 kB of zeros compress to ~5 kB: refused from the declared decompressed length
+        bomb = bytes(cramjam.snappy.compress_raw(b"\x00" * 100_000))
+        assert len(bomb) < 8192
+        r = post(c, bomb)
+        assert r.status_code == 413
+        assert "decompressed body of 100000 bytes" in r.json()["detail"]
+
+
+def test_needs_an_ingest_token(client: TestClient) -> None:
+    body = write_request([({"__name__": "g", "instance": "h5"}, [(1.0, int(time.time()) * 1000)])])
+    r = client.post("/api/v1/write", content=body, headers={**RW_HEADERS, "Authorization": ""})
+    assert r.status_code == 401
+    r = post(client, body, Authorization=READ["Authorization"])
+    assert r.status_code == 403
+    assert "ingest" in r.json()["detail"]
+    assert post(client, body).status_code == 200
+
+
+def test_kind_conflict_with_an_existing_entity_is_409(client: TestClient) -> None:
+    now = int(time.time())
+    r = client.post(
+        "/v1/metrics",
+        json={
+            "samples": [
+                {"entity": "h6", "kind": "function", "metric": "requests", "ts": now, "value": 1}
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    r = post(client, write_request([({"__name__": "g", "instance": "h6"}, [(1.0, now * 1000)])]))
+    assert r.status_code == 409
+    assert "registered as kind 'function'" in r.json()["detail"]
+
+
+def test_mapping_is_configurable(client: TestClient) -> None:
+    client.app.dependency_overrides[get_remote_write_settings] = lambda: RemoteWriteSettings(
+        entity_label="host", kind="server", entity_labels="job,region", drop_labels="replica"
+    )
+    now = int(time.time())
+    labels = {
+        "__name__": "power_watts",
+        "host": "rack1-07",
+        "instance": "10.0.0.7:9100",
+        "job": "ipmi",
+        "region": "eu",
+        "replica": "a",
+        "psu": "1",
+    }
+    r = post(client, write_request([(labels, [(412.0, now * 1000)])]))
+    assert r.status_code == 200, r.text
+    ent = client.get("/v1/entities", headers=READ).json()["entities"][0]
+    assert (ent["name"], ent["kind"], ent["labels"]) == (
+        "rack1-07",
+        "server",
+        {"job": "ipmi", "region": "eu"},
+    )
+    assert ent["metrics"] == [
+        {"metric": 'power_watts{instance="10.0.0.7:9100",psu="1"}', "unit": "watts"}
+    ]
+
+
+def test_label_values_are_escaped_in_metric_names() -> None:
+    from service.remote_write import metric_name
+
+    assert metric_name("m", {"b": 'say "hi"\\', "a": "x\ny"}) == 'm{a="x\\ny",b="say \\"hi\\"\\\\"}'
+    assert metric_name("m", {}) == "m"
