@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from service import ingest as ingest_service
-from service import intake, migrate, remote_write, repository
+from service import dashboard, intake, migrate, remote_write, repository
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
 from service.config import Settings, get_settings
 from service.db import Store
@@ -345,6 +345,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         return JSONResponse({"status": "ok", "revision": list(current)})
 
     app.include_router(remote_write.router)  # POST /api/v1/write (Prometheus)
+    app.include_router(dashboard.router)  # GET /dashboard/, GET /v1/replay/report
     return app
 
 

@@ -1,0 +1,139 @@
+"""The web dashboard: static HTML/JS/CSS served by the daemon, reading the JSON API only.
+
+``GET /`` redirects to ``GET /dashboard/``, a single page (``service/static/``) that shows,
+for every declared target, its recent metric with the forecast fan (quantile bands), the
+latest decision and the action log, a free series browser, and the latest replay
+comparison (cost vs SLA of every policy) read from ``TIDEWISE_REPLAY_REPORT``.
+
+The page itself holds no data and needs no token; its requests to the API carry the bearer
+token typed into the page (kept in the browser's ``localStorage``) or given in the URL
+fragment ``#token=…`` (a fragment never reaches the server or its logs).
+
+``GET /v1/replay/report`` (scope ``read``) serves the replay report:
+``TIDEWISE_REPLAY_REPORT`` names a ``report.json`` written by ``tidewise replay --out DIR``,
+its folder ``DIR``, or a folder of such folders (the newest ``*/report.json`` is served).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.auth import ReadAuth
+from service.repository import NotFoundError
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: The files the page is made of (nothing else under static/ is served).
+FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+
+
+class DashboardSettings(BaseSettings):
+    """Settings of the dashboard (env prefix ``TIDEWISE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDEWISE_", extra="ignore", frozen=True)
+
+    replay_report: Path | None = Field(
+        None,
+        description="Replay report shown by the dashboard (path): a report.json, the --out "
+        "folder of `tidewise replay`, or a folder of such folders (newest wins).",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_dashboard_settings() -> DashboardSettings:
+    """Return the dashboard settings, read once from the environment."""
+    return DashboardSettings()
+
+
+DashboardSettingsDep = Annotated[DashboardSettings, Depends(get_dashboard_settings)]
+
+
+class NoReportError(NotFoundError):
+    """No replay report is configured or found (HTTP 404)."""
+
+
+def find_report(path: Path | None) -> Path:
+    """Locate the report.json ``path`` designates (see the module docstring).
+
+    Raises:
+        NoReportError: nothing configured, or no report.json there.
+
+    """
+    if path is None:
+        raise NoReportError(
+            "no replay report configured; set TIDEWISE_REPLAY_REPORT to the --out folder of "
+            "`tidewise replay`"
+        )
+    if path.is_file():
+        return path
+    if (path / "report.json").is_file():
+        return path / "report.json"
+    candidates = sorted(
+        (p for p in path.glob("*/report.json") if p.is_file()), key=lambda p: p.stat().st_mtime
+    )
+    if not candidates:
+        raise NoReportError(
+            f"TIDEWISE_REPLAY_REPORT={path}: no report.json there or in its sub-folders; run "
+            f"`tidewise replay ... --out {path}`"
+        )
+    return candidates[-1]
+
+
+def load_report(path: Path | None) -> dict[str, Any]:
+    """Read the replay report plus where it came from and when it was written.
+
+    Raises:
+        NoReportError: nothing found, or the file is not a replay report.
+
+    """
+    found = find_report(path)
+    try:
+        report = json.loads(found.read_text())
+    except (OSError, ValueError) as exc:
+        raise NoReportError(f"{found}: not a readable JSON report ({exc})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("policies"), dict):
+        raise NoReportError(f"{found}: not a replay report (no 'policies' object)")
+    return {"path": str(found), "modified": int(found.stat().st_mtime), "report": report}
+
+
+router = APIRouter(tags=["dashboard"])
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """Send a browser opening the daemon's address to the dashboard."""
+    return RedirectResponse("/dashboard/", status_code=307)
+
+
+@router.get("/dashboard", include_in_schema=False)
+def dashboard_no_slash() -> RedirectResponse:
+    """Relative asset links need the trailing slash."""
+    return RedirectResponse("/dashboard/", status_code=307)
+
+
+@router.get("/dashboard/", include_in_schema=False)
+@router.get("/dashboard/{name}", include_in_schema=False)
+def dashboard_file(name: str = "index.html") -> Response:
+    """Serve one file of the page (only the files listed in :data:`FILES`)."""
+    if name not in FILES:
+        return Response(f"no dashboard file {name!r}", status_code=404, media_type="text/plain")
+    return FileResponse(
+        STATIC / name, media_type=FILES[name], headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.get("/v1/replay/report", summary="The latest replay report (TIDEWISE_REPLAY_REPORT)")
+def replay_report(_who: ReadAuth, cfg: DashboardSettingsDep) -> dict[str, Any]:
+    """Return ``{"path", "modified" (unix s), "report"}`` of the configured replay report."""
+    return load_report(cfg.replay_report)
