@@ -32,6 +32,7 @@ from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check
 from service.config import Settings, get_settings
 from service.db import Store
 from service.errors import InputError, TidewiseError
+from service.promexport import CONTENT_TYPE_LATEST, Telemetry
 from service.ingest import BatchError, BodyTooLargeError, Problem
 
 log = logging.getLogger("tidewise.api")
@@ -207,13 +208,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         if settings.scheduler_enabled:
             from service.scheduler import make_scheduler
 
-            sched = make_scheduler(app.state.store)
+            sched = make_scheduler(app.state.store, app.state.telemetry)
             sched.start()
         try:
             yield
         finally:
             if sched is not None:
+                from service.scheduler import forget
+
                 sched.shutdown(wait=True)
+                forget(app.state.store)
             if own:
                 app.state.store.close()
 
@@ -226,6 +230,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.settings = settings
     # Refuses an open API outside development before anything is served.
     app.state.tokens = check_startup(settings)
+    app.state.telemetry = Telemetry()
 
     @app.exception_handler(AuthError)
     async def _auth_error(_request: Request, exc: AuthError) -> JSONResponse:
@@ -270,9 +275,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         body = await _read_body(request, cfg.max_body_bytes)
         # Parsing, validation and the commit run in a worker thread: the event loop keeps
         # serving health checks and receiving the next bodies meanwhile.
-        stored = await run_in_threadpool(
-            intake.store_body, store, cfg, body, media, encoding, int(time.time())
-        )
+        try:
+            stored = await run_in_threadpool(
+                intake.store_body, store, cfg, body, media, encoding, int(time.time())
+            )
+        except Exception:
+            request.app.state.telemetry.ingest_refused()
+            raise
+        request.app.state.telemetry.ingested(stored)
         return IngestResult(stored=stored)
 
     @app.get("/v1/entities", response_model=EntitiesOut, summary="Entities and their series")
@@ -316,6 +326,19 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             session, entity, metric, t_start, t_end, step, agg, cfg.max_query_points
         )
         return Response(orjson.dumps(res.__dict__), media_type="application/json")
+
+    from service.routes.daemon import router as daemon_router
+
+    app.include_router(daemon_router)
+
+    @app.get(
+        "/metrics",
+        summary="The daemon's own health in the Prometheus text format",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    def metrics(request: Request, _who: ReadAuth) -> Response:
+        return Response(request.app.state.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", summary="The process is up")
     def healthz() -> dict[str, str]:

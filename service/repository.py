@@ -28,7 +28,18 @@ from sqlalchemy.orm import Session
 from service.db import Store, write_tx
 from service.errors import InputError, TidewiseError
 from service.ingest import Batch, ConflictError
-from service.tables import Entity, ModelRecord, Rollup, Sample, Series
+from service.tables import (
+    ActionRecord,
+    DecisionRecord,
+    Entity,
+    ForecastRecord,
+    JobLease,
+    ModelRecord,
+    Rollup,
+    Sample,
+    Series,
+    Target,
+)
 
 try:  # the metric vocabulary of the canonical frame gives default units
     from traces.frame import METRICS as _DEFAULT_UNITS
@@ -503,3 +514,221 @@ def current_model(session: Session, name: str) -> ModelRecord | None:
     return session.scalars(
         select(ModelRecord).where(ModelRecord.name == name, ModelRecord.is_current.is_(True))
     ).one_or_none()
+
+
+# --------------------------------------------------------------------------- daemon: targets
+
+
+def upsert_target(
+    store: Store, name: str, kind: str, policy: str, spec: dict[str, Any],
+    params: dict[str, Any], now: int,
+) -> bool:
+    """Declare or replace target ``name``; True when it was created.
+
+    A replaced target keeps its id (so its latest decision and policy memory stay) unless
+    its kind or policy changed, in which case the stale decision is dropped.
+    """
+    with store.write_sessions() as session, session.begin():
+        row = session.scalars(select(Target).where(Target.name == name)).one_or_none()
+        if row is None:
+            session.add(Target(name=name, kind=kind, policy=policy, spec=spec, params=params,
+                               created_at=now, updated_at=now))
+            return True
+        if (row.kind, row.policy) != (kind, policy):
+            session.execute(delete(DecisionRecord).where(DecisionRecord.target_id == row.id))
+        row.kind, row.policy, row.spec, row.params, row.updated_at = (
+            kind, policy, spec, params, now)
+        return False
+
+
+def list_targets(session: Session) -> list[Target]:
+    """Every declared target, by name."""
+    return list(session.scalars(select(Target).order_by(Target.name)))
+
+
+def get_target(session: Session, name: str) -> Target:
+    """The target called ``name``.
+
+    Raises:
+        NotFoundError: no such target.
+
+    """
+    row = session.scalars(select(Target).where(Target.name == name)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no target named {name!r}; see GET /v1/targets")
+    return row
+
+
+def delete_target(store: Store, name: str) -> None:
+    """Forget target ``name`` and its latest decision (its actions stay in the log).
+
+    Raises:
+        NotFoundError: no such target.
+
+    """
+    with store.write_sessions() as session, session.begin():
+        row = get_target(session, name)
+        session.delete(row)
+
+
+# --------------------------------------------------------------------------- daemon: forecasts
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveSeries:
+    """A series with recent data: what the forecast refresh works on."""
+
+    series_id: int
+    entity: str
+    kind: str
+    metric: str
+    last_ts: int
+
+
+def active_series(session: Session, since: int) -> list[ActiveSeries]:
+    """Series with at least one raw sample at or after ``since`` (unix s)."""
+    last = (
+        select(func.max(Sample.ts))
+        .where(Sample.series_id == Series.id)
+        .correlate(Series)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Series.id, Entity.name, Entity.kind, Series.metric, last.label("last"))
+        .join(Entity, Entity.id == Series.entity_id)
+        .order_by(Entity.name, Series.metric)
+    )
+    return [ActiveSeries(int(i), e, k, m, int(t)) for i, e, k, m, t in rows
+            if t is not None and t >= since]
+
+
+def series_id(session: Session, entity: str, metric: str) -> int:
+    """Id of one series.
+
+    Raises:
+        NotFoundError: naming the entity or the metric that does not exist.
+
+    """
+    return _find_series(session, entity, metric).id
+
+
+def save_forecasts(store: Store, records: list[dict[str, Any]]) -> None:
+    """Replace the latest forecast of each series in ``records`` (one transaction)."""
+    if not records:
+        return
+    with write_tx(store.engine) as conn:
+        for rec in records:
+            ins = _insert(store.dialect, ForecastRecord.__table__).values(**rec)
+            conn.execute(ins.on_conflict_do_update(
+                index_elements=["series_id"],
+                set_={k: ins.excluded[k] for k in rec if k != "series_id"},
+            ))
+
+
+def latest_forecast(session: Session, entity: str, metric: str) -> ForecastRecord:
+    """The latest forecast of ``entity``/``metric``.
+
+    Raises:
+        NotFoundError: no such series, or nothing forecast for it yet.
+
+    """
+    sid = series_id(session, entity, metric)
+    rec = session.get(ForecastRecord, sid)
+    if rec is None:
+        raise NotFoundError(
+            f"no forecast for {entity!r}/{metric!r} yet; the refresh runs every "
+            "TIDEWISE_FORECAST_INTERVAL_S seconds over series with recent data"
+        )
+    return rec
+
+
+# --------------------------------------------------------------------------- daemon: decisions
+
+
+def latest_decision(session: Session, target_id: int) -> DecisionRecord | None:
+    """The latest decision of a target, or None before the first one."""
+    return session.get(DecisionRecord, target_id)
+
+
+def save_decision(
+    store: Store, target: Target, record: dict[str, Any], now: int, changed: bool,
+    previous: dict[str, Any] | None,
+) -> int | None:
+    """Store the latest decision of ``target``; log an action when the setting changed.
+
+    Both happen in one transaction, so an action is never logged for a decision that was not
+    stored (or the reverse). Returns the new action's id, or None.
+    """
+    with store.write_sessions() as session, session.begin():
+        if session.get(Target, target.id) is None:  # deleted meanwhile: nothing to record
+            return None
+        row = session.get(DecisionRecord, target.id)
+        if row is None:
+            session.add(DecisionRecord(target_id=target.id, **record))
+        else:
+            for k, v in record.items():
+                setattr(row, k, v)
+        if not changed:
+            return None
+        action = ActionRecord(
+            target=target.name, kind=target.kind, created_at=now, desired=record["desired"],
+            previous=previous, why=record["why"],
+        )
+        session.add(action)
+        session.flush()
+        return int(action.id)
+
+
+def list_actions(
+    session: Session, since: int | None = None, target: str | None = None,
+    pending: bool = False, limit: int = 1000,
+) -> list[ActionRecord]:
+    """Actions (oldest first) created at or after ``since``; only unacknowledged with ``pending``."""
+    q = select(ActionRecord).order_by(ActionRecord.id).limit(limit)
+    if since is not None:
+        q = q.where(ActionRecord.created_at >= since)
+    if target is not None:
+        q = q.where(ActionRecord.target == target)
+    if pending:
+        q = q.where(ActionRecord.acked_at.is_(None))
+    return list(session.scalars(q))
+
+
+def ack_action(store: Store, action_id: int, by: str, now: int) -> ActionRecord:
+    """Mark an action done; acknowledging twice keeps the first time (idempotent).
+
+    Raises:
+        NotFoundError: no action with this id.
+
+    """
+    with store.write_sessions() as session, session.begin():
+        row = session.get(ActionRecord, action_id)
+        if row is None:
+            raise NotFoundError(f"no action with id {action_id}; see GET /v1/actions")
+        if row.acked_at is None:
+            row.acked_at, row.acked_by = now, by
+        return row
+
+
+# --------------------------------------------------------------------------- daemon: leases
+
+
+def try_lease(store: Store, name: str, holder: str, now: float, ttl_s: float) -> bool:
+    """Take the lease of job ``name`` for ``ttl_s`` seconds; False when another holds it.
+
+    Several daemons on one database call this before each run of a job: the conditional
+    UPDATE is atomic on both databases (row lock on PostgreSQL, the write lock on SQLite), so
+    exactly one of them gets each period.
+    """
+    with write_tx(store.engine) as conn:
+        conn.execute(
+            _insert(store.dialect, JobLease.__table__)
+            .values(name=name, holder="", expires_at=0.0, last_run=None)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        res = conn.execute(
+            update(JobLease)
+            .where(JobLease.name == name, JobLease.expires_at <= now)
+            .values(holder=holder, expires_at=now + ttl_s, last_run=now)
+        )
+        return res.rowcount == 1

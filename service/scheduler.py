@@ -1,19 +1,40 @@
-"""The daemon's scheduled jobs (APScheduler, in the same process as the API).
+"""The daemon's scheduled jobs (APScheduler 3, job store in the database).
 
 * ``rollups``: every ``rollup_interval_s``, recompute the per-minute rollups of the time
   ranges written since the last run (see :func:`service.repository.run_rollups`).
 * ``retention``: every ``retention_interval_s``, delete raw samples older than
   ``raw_retention_hours`` and rollups older than ``rollup_retention_days``.
+* ``forecast``: every ``forecast_interval_s``, forecast every series with recent data
+  (:mod:`service.forecasting`), then decide for every target (:mod:`service.decisions`).
+* ``retrain``: every ``retrain_interval_s``, train a candidate model per metric and register
+  it only when it beats the current one on recent data (:func:`service.forecasting.retrain`).
 
-Jobs never overlap themselves (``max_instances=1``) and missed runs are coalesced into one.
-A failing run is logged and retried at the next period; it never stops the daemon.
+The jobs live in the ``apscheduler_jobs`` table (``SQLAlchemyJobStore`` on the store's own
+engine), so their next run times survive a restart. Several daemons may share one database:
+each run first takes the job's lease row (:func:`service.repository.try_lease`) for 80 % of
+the period; a daemon that finds it taken skips the run, so each job runs once per period
+whatever the number of daemons. Jobs never overlap themselves (``max_instances=1``), missed
+runs are coalesced into one, and a failing run is logged and retried at the next period; it
+never stops the daemon.
+
+The jobs in the store reference :func:`run_job` and a context key (a stable name of the
+database), since a job store can only hold importable functions and plain arguments; the
+process's open store and telemetry are found through :data:`_CONTEXTS`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import socket
+import threading
 import time
+import uuid
+from collections.abc import Callable
+from typing import Any
 
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from service import repository
@@ -21,45 +42,163 @@ from service.db import Store
 
 log = logging.getLogger("tidewise.scheduler")
 
-
-def rollup_job(store: Store) -> None:
-    """One run of the rollup job (exceptions are logged, not raised)."""
-    try:
-        n = repository.run_rollups(store, now=int(time.time()))
-        if n:
-            log.debug("rolled up %d series", n)
-    except Exception:  # noqa: BLE001 - a scheduled job must survive a bad run
-        log.exception("rollup job failed; retrying at the next period")
+#: Share of a job's period its lease lasts: long enough to keep other daemons out of this
+#: period, short enough that the next period's run (by anyone) can take it.
+LEASE_SHARE = 0.8
 
 
-def retention_job(store: Store) -> None:
-    """One run of the retention job (exceptions are logged, not raised)."""
-    try:
-        res = repository.apply_retention(store, now=int(time.time()))
-        if res.samples or res.rollups:
-            log.info("retention deleted %d samples and %d rollups", res.samples, res.rollups)
-    except Exception:  # noqa: BLE001
-        log.exception("retention job failed; retrying at the next period")
+@dataclasses.dataclass
+class DaemonContext:
+    """What a job run needs: the open store, telemetry, model cache and who we are."""
+
+    store: Store
+    telemetry: Any = None
+    holder: str = dataclasses.field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+    cache: Any = None
+
+    def __post_init__(self) -> None:
+        if self.cache is None:
+            from service.forecasting import ModelCache
+
+            self.cache = ModelCache()
 
 
-def make_scheduler(store: Store) -> BackgroundScheduler:
-    """Build a scheduler holding the two jobs (not started)."""
+_CONTEXTS: dict[str, DaemonContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def context_key(store: Store) -> str:
+    """A stable name of the store's database (same database, same key)."""
     s = store.settings
-    sched = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True})
-    sched.add_job(
-        rollup_job,
-        "interval",
-        args=[store],
-        seconds=s.rollup_interval_s,
-        id="rollups",
-        max_instances=1,
+    return f"{s.db_url}#{s.db_schema or ''}"
+
+
+# --------------------------------------------------------------------------- job bodies
+
+
+def rollup_job(ctx: DaemonContext, now: float) -> None:
+    """Roll up the dirty ranges."""
+    n = repository.run_rollups(ctx.store, now=int(now))
+    if n:
+        log.debug("rolled up %d series", n)
+
+
+def retention_job(ctx: DaemonContext, now: float) -> None:
+    """Delete what is past retention."""
+    res = repository.apply_retention(ctx.store, now=int(now))
+    if res.samples or res.rollups:
+        log.info("retention deleted %d samples and %d rollups", res.samples, res.rollups)
+
+
+def forecast_job(ctx: DaemonContext, now: float) -> None:
+    """Refresh the forecasts, then decide for every target."""
+    from service import decisions, forecasting
+
+    res = forecasting.refresh(ctx.store, int(now), ctx.cache, ctx.telemetry)
+    if ctx.telemetry is not None:
+        ctx.telemetry.forecast_error(len(res.errors))
+    outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry)
+    log.debug("forecast refresh: %d series, %d fallbacks; %d decisions", res.forecasts,
+              res.fallbacks, len(outcomes))
+
+
+def retrain_job(ctx: DaemonContext, now: float) -> None:
+    """Train candidates and register those that beat the current models."""
+    from service import forecasting
+
+    for report in forecasting.retrain(ctx.store, int(now)):
+        log.info("retrain %s: %s", report["metric"], report["outcome"])
+
+
+JOBS: dict[str, Callable[[DaemonContext, float], None]] = {
+    "rollups": rollup_job,
+    "retention": retention_job,
+    "forecast": forecast_job,
+    "retrain": retrain_job,
+}
+
+
+def periods(store: Store) -> dict[str, float]:
+    """Period of each job (seconds) from the settings."""
+    s = store.settings
+    return {
+        "rollups": s.rollup_interval_s,
+        "retention": s.retention_interval_s,
+        "forecast": s.forecast_interval_s,
+        "retrain": s.retrain_interval_s,
+    }
+
+
+def run_once(ctx: DaemonContext, name: str, now: float | None = None) -> str:
+    """Run job ``name`` if this daemon gets its lease for the period.
+
+    Returns:
+        ``ok``, ``failed`` or ``skipped`` (another daemon holds the lease). Exceptions are
+        logged, never raised.
+
+    """
+    now = time.time() if now is None else now
+    period = periods(ctx.store)[name]
+    try:
+        if not repository.try_lease(ctx.store, name, ctx.holder, now, LEASE_SHARE * period):
+            outcome, took = "skipped", None
+        else:
+            t0 = time.perf_counter()
+            try:
+                JOBS[name](ctx, now)
+                outcome = "ok"
+            finally:
+                took = time.perf_counter() - t0
+    except Exception:  # noqa: BLE001 - a scheduled job must survive a bad run
+        log.exception("%s job failed; retrying at the next period", name)
+        outcome, took = "failed", None
+    if ctx.telemetry is not None:
+        ctx.telemetry.job(name, outcome, took)
+    return outcome
+
+
+def run_job(key: str, name: str) -> None:
+    """Entry point stored in the job store: run ``name`` in the context registered as ``key``."""
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+    if ctx is None:  # the scheduler of a closed app fired late
+        return
+    run_once(ctx, name)
+
+
+def make_scheduler(store: Store, telemetry: Any = None,  # noqa: ANN401
+                   jobs: tuple[str, ...] | None = None) -> BackgroundScheduler:
+    """Build a scheduler holding the jobs (not started); ``jobs`` limits which.
+
+    The jobs are (re)written into the database's job store with ``replace_existing``, so a
+    changed period in the settings takes effect at the next start.
+    """
+    key = context_key(store)
+    with _CONTEXTS_LOCK:
+        _CONTEXTS[key] = DaemonContext(store, telemetry)
+    sched = BackgroundScheduler(
+        timezone="UTC",
+        jobstores={"default": SQLAlchemyJobStore(engine=store.engine)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
-    sched.add_job(
-        retention_job,
-        "interval",
-        args=[store],
-        seconds=s.retention_interval_s,
-        id="retention",
-        max_instances=1,
-    )
+    for name, period in periods(store).items():
+        if jobs is not None and name not in jobs:
+            continue
+        sched.add_job(
+            "service.scheduler:run_job",
+            "interval",
+            args=[key, name],
+            seconds=period,
+            id=name,
+            name=name,
+            replace_existing=True,
+        )
     return sched
+
+
+def forget(store: Store) -> None:
+    """Drop the process's context of ``store`` (when its app shuts down)."""
+    with _CONTEXTS_LOCK:
+        _CONTEXTS.pop(context_key(store), None)

@@ -20,9 +20,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
+    Unicode,
     UniqueConstraint,
     func,
 )
@@ -132,6 +134,112 @@ class ModelRecord(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+class Target(Base):
+    """Something the daemon manages: a scaling target, a serverless function or a power row.
+
+    ``kind`` is the replay scenario it maps to (``vm``, ``serverless``, ``power``);
+    ``spec`` holds the declared fields (see :mod:`service.targets`), ``params`` the policy's
+    parameters.
+    """
+
+    __tablename__ = "targets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ForecastRecord(Base):
+    """The latest forecast of one series (replaced by every refresh).
+
+    ``payload`` holds ``times`` (unix s per step), ``mean``, quantile columns (``lo-90``,
+    ``hi-90``…) and ``samples`` ``(S, H)`` so a policy can rebuild the joint Forecast.
+    """
+
+    __tablename__ = "forecasts"
+
+    series_id: Mapped[int] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), primary_key=True
+    )
+    computed_at: Mapped[int] = mapped_column(BigInteger)
+    start: Mapped[float] = mapped_column(Double)
+    step: Mapped[float] = mapped_column(Double)
+    model: Mapped[str] = mapped_column(String(128))
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DecisionRecord(Base):
+    """The latest decision for one target (replaced by every decision run).
+
+    ``memory`` is the policy's ``Decision.state``, handed back on the next call.
+    """
+
+    __tablename__ = "decisions"
+
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    computed_at: Mapped[int] = mapped_column(BigInteger)
+    policy: Mapped[str] = mapped_column(String(64))
+    valid: Mapped[bool] = mapped_column(Boolean)
+    fallback: Mapped[bool] = mapped_column(Boolean)
+    why: Mapped[str] = mapped_column(Text, default="")
+    action: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    memory: Mapped[Any] = mapped_column(JSON, nullable=True)
+    desired: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ActionRecord(Base):
+    """A change of a target's desired setting, for orchestrators to poll and acknowledge.
+
+    The target is named, not referenced, so the log outlives a deleted target.
+    """
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_target_created", "target", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    desired: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    previous: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    why: Mapped[str] = mapped_column(Text, default="")
+    acked_at: Mapped[int | None] = mapped_column(BigInteger)
+    acked_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class JobLease(Base):
+    """Who runs a scheduled job this period, so several daemons run each job once."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Double)
+    last_run: Mapped[float | None] = mapped_column(Double)
+
+
+class SchedulerJob(Base):
+    """APScheduler's job store table (``SQLAlchemyJobStore``), created by migration."""
+
+    __tablename__ = "apscheduler_jobs"
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Double, index=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 metadata = Base.metadata

@@ -1,0 +1,329 @@
+"""Routes for orchestrators: targets, forecasts, recommendations, actions, KEDA, HPA.
+
+Thin handlers: parse, call a repository/service function, shape the answer. Every read is a
+cheap lookup of what the scheduled jobs stored (the latest forecast or decision); nothing is
+recomputed per request. Scopes: ``read`` for reads, ``act`` to declare/delete targets and to
+acknowledge actions (:mod:`service.auth`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from service import actions as actions_view
+from service import forecasting, repository, targets
+from service.auth import ActAuth, ReadAuth
+from service.errors import InputError
+
+router = APIRouter()
+
+
+def _session(request: Request):  # noqa: ANN202 - a generator dependency
+    with request.app.state.store.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+TargetName = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class TargetDeclared(BaseModel):
+    """Answer of POST /v1/targets."""
+
+    name: str
+    created: bool
+
+
+class ForecastOut(BaseModel):
+    """A stored forecast: per step its time, mean and quantiles."""
+
+    entity: str
+    metric: str
+    model: str
+    fallback: bool
+    computed_at: str
+    step_s: float
+    horizon: int
+    steps: list[dict[str, float]] = Field(
+        description="per step: ts (unix s of the step's start), mean, lo-90 … hi-90, median"
+    )
+
+
+class AckIn(BaseModel):
+    """Optional body of an acknowledgement."""
+
+    note: str | None = Field(None, max_length=500)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@router.post(
+    "/v1/targets",
+    response_model=TargetDeclared,
+    summary="Declare (or replace) a target: scaling, serverless or power",
+    tags=["targets"],
+)
+def post_target(
+    request: Request,
+    _who: ActAuth,
+    target: Annotated[targets.TargetIn, Body()],
+) -> JSONResponse:
+    created = targets.declare(request.app.state.store, target)
+    return JSONResponse({"name": target.name, "created": created}, status_code=201 if created else 200)
+
+
+@router.get("/v1/targets", summary="Every declared target", tags=["targets"])
+def get_targets(session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
+    return {"targets": [targets.describe(t) for t in repository.list_targets(session)]}
+
+
+@router.get("/v1/targets/{name}", summary="One declared target", tags=["targets"])
+def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
+    return targets.describe(repository.get_target(session, name))
+
+
+@router.delete(
+    "/v1/targets/{name}", status_code=204, summary="Forget a target (its actions stay logged)",
+    tags=["targets"],
+)
+def delete_target(request: Request, name: TargetName, _who: ActAuth) -> Response:
+    repository.delete_target(request.app.state.store, name)
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- forecasts
+
+
+@router.get(
+    "/v1/forecasts/{entity}",
+    response_model=ForecastOut,
+    summary="The latest forecast of one series: mean and quantiles per step",
+    tags=["forecasts"],
+)
+def get_forecast(
+    entity: Annotated[str, Path(min_length=1, max_length=255)],
+    session: SessionDep,
+    _who: ReadAuth,
+    metric: Annotated[str, Query(min_length=1, max_length=128)],
+    horizon: Annotated[
+        int | None, Query(ge=1, le=10_000, description="steps to return (default: all stored)")
+    ] = None,
+) -> dict[str, Any]:
+    rec = repository.latest_forecast(session, entity, metric)
+    p = rec.payload
+    n = len(p["times"]) if horizon is None else min(horizon, len(p["times"]))
+    cols = ["mean", *forecasting.QUANTILES]
+    steps = [{"ts": p["times"][h], **{c: p[c][h] for c in cols}} for h in range(n)]
+    return {
+        "entity": entity, "metric": metric, "model": rec.model, "fallback": rec.fallback,
+        "computed_at": actions_view.iso(rec.computed_at), "step_s": rec.step, "horizon": n,
+        "steps": steps,
+    }
+
+
+# --------------------------------------------------------------------------- recommendations
+
+
+def _recommendation(request: Request, session: Session, name: str) -> dict[str, Any]:
+    target = repository.get_target(session, name)
+    rec = repository.latest_decision(session, target.id)
+    return actions_view.describe_recommendation(
+        target, rec, request.app.state.settings.forecast_interval_s, time.time()
+    )
+
+
+@router.get(
+    "/v1/recommendations/{target}",
+    summary="The latest decision for a target: desired setting and its explanation",
+    tags=["recommendations"],
+)
+def get_recommendation(
+    request: Request, target: TargetName, session: SessionDep, _who: ReadAuth
+) -> dict[str, Any]:
+    return _recommendation(request, session, target)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _since(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    from service.ingest import parse_ts
+
+    try:
+        return parse_ts(float(raw)) if _number(raw) else parse_ts(raw)
+    except ValueError as exc:
+        raise repository.QueryError(str(exc), where="since") from None
+
+
+def _number(raw: str) -> bool:
+    try:
+        return math.isfinite(float(raw))
+    except ValueError:
+        return False
+
+
+@router.get("/v1/actions", summary="The action log, oldest first", tags=["actions"])
+def get_actions(
+    session: SessionDep,
+    _who: ReadAuth,
+    since: Annotated[str | None, Query(description="unix s or RFC 3339; created at/after")] = None,
+    target: Annotated[str | None, Query(max_length=255)] = None,
+    pending: Annotated[bool, Query(description="only actions not acknowledged yet")] = False,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    rows = repository.list_actions(session, _since(since), target, pending, limit)
+    return {"actions": [actions_view.describe_action(r) for r in rows]}
+
+
+@router.post(
+    "/v1/actions/{action_id}/ack",
+    summary="Acknowledge that an action was carried out (idempotent)",
+    tags=["actions"],
+)
+def ack_action(
+    request: Request,
+    action_id: Annotated[int, Path(ge=1, le=2**62)],
+    who: ActAuth,
+) -> dict[str, Any]:
+    row = repository.ack_action(request.app.state.store, action_id, who.name, int(time.time()))
+    return actions_view.describe_action(row)
+
+
+# --------------------------------------------------------------------------- KEDA / HPA
+
+
+def _desired_replicas(rec: dict[str, Any]) -> int:
+    desired = rec.get("desired") or {}
+    if rec["kind"] == "serverless":
+        return int(desired.get("warm", 0))
+    if rec["kind"] != "scaling":
+        raise InputError(
+            f"target {rec['target']!r} is a {rec['kind']} target; KEDA and the HPA scale "
+            "scaling or serverless targets", where="target")
+    if "replicas" not in desired:
+        raise repository.NotFoundError(
+            f"target {rec['target']!r} has no decision yet; one follows each forecast refresh")
+    return int(desired["replicas"])
+
+
+@router.get(
+    "/v1/keda/{target}",
+    summary="KEDA metrics-api trigger: desiredReplicas at a stable JSON path",
+    tags=["orchestrators"],
+)
+def get_keda(
+    request: Request, target: TargetName, session: SessionDep, _who: ReadAuth
+) -> dict[str, Any]:
+    rec = _recommendation(request, session, target)
+    return {
+        "desiredReplicas": _desired_replicas(rec),
+        "target": rec["target"],
+        "valid": rec["valid"],
+        "fallback": rec["fallback"],
+        "stale": rec["stale"],
+        "computedAt": rec["computed_at"],
+    }
+
+
+EXTERNAL_GROUP = "external.metrics.k8s.io/v1beta1"
+#: External metric names served, and what each reads.
+EXTERNAL_METRICS = {"tidewise-desired-replicas": "replicas", "tidewise-desired-warm": "warm"}
+
+
+def quantity(value: float) -> str:
+    """A Kubernetes quantity string: whole numbers plain, else milli-units (``2500m``)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{round(value * 1000)}m"
+
+
+@router.get(
+    "/apis/external.metrics.k8s.io/v1beta1",
+    summary="Discovery of the external metrics served (APIResourceList)",
+    tags=["orchestrators"],
+)
+def external_discovery(_who: ReadAuth) -> dict[str, Any]:
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": EXTERNAL_GROUP,
+        "resources": [
+            {"name": m, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList",
+             "verbs": ["get"]}
+            for m in EXTERNAL_METRICS
+        ],
+    }
+
+
+@router.get(
+    "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}",
+    summary="Kubernetes External Metrics API: desired replicas/warm per target",
+    tags=["orchestrators"],
+)
+def external_metric(
+    request: Request,
+    namespace: Annotated[str, Path(min_length=1, max_length=253)],
+    metric: Annotated[str, Path(min_length=1, max_length=253)],
+    session: SessionDep,
+    _who: ReadAuth,
+    labelSelector: Annotated[  # noqa: N803 - the Kubernetes parameter name
+        str | None, Query(max_length=1000, description="e.g. target=web")
+    ] = None,
+) -> dict[str, Any]:
+    if metric not in EXTERNAL_METRICS:
+        raise repository.NotFoundError(
+            f"no external metric {metric!r}; served: {sorted(EXTERNAL_METRICS)}")
+    wanted = _selector(labelSelector)
+    key = EXTERNAL_METRICS[metric]
+    items = []
+    for t in repository.list_targets(session):
+        if "target" in wanted and t.name != wanted["target"]:
+            continue
+        rec = repository.latest_decision(session, t.id)
+        if rec is None or key not in (rec.desired or {}):
+            continue
+        items.append({
+            "metricName": metric,
+            "metricLabels": {"target": t.name},
+            "timestamp": actions_view.iso(rec.computed_at),
+            "value": quantity(float(rec.desired[key])),
+        })
+    return {
+        "kind": "ExternalMetricValueList",
+        "apiVersion": EXTERNAL_GROUP,
+        "metadata": {},
+        "items": items,
+    }
+
+
+def _selector(raw: str | None) -> dict[str, str]:
+    """``k=v,k2=v2`` (equality only) as a dict; a clear 422 otherwise."""
+    out: dict[str, str] = {}
+    if not raw:
+        return out
+    for part in raw.split(","):
+        k, sep, v = part.strip().partition("=")
+        k, v = k.strip().rstrip("="), v.strip().lstrip("=")
+        if not sep or not k or not v or "!" in k:
+            raise repository.QueryError(
+                f"{part.strip()!r}: only equality selectors like target=web are supported",
+                where="labelSelector")
+        out[k] = v
+    unknown = sorted(set(out) - {"target"})
+    if unknown:
+        raise repository.QueryError(f"unknown label(s) {unknown}; use target=NAME",
+                                    where="labelSelector")
+    return out
