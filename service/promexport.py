@@ -20,8 +20,18 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# ``*_created`` series double the exposition and no dashboard of ours reads them.
+disable_created_metrics()
 
 __all__ = ["CONTENT_TYPE_LATEST", "Telemetry"]
 

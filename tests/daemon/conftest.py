@@ -98,3 +98,21 @@ def anon(live_url: str) -> Iterator[httpx.Client]:
     """An HTTP client without a token."""
     with httpx.Client(base_url=live_url, timeout=30) as client:
         yield client
+
+
+def send(client: httpx.Client, entity: str, kind: str, metric: str,
+         points: list[tuple[int, float]]) -> None:
+    """Ingest ``points`` (ts, value) of one series through the real API."""
+    samples = [{"entity": entity, "kind": kind, "metric": metric, "ts": t, "value": v}
+               for t, v in points]
+    r = client.post("/v1/metrics", json={"samples": samples}, headers=bearer("ingest"))
+    assert r.status_code == 200, r.text
+
+
+def scaling_target(name: str = "web", **kw) -> dict:
+    """A scaling target body on entity ``web-vm``/``cpu_cores`` (capacity 2 cores/replica)."""
+    body = {"kind": "scaling", "name": name, "entity": "web-vm", "metric": "cpu_cores",
+            "capacity": 2.0, "min_replicas": 1, "max_replicas": 20, "boot_s": 30,
+            "policy": "hpa", "params": {"target": 1.0, "tolerance": 0.0}}
+    body.update(kw)
+    return body

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from service.api import create_app
 from service.dashboard import DashboardSettings, get_dashboard_settings
 from service.db import Store
-from tests.daemon.conftest_io import need_binaries, tidewise_daemon
+from tests.daemon.conftest_io import need_binaries, tidewise_daemon, wait_for
 
 READ = {"Authorization": "Bearer read-token-0123456789ab"}
 
@@ -231,7 +231,13 @@ def test_dashboard_renders_api_data_in_headless_chromium(tmp_path: Path) -> None
     write_report(tmp_path / "replay")
     tokens = f"viewer:{TOKEN_READ}:read,ops:{TOKEN_ALL}:ingest+read+act"
     with tidewise_daemon(
-        tmp_path, TIDEWISE_TOKENS=tokens, TIDEWISE_REPLAY_REPORT=str(tmp_path / "replay")
+        tmp_path,
+        TIDEWISE_TOKENS=tokens,
+        TIDEWISE_REPLAY_REPORT=str(tmp_path / "replay"),
+        TIDEWISE_FORECAST_INTERVAL_S="1",
+        TIDEWISE_FORECAST_STEP_S="10",
+        TIDEWISE_FORECAST_HORIZON_STEPS="12",
+        TIDEWISE_MODEL_DIR=str(tmp_path / "models"),
     ) as url:
         now = int(time.time())
         # 5 minutes of cpu_util ending in a value the page must show: 37.25 percent
@@ -249,12 +255,53 @@ def test_dashboard_renders_api_data_in_headless_chromium(tmp_path: Path) -> None
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN_ALL}"}) as h:
             r = h.post("/v1/metrics", json={"samples": samples})
             assert r.status_code == 200, r.text
+            target = {
+                "name": "web",
+                "kind": "scaling",
+                "entity": "web-1",
+                "metric": "cpu_util",
+                "capacity": 25,
+            }
+            assert h.post("/v1/targets", json=target).status_code == 201
+            # the forecast job (every 1 s) forecasts the series, then decides for the target
+            wait_for(
+                lambda: h.get("/v1/recommendations/web").json().get("ready"),
+                30,
+                what="a decision for target web",
+            )
+            before = h.get("/v1/recommendations/web").json()["desired"]["replicas"]
 
         page = f"{url}/dashboard/?refresh=0#token={TOKEN_READ}"
         out = chromium(bins["chromium"], tmp_path, "--dump-dom", page)
         dom = parse_dom(out.stdout.decode())
         assert dom.find("body").attrs.get("data-loaded") == "1", "the page script did not finish"
         assert dom.find(id="status").text().startswith("updated ")
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN_ALL}"}) as h:
+            after = h.get("/v1/recommendations/web").json()["desired"]["replicas"]
+            first_action = h.get("/v1/actions", params={"target": "web"}).json()["actions"][0]
+
+        # the target: its metric, the forecast fan (3 bands, 12 steps), decision and actions
+        card = dom.find("div", data_target="web")
+        assert card.find("div", **{"class": "meta"}).text() == (
+            "scaling · policy bayes · web-1 / cpu_util"
+        )
+        fan = card.find("svg")
+        bands = fan.find_all("polygon")
+        assert sorted(b.attrs["data-level"] for b in bands) == ["50", "80", "90"]
+        assert all(len(b.attrs["points"].split()) == 2 * 12 for b in bands)
+        assert len(fan.find("polyline", **{"class": "mean"}).attrs["points"].split()) == 12
+        assert len(fan.find("polyline", **{"class": "hist"}).attrs["points"].split()) == 300
+        assert card.find("span", **{"class": "last"}).text().startswith("last 37.25 percent at ")
+        assert (
+            "forecast 12 steps, bands 50 % / 80 % / 90 %"
+            in card.find("span", **{"class": "fc"}).text()
+        )
+        shown = card.find("span", **{"class": "action"}).text()
+        assert shown in {f"replicas={before}", f"replicas={after}"}
+        assert "replicas" in card.find("span", **{"class": "why"}).text()
+        cells = [td.text() for td in card.find("table").find("tbody").find_all("td")]
+        assert f"replicas={first_action['desired']['replicas']}" in cells
+        assert card.find_all("div", **{"class": "chart small desired"})
 
         # the series browser: the fed series, its 300 raw points and last value
         assert dom.find("select", id="series-pick").text() == "web-1 / cpu_util"

@@ -85,7 +85,15 @@ def test_prometheus_remote_writes_node_exporter_samples(tmp_path: Path) -> None:
     ]
     with (
         process(ne_argv, tmp_path / "node_exporter.log", f"http://{instance}/metrics"),
-        tidewise_daemon(tmp_path, TIDEWISE_TOKENS=TOKENS) as tw_url,
+        tidewise_daemon(
+            tmp_path,
+            TIDEWISE_TOKENS=TOKENS,
+            # forecast every 2 s over 1-s buckets, so a decision follows within seconds
+            TIDEWISE_FORECAST_INTERVAL_S="2",
+            TIDEWISE_FORECAST_STEP_S="1",
+            TIDEWISE_FORECAST_HORIZON_STEPS="10",
+            TIDEWISE_MODEL_DIR=str(tmp_path / "models"),
+        ) as tw_url,
     ):
         (tmp_path / "rules.yml").write_text(RULES)
         (tmp_path / "prometheus.yml").write_text(
@@ -159,3 +167,32 @@ def test_prometheus_remote_writes_node_exporter_samples(tmp_path: Path) -> None:
             assert units["cpu_util"] == "percent"  # Tidewise's own vocabulary
             # Only what write_relabel_configs kept was sent.
             assert {m.split("{")[0] for m in units} <= set(KEPT.split("|"))
+
+            # A target on the remote-written cpu_util gets a forecast and a decision.
+            target = {
+                "name": "node",
+                "kind": "scaling",
+                "entity": instance,
+                "metric": "cpu_util",
+                "capacity": 50,
+                "min_replicas": 1,
+                "max_replicas": 8,
+            }
+            r = http.post("/v1/targets", json=target)
+            assert r.status_code == 201, r.text
+            rec = wait_for(
+                lambda: (x := http.get("/v1/recommendations/node").json()).get("ready") and x,
+                timeout_s=30,
+                what="a decision for the target on cpu_util",
+            )
+            assert rec["valid"] is True
+            assert 1 <= rec["desired"]["replicas"] <= 8
+            fc = http.get(f"/v1/forecasts/{instance}", params={"metric": "cpu_util"})
+            assert fc.status_code == 200, fc.text
+            steps = fc.json()["steps"]
+            assert len(steps) == 10
+            last_util = _series(http, instance, "cpu_util")[-1][0]
+            assert steps[0]["ts"] > last_util - 5  # a forecast of what comes next
+            assert all(s["lo-90"] <= s["median"] <= s["hi-90"] for s in steps)
+            actions = http.get("/v1/actions", params={"target": "node"}).json()["actions"]
+            assert actions and actions[0]["desired"]["replicas"] >= 1
