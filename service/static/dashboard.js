@@ -80,7 +80,7 @@ function normaliseForecast(f) {
   const addQuantiles = (q, i) => {
     for (const [k, v] of Object.entries(q || {})) {
       const p = Number(k);
-      if (!(p > 0 && p < 1) || p === 0.5) continue;
+      if (!(p > 0 && p < 1) || p === 0.5) continue; // 0.5 is the centre line
       const lvl = Math.round(Math.abs(1 - 2 * p) * 100);
       bandOf(lvl)[p < 0.5 ? "lo" : "hi"][i] = Array.isArray(v) ? v[i] : v;
     }
@@ -88,7 +88,8 @@ function normaliseForecast(f) {
   if (Array.isArray(steps)) {
     steps.forEach((s, i) => {
       out.times.push(s.ts ?? s.time ?? s.t);
-      out.mean.push(s.mean ?? s.value);
+      // the median is the centre line of a fan (the mean of a skewed forecast is not)
+      out.mean.push(s.median ?? s.mean ?? s.value);
       for (const [k, v] of Object.entries(s)) {
         const m = k.match(/^(lo|hi)-(\d+)$/);
         if (m) bandOf(Number(m[2]))[m[1]][i] = v;
@@ -97,7 +98,7 @@ function normaliseForecast(f) {
     });
   } else {
     out.times = src.times || src.ts || [];
-    out.mean = src.mean || [];
+    out.mean = src.median || src.mean || [];
     for (const [k, v] of Object.entries(src)) {
       const m = k.match(/^(lo|hi)-(\d+)$/);
       if (m && Array.isArray(v)) bandOf(Number(m[2]))[m[1]] = v;
@@ -116,7 +117,7 @@ function normaliseForecast(f) {
 
 // Time chart: history points [[t, v]], an optional forecast fan, a "now" line.
 function timeChart(points, fc, opts) {
-  const W = 640, H = 220, L = 56, R = 12, T = 10, B = 24;
+  const W = 640, H = (opts && opts.height) || 220, L = 56, R = 12, T = 10, B = 24;
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
   const ts = points.map((p) => p[0]), vs = points.map((p) => p[1]);
   if (fc) {
@@ -268,8 +269,12 @@ async function renderTarget(t) {
     const d = await api(`/v1/recommendations/${encodeURIComponent(t.name)}`);
     const rec = d.decision || d;
     if (rec.valid === false) dec.classList.add("invalid");
-    dec.append(el("span", { class: "action" }, kv(rec.desired || rec.action)),
-      ` — ${rec.why || ""}` + (rec.computed_at ? ` (${fmtTime(rec.computed_at)})` : ""));
+    const at = rec.computed_at_unix ?? (typeof rec.computed_at === "number" ? rec.computed_at : null);
+    dec.append(el("span", { class: "action" }, rec.desired ? kv(rec.desired) : "no decision yet"),
+      el("span", { class: "why" }, ` — ${rec.why || ""}`),
+      el("span", { class: "note" }, (at ? ` (decided ${fmtTime(at)}` : " (") +
+        `${rec.fallback ? ", fallback" : ""}${rec.valid === false ? ", not valid" : ""}` +
+        `${rec.stale ? ", stale" : ""})`));
   } catch (e) { dec.append(el("span", { class: "note" }, `no decision yet (${e.message})`)); }
   card.append(dec);
   const table = el("table", { class: "actions" });
@@ -277,11 +282,23 @@ async function renderTarget(t) {
     el("th", {}, "why"), el("th", {}, "acked"))));
   const tb = el("tbody");
   try {
-    const a = await api("/v1/actions", { target: t.name, limit: 8 });
-    const rows = (a.actions || a || []).slice(-8).reverse();
+    // the log is oldest first: ask for the last day and show the newest few
+    const since = Math.floor(Date.now() / 1000) - 86400;
+    const all = (await api("/v1/actions", { target: t.name, since })).actions || [];
+    const unix = (v, u) => u ?? (typeof v === "number" ? v : Date.parse(v) / 1000);
+    const steps = all.map((r) => [unix(r.created_at, r.created_at_unix), desiredLevel(r.desired)])
+      .filter((p) => p[1] !== null);
+    if (steps.length) {
+      steps.push([Date.now() / 1000, steps[steps.length - 1][1]]);
+      const box = el("div", { class: "chart small desired" });
+      box.append(timeChart(stepLine(steps), null, { zero: true, height: 90 }));
+      card.append(el("p", { class: "note" }, "desired over time (from the action log)"), box);
+    }
+    const rows = all.slice(-8).reverse();
     for (const r of rows) {
-      tb.append(el("tr", {}, el("td", {}, fmtTime(r.created_at)), el("td", {}, kv(r.desired)),
-        el("td", {}, r.why || ""), el("td", {}, r.acked_at ? `${r.acked_by || ""} ${fmtTime(r.acked_at)}` : "–")));
+      const acked = r.acked_at ? `${r.acked_by || ""} ${String(r.acked_at).slice(11, 19)}` : "–";
+      tb.append(el("tr", {}, el("td", {}, fmtTime(unix(r.created_at, r.created_at_unix))),
+        el("td", {}, kv(r.desired)), el("td", {}, r.why || ""), el("td", {}, acked)));
     }
     if (!rows.length) tb.append(el("tr", {}, el("td", { colspan: 4, class: "note" }, "no actions yet")));
   } catch (e) {
@@ -290,6 +307,24 @@ async function renderTarget(t) {
   table.append(tb);
   card.append(table);
   return card;
+}
+
+// The one number an action sets: replicas (scaling), warm instances (serverless), or the
+// count of capped servers (power).
+function desiredLevel(d) {
+  if (!d) return null;
+  if (typeof d.replicas === "number") return d.replicas;
+  if (typeof d.warm === "number") return d.warm;
+  if (d.caps && typeof d.caps === "object") return Object.keys(d.caps).length;
+  return null;
+}
+function stepLine(points) {
+  const out = [];
+  points.forEach((p, i) => {
+    if (i > 0) out.push([p[0], points[i - 1][1]]);
+    out.push(p);
+  });
+  return out;
 }
 
 async function renderTargets() {
