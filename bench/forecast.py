@@ -4,6 +4,11 @@ Usage:
     nice -n 10 .venv/bin/python bench/forecast.py [--containers 1,2] [--models harmony,...]
         [--entities 1000] [--context 72]
 
+With ``--floor`` it prints instead, per container, the MSE of an oracle that knows each
+indicator's test-period mean (the smaller of the test variance and the last-value MSE,
+per indicator), and the largest |autocorrelation| (lags 1..300) of the two-level blkio
+state sequences: a bound on what any 1-step forecaster can reach on these files.
+
 Prints, per model and container, the wall-clock training time (HARMONY protocol split,
 early stopping and calibration included) and the time of one batched forecast of
 ``--entities`` context windows (S = 100 samples each), as ms per entity.
@@ -27,13 +32,17 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=1000)
     ap.add_argument("--context", type=int, default=72)
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--floor", action="store_true", help="print the oracle MSE floor instead")
     args = ap.parse_args()
+    if args.floor:
+        return floor(args)
 
     from models.base import get_estimator
     from models.data import make_windows
     from models.evaluate import load_dataset, split_dataset
 
-    print(f"{'model':<16}{'container':<12}{'train s':>9}{'ms/entity':>11}  (batch of {args.entities})")
+    head = f"{'model':<16}{'container':<12}{'train s':>9}{'ms/entity':>11}"
+    print(f"{head}  (batch of {args.entities})")
     for c in args.containers.split(","):
         ds = load_dataset(args.data / f"container{c}.csv")
         sp = split_dataset(ds, args.context, 1)
@@ -51,6 +60,31 @@ def main() -> None:
             outs = pred.predict_windows(xb, tb)
             ms = 1000 * (time.perf_counter() - t0) / len(outs)
             print(f"{name:<16}{'container' + c:<12}{fit_s:>9.1f}{ms:>11.2f}", flush=True)
+
+
+def floor(args) -> None:
+    from models.data import make_windows
+    from models.evaluate import load_dataset, split_dataset
+
+    print(f"{'container':<12}{'oracle MSE':>11}{'blkio max|acf|':>16}")
+    vals = []
+    for c in args.containers.split(","):
+        ds = load_dataset(args.data / f"container{c}.csv")
+        sp = split_dataset(ds, args.context, 1)
+        x, y, _ = make_windows(sp.test, args.context, 1)
+        y, last = y[:, 0], x[:, -1]
+        per = np.minimum(y.var(axis=0), ((y - last) ** 2).mean(axis=0))
+        vals.append(per.mean())
+        acf = []
+        raw = ds.series[0]
+        for j, name in enumerate(raw.indicators):
+            if "blkio" in name:
+                v = raw.values[:, j]
+                st = (v > (v.max() + v.min()) / 2).astype(float)
+                st -= st.mean()
+                acf += [abs(np.corrcoef(st[:-k], st[k:])[0, 1]) for k in range(1, 301)]
+        print(f"{'container' + c:<12}{per.mean():>11.4f}{max(acf):>16.3f}")
+    print(f"{'mean':<12}{np.mean(vals):>11.4f}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class NoData:
     Attributes:
         entity: the entity id.
         reason: why, naming the indicator(s).
+
     """
 
     entity: str
@@ -97,7 +98,7 @@ def fill_gaps(x: np.ndarray) -> np.ndarray:
 def fallback_samples(
     history: np.ndarray, horizon: int, num_samples: int, kind: str = "last"
 ) -> np.ndarray:
-    """Samples from the per-series fallback forecaster, never NaN.
+    """Draw samples from the per-series fallback forecaster, never NaN.
 
     ``last``: the last finite value of each indicator plus the empirical h-step changes
     seen in the finite part of ``history`` (spread 0 with fewer than two values).
@@ -111,6 +112,7 @@ def fallback_samples(
 
     Returns:
         ``(S, H, M)`` samples.
+
     """
     t, m = history.shape
     out = np.empty((num_samples, horizon, m))
@@ -147,6 +149,7 @@ class Predictor:
         calibration: per-indicator spread factors ``(M,)`` applied around the sample mean, or
             None (see :mod:`models.calibration`).
         fit_info: figures from training (seconds, epochs, validation loss, coverage).
+
     """
 
     model_name: ClassVar[str] = ""
@@ -192,6 +195,7 @@ class Predictor:
 
         Returns:
             ``(N, S, H, M)`` samples (may contain non-finite values; the caller falls back).
+
         """
         raise NotImplementedError
 
@@ -219,6 +223,7 @@ class Predictor:
 
         Returns:
             N outcomes, each a Forecast (samples ``(S, H, M)``) or a NoData.
+
         """
         x = np.asarray(x, dtype=np.float64)
         t = np.asarray(t, dtype=np.float64)
@@ -312,6 +317,7 @@ class Predictor:
 
         Raises:
             InputError: a series lacks an indicator the model was trained on.
+
         """
         items = [s.select(self.indicators) for s in as_series_list(series)]
         outs: list[Forecast | NoData] = []
@@ -334,6 +340,7 @@ class Predictor:
 
         Raises:
             NoDataError: an entity has no finite value for some indicator.
+
         """
         outs = self.predict_outcomes(series, num_samples=num_samples)
         for o in outs:
@@ -377,6 +384,7 @@ class Predictor:
         Raises:
             ModelError: the folder is not a saved predictor, was written by another format
                 version, or names a model that is not registered.
+
         """
         folder = Path(folder)
         cfg_path = folder / "config.json"
@@ -433,6 +441,7 @@ class Estimator:
         fallback: the per-series fallback forecaster, ``"last"`` or ``"window-mean"``.
         seed: seed of training and of sampling.
         **params: the model's own hyper-parameters (see the class's ``defaults``).
+
     """
 
     name: ClassVar[str] = ""
@@ -476,7 +485,7 @@ class Estimator:
         self.params = {**self.defaults, **params}
 
     def base_config(self, indicators: tuple[str, ...], step: float) -> dict[str, Any]:
-        """The config keys every predictor carries."""
+        """Return the config keys every predictor carries."""
         return {
             "context_length": self.context_length,
             "prediction_length": self.prediction_length,
@@ -502,6 +511,7 @@ class Estimator:
             NoDataError: no training series, or none long enough for one window.
             InputError: series with NaN/Inf or inconsistent indicators.
             ModelError: training itself failed.
+
         """
         tr, va = as_series_list(train), as_series_list(validation)
         check_training(tr, None, "train")
@@ -555,10 +565,11 @@ def available_models() -> list[str]:
 
 
 def get_estimator_class(name: str) -> type[Estimator]:
-    """The estimator class registered as ``name``.
+    """Return the estimator class registered as ``name``.
 
     Raises:
         ConfigError: no such model (the message lists the known ones).
+
     """
     _import_builtins()
     try:
@@ -568,7 +579,7 @@ def get_estimator_class(name: str) -> type[Estimator]:
 
 
 def get_estimator(name: str, **kwargs: Any) -> Estimator:
-    """An estimator of the model ``name`` built with ``kwargs``."""
+    """Build an estimator of the model ``name`` with ``kwargs``."""
     return get_estimator_class(name)(**kwargs)
 
 

@@ -177,6 +177,7 @@ def gbm_features(x: np.ndarray, t_future: np.ndarray, lags: int) -> np.ndarray:
     Returns:
         ``(N, F)`` with, per indicator: last value, ``lags - 1`` recent changes, window
         mean, std, min and max relative to the last value; then 4 calendar features.
+
     """
     last = x[:, -1]  # (N, M)
     k = min(lags, x.shape[1])
@@ -225,7 +226,9 @@ class QuantileGBMPredictor(Predictor):
                 return False
             ta = [tree.nodes for it in a._predictors for tree in it]
             tb = [tree.nodes for it in b._predictors for tree in it]
-            if len(ta) != len(tb) or not all(np.array_equal(x, y) for x, y in zip(ta, tb)):
+            if len(ta) != len(tb):
+                return False
+            if not all(np.array_equal(x, y) for x, y in zip(ta, tb, strict=True)):
                 return False
         return True
 

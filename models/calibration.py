@@ -37,6 +37,7 @@ def coverage(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
     Args:
         samples: ``(N, S, H, M)``.
         y: ``(N, H, M)`` observations.
+
     """
     lo = np.quantile(samples, LOWER, axis=1)
     hi = np.quantile(samples, UPPER, axis=1)
@@ -69,6 +70,7 @@ def calibrate_predictor(predictor, validation, tolerance: float = 0.02) -> dict:
 
     Raises:
         NoDataError: the validation series hold no complete window.
+
     """
     from models.data import make_windows
 

@@ -13,17 +13,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def evaluate(
-        data: Annotated[
-            Path, typer.Option(help="Trace file, or a folder evaluated file by file.")
-        ],
+        data: Annotated[Path, typer.Option(help="Trace file, or a folder evaluated file by file.")],
         context: Annotated[int, typer.Option(help="Context length L [rows].", min=1)],
         horizon: Annotated[int, typer.Option(help="Forecast horizon H [rows].", min=1)] = 1,
         models: Annotated[
             str, typer.Option(help="Comma-separated model names (see --list-models).")
         ] = "last,window-mean,seasonal-naive,quantile-gbm,harmony",
-        out: Annotated[Path, typer.Option(help="Output folder for report.json and forecasts.npz.")] = Path(
-            "evaluation"
-        ),
+        out: Annotated[
+            Path, typer.Option(help="Output folder for report.json and forecasts.npz.")
+        ] = Path("evaluation"),
         format: Annotated[
             str | None, typer.Option("--format", help="Trace format name for traces.load.")
         ] = None,

@@ -26,6 +26,7 @@ class Series:
         indicators: the M indicator (metric) names, in column order.
         entity: the entity id (used in error messages and in the Forecast's info).
         step: seconds between rows; None infers it from the median gap of ``ts``.
+
     """
 
     values: np.ndarray
@@ -60,10 +61,11 @@ class Series:
         return self.values.shape[0]
 
     def select(self, indicators: Sequence[str]) -> Series:
-        """The same series restricted to (and ordered as) ``indicators``.
+        """Return the same series restricted to (and ordered as) ``indicators``.
 
         Raises:
             InputError: an indicator the caller needs is not in this series.
+
         """
         missing = [n for n in indicators if n not in self.indicators]
         if missing:
@@ -91,6 +93,7 @@ def check_training(series: list[Series], indicators: tuple[str, ...] | None, wha
     Raises:
         NoDataError: no series at all.
         InputError: indicators differ between series, or values are NaN/Inf.
+
     """
     if not series:
         raise NoDataError(f"no {what} series given")
@@ -123,6 +126,7 @@ def make_windows(
 
     Raises:
         NoDataError: no series is long enough for a single window.
+
     """
     xs, ys, ts = [], [], []
     for s in series:
@@ -152,6 +156,7 @@ def calendar_features(ts: np.ndarray) -> np.ndarray:
 
     Returns:
         ``(..., 4)``: sin/cos of the time of day and of the day of the week (UTC).
+
     """
     day = 86400.0
     tod = np.mod(ts, day) / day

@@ -54,6 +54,7 @@ def _read_wide_csv(path: Path) -> Dataset:
 
     Raises:
         TraceFormatError: no ``date`` column, unparsable dates, or a non-numeric cell.
+
     """
     import pandas as pd
 
@@ -205,6 +206,7 @@ def split_dataset(ds: Dataset, context: int, horizon: int) -> Split:
     Raises:
         NoDataError: an entity is too short for one test window.
         InputError: NaN/Inf values (the protocol needs complete rows).
+
     """
     tr, va, te = [], [], []
     for s in ds.series:
@@ -243,6 +245,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
     Raises:
         InputError: an item is not ``model.key=value``.
+
     """
     out: dict[str, dict[str, Any]] = {}
     for it in items:
@@ -295,6 +298,7 @@ def run_evaluation(
 
     Returns:
         The report as a dict.
+
     """
     from tqdm import tqdm
 
@@ -305,9 +309,7 @@ def run_evaluation(
         get_estimator_class(name)
         unknown = set(overrides.get(name, {})) - set(get_estimator_class(name).defaults)
         if unknown:
-            raise InputError(
-                f"model {name!r} has no parameter(s) {sorted(unknown)}", where="--set"
-            )
+            raise InputError(f"model {name!r} has no parameter(s) {sorted(unknown)}", where="--set")
     for name in overrides:
         if name not in models:
             raise InputError(f"--set names model {name!r}, which is not in --models", where="--set")
@@ -385,7 +387,7 @@ def run_evaluation(
             bar.update(1)
     bar.close()
 
-    for name, entry in report["models"].items():
+    for entry in report["models"].values():
         per = entry["per_dataset"]
         keys = next(iter(per.values()))["average"].keys()
         entry["average"] = {k: _mean([d["average"][k] for d in per.values()]) for k in keys}
@@ -396,7 +398,8 @@ def run_evaluation(
         entry["per_indicator"] = {
             ind: {k: _mean([v[k] for v in vs]) for k in keys} for ind, vs in inds.items()
         }
-        entry["fit_seconds_mean"] = round(float(np.mean([d["fit_seconds"] for d in per.values()])), 2)
+        fit_s = [d["fit_seconds"] for d in per.values()]
+        entry["fit_seconds_mean"] = round(float(np.mean(fit_s)), 2)
 
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)

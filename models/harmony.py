@@ -160,6 +160,7 @@ class HarmonyNet(nn.Module):
 
         Returns:
             ``mu (B, H, M)`` normalised point forecast, ``ctx (B, H, C)`` head context.
+
         """
         feats = torch.cat([xz.transpose(1, 2), stats], dim=2)  # (B, M, L + 3)
         tok = self.value_embed(feats) + self.ind_embed  # (B, M, d)
@@ -203,6 +204,7 @@ def _normalise(
         targets are expressed as ``(y - loc) / out_scale`` where ``out_scale`` is the std
         of the window's one-row changes (``target_scale="diff"``) or of its values
         (``"value"``), plus the floor.
+
     """
     loc = x[:, -1]  # (N, M)
     in_scale = x.std(axis=1) + floor[None]  # (N, M)
@@ -224,7 +226,9 @@ class HarmonyPredictor(Predictor):
 
     def _build(self) -> None:
         self.net = HarmonyNet(len(self.indicators), self.config)
-        weights = {k[4:]: torch.from_numpy(v) for k, v in self.state.items() if k.startswith("net.")}
+        weights = {
+            k[4:]: torch.from_numpy(v) for k, v in self.state.items() if k.startswith("net.")
+        }
         self.net.load_state_dict(weights)
         self.net.eval()
 

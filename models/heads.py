@@ -61,6 +61,7 @@ class FlowHead(nn.Module):
         tail_bound: the spline acts on ``[-tail_bound, tail_bound]`` (normalised units);
             identity (linear tails) outside.
         direction: ``"iaf"`` (fast sampling, the default) or ``"maf"`` (fast density).
+
     """
 
     def __init__(

@@ -29,6 +29,7 @@ def crps_samples(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     Returns:
         ``(N, ...)`` CRPS values.
+
     """
     s = samples.shape[1]
     term1 = np.abs(samples - y[:, None]).mean(axis=1)
@@ -51,6 +52,7 @@ def evaluate_samples(samples: np.ndarray, y: np.ndarray, indicators) -> dict:
     Returns:
         ``{"per_indicator": {name: {...}}, "average": {...}}`` with keys ``mse``, ``mae``,
         ``crps``, ``wql_0.1``, ``wql_0.5``, ``wql_0.9``, ``wql_mean``, ``coverage_90``.
+
     """
     m = y.shape[-1]
     mean = samples.mean(axis=1)

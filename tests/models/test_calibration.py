@@ -21,6 +21,7 @@ def test_apply_spread_keeps_mean_and_scales_width():
 
 def test_conformal_factor_reaches_target_on_fresh_data():
     rng = np.random.default_rng(1)
+
     # forecasts N(0, 0.5^2) but truth N(0, 1): too narrow (coverage ~ 59%)
     def draw(n):
         return rng.normal(0, 0.5, size=(n, 200, 1, 1)), rng.normal(0, 1, size=(n, 1, 1))
@@ -50,8 +51,12 @@ def _walk(n, seed):
 
 
 def test_calibrate_predictor_moves_coverage_toward_target():
-    cfg = {"context_length": 5, "prediction_length": 1, "indicators": ["a", "b"],
-           "num_samples": 200}
+    cfg = {
+        "context_length": 5,
+        "prediction_length": 1,
+        "indicators": ["a", "b"],
+        "num_samples": 200,
+    }
     pred = _Narrow(cfg)
     info = calibrate_predictor(pred, [_walk(800, 2)], tolerance=0.02)
     assert max(info["coverage_before"]) < 0.5
@@ -74,8 +79,9 @@ def test_well_calibrated_indicator_is_left_alone():
     rng = np.random.default_rng(4)
     n = 3000
     series = Series(rng.normal(size=(n, 1)), np.arange(n) * 60.0, ("a",))
-    pred = _Exact({"context_length": 1, "prediction_length": 1, "indicators": ["a"],
-                   "num_samples": 400})
+    pred = _Exact(
+        {"context_length": 1, "prediction_length": 1, "indicators": ["a"], "num_samples": 400}
+    )
     info = calibrate_predictor(pred, [series], tolerance=0.03)
     assert abs(info["coverage_before"][0] - 0.9) < 0.03
     assert info["factors"] == [1.0] and pred.calibration is None

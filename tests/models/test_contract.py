@@ -23,8 +23,9 @@ def test_registry_has_the_required_models():
 def _fit(name, **kw):
     train = [make_series(200, seed=1), make_series(200, seed=2, entity="e1")]
     val = make_series(80, seed=3)
-    est = get_estimator(name, context_length=L, prediction_length=H, num_samples=50,
-                        **{**TINY.get(name, {}), **kw})
+    est = get_estimator(
+        name, context_length=L, prediction_length=H, num_samples=50, **{**TINY.get(name, {}), **kw}
+    )
     return est.fit(train, val)
 
 

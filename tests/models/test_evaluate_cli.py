@@ -30,10 +30,22 @@ def _run(args, capsys):
     return exc.value.code or 0, out.out, out.err
 
 
-TINY_SET = ["--set", "harmony.max_epochs=1", "--set", "harmony.d_model=8",
-            "--set", "harmony.n_heads=2", "--set", "harmony.d_ff=16",
-            "--set", "harmony.context_dim=8", "--set", "harmony.flow_hidden=8",
-            "--set", "quantile-gbm.max_iter=3"]
+TINY_SET = [
+    "--set",
+    "harmony.max_epochs=1",
+    "--set",
+    "harmony.d_model=8",
+    "--set",
+    "harmony.n_heads=2",
+    "--set",
+    "harmony.d_ff=16",
+    "--set",
+    "harmony.context_dim=8",
+    "--set",
+    "harmony.flow_hidden=8",
+    "--set",
+    "quantile-gbm.max_iter=3",
+]
 
 
 def test_evaluate_end_to_end(tmp_path, capsys):
@@ -41,9 +53,21 @@ def test_evaluate_end_to_end(tmp_path, capsys):
     df = _write_csv(csv)
     out = tmp_path / "out"
     code, stdout, err = _run(
-        ["evaluate", "--data", str(csv), "--context", "24", "--horizon", "2",
-         "--models", "last,window-mean,quantile-gbm,harmony", "--out", str(out),
-         "--no-progress", *TINY_SET],
+        [
+            "evaluate",
+            "--data",
+            str(csv),
+            "--context",
+            "24",
+            "--horizon",
+            "2",
+            "--models",
+            "last,window-mean,quantile-gbm,harmony",
+            "--out",
+            str(out),
+            "--no-progress",
+            *TINY_SET,
+        ],
         capsys,
     )
     assert code == 0, err
@@ -69,14 +93,26 @@ def test_evaluate_end_to_end(tmp_path, capsys):
     # the metrics in the report are those of the stored samples
     from models.metrics import evaluate_samples
 
-    r = evaluate_samples(z["samples__last"].astype(float), z["y_true"].astype(float),
-                         list(z["indicators"]))
+    r = evaluate_samples(
+        z["samples__last"].astype(float), z["y_true"].astype(float), list(z["indicators"])
+    )
     assert rep["models"]["last"]["average"]["mse"] == pytest.approx(r["average"]["mse"], rel=1e-4)
 
 
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
-    code, _, err = _run(["evaluate", "--data", str(tmp_path / "nope.csv"), "--context", "5",
-                         "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--data",
+            str(tmp_path / "nope.csv"),
+            "--context",
+            "5",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "nope.csv does not exist" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
@@ -87,8 +123,21 @@ def test_bad_cell_names_row_and_column(tmp_path, capsys):
     df["cpu_util"] = df["cpu_util"].astype(object)
     df.loc[10, "cpu_util"] = "oops"
     df.to_csv(csv, index=False)
-    code, _, err = _run(["evaluate", "--data", str(csv), "--context", "5", "--models", "last",
-                         "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--data",
+            str(csv),
+            "--context",
+            "5",
+            "--models",
+            "last",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "row 12, column cpu_util" in err and "'oops'" in err
     assert not (tmp_path / "o" / "report.json").exists()
 
@@ -96,11 +145,37 @@ def test_bad_cell_names_row_and_column(tmp_path, capsys):
 def test_unknown_model_and_too_short_data(tmp_path, capsys):
     csv = tmp_path / "c.csv"
     _write_csv(csv, n=40)
-    code, _, err = _run(["evaluate", "--data", str(csv), "--context", "5", "--models", "nope",
-                         "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--data",
+            str(csv),
+            "--context",
+            "5",
+            "--models",
+            "nope",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "unknown model(s) ['nope']" in err
-    code, _, err = _run(["evaluate", "--data", str(csv), "--context", "30", "--models", "last",
-                         "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--data",
+            str(csv),
+            "--context",
+            "30",
+            "--models",
+            "last",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "too few" in err
     assert not (tmp_path / "o").exists()
 
@@ -108,8 +183,21 @@ def test_unknown_model_and_too_short_data(tmp_path, capsys):
 def test_no_date_column(tmp_path, capsys):
     csv = tmp_path / "c.csv"
     pd.DataFrame({"a": [1, 2, 3]}).to_csv(csv, index=False)
-    code, _, err = _run(["evaluate", "--data", str(csv), "--context", "2", "--models", "last",
-                         "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--data",
+            str(csv),
+            "--context",
+            "2",
+            "--models",
+            "last",
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and ("date" in err or "format" in err)
 
 

@@ -17,8 +17,16 @@ from .conftest import TINY
 @pytest.mark.parametrize("m", [1, 4])
 def test_flow_forward_inverse_consistency(transform, direction, m):
     torch.manual_seed(0)
-    head = FlowHead(m, 6, num_layers=2, hidden_features=8, transform=transform,
-                    num_bins=4, tail_bound=3.0, direction=direction)
+    head = FlowHead(
+        m,
+        6,
+        num_layers=2,
+        hidden_features=8,
+        transform=transform,
+        num_bins=4,
+        tail_bound=3.0,
+        direction=direction,
+    )
     x = torch.randn(16, m) * 2.0  # some values beyond the tail bound
     c = torch.randn(16, 6)
     tr = head.flow._transform
@@ -79,8 +87,9 @@ def test_top_level_forecast_ignores_lower_levels_under_the_mask():
     cfg["hierarchy"] = "none"
     net = HarmonyNet(3, cfg).eval()
     with torch.no_grad():
-        assert not torch.allclose(net.encode(xz, ls, cal)[0][..., 0],
-                                  net.encode(xz2, ls, cal)[0][..., 0])
+        assert not torch.allclose(
+            net.encode(xz, ls, cal)[0][..., 0], net.encode(xz2, ls, cal)[0][..., 0]
+        )
 
 
 def test_harmony_learns_a_bimodal_indicator():
@@ -91,11 +100,35 @@ def test_harmony_learns_a_bimodal_indicator():
     n = 1500
     v = np.where(rng.random(n) < 0.5, 1.0, 0.0)[:, None] + 0.001 * rng.normal(size=(n, 1))
     s = Series(v, 600.0 * np.arange(n), ("blkio",))
-    est = HarmonyEstimator(16, 1, num_samples=200, calibrate=False,
-                           **{**TINY["harmony"], "max_epochs": 6, "flow_bins": 8})
+    est = HarmonyEstimator(
+        16,
+        1,
+        num_samples=200,
+        calibrate=False,
+        **{**TINY["harmony"], "max_epochs": 6, "flow_bins": 8},
+    )
     pred = est.fit(s)
     (f,) = pred.predict(Series(v[-50:], s.ts[-50:], ("blkio",)))
     x = f.samples[:, 0, 0]
     near = (np.abs(x) < 0.25).mean() + (np.abs(x - 1) < 0.25).mean()
     assert near > 0.6, np.quantile(x, [0.1, 0.3, 0.5, 0.7, 0.9])
     assert 0.2 < f.mean[0, 0] < 0.8
+
+
+def test_harmony_with_gaussian_head_fits_saves_and_predicts(tmp_path):
+    from models.base import Predictor
+
+    from .conftest import make_series
+
+    est = HarmonyEstimator(
+        12,
+        2,
+        num_samples=100,
+        head="gaussian",
+        **{k: v for k, v in TINY["harmony"].items() if k != "flow_bins"},
+    )
+    pred = est.fit(make_series(150, seed=1), make_series(60, seed=2))
+    back = Predictor.load(pred.save(tmp_path / "g"))
+    assert back == pred and back.config["head"] == "gaussian"
+    (f,) = back.predict(make_series(40, seed=3))
+    assert f.samples.shape == (100, 2, 3) and np.isfinite(f.samples).all()
