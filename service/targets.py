@@ -60,10 +60,10 @@ class _TargetBase(BaseModel):
         try:
             cls = registry.get(self.policy, scenario)
         except KeyError as exc:
-            raise ValueError(str(exc).strip("'\"")) from None
+            raise ValueError("policy: " + str(exc).strip("'\"")) from None
         if getattr(cls, "reads_future", False):
             raise ValueError(
-                f"policy {self.policy!r} reads the future (a replay bound); it cannot run live"
+                f"policy: {self.policy!r} reads the future (a replay bound); it cannot run live"
             )
         try:
             cls(**self.policy_params())
@@ -92,7 +92,7 @@ class ScalingTarget(_TargetBase):
         if isinstance(data, dict):
             lo, hi = data.get("min_replicas", 1), data.get("max_replicas", 1000)
             if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-                raise ValueError(f"min_replicas ({lo}) must not exceed max_replicas ({hi})")
+                raise ValueError(f"min_replicas: {lo} must not exceed max_replicas ({hi})")
         return data
 
     def policy_params(self) -> dict[str, Any]:  # noqa: D102
@@ -149,7 +149,7 @@ class PowerTarget(_TargetBase):
         if unknown:
             raise ValueError(f"priorities: not in servers: {unknown}")
         if self.p_idle_w >= self.p_max_w:
-            raise ValueError(f"p_idle_w ({self.p_idle_w}) must be below p_max_w ({self.p_max_w})")
+            raise ValueError(f"p_idle_w: {self.p_idle_w} must be below p_max_w ({self.p_max_w})")
         return self
 
 
