@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--step", type=float, help="resample the trace to this step (seconds)")
     ap.add_argument("--out", help="write the rows as JSON here")
+    ap.add_argument("--merge", action="append", default=[],
+                    help="JSON rows of an earlier --out run to add (families not re-run)")
+    ap.add_argument("--show", default="", help="comma-separated figures to list for every run")
     a = ap.parse_args(argv)
 
     import traces
@@ -140,8 +143,20 @@ def main(argv: list[str] | None = None) -> None:
     for name in a.policies.split(","):
         rows += run_family(scen, data, name, a.scenario, pparams.get(name, {}),
                            not a.no_sweep, a.seed)
+    ran = {r["policy"] for r in rows}
+    for path in a.merge:
+        rows += [r for r in json.loads(Path(path).read_text()) if r["policy"] not in ran]
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=1, default=str))
+    if a.show:
+        keys = a.show.split(",")
+        print()
+        print("| policy | knob | " + " | ".join(keys) + " |")
+        print("|---|---|" + "---:|" * len(keys))
+        for r in rows:
+            knob = "default" if r["value"] is None else f"{r['param']}={r['value']}"
+            cells = " | ".join(f"{r.get(k, float('nan')):.6g}" for k in keys)
+            print(f"| {r['policy']} | {knob} | {cells} |")
     cost, sla = scen.cost_figure, scen.sla_figure
     levels = a.at or [0.01]
     fams = {}

@@ -144,7 +144,7 @@ class BayesVM(Policy):
         "discount": 0.995,  # per-observation forgetting of that posterior
         "gain": 0.01,  # log-step of the operating risk level per observation
         "min_risk_ratio": 0.05,  # operating risk >= this * target
-        "max_risk_ratio": 4.0,  # operating risk <= this * target
+        "max_risk_ratio": 10.0,  # operating risk <= this * target
         "scale_down_window_s": 300.0,  # scale-down stabilisation window (seconds)
         "max_scale_up_ratio": 10.0,  # at most this factor more replicas per step
         "max_scale_up_abs": 4,  # ... but always at least this many more
