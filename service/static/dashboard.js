@@ -3,6 +3,7 @@
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
+const PALETTE = ["#1f6fb2", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#666666"];
 const REFRESH_MS = Number(new URLSearchParams(location.search).get("refresh") || 10) * 1000;
 const HISTORY_S = 900; // metric history shown beside a target's forecast (s)
 
@@ -115,6 +116,19 @@ function normaliseForecast(f) {
 
 // ---------------------------------------------------------------- charts
 
+// Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) inside [lo, hi].
+function niceTicks(lo, hi, n) {
+  const raw = (hi - lo) / Math.max(1, n);
+  if (!(raw > 0) || !Number.isFinite(raw)) return [lo];
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    out.push(Number(v.toPrecision(12)));
+  }
+  return out;
+}
+
 // Time chart: history points [[t, v]], an optional forecast fan, a "now" line.
 function timeChart(points, fc, opts) {
   const W = 640, H = (opts && opts.height) || 220, L = 56, R = 12, T = 10, B = 24;
@@ -139,8 +153,7 @@ function timeChart(points, fc, opts) {
   const pad = (v1 - v0) * 0.05; v0 -= pad; v1 += pad;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - (v - v0) / (v1 - v0)) * (H - T - B);
-  for (let i = 0; i <= 4; i++) {
-    const v = v0 + ((v1 - v0) * i) / 4;
+  for (const v of niceTicks(v0, v1, H > 150 ? 5 : 3)) {
     svg.append(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
     const lab = svgEl("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end" });
     lab.textContent = fmt(v);
@@ -194,14 +207,16 @@ function scatter(rows, xName, yName) {
   x0 -= px; x1 += px; y0 -= py; y1 += py;
   const X = (v) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
   const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
-  for (let i = 0; i <= 4; i++) {
-    const v = y0 + ((y1 - y0) * i) / 4, u = x0 + ((x1 - x0) * i) / 4;
+  for (const v of niceTicks(y0, y1, 5)) {
     svg.append(svgEl("line", { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: "grid" }));
     const a = svgEl("text", { x: L - 4, y: Y(v) + 3, "text-anchor": "end" });
     a.textContent = fmt(v);
+    svg.append(a);
+  }
+  for (const u of niceTicks(x0, x1, 4)) {
     const b = svgEl("text", { x: X(u), y: H - 20, "text-anchor": "middle" });
     b.textContent = fmt(u);
-    svg.append(a, b);
+    svg.append(b);
   }
   const xl = svgEl("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", class: "label" });
   xl.textContent = `cost: ${xName} (lower is better)`;
@@ -209,12 +224,28 @@ function scatter(rows, xName, yName) {
     transform: `rotate(-90 12 ${(T + H - B) / 2})` });
   yl.textContent = `SLA: ${yName} (lower better)`;
   svg.append(xl, yl);
-  for (const r of rows) {
-    svg.append(svgEl("circle", { cx: X(r.cost), cy: Y(r.sla), r: 4, class: r.pareto ? "dot pareto" : "dot" }));
-    const t = svgEl("text", { x: X(r.cost) + 6, y: Y(r.sla) - 5, class: "label" });
-    t.textContent = r.family;
-    svg.append(t);
-  }
+  // one colour per policy family; a family's sweep is joined in order of cost
+  const families = [...new Set(rows.map((r) => r.family))];
+  families.forEach((fam, k) => {
+    const colour = PALETTE[k % PALETTE.length];
+    const own = rows.filter((r) => r.family === fam).sort((a, b) => a.cost - b.cost);
+    if (own.length > 1) {
+      svg.append(svgEl("polyline", { points: own.map((r) => `${X(r.cost)},${Y(r.sla)}`).join(" "),
+        fill: "none", stroke: colour, "stroke-width": 1.2, "stroke-opacity": 0.7 }));
+    }
+    for (const r of own) {
+      const dot = svgEl("circle", { cx: X(r.cost), cy: Y(r.sla), r: r.pareto ? 4.5 : 3.5,
+        class: r.pareto ? "dot pareto" : "dot", fill: colour, "data-family": fam });
+      const tip = svgEl("title");
+      tip.textContent = `${fam} ${kv(r.params)}: ${xName}=${fmt(r.cost)}, ${yName}=${fmt(r.sla)}`;
+      dot.append(tip);
+      svg.append(dot);
+    }
+    const key = svgEl("text", { x: W - R - 4, y: T + 12 + 13 * k, "text-anchor": "end",
+      style: `fill: ${colour}`, class: "key" });
+    key.textContent = `● ${fam}`;
+    svg.append(key);
+  });
   return svg;
 }
 
@@ -378,9 +409,14 @@ async function renderSeries() {
   }
 }
 
+// Families that are bounds, not contenders: drawn, never starred, and they star nothing away.
+const BOUNDS = new Set(["oracle"]);
+
 function paretoMark(rows) {
+  const ranked = rows.filter((r) => !BOUNDS.has(r.family));
   for (const r of rows) {
-    r.pareto = !rows.some((o) => o !== r && o.cost <= r.cost && o.sla <= r.sla && (o.cost < r.cost || o.sla < r.sla));
+    r.pareto = !BOUNDS.has(r.family) &&
+      !ranked.some((o) => o !== r && o.cost <= r.cost && o.sla <= r.sla && (o.cost < r.cost || o.sla < r.sla));
   }
 }
 
@@ -409,7 +445,8 @@ async function renderReplay() {
   paretoMark(numeric);
   rows.sort((a, b) => (a.cost ?? Infinity) - (b.cost ?? Infinity));
   meta.textContent = `scenario ${rep.scenario} · trace ${String(rep.trace).split("/").pop()} · ` +
-    `written ${fmtDate(r.modified)} · ★ not beaten on both ${costName} and ${slaName}`;
+    `written ${fmtDate(r.modified)} · ★ not beaten on both ${costName} and ${slaName}` +
+    (rows.some((x) => BOUNDS.has(x.family)) ? " (oracle: the lower bound, not ranked)" : "");
   table.tHead.replaceChildren(el("tr", {}, el("th", {}, "policy"), el("th", {}, "params"),
     el("th", {}, costName), el("th", {}, slaName)));
   table.tBodies[0].replaceChildren(...rows.map((x) => el("tr", { class: x.pareto ? "pareto" : "", "data-policy": x.family },

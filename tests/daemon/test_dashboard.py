@@ -30,7 +30,8 @@ READ = {"Authorization": "Bearer read-token-0123456789ab"}
 
 #: A replay report in the format ``tidewise replay --out`` writes (traces/replay/core.py),
 #: with totals chosen so the Pareto front is known: D(5, .5), A(10, .2), B(20, .1) are not
-#: beaten on both figures; C(30, .15) is beaten by B.
+#: beaten on both figures; C(30, .15) is beaten by B; the oracle (0, 0), a lower bound,
+#: is shown but neither ranked nor allowed to beat the others.
 REPORT = {
     "scenario": "serverless",
     "trace": "/data/azure/1340/invocations.csv",
@@ -50,6 +51,7 @@ REPORT = {
             {"params": {}, "totals": {"wasted_memory_gb_s": 20.0, "cold_start_rate": 0.1}}
         ],
         "bayes": [{"params": {}, "totals": {"wasted_memory_gb_s": 5.0, "cold_start_rate": 0.5}}],
+        "oracle": [{"params": {}, "totals": {"wasted_memory_gb_s": 0.0, "cold_start_rate": 0.0}}],
     },
 }
 
@@ -318,6 +320,7 @@ def test_dashboard_renders_api_data_in_headless_chromium(tmp_path: Path) -> None
             for r in rows
         ]
         assert got == [
+            ("oracle", ["oracle", "", "0", "0"], ""),
             ("bayes", ["bayes", "", "5", "0.5"], "pareto"),
             ("keepalive-10m", ["keepalive-10m", "keepalive_min=10", "10", "0.2"], "pareto"),
             ("hybrid-histogram", ["hybrid-histogram", "", "20", "0.1"], "pareto"),
@@ -325,6 +328,7 @@ def test_dashboard_renders_api_data_in_headless_chromium(tmp_path: Path) -> None
         ]
         dots = dom.find(id="replay-plot").find_all("circle")
         assert sorted(d.attrs["class"] for d in dots) == [
+            "dot",
             "dot",
             "dot pareto",
             "dot pareto",
