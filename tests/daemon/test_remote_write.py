@@ -259,3 +259,34 @@ def test_label_values_are_escaped_in_metric_names() -> None:
 
     assert metric_name("m", {"b": 'say "hi"\\', "a": "x\ny"}) == 'm{a="x\\ny",b="say \\"hi\\"\\\\"}'
     assert metric_name("m", {}) == "m"
+
+
+def test_proto_parameter_of_remote_write_1_0_is_accepted(client: TestClient) -> None:
+    body = write_request([({"__name__": "g", "instance": "h7"}, [(2.5, int(time.time()) * 1000)])])
+    r = post(
+        client, body, **{"Content-Type": "application/x-protobuf;proto=prometheus.WriteRequest"}
+    )
+    assert r.status_code == 200 and r.json()["stored"] == 1
+
+
+def test_readme_table_lists_the_remote_write_and_dashboard_settings() -> None:
+    import re
+    from pathlib import Path
+
+    from service.dashboard import DashboardSettings
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("<!-- section:daemon-io -->")[1].split("<!-- /section:daemon-io -->")[0]
+    rows = dict(
+        re.findall(
+            r"^\| `TIDEWISE_([A-Z_]+)` \| (?:`([^`]*)`|\((?:unset|none)\)) \|", section, re.M
+        )
+    )
+    expected = {}
+    for prefix, cls in (("REMOTE_WRITE_", RemoteWriteSettings), ("", DashboardSettings)):
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{name} has no description (with its unit)"
+            expected[prefix + name.upper()] = (
+                "" if field.default in (None, "") else str(field.default)
+            )
+    assert rows == expected
