@@ -16,8 +16,11 @@ its folder ``DIR``, or a folder of such folders (the newest ``*/report.json`` is
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +31,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.auth import ReadAuth
 from service.repository import NotFoundError
+
+log = logging.getLogger("tidewise.dashboard")
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: The files the page is made of (nothing else under static/ is served).
@@ -107,7 +112,19 @@ def load_report(path: Path | None) -> dict[str, Any]:
     return {"path": str(found), "modified": int(found.stat().st_mtime), "report": report}
 
 
-router = APIRouter(tags=["dashboard"])
+@contextlib.asynccontextmanager
+async def _check_settings(_app: Any) -> AsyncIterator[None]:  # noqa: ANN401 - the FastAPI app
+    """Read the dashboard settings when the app starts; say early when no report is there."""
+    cfg = get_dashboard_settings()
+    if cfg.replay_report is not None:
+        try:
+            find_report(cfg.replay_report)
+        except NoReportError as exc:  # a replay may write it later: a warning, not a failure
+            log.warning("dashboard: %s", exc)
+    yield
+
+
+router = APIRouter(tags=["dashboard"], lifespan=_check_settings)
 
 
 @router.get("/", include_in_schema=False)

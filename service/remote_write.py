@@ -46,11 +46,13 @@ Content-Type/Content-Encoding (including remote-write 2.0 ``proto=io.prometheus.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -403,7 +405,14 @@ def _in_write_request_terms(exc: BatchError, conv: Converted) -> BatchError:
     return out
 
 
-router = APIRouter(tags=["ingest"])
+@contextlib.asynccontextmanager
+async def _check_settings(_app: Any) -> AsyncIterator[None]:  # noqa: ANN401 - the FastAPI app
+    """Read the mapping settings when the app starts: a bad value stops the daemon at once."""
+    get_remote_write_settings()
+    yield
+
+
+router = APIRouter(tags=["ingest"], lifespan=_check_settings)
 
 
 @router.post(

@@ -290,3 +290,19 @@ def test_readme_table_lists_the_remote_write_and_dashboard_settings() -> None:
                 "" if field.default in (None, "") else str(field.default)
             )
     assert rows == expected
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_bad_mapping_setting_stops_the_app_at_start(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.errors import ConfigError
+
+    monkeypatch.setenv("TIDEWISE_REMOTE_WRITE_KIND", "container")
+    get_remote_write_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="TIDEWISE_REMOTE_WRITE_KIND: Input should be"):
+            with TestClient(create_app(store.settings, store)):
+                pass
+    finally:
+        get_remote_write_settings.cache_clear()
