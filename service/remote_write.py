@@ -330,7 +330,6 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
             continue
         if len(metric) > _METRIC_MAX:
             skipped["metric_too_long"] += len(series.samples)
-            log.warning("skipped series %.200s: name longer than %d", metric, _METRIC_MAX)
             continue
         unit = unit_of(name)
         for k, sample in enumerate(series.samples):
@@ -380,7 +379,15 @@ def store_write_request(
         raise _in_write_request_terms(exc, conv) from None
     dropped = {k: v for k, v in conv.skipped.items() if v and k != "stale"}
     if dropped:
-        log.info("remote-write: stored %d samples, skipped %s", stored, dropped)
+        # Once per batch, not per series. NaN values are routine (summaries without
+        # observations): debug; the other reasons point at the sender's configuration.
+        level = logging.DEBUG if set(dropped) == {"non_finite"} else logging.WARNING
+        log.log(
+            level,
+            "remote-write: stored %d samples, skipped %s (see README, section daemon-io)",
+            stored,
+            dropped,
+        )
     return RemoteWriteResult(stored=stored, skipped=conv.skipped)
 
 
