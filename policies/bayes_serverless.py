@@ -84,13 +84,13 @@ class BayesServerless(Policy):
     scenario = "serverless"
     needs_forecast = True
     defaults = {
-        "cold_start_gb_s": 200.0,  # price ratio: one cold start costs this many GB·s idle
+        "cold_start_gb_s": 400.0,  # price ratio: one cold start costs this many GB·s idle
         "horizon": 1,  # steps the forecast covers (the scenario asks for this many)
         "fallback_keepalive_steps": 10,  # fallback: keep-alive window in steps
     }
     sweep_param = "cold_start_gb_s"
-    sweep_grid = (10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 600.0, 1000.0,
-                  2000.0, 5000.0)
+    sweep_grid = (25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0, 2000.0,
+                  5000.0, 10000.0)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

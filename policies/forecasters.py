@@ -38,7 +38,7 @@ from models.forecast import Forecast
 
 
 def _names(history: Any) -> tuple[str, ...]:
-    """Indicator names of a history without converting its values."""
+    """Return the indicator names of a history without converting its values."""
     cols = getattr(history, "columns", None)
     if cols is not None:
         return tuple(str(c) for c in cols)
@@ -260,6 +260,10 @@ class IntermittentCountForecaster:
         tail_k: pseudo-observations of the tail hazard's prior (None: ``prior_k``).
         age_smooth: weight of the neighbouring ages ``a - 1`` and ``a + 1`` in the per-age
             counts (a timer that jitters by a minute still reads as periodic).
+        use_octaves: put a level between the exact age and the tail: the entity's hazard
+            in the octave of ages holding ``a`` (0, 1, 2-3, 4-7, ...). A function with few
+            idle runs then still shows that it is likelier to be invoked soon after an
+            invocation than after an hour of silence.
         count_window: active values per entity kept for the count distribution.
         seed: seed for the steps after the first (the first is stratified).
 
@@ -275,6 +279,7 @@ class IntermittentCountForecaster:
         count_window: int = 20,
         tail_k: float | None = None,
         age_smooth: float = 1.0,
+        use_octaves: bool = True,
         seed: int = 0,
     ) -> None:
         if num_samples < 1 or max_age < 1 or count_window < 1:
@@ -284,6 +289,7 @@ class IntermittentCountForecaster:
         self.prior_k = prior_k
         self.tail_k = prior_k if tail_k is None else tail_k
         self.age_smooth = age_smooth
+        self.use_octaves = use_octaves
         self.count_window = count_window
         self.rng = np.random.default_rng(seed)
         self._t = 0
@@ -297,6 +303,10 @@ class IntermittentCountForecaster:
         self.age = np.full(f, -1, dtype=np.int64)  # idle steps since last active; -1: never
         self.ge = np.zeros((f, a))  # idle runs that reached age a
         self.eq = np.zeros((f, a))  # idle runs that ended right after age a
+        # the same per octave of age (0, 1, 2-3, 4-7, ...): a coarser level of the hierarchy
+        self.octave = np.floor(np.log2(np.arange(a) + 1.0)).astype(np.int64)  # (A,)
+        self.ge_o = np.zeros((f, int(self.octave[-1]) + 1))
+        self.eq_o = np.zeros((f, int(self.octave[-1]) + 1))
         self.n_act = np.zeros(f)  # active steps per entity
         self.buf = np.zeros((f, self.count_window))  # last active values, ring buffer
         self.n_buf = np.zeros(f, dtype=np.int64)  # active values seen (for the ring position)
@@ -312,6 +322,9 @@ class IntermittentCountForecaster:
             self.ge[fi[seen], a[seen]] += 1.0
             hit = seen & active
             self.eq[fi[hit], a[hit]] += 1.0
+            if self.use_octaves:
+                self.ge_o[fi[seen], self.octave[a[seen]]] += 1.0
+                self.eq_o[fi[hit], self.octave[a[hit]]] += 1.0
             self.n_act += active
             self.age = np.where(active, 0, np.where(seen, self.age + 1, -1))
             act = fi[active]
@@ -323,10 +336,11 @@ class IntermittentCountForecaster:
     def hazard(self, age: np.ndarray | None = None) -> np.ndarray:
         """Probability each entity is active in the next step, given its idle age.
 
-        Two levels of shrinkage, each a Beta–Bernoulli posterior mean: the hazard at age
-        ``a`` uses the entity's runs at exactly ``a`` with prior mean ``g_f(a)``, its hazard
-        over all ages ``>= a``; that in turn has prior mean ``r_f``, the entity's share of
-        active steps so far. An entity never active gets ``r_f`` (small and shrinking).
+        A chain of Beta–Bernoulli posterior means, each the prior mean of the next: the
+        entity's share of active steps so far ``r_f``; its hazard over all ages ``>= a``;
+        its hazard over the octave of ages holding ``a`` (with ``use_octaves``); its hazard at
+        exactly ``a`` (neighbours weighted by ``age_smooth``). An entity never active gets
+        ``r_f`` (small and shrinking).
 
         Args:
             age: ``(F,)`` or ``(S, F)`` idle ages in steps (-1: never active); None uses the
@@ -348,6 +362,9 @@ class IntermittentCountForecaster:
             t_ge = (self.ge * mask).sum(axis=1)
             fi = np.arange(age.size)
             g = (t_eq + k2 * rate) / (t_ge + k2)
+            if self.use_octaves:
+                o = self.octave[a]
+                g = (self.eq_o[fi, o] + k2 * g) / (self.ge_o[fi, o] + k2)
             e_a, g_a = self._at(fi, a)
             h = (e_a + k * g) / (g_a + k)
             return np.where(age < 0, rate, h)
@@ -356,12 +373,15 @@ class IntermittentCountForecaster:
         tail_ge = np.cumsum(self.ge[:, ::-1], axis=1)[:, ::-1]
         fi = np.broadcast_to(np.arange(age.shape[-1]), age.shape)
         g = (tail_eq[fi, a] + k2 * rate[fi]) / (tail_ge[fi, a] + k2)
+        if self.use_octaves:
+            o = self.octave[a]
+            g = (self.eq_o[fi, o] + k2 * g) / (self.ge_o[fi, o] + k2)
         e_a, g_a = self._at(fi, a)
         h = (e_a + k * g) / (g_a + k)
         return np.where(age < 0, rate[fi], h)
 
     def _at(self, fi: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Counts at age ``a``, plus ``age_smooth`` times those at ``a - 1`` and ``a + 1``."""
+        """Return counts at age ``a`` plus ``age_smooth`` times those at ``a ± 1``."""
         e, g = self.eq[fi, a], self.ge[fi, a]
         if self.age_smooth > 0:
             for b in (np.maximum(a - 1, 0), np.minimum(a + 1, self.max_age)):
