@@ -44,6 +44,22 @@ def need_binaries(*names: str) -> dict[str, str]:
     return {n: p for n, p in found.items() if p is not None}
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the test process dies (even by SIGKILL).
+
+    The ``with`` blocks stop every process on a normal exit or a failure; this covers a
+    test runner killed from outside (a CI timeout), which would otherwise orphan them.
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not glibc/Linux: the with blocks still stop the processes
+        pass
+
+
 def _tail(path: Path, n: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-n:]
@@ -66,7 +82,13 @@ def process(
     """
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, stdin=subprocess.DEVNULL
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     try:
         if ready_url is not None:
