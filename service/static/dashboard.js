@@ -386,8 +386,26 @@ async function renderSeriesPicker() {
   seriesChoices = [];
   for (const e of r.entities) for (const m of e.metrics) seriesChoices.push([e.name, m.metric]);
   pick.replaceChildren(...seriesChoices.map(([e, m], i) => el("option", { value: String(i) }, `${e} / ${m}`)));
-  if (prev && Number(prev) < seriesChoices.length) pick.value = prev;
+  if (prev && Number(prev) < seriesChoices.length) {
+    pick.value = prev;
+  } else {
+    // first load: ?entity=&metric= preselects a series
+    const q = new URLSearchParams(location.search);
+    const want = seriesChoices.findIndex(([e, m]) => e === q.get("entity") && m === q.get("metric"));
+    if (want >= 0) pick.value = String(want);
+  }
   await renderSeries();
+}
+
+// Per-second rate of a counter between consecutive points; a drop is a reset, counted from 0
+// (as Prometheus' rate() does). Counters are stored as sent; rates are derived when read.
+function counterRate(points) {
+  const out = [];
+  for (let i = 1; i < points.length; i++) {
+    const [t0, v0] = points[i - 1], [t1, v1] = points[i];
+    if (t1 > t0) out.push([t1, (v1 >= v0 ? v1 - v0 : v1) / (t1 - t0)]);
+  }
+  return out;
 }
 
 async function renderSeries() {
@@ -399,11 +417,15 @@ async function renderSeries() {
   const seconds = Number(document.getElementById("series-window").value);
   try {
     const s = await seriesPoints(entity, metric, seconds);
-    box.replaceChildren(timeChart(s.points, null));
-    const last = s.points[s.points.length - 1];
+    const counter = / \(counter\)$/.test(s.unit || "");
+    const pts = counter ? counterRate(s.points) : s.points;
+    const unit = counter ? s.unit.replace(/ \(counter\)$/, "/s") : s.unit || "";
+    box.replaceChildren(timeChart(pts, null));
+    const last = pts[pts.length - 1];
     note.textContent = `${entity} / ${metric}: ${s.points.length} points` +
       (s.agg ? ` (${s.agg} per ${s.step} s, from ${s.source})` : " (raw, 1 s)") +
-      (last ? `, last ${fmt(last[1])} ${s.unit || ""}` : "");
+      (counter ? ", per-second rate of the counter" : "") +
+      (last ? `, last ${fmt(last[1])} ${unit}` : "");
   } catch (e) {
     note.textContent = `${entity} / ${metric}: ${e.message}`;
   }

@@ -254,6 +254,18 @@ def test_dashboard_renders_api_data_in_headless_chromium(tmp_path: Path) -> None
             for i in range(300)
         ]
         samples[-1]["value"] = 37.25
+        # a counter: +5 per second, then a restart of the process (reset) and +3 per second
+        samples += [
+            {
+                "entity": "web-1",
+                "kind": "vm",
+                "metric": "requests_total",
+                "ts": now - 60 + i,
+                "value": 5.0 * i if i < 30 else 3.0 * (i - 29),
+                "unit": "count (counter)",
+            }
+            for i in range(60)
+        ]
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN_ALL}"}) as h:
             r = h.post("/v1/metrics", json={"samples": samples})
             assert r.status_code == 200, r.text
@@ -306,7 +318,8 @@ def test_dashboard_renders_api_data_in_headless_chromium(tmp_path: Path) -> None
         assert card.find_all("div", **{"class": "chart small desired"})
 
         # the series browser: the fed series, its 300 raw points and last value
-        assert dom.find("select", id="series-pick").text() == "web-1 / cpu_util"
+        options = [o.text() for o in dom.find("select", id="series-pick").find_all("option")]
+        assert options == ["web-1 / cpu_util", "web-1 / requests_total"]
         note = dom.find(id="series-note").text()
         assert note == "web-1 / cpu_util: 300 points (raw, 1 s), last 37.25 percent"
         svg = dom.find(id="series-chart").find("svg")
@@ -336,6 +349,27 @@ def test_dashboard_renders_api_data_in_headless_chromium(tmp_path: Path) -> None
         ]
         meta = dom.find(id="replay-meta").text()
         assert meta.startswith("scenario serverless · trace invocations.csv · written ")
+
+        # a counter is drawn as its per-second rate, the reset counted from 0
+        out = chromium(
+            bins["chromium"],
+            tmp_path,
+            "--dump-dom",
+            f"{url}/dashboard/?refresh=0&entity=web-1&metric=requests_total#token={TOKEN_READ}",
+        )
+        dom = parse_dom(out.stdout.decode())
+        assert dom.find(id="series-note").text() == (
+            "web-1 / requests_total: 60 points (raw, 1 s), per-second rate of the counter, "
+            "last 3 count/s"
+        )
+        svg = dom.find(id="series-chart").find("svg")
+        xy = [
+            p.split(",") for p in svg.find("polyline", **{"class": "hist"}).attrs["points"].split()
+        ]
+        heights = [round(float(y), 6) for _, y in xy]
+        # 59 rates: 29 of 5/s, then the reset (3/s) and 29 more of 3/s: two levels, 5 above 3
+        assert len(heights) == 59 and len(set(heights[:29])) == 1 and len(set(heights[29:])) == 1
+        assert heights[0] < heights[29]  # SVG y grows downwards
 
         # without a token the page says what is missing instead of showing data
         bare = chromium(
