@@ -215,7 +215,8 @@ def require_scope(scope: str) -> Any:  # noqa: ANN401 - an Annotated dependency 
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; use one of {SCOPES}")
 
-    def dependency(
+    # async: pure CPU work (a hash and a few compares), so no worker-thread hop per request
+    async def dependency(
         request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:

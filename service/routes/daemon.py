@@ -13,6 +13,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
+import orjson
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -135,9 +136,11 @@ def get_forecast(
 # --------------------------------------------------------------------------- recommendations
 
 
-def _recommendation(request: Request, session: Session, name: str) -> dict[str, Any]:
-    target = repository.get_target(session, name)
-    rec = repository.latest_decision(session, target.id)
+def _recommendation(request: Request, name: str) -> dict[str, Any]:
+    # One primary-key read of two small rows. The hot path of orchestrators polling, so it
+    # runs on the event loop: well under a millisecond, cheaper than a worker-thread hop.
+    with request.app.state.store.sessions() as session:
+        target, rec = repository.target_and_decision(session, name)
     return actions_view.describe_recommendation(
         target, rec, request.app.state.settings.forecast_interval_s, time.time()
     )
@@ -148,10 +151,12 @@ def _recommendation(request: Request, session: Session, name: str) -> dict[str, 
     summary="The latest decision for a target: desired setting and its explanation",
     tags=["recommendations"],
 )
-def get_recommendation(
-    request: Request, target: TargetName, session: SessionDep, _who: ReadAuth
-) -> dict[str, Any]:
-    return _recommendation(request, session, target)
+async def get_recommendation(request: Request, target: TargetName, _who: ReadAuth) -> Response:
+    return _json(_recommendation(request, target))
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 # --------------------------------------------------------------------------- actions
@@ -224,18 +229,16 @@ def _desired_replicas(rec: dict[str, Any]) -> int:
     summary="KEDA metrics-api trigger: desiredReplicas at a stable JSON path",
     tags=["orchestrators"],
 )
-def get_keda(
-    request: Request, target: TargetName, session: SessionDep, _who: ReadAuth
-) -> dict[str, Any]:
-    rec = _recommendation(request, session, target)
-    return {
+async def get_keda(request: Request, target: TargetName, _who: ReadAuth) -> Response:
+    rec = _recommendation(request, target)
+    return _json({
         "desiredReplicas": _desired_replicas(rec),
         "target": rec["target"],
         "valid": rec["valid"],
         "fallback": rec["fallback"],
         "stale": rec["stale"],
         "computedAt": rec["computed_at"],
-    }
+    })
 
 
 EXTERNAL_GROUP = "external.metrics.k8s.io/v1beta1"

@@ -1,0 +1,245 @@
+"""Load on a real ``tidewise serve``: recommendations and ingest, p50 / p99 latency, throughput.
+
+Run from the repository root::
+
+    .venv/bin/python bench/api.py                     # 500 recommendations/s for 20 s, then ingest
+    .venv/bin/python bench/api.py --rate 1000 --seconds 10 --targets 50
+    .venv/bin/python bench/api.py --db-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+What it does:
+
+1. creates a fresh store (a temporary SQLite file, or a fresh schema on the PostgreSQL URL
+   given), migrates it, writes an hour of per-second demand for ``--targets`` entities,
+   declares one HPA scaling target per entity and stores one decision each (the same
+   functions the scheduler runs), so every recommendation is a stored-decision read;
+2. starts ``python -m service.cli serve`` (tokens on, scheduler on, access log off) as a
+   separate process;
+3. **recommendations**: an open-loop generator in this process sends
+   ``GET /v1/recommendations/{target}`` (targets in turn) at ``--rate`` requests/s for
+   ``--seconds`` over ``--connections`` keep-alive connections; latency is measured from
+   the moment each request is sent to the end of its response; requests the generator
+   itself sent more than 5 ms late are counted and printed;
+4. **ingest**: ``--ingest-clients`` closed-loop clients each POST batches of
+   ``--batch`` samples to ``/v1/metrics`` for ``--ingest-seconds``;
+5. prints p50 / p99 / max latency (ms), achieved requests/s (and samples/s for ingest) and
+   the error count, and stops the server.
+
+Nothing here is a test: the numbers depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _prepare(db_url: str, schema: str | None, targets: int, now: int) -> None:
+    """Migrate, write demand, declare targets and store one decision each."""
+    from service import decisions, migrate, repository
+    from service.config import Settings
+    from service.db import Store
+    from service.ingest import validate
+
+    settings = Settings(db_url=db_url, db_schema=schema, scheduler_enabled=False)
+    migrate.upgrade(settings)
+    store = Store(settings)
+    try:
+        rng = np.random.default_rng(0)
+        for i in range(targets):
+            level = 2 + 10 * rng.random()
+            samples = [{"entity": f"svc-{i}", "kind": "vm", "metric": "cpu_cores",
+                        "ts": now - 3600 + k, "value": float(level + rng.normal(0, 0.3))}
+                       for k in range(3600)]
+            repository.ingest(store, validate(samples, now, 300))
+            repository.upsert_target(
+                store, f"svc-{i}", "vm", "hpa",
+                {"entity": f"svc-{i}", "metric": "cpu_cores", "capacity": 1.0,
+                 "min_replicas": 1, "max_replicas": 100, "target_violation": 0.01,
+                 "boot_s": 30.0}, {}, now)
+        decisions.decide_all(store, now)
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def _server(env: dict[str, str], url: str):  # noqa: ANN202
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"serve did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _summary(name: str, lat_s: list[float], errors: int, wall_s: float, extra: str = "") -> None:
+    a = np.asarray(lat_s) * 1000.0
+    if a.size == 0:
+        print(f"{name}: no successful request ({errors} errors)")
+        return
+    print(f"{name}: {a.size} ok, {errors} errors in {wall_s:.1f} s = {a.size / wall_s:.0f} req/s"
+          f"{extra}; latency p50 {np.percentile(a, 50):.2f} ms, p99 {np.percentile(a, 99):.2f} ms,"
+          f" max {a.max():.2f} ms")
+
+
+async def _recommendations(url: str, rate: float, seconds: float, targets: int,
+                           connections: int) -> None:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    lat: list[float] = []
+    errors = late = 0
+    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers,
+                                 timeout=10) as client:
+        # warm the connections
+        await asyncio.gather(*(client.get("/v1/recommendations/svc-0")
+                               for _ in range(connections)))
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            try:
+                r = await client.get(f"/v1/recommendations/svc-{i % targets}")
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                lat.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+
+        n = int(rate * seconds)
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.005:
+                late += 1
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - start
+    _summary(f"recommendations at {rate:.0f}/s offered", lat, errors, wall,
+             f" ({late} sent > 5 ms late by the generator)")
+
+
+async def _ingest(url: str, seconds: float, clients: int, batch: int) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    base = int(time.time()) - 30 * 3600
+
+    async def client_loop(c: int, client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        k = 0
+        while time.perf_counter() < stop:
+            ts0 = base + (k * batch) % (24 * 3600)
+            body = {"samples": [{"entity": f"ing-{c}", "kind": "vm", "metric": "cpu_util",
+                                 "ts": ts0 + j, "value": float(j % 100)} for j in range(batch)]}
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/v1/metrics", json=body)
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                lat.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+            k += 1
+
+    start = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        await asyncio.gather(*(client_loop(c, client) for c in range(clients)))
+    wall = time.perf_counter() - start
+    _summary(f"ingest ({clients} clients x {batch}-sample batches)", lat, errors, wall,
+             f", {len(lat) * batch / wall:,.0f} samples/s")
+
+
+def main() -> None:
+    """Parse the options, run both phases and print the figures."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rate", type=float, default=500.0, help="recommendations per second")
+    ap.add_argument("--seconds", type=float, default=20.0, help="recommendation phase (s)")
+    ap.add_argument("--targets", type=int, default=20, help="targets declared")
+    ap.add_argument("--connections", type=int, default=32, help="keep-alive connections")
+    ap.add_argument("--ingest-seconds", type=float, default=10.0, help="ingest phase (s)")
+    ap.add_argument("--ingest-clients", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=1000, help="samples per ingest batch")
+    ap.add_argument("--db-url", default=None, help="PostgreSQL URL (default: temp SQLite)")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="tidewise-bench-")
+    schema = None
+    if args.db_url:
+        from sqlalchemy import create_engine, text
+
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        eng = create_engine(args.db_url, isolation_level="AUTOCOMMIT")
+        with eng.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        db_url = args.db_url
+    else:
+        db_url = f"sqlite:///{tmp}/bench.db"
+    now = int(time.time())
+    t0 = time.perf_counter()
+    _prepare(db_url, schema, args.targets, now)
+    print(f"prepared {args.targets} targets x 3600 samples in {time.perf_counter() - t0:.1f} s "
+          f"({db_url.split(':')[0]})")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, TIDEWISE_DB_URL=db_url, TIDEWISE_PORT=str(port),
+               TIDEWISE_TOKENS=f"bench:{TOKEN}:ingest+read+act", TIDEWISE_LOG_LEVEL="warning",
+               TIDEWISE_MODEL_DIR=f"{tmp}/models")
+    if schema:
+        env["TIDEWISE_DB_SCHEMA"] = schema
+    try:
+        with _server(env, url):
+            asyncio.run(_recommendations(url, args.rate, args.seconds, args.targets,
+                                         args.connections))
+            asyncio.run(_ingest(url, args.ingest_seconds, args.ingest_clients, args.batch))
+    finally:
+        if schema:
+            with eng.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+if __name__ == "__main__":
+    main()
