@@ -2,11 +2,13 @@
 
 Only the part of ``prometheus/prompb`` (``types.proto``, ``remote.proto``) a receiver of
 remote-write 1.0 needs is declared, with the upstream field numbers, so the standard
-``protobuf`` runtime decodes the wire format; fields we do not declare (exemplars,
-histograms, metadata) are kept as unknown fields and ignored::
+``protobuf`` runtime decodes the wire format. Exemplars and native histograms are declared
+as opaque ``bytes`` (the same wire type as their messages), only to be counted as skipped;
+other fields (metadata) are kept as unknown fields and ignored::
 
     message WriteRequest { repeated TimeSeries timeseries = 1; }
-    message TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2; }
+    message TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2;
+                           repeated bytes exemplars = 3; repeated bytes histograms = 4; }
     message Label        { string name = 1; string value = 2; }
     message Sample       { double value = 1; int64 timestamp = 2; }   // timestamp: unix ms
 
@@ -53,6 +55,8 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         "TimeSeries",
         ("labels", 1, _F.TYPE_MESSAGE, rep, ".prometheus.Label"),
         ("samples", 2, _F.TYPE_MESSAGE, rep, ".prometheus.Sample"),
+        ("exemplars", 3, _F.TYPE_BYTES, rep, None),
+        ("histograms", 4, _F.TYPE_BYTES, rep, None),
     )
     message("WriteRequest", ("timeseries", 1, _F.TYPE_MESSAGE, rep, ".prometheus.TimeSeries"))
     return fd

@@ -30,7 +30,8 @@ Mapping of a Prometheus series to a Tidewise series (settings in :class:`RemoteW
   resolution); several samples of one series in one second: the last one wins.
 
 Samples that are skipped rather than rejected (counted in the answer's ``skipped``):
-staleness markers (Prometheus' special NaN that ends a series — not a value), any other NaN
+native histogram samples (no single value to forecast; exemplars are ignored), staleness
+markers (Prometheus' special NaN that ends a series — not a value), any other NaN
 or ±Inf (legal in Prometheus, e.g. a summary quantile without observations, but not a
 number the store keeps) and samples older than the raw retention (a sender replaying its
 WAL after an outage). Rejecting these would make Prometheus drop the whole batch: it treats
@@ -172,7 +173,7 @@ class RemoteWriteResult(BaseModel):
     stored: int = Field(description="Samples written (samples).")
     skipped: dict[str, int] = Field(
         description="Samples not stored, by reason: stale, non_finite, too_old, "
-        "no_entity_label, metric_too_long (samples)."
+        "no_entity_label, metric_too_long, histogram (samples)."
     )
 
 
@@ -304,7 +305,7 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
     from service import prompb
 
     skipped = dict.fromkeys(
-        ("stale", "non_finite", "too_old", "no_entity_label", "metric_too_long"), 0
+        ("stale", "non_finite", "too_old", "no_entity_label", "metric_too_long", "histogram"), 0
     )
     items: list[dict[str, Any]] = []
     origin: list[tuple[int, int]] = []
@@ -313,6 +314,8 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
     keep_on_entity, drop = cfg.entity_label_set, cfg.drop_label_set
     isfinite, is_stale = math.isfinite, prompb.is_stale_marker
     for j, series in enumerate(req.timeseries):
+        # Native histograms have no single value to forecast: counted, not stored.
+        skipped["histogram"] += len(series.histograms)
         labels = {lab.name: lab.value for lab in series.labels}
         name = labels.pop("__name__", "")
         if not name:

@@ -138,9 +138,28 @@ def test_stale_markers_non_finite_old_and_unmapped_samples_are_skipped(
             "too_old": 1,
             "no_entity_label": 2,
             "metric_too_long": 1,
+            "histogram": 0,
         },
     }
     assert points(client, "h3", "g", now - 10, now) == [(now - 4, 1.0)]
+
+
+def test_native_histograms_are_counted_not_stored_and_exemplars_ignored(
+    client: TestClient,
+) -> None:
+    now = int(time.time())
+    req = prompb.WriteRequest()
+    ts = req.timeseries.add()
+    ts.labels.add(name="__name__", value="http_latency_seconds")
+    ts.labels.add(name="instance", value="h8")
+    ts.samples.add(value=1.5, timestamp=now * 1000)
+    # opaque upstream Histogram / Exemplar messages (field 1 = count_int 5 and 7)
+    ts.histograms.extend([b"\x08\x05", b"\x08\x07"])
+    ts.exemplars.append(b"\x12\x00")
+    r = post(client, bytes(cramjam.snappy.compress_raw(req.SerializeToString())))
+    assert r.status_code == 200, r.text
+    assert r.json()["stored"] == 1 and r.json()["skipped"]["histogram"] == 2
+    assert points(client, "h8", "http_latency_seconds", now, now) == [(now, 1.5)]
 
 
 @pytest.mark.parametrize(
