@@ -137,9 +137,9 @@ def test_prometheus_remote_writes_node_exporter_samples(tmp_path: Path) -> None:
             idle = _series(http, instance, idle_metric)
 
             # One sample per second: the 1 s scrape interval survives the trip (a scrape
-            # may be late on a loaded machine, so a few 2 s gaps are tolerated).
+            # may be late or time out on a loaded machine, so a few short gaps are tolerated).
             steps = [b[0] - a[0] for a, b in zip(load, load[1:], strict=False)]
-            assert steps.count(1) >= 0.75 * len(steps) and max(steps) <= 3, steps
+            assert steps.count(1) >= 0.75 * len(steps) and max(steps) <= 5, steps
             assert all(0.0 <= v <= 100.0 for _, v in util), util
             assert all(v >= 0 for _, v in load)
             # A counter arrives as a counter (rates are derived later), monotone.
