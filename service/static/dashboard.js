@@ -242,7 +242,7 @@ function scatter(rows, xName, yName) {
       svg.append(dot);
     }
     const key = svgEl("text", { x: W - R - 4, y: T + 12 + 13 * k, "text-anchor": "end",
-      style: `fill: ${colour}`, class: "key" });
+      fill: colour, class: "key" });
     key.textContent = `● ${fam}`;
     svg.append(key);
   });

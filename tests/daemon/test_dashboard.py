@@ -84,6 +84,9 @@ def test_page_files_are_served_and_root_redirects(client: TestClient) -> None:
     page = client.get("/dashboard/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<script src="dashboard.js">' in page.text
+    # nothing inline, nothing from another origin: stored label values stay data
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert page.headers["x-content-type-options"] == "nosniff"
     js = client.get("/dashboard/dashboard.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert client.get("/dashboard/dashboard.css").headers["content-type"].startswith("text/css")
