@@ -214,12 +214,13 @@ def chromium(
     binary: str, tmp: Path, *args: str, profile: str = "profile"
 ) -> subprocess.CompletedProcess:
     # the page keeps its token in localStorage: a separate profile starts without one
-    return subprocess.run(
+    proc = subprocess.run(
         [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / ('chromium-' + profile)}", *args],
         capture_output=True,
         timeout=60,
-        check=True,
     )
+    assert proc.returncode == 0, f"chromium failed ({proc.returncode}): {proc.stderr[-2000:]!r}"
+    return proc
 
 
 def png_size(path: Path) -> tuple[int, int]:
