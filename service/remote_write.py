@@ -52,6 +52,7 @@ import dataclasses
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -185,6 +186,7 @@ class Converted:
     origin: list[tuple[int, int]]  # (timeseries index, sample index) per item
     names: list[str]  # Tidewise metric name per timeseries (for error messages)
     skipped: dict[str, int]
+    examples: dict[str, str] = dataclasses.field(default_factory=dict)  # reason -> a metric
 
 
 def unit_of(name: str) -> str | None:
@@ -310,6 +312,7 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
     items: list[dict[str, Any]] = []
     origin: list[tuple[int, int]] = []
     names: list[str] = []
+    examples: dict[str, str] = {}
     ent_label, kind = cfg.entity_label, cfg.kind
     keep_on_entity, drop = cfg.entity_label_set, cfg.drop_label_set
     isfinite, is_stale = math.isfinite, prompb.is_stale_marker
@@ -330,9 +333,11 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
         names.append(metric)
         if not entity:
             skipped["no_entity_label"] += len(series.samples)
+            examples.setdefault("no_entity_label", metric)
             continue
         if len(metric) > _METRIC_MAX:
             skipped["metric_too_long"] += len(series.samples)
+            examples.setdefault("metric_too_long", metric)
             continue
         unit = unit_of(name)
         for k, sample in enumerate(series.samples):
@@ -357,7 +362,7 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
                 item["unit"] = unit
             items.append(item)
             origin.append((j, k))
-    return Converted(items, origin, names, skipped)
+    return Converted(items, origin, names, skipped, examples)
 
 
 def store_write_request(
@@ -382,16 +387,44 @@ def store_write_request(
         raise _in_write_request_terms(exc, conv) from None
     dropped = {k: v for k, v in conv.skipped.items() if v and k != "stale"}
     if dropped:
-        # Once per batch, not per series. NaN values are routine (summaries without
-        # observations): debug; the other reasons point at the sender's configuration.
-        level = logging.DEBUG if set(dropped) == {"non_finite"} else logging.WARNING
-        log.log(
-            level,
-            "remote-write: stored %d samples, skipped %s (see README, section daemon-io)",
-            stored,
-            dropped,
-        )
+        _log_skipped(stored, dropped, conv.examples)
     return RemoteWriteResult(stored=stored, skipped=conv.skipped)
+
+
+#: Reasons that point at the sender's configuration, warned about at most once per period.
+_CONFIG_REASONS = ("no_entity_label", "metric_too_long", "too_old", "histogram")
+_WARN_EVERY_S = 600.0
+_last_warned: dict[str, float] = {}
+_warn_lock = threading.Lock()
+
+
+def _log_skipped(stored: int, dropped: dict[str, int], examples: dict[str, str]) -> None:
+    """Log skipped samples: a warning per reason at most every 10 min, else debug.
+
+    Prometheus sends the same series every scrape, so a permanent condition (a label name
+    missing, a too long name) would otherwise log a warning per second.
+    """
+    now = time.monotonic()
+    with _warn_lock:
+        fresh = [
+            r
+            for r in _CONFIG_REASONS
+            if r in dropped and now - _last_warned.get(r, -_WARN_EVERY_S) >= _WARN_EVERY_S
+        ]
+        for r in fresh:
+            _last_warned[r] = now
+    detail = ", ".join(
+        f"{k}={v}" + (f" (e.g. {examples[k][:120]})" if k in examples else "")
+        for k, v in dropped.items()
+    )
+    log.log(
+        logging.WARNING if fresh else logging.DEBUG,
+        "remote-write: stored %d samples, skipped %s; see README section daemon-io "
+        "(repeats of this warning are logged at debug level for %d s)",
+        stored,
+        detail,
+        int(_WARN_EVERY_S),
+    )
 
 
 class RemoteWriteError(BatchError):

@@ -325,3 +325,24 @@ def test_a_bad_mapping_setting_stops_the_app_at_start(
                 pass
     finally:
         get_remote_write_settings.cache_clear()
+
+
+def test_a_permanent_skip_reason_is_warned_once_not_every_scrape(
+    client: TestClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from service import remote_write
+
+    monkeypatch.setattr(remote_write, "_last_warned", {})
+    long_name = "node_uname_info_" + "v" * 120
+    now = int(time.time())
+    with caplog.at_level(logging.DEBUG, logger="tidewise.remote_write"):
+        for k in range(3):  # three scrapes of the same series
+            body = write_request(
+                [({"__name__": long_name, "instance": "h9"}, [(1.0, (now - k) * 1000)])]
+            )
+            assert post(client, body).json()["skipped"]["metric_too_long"] == 1
+    records = [r for r in caplog.records if r.name == "tidewise.remote_write"]
+    assert [r.levelno for r in records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert f"metric_too_long=1 (e.g. {long_name[:120]})" in records[0].getMessage()
