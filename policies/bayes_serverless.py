@@ -90,7 +90,7 @@ class BayesServerless(Policy):
     }
     sweep_param = "cold_start_gb_s"
     sweep_grid = (25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0, 2000.0,
-                  5000.0, 10000.0)
+                  5000.0, 10000.0, 20000.0)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
