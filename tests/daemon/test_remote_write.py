@@ -335,7 +335,7 @@ def test_a_permanent_skip_reason_is_warned_once_not_every_scrape(
     from service import remote_write
 
     monkeypatch.setattr(remote_write, "_last_warned", {})
-    long_name = "node_uname_info_" + "v" * 120
+    long_name = "node_exporter_build_info_" + "v" * 120
     now = int(time.time())
     with caplog.at_level(logging.DEBUG, logger="tidewise.remote_write"):
         for k in range(3):  # three scrapes of the same series
