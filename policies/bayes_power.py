@@ -310,7 +310,7 @@ class BayesPower(Policy):
         if p_free <= eps and (not capped_now.any() or held):
             caps, p_new, verb = none, p_free, "uncapped" if not capped_now.any() else "lift all"
         elif p_keep <= eps and capped_now.any():
-            caps, p_new, verb = caps_now, p_keep, "hold caps"
+            caps, p_new, verb = caps_now.copy(), p_keep, "hold caps"
         else:
             caps, p_new = select_caps(win, budget, prio, eps, idle_w=idle, max_w=pmax)
             verb = "cap"
