@@ -48,7 +48,7 @@ def daemon(env: dict[str, str], url: str, log: Path) -> Iterator[subprocess.Pope
             proc.wait()
 
 
-def _wait_for(check, timeout: float = 30.0):  # noqa: ANN001, ANN202
+def _wait_for(check, timeout: float = 60.0):  # noqa: ANN001, ANN202
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -74,6 +74,7 @@ def test_serve_decides_on_its_own_and_a_restart_loses_nothing(tmp_path):
         assert c.post("/v1/targets", json=scaling_target()).status_code == 201
         # the scheduler's forecast job (every 1 s) decides and logs the first action
         actions = _wait_for(lambda: c.get("/v1/actions").json()["actions"])
+        assert len(actions) == 1, actions
         assert actions[0]["changes"] == {"replicas": {"from": None, "to": 4}}
         assert c.post(f"/v1/actions/{actions[0]['id']}/ack").json()["acked"]
         fc = c.get("/v1/forecasts/web-vm", params={"metric": "cpu_cores"}).json()
@@ -92,4 +93,5 @@ def test_serve_decides_on_its_own_and_a_restart_loses_nothing(tmp_path):
         assert len(pts) == 900 and all(v == 7.0 for _, v in pts)
         rec = c.get("/v1/recommendations/web").json()
         assert rec["desired"] == before["desired"] == {"replicas": 4}
-    assert "Traceback" not in log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-4000:]
