@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/start-services.sh
+bash scripts/system-deps.sh   # prometheus, node_exporter, chromium for the end-to-end tests
 exec .venv/bin/python -m pytest -q "$@"
