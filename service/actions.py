@@ -23,7 +23,7 @@ def iso(ts: float | None) -> str | None:
 
 
 def changes(kind: str, desired: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
-    """What an action changes, in the terms an actuator applies."""
+    """Say what an action changes, in the terms an actuator applies."""
     if kind == "power":
         new = dict(desired.get("caps", {}))
         old = dict((previous or {}).get("caps", {}))
@@ -36,7 +36,7 @@ def changes(kind: str, desired: dict[str, Any], previous: dict[str, Any] | None)
 
 
 def describe_action(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a tables.ActionRecord
-    """API form of one action."""
+    """Describe one action for the API."""
     return {
         "id": row.id,
         "target": row.target,
@@ -54,7 +54,7 @@ def describe_action(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a tables.Acti
 
 
 def describe_recommendation(target: Any, rec: Any, interval_s: float, now: float) -> dict[str, Any]:  # noqa: ANN401, E501
-    """API form of a target's latest decision (``rec`` None: not decided yet)."""
+    """Describe a target's latest decision (``rec`` None: not decided yet)."""
     from service.targets import KIND_OF_SCENARIO
 
     if rec is None:

@@ -164,7 +164,7 @@ class TokenBook:
         return not self._tokens
 
     def principals(self) -> list[Principal]:
-        """The configured principals (names and scopes)."""
+        """Return the configured principals (names and scopes)."""
         return [t.principal for t in self._tokens]
 
     def lookup(self, token: str) -> Principal | None:
@@ -208,7 +208,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def require_scope(scope: str) -> Any:  # noqa: ANN401 - an Annotated dependency alias
-    """An ``Annotated[Principal, Depends(...)]`` that admits tokens holding ``scope``.
+    """Build an ``Annotated[Principal, Depends(...)]`` that admits tokens holding ``scope``.
 
     Use it as a parameter type: ``def handler(who: require_scope("read")) -> ...``.
     """
@@ -259,7 +259,7 @@ ActAuth = require_scope("act")
 
 
 def auth_error_body(exc: AuthError) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """The JSON body, status and headers of an :class:`AuthError` answer."""
+    """Build the JSON body, status and headers of an :class:`AuthError` answer."""
     headers = {}
     if exc.status_code == 401:
         headers["WWW-Authenticate"] = f'Bearer realm="tidewise", scope="{exc.scope}"'

@@ -76,7 +76,7 @@ def jsonable(obj: Any) -> Any:  # noqa: ANN401
 
 
 def pack_memory(memory: Any) -> Any:  # noqa: ANN401
-    """The policy's ``Decision.state`` as a JSON value (pickled: only this daemon reads it)."""
+    """Pack the policy's ``Decision.state`` as a JSON value (pickled: only this daemon reads it)."""
     if memory is None:
         return None
     return {"pickle": base64.b64encode(pickle.dumps(memory)).decode()}
@@ -127,7 +127,7 @@ def _stored_forecast(store: Store, entity: str, metric: str, now: int) -> Any:  
 
 
 def _online(policy: Any, history: np.ndarray, now: float, step: float, horizon: int) -> Any:  # noqa: ANN401
-    """The policy's replay forecaster over ``history`` (None when it has nothing to say)."""
+    """Call the policy's replay forecaster over ``history`` (None when it has nothing to say)."""
     make = getattr(policy, "make_forecaster", None)
     if make is None:
         from policies.forecasters import default_forecaster
@@ -277,7 +277,7 @@ def _power(store: Store, target: Any, policy: Any, prev: dict[str, Any] | None, 
 
 
 def _caps(raw: Any, servers: list[str]) -> dict[str, float]:  # noqa: ANN401
-    """A power action (array by position or mapping by id/position) as finite caps by name."""
+    """Turn a power action (array by position or mapping by id/position) as finite caps by name."""
     out: dict[str, float] = {}
     if isinstance(raw, dict):
         for key, w in raw.items():

@@ -59,7 +59,7 @@ def daemon_model_name(metric: str) -> str:
 def bucketed(
     session: Any, entity: str, metric: str, now: int, step: int, n: int, agg: str = "mean"  # noqa: ANN401
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The last ``n`` complete buckets of one series before ``now``.
+    """Return the last ``n`` complete buckets of one series before ``now``.
 
     Returns:
         ``ts`` ``(n,)`` bucket start times (unix s) and ``values`` ``(n,)`` with NaN for
@@ -96,7 +96,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def current(self, store: Store, metric: str) -> tuple[Any, str] | None:
-        """The current model of ``metric`` (predictor, ``name@version``), or None.
+        """Return the current model of ``metric`` (predictor, ``name@version``), or None.
 
         Raises:
             Exception: the artifact cannot be loaded (the caller falls back).
@@ -175,7 +175,7 @@ def forecast_series(
 
 
 def payload(fc: Forecast) -> dict[str, Any]:
-    """The stored/served form of a one-indicator Forecast."""
+    """Build the stored/served form of a one-indicator Forecast."""
     out: dict[str, Any] = {
         "times": [float(t) for t in fc.times()],
         "mean": [float(v) for v in fc.mean[:, 0]],

@@ -82,16 +82,16 @@ class Telemetry:
 
     # -- hooks called by the API and the jobs -------------------------------------------------
     def ingested(self, samples: int) -> None:
-        """A batch of ``samples`` was stored."""
+        """Count a stored batch of ``samples``."""
         self.ingest_requests.labels("stored").inc()
         self.ingest_samples.inc(samples)
 
     def ingest_refused(self) -> None:
-        """An ingest request was refused (bad input, store busy…)."""
+        """Count a refused ingest request (bad input, store busy…)."""
         self.ingest_requests.labels("refused").inc()
 
     def job(self, name: str, outcome: str, seconds: float | None = None) -> None:
-        """A scheduled job ran (``ok``/``failed``) or was ``skipped``."""
+        """Count a scheduled run: ``ok``, ``failed`` or ``skipped``."""
         self.job_runs.labels(name, outcome).inc()
         if seconds is not None:
             self.job_seconds.labels(name).observe(seconds)
@@ -99,7 +99,7 @@ class Telemetry:
             self.job_last_ok.labels(name).set(time.time())
 
     def forecast(self, model: str, fallback: bool) -> None:
-        """A forecast was stored."""
+        """Count a stored forecast."""
         self.forecasts.labels("fallback" if fallback else "model").inc()
 
     def forecast_error(self, n: int = 1) -> None:
@@ -108,7 +108,7 @@ class Telemetry:
             self.forecast_errors.inc(n)
 
     def decision(self, policy: str, valid: bool, fallback: bool, action: bool) -> None:
-        """A decision was stored (and an action logged when ``action``)."""
+        """Count a stored decision (and an action logged when ``action``)."""
         self.decisions.labels(policy, "valid" if valid else "invalid").inc()
         if fallback:
             self.fallbacks.labels(policy).inc()
@@ -116,5 +116,5 @@ class Telemetry:
             self.actions.inc()
 
     def render(self) -> bytes:
-        """The text exposition of every metric."""
+        """Render every metric in the text exposition format."""
         return generate_latest(self.registry)

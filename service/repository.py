@@ -548,7 +548,7 @@ def list_targets(session: Session) -> list[Target]:
 
 
 def get_target(session: Session, name: str) -> Target:
-    """The target called ``name``.
+    """Return the target called ``name``.
 
     Raises:
         NotFoundError: no such target.
@@ -627,7 +627,7 @@ def save_forecasts(store: Store, records: list[dict[str, Any]]) -> None:
 
 
 def latest_forecast(session: Session, entity: str, metric: str) -> ForecastRecord:
-    """The latest forecast of ``entity``/``metric``.
+    """Return the latest forecast of ``entity``/``metric``.
 
     Raises:
         NotFoundError: no such series, or nothing forecast for it yet.
@@ -647,7 +647,7 @@ def latest_forecast(session: Session, entity: str, metric: str) -> ForecastRecor
 
 
 def target_and_decision(session: Session, name: str) -> tuple[Any, Any]:
-    """A target and its latest decision (None before the first) in one query.
+    """Read a target and its latest decision (None before the first) in one query.
 
     The hot path of recommendation reads: plain columns (no ORM objects, and not the
     policy's memory blob, which can be large), returned as attribute namespaces.
@@ -673,7 +673,7 @@ def target_and_decision(session: Session, name: str) -> tuple[Any, Any]:
 
 
 def latest_decision(session: Session, target_id: int) -> DecisionRecord | None:
-    """The latest decision of a target, or None before the first one."""
+    """Return the latest decision of a target, or None before the first one."""
     return session.get(DecisionRecord, target_id)
 
 
@@ -710,7 +710,7 @@ def list_actions(
     session: Session, since: int | None = None, target: str | None = None,
     pending: bool = False, limit: int = 1000,
 ) -> list[ActionRecord]:
-    """Actions (oldest first) created at or after ``since``; only unacknowledged with ``pending``."""
+    """List actions (oldest first) created at/after ``since``; unacknowledged with ``pending``."""
     q = select(ActionRecord).order_by(ActionRecord.id).limit(limit)
     if since is not None:
         q = q.where(ActionRecord.created_at >= since)

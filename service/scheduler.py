@@ -70,7 +70,7 @@ _CONTEXTS_LOCK = threading.Lock()
 
 
 def context_key(store: Store) -> str:
-    """A stable name of the store's database (same database, same key)."""
+    """Name the store's database (same database, same key)."""
     s = store.settings
     return f"{s.db_url}#{s.db_schema or ''}"
 

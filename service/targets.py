@@ -176,7 +176,7 @@ KIND_OF_SCENARIO = {v: k for k, v in SCENARIO.items()}
 
 
 def describe(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a tables.Target
-    """The API form of a stored target (as declared, plus timestamps)."""
+    """Describe a stored target (as declared, plus timestamps)."""
     return {
         "name": row.name,
         "kind": KIND_OF_SCENARIO.get(row.kind, row.kind),

@@ -12,8 +12,8 @@ import math
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
 import orjson
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -80,17 +80,21 @@ def post_target(
     _who: ActAuth,
     target: Annotated[targets.TargetIn, Body()],
 ) -> JSONResponse:
+    """Declare or replace a target."""
     created = targets.declare(request.app.state.store, target)
-    return JSONResponse({"name": target.name, "created": created}, status_code=201 if created else 200)
+    status = 201 if created else 200
+    return JSONResponse({"name": target.name, "created": created}, status_code=status)
 
 
 @router.get("/v1/targets", summary="Every declared target", tags=["targets"])
 def get_targets(session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
+    """List every declared target."""
     return {"targets": [targets.describe(t) for t in repository.list_targets(session)]}
 
 
 @router.get("/v1/targets/{name}", summary="One declared target", tags=["targets"])
 def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
+    """Describe one declared target."""
     return targets.describe(repository.get_target(session, name))
 
 
@@ -99,6 +103,7 @@ def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[st
     tags=["targets"],
 )
 def delete_target(request: Request, name: TargetName, _who: ActAuth) -> Response:
+    """Forget a target."""
     repository.delete_target(request.app.state.store, name)
     return Response(status_code=204)
 
@@ -121,6 +126,7 @@ def get_forecast(
         int | None, Query(ge=1, le=10_000, description="steps to return (default: all stored)")
     ] = None,
 ) -> dict[str, Any]:
+    """Serve the latest stored forecast of one series."""
     rec = repository.latest_forecast(session, entity, metric)
     p = rec.payload
     n = len(p["times"]) if horizon is None else min(horizon, len(p["times"]))
@@ -152,6 +158,7 @@ def _recommendation(request: Request, name: str) -> dict[str, Any]:
     tags=["recommendations"],
 )
 async def get_recommendation(request: Request, target: TargetName, _who: ReadAuth) -> Response:
+    """Serve the latest stored decision of a target."""
     return _json(_recommendation(request, target))
 
 
@@ -189,6 +196,7 @@ def get_actions(
     pending: Annotated[bool, Query(description="only actions not acknowledged yet")] = False,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
+    """List the action log."""
     rows = repository.list_actions(session, _since(since), target, pending, limit)
     return {"actions": [actions_view.describe_action(r) for r in rows]}
 
@@ -203,6 +211,7 @@ def ack_action(
     action_id: Annotated[int, Path(ge=1, le=2**62)],
     who: ActAuth,
 ) -> dict[str, Any]:
+    """Acknowledge an action."""
     row = repository.ack_action(request.app.state.store, action_id, who.name, int(time.time()))
     return actions_view.describe_action(row)
 
@@ -230,6 +239,7 @@ def _desired_replicas(rec: dict[str, Any]) -> int:
     tags=["orchestrators"],
 )
 async def get_keda(request: Request, target: TargetName, _who: ReadAuth) -> Response:
+    """Serve the desired replicas in the KEDA metrics-api shape."""
     rec = _recommendation(request, target)
     return _json({
         "desiredReplicas": _desired_replicas(rec),
@@ -247,7 +257,7 @@ EXTERNAL_METRICS = {"tidewise-desired-replicas": "replicas", "tidewise-desired-w
 
 
 def quantity(value: float) -> str:
-    """A Kubernetes quantity string: whole numbers plain, else milli-units (``2500m``)."""
+    """Format ``value`` as a Kubernetes quantity: whole numbers plain, else milli (``2500m``)."""
     if float(value).is_integer():
         return str(int(value))
     return f"{round(value * 1000)}m"
@@ -259,6 +269,7 @@ def quantity(value: float) -> str:
     tags=["orchestrators"],
 )
 def external_discovery(_who: ReadAuth) -> dict[str, Any]:
+    """List the external metrics served."""
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -286,6 +297,7 @@ def external_metric(
         str | None, Query(max_length=1000, description="e.g. target=web")
     ] = None,
 ) -> dict[str, Any]:
+    """Serve one external metric as an ExternalMetricValueList."""
     if metric not in EXTERNAL_METRICS:
         raise repository.NotFoundError(
             f"no external metric {metric!r}; served: {sorted(EXTERNAL_METRICS)}")

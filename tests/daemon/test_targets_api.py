@@ -44,11 +44,13 @@ def test_changing_targets_needs_the_act_scope(anon):
 @pytest.mark.parametrize(
     ("body", "where", "phrase"),
     [
-        (scaling_target(min_replicas=5, max_replicas=2), "", "min_replicas: 5 must not exceed max_replicas (2)"),
+        (scaling_target(min_replicas=5, max_replicas=2), "",
+         "min_replicas: 5 must not exceed max_replicas (2)"),
         (scaling_target(capacity=0), "capacity", "greater than 0"),
         (scaling_target(policy="nope"), "", "policy: no policy 'nope' for scenario 'vm'"),
         (scaling_target(policy="oracle", params={}), "", "reads the future"),
-        (scaling_target(params={"targett": 1}), "", "params: policy 'hpa' has no parameter(s) ['targett']"),
+        (scaling_target(params={"targett": 1}), "",
+         "params: policy 'hpa' has no parameter(s) ['targett']"),
         (scaling_target(name="bad name"), "name", "pattern"),
         ({**scaling_target(), "kind": "database"}, "", "scaling"),
         ({k: v for k, v in scaling_target().items() if k != "entity"}, "entity", "Field required"),
