@@ -26,14 +26,14 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from service import ingest as ingest_service
 from service import dashboard, intake, migrate, remote_write, repository
+from service import ingest as ingest_service
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
 from service.config import Settings, get_settings
 from service.db import Store
 from service.errors import InputError, TidewiseError
-from service.promexport import CONTENT_TYPE_LATEST, Telemetry
 from service.ingest import BatchError, BodyTooLargeError, Problem
+from service.promexport import CONTENT_TYPE_LATEST, Telemetry
 
 log = logging.getLogger("tidewise.api")
 
