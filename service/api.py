@@ -270,16 +270,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def post_metrics(
         request: Request, store: StoreDep, cfg: SettingsDep, _who: IngestAuth
     ) -> IngestResult:
-        media = ingest_service.media_type(request.headers.get("content-type"))
-        encoding = intake.check_encoding(request.headers.get("content-encoding"))
-        body = await _read_body(request, cfg.max_body_bytes)
-        # Parsing, validation and the commit run in a worker thread: the event loop keeps
-        # serving health checks and receiving the next bodies meanwhile.
         try:
+            media = ingest_service.media_type(request.headers.get("content-type"))
+            encoding = intake.check_encoding(request.headers.get("content-encoding"))
+            body = await _read_body(request, cfg.max_body_bytes)
+            # Parsing, validation and the commit run in a worker thread: the event loop
+            # keeps serving health checks and receiving the next bodies meanwhile.
             stored = await run_in_threadpool(
                 intake.store_body, store, cfg, body, media, encoding, int(time.time())
             )
-        except Exception:
+        except Exception:  # counted for /metrics, answered by the error handlers
             request.app.state.telemetry.ingest_refused()
             raise
         request.app.state.telemetry.ingested(stored)
