@@ -14,7 +14,7 @@ from service import decisions, forecasting, repository
 from service.scheduler import DaemonContext, run_once
 from tests.daemon.conftest import bearer, scaling_target, send
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+# both stores: JSON columns, upserts and the action log behave the same on each
 
 
 def _flat(now: int, seconds: int, value: float) -> list[tuple[int, float]]:
