@@ -206,8 +206,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.heads = migrate.head_revisions()
         sched = None
         if settings.scheduler_enabled:
+            from service.forecasting import warm_up
             from service.scheduler import make_scheduler
 
+            await run_in_threadpool(warm_up)
             sched = make_scheduler(app.state.store, app.state.telemetry)
             sched.start()
         try:

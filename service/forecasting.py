@@ -51,6 +51,19 @@ QUANTILES = {
 STORED_SAMPLES = 100
 
 
+def warm_up() -> None:
+    """Import the model and policy registries (torch included) before serving.
+
+    Done once at start-up so the first forecast run does not hold the interpreter for
+    seconds of imports while requests are being served.
+    """
+    from models.base import available_models
+    from policies import registry
+
+    available_models()
+    registry.load_all()
+
+
 def daemon_model_name(metric: str) -> str:
     """Name under which the retraining job registers models of ``metric``."""
     return f"daemon:{metric}"
