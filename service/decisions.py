@@ -27,7 +27,9 @@ replay does:
   row power, the caps last commanded and their history. Action ``{"caps": ...}`` as an array
   (``inf`` = no cap) or a mapping; the stored setting lists finite caps by server name.
 
-An invalid decision keeps the previous setting (never a scale-down); a policy that raises is
+An invalid decision keeps the previous setting (never a scale-down) and, before any setting
+was recommended, recommends nothing (an empty ``desired``, no action) rather than the
+minimum, which could scale an existing deployment down; a policy that raises is
 caught and recorded as an invalid fallback decision with the error as ``why`` — never a 500
 and never a crashed job. When the desired setting differs from the previous one an action is
 logged (:func:`service.repository.save_decision`; served by :mod:`service.actions`).
@@ -179,8 +181,8 @@ def _vm(store: Store, target: Any, policy: Any, prev: dict[str, Any] | None, now
     if dec.valid:
         want = int(dec.action["replicas"])
         desired = {"replicas": hi if want > hi else (lo if want < lo else want)}
-    else:
-        desired = {"replicas": current}
+    else:  # keep the setting; with none recommended yet, recommend nothing
+        desired = {"replicas": current} if prev else {}
     return dec, desired
 
 
@@ -219,7 +221,7 @@ def _serverless(store: Store, target: Any, policy: Any, prev: dict[str, Any] | N
         w = np.ceil(np.asarray(dec.action["warm"], dtype=np.float64).reshape(-1)[0] - 1e-9)
         desired = {"warm": max(0, int(w))}
     else:
-        desired = {"warm": warm_last}
+        desired = {"warm": warm_last} if prev else {}
     return dec, desired
 
 
@@ -272,7 +274,7 @@ def _power(store: Store, target: Any, policy: Any, prev: dict[str, Any] | None, 
     if dec.valid:
         desired = {"caps": _caps(dec.action["caps"], servers)}
     else:
-        desired = {"caps": caps_prev}
+        desired = {"caps": caps_prev} if prev else {}
     return dec, desired
 
 

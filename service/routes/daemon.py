@@ -221,15 +221,16 @@ def ack_action(
 
 def _desired_replicas(rec: dict[str, Any]) -> int:
     desired = rec.get("desired") or {}
-    if rec["kind"] == "serverless":
-        return int(desired.get("warm", 0))
-    if rec["kind"] != "scaling":
+    if rec["kind"] == "serverless" and "warm" in desired:
+        return int(desired["warm"])
+    if rec["kind"] == "power":
         raise InputError(
             f"target {rec['target']!r} is a {rec['kind']} target; KEDA and the HPA scale "
             "scaling or serverless targets", where="target")
     if "replicas" not in desired:
         raise repository.NotFoundError(
-            f"target {rec['target']!r} has no decision yet; one follows each forecast refresh")
+            f"target {rec['target']!r} has no valid decision yet (no data?); one follows "
+            "each forecast refresh")
     return int(desired["replicas"])
 
 

@@ -167,3 +167,18 @@ def test_power_row_caps_then_uncaps_with_polca(http, store):
     ]
     r = http.get("/v1/keda/row")
     assert r.status_code == 422 and "power target" in r.json()["detail"]
+
+
+def test_a_target_without_data_gets_no_recommendation_and_no_action(http, store):
+    """Invalid before any setting: recommend nothing rather than min_replicas (no scale-down)."""
+    now = int(time.time())
+    http.post("/v1/targets", json=scaling_target(min_replicas=1, policy="bayes", params={}))
+    out = decisions.decide_all(store, now)
+    assert [(o.valid, o.desired, o.action_id) for o in out] == [(False, {}, None)]
+    rec = http.get("/v1/recommendations/web").json()
+    assert rec["valid"] is False and rec["desired"] == {} and rec["why"]
+    assert http.get("/v1/actions").json()["actions"] == []
+    r = http.get("/v1/keda/web")
+    assert r.status_code == 404 and "no valid decision yet" in r.json()["detail"]
+    ext = http.get("/apis/external.metrics.k8s.io/v1beta1/namespaces/d/tidewise-desired-replicas")
+    assert ext.json()["items"] == []

@@ -25,7 +25,7 @@ def test_keda_and_external_metrics_serve_the_stored_decision(http, anon, store):
     http.post("/v1/targets", json=scaling_target())
     http.post("/v1/targets", json=scaling_target("api", entity="api-vm"))
     r = http.get("/v1/keda/web")
-    assert r.status_code == 404 and "no decision yet" in r.json()["detail"]
+    assert r.status_code == 404 and "no valid decision yet" in r.json()["detail"]
     decisions.decide_all(store, now)
 
     keda = anon.get("/v1/keda/web", headers=bearer("read")).json()
