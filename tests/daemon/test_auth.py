@@ -96,3 +96,22 @@ def test_open_api_in_development_admits_requests_without_token(settings_factory)
     with serve_in_thread(settings) as url:
         r = httpx.post(f"{url}/v1/metrics", json=SAMPLE, timeout=10)
         assert r.status_code == 200
+
+
+def test_serve_refuses_to_start_in_production_without_tokens(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from service import migrate
+
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    migrate.upgrade(Settings(db_url=db))
+    env = dict(os.environ, TIDEWISE_DB_URL=db, TIDEWISE_ENVIRONMENT="production")
+    env.pop("TIDEWISE_TOKENS", None)
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "serve"], env=env,
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "TIDEWISE_TOKENS is empty" in proc.stderr and "Traceback" not in proc.stderr

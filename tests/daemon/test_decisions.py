@@ -62,6 +62,8 @@ def test_hpa_target_recommends_hand_computed_replicas_and_logs_changes(http, sto
     assert again["acked_at"] == first["acked_at"] and again["acked_by"] == "admin"
     pending = http.get("/v1/actions", params={"pending": "true"}).json()["actions"]
     assert [a["id"] for a in pending] == [1]
+    r = http.get("/v1/actions", params={"since": "yesterday"})
+    assert r.status_code == 422 and r.json()["problems"][0]["field"] == "since"
     r = http.post("/v1/actions/999/ack")
     assert r.status_code == 404 and "999" in r.json()["detail"]
     assert http.post(f"/v1/actions/{aid}/ack", headers=bearer("read")).status_code == 403
