@@ -26,6 +26,7 @@ class Decision:
         fallback: True when a fallback rule was used instead of the policy's main logic.
         state: the policy's memory to pass as ``state`` into the next call (policies keep
             no hidden state; the caller, replay or daemon, owns and stores it).
+
     """
 
     action: dict[str, Any]

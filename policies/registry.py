@@ -37,13 +37,13 @@ def load_all() -> None:
 
 
 def names(scenario: str | None = None) -> list[str]:
-    """Registered policy names, for one scenario or all."""
+    """Return the registered policy names, for one scenario or all."""
     load_all()
     return sorted({n for (s, n) in _REGISTRY if scenario is None or s == scenario})
 
 
 def get(name: str, scenario: str) -> type[Policy]:
-    """The policy class registered as ``name`` for ``scenario``; a clear error otherwise."""
+    """Return the policy class registered as ``name`` for ``scenario``; a clear error otherwise."""
     load_all()
     try:
         return _REGISTRY[(scenario, name)]

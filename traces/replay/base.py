@@ -32,6 +32,7 @@ class RunResult:
         totals: the scenario's figures, e.g. ``{"replica_seconds": ..., "violation_rate": ...}``.
         timeline: per-step frame for plots (demand against capacity / warm / row power),
             possibly downsampled; None when not recorded.
+
     """
 
     totals: dict[str, float]
@@ -85,7 +86,7 @@ def register_scenario(cls: type[Scenario]) -> type[Scenario]:
 
 
 def get_scenario(name: str) -> type[Scenario]:
-    """The scenario class named ``name`` (imports the built-in ones first)."""
+    """Return the scenario class named ``name`` (imports the built-in ones first)."""
     import importlib
 
     for mod in ("vm", "serverless", "power"):
