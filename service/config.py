@@ -12,6 +12,7 @@ and hand it to the factories (:func:`service.api.create_app`, :func:`service.db.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -147,6 +148,31 @@ class Settings(BaseSettings):
         "(see service/auth.py).",
     )
 
+    remote_write_entity_label: str = Field(
+        "instance",
+        description="Prometheus remote-write: label whose value names the entity (label name).",
+    )
+    remote_write_kind: Literal["vm", "function", "server"] = Field(
+        "vm",
+        description="Prometheus remote-write: kind given to entities first seen through it "
+        "(no unit).",
+    )
+    remote_write_entity_labels: str = Field(
+        "job",
+        description="Prometheus remote-write: comma-separated labels stored on the entity "
+        "instead of in the metric name (label names).",
+    )
+    remote_write_drop_labels: str = Field(
+        "",
+        description="Prometheus remote-write: comma-separated labels ignored entirely, e.g. "
+        "`replica` (label names).",
+    )
+    replay_report: Path | None = Field(
+        None,
+        description="Replay report shown by the dashboard (path): a report.json, the --out "
+        "folder of `tidewise replay`, or a folder of such folders (newest wins).",
+    )
+
     @field_validator("tokens")
     @classmethod
     def _check_tokens(cls, value: SecretStr | None) -> SecretStr | None:
@@ -190,6 +216,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r}: use letters, digits and underscores only")
         return value
 
+    @field_validator("remote_write_entity_label")
+    @classmethod
+    def _check_entity_label(cls, value: str) -> str:
+        if not value or value == "__name__":
+            raise ValueError("give a label name other than __name__, e.g. instance")
+        return value
+
     @field_validator("host")
     @classmethod
     def _check_host(cls, value: str) -> str:
@@ -226,6 +259,16 @@ class Settings(BaseSettings):
         return self.db_url.startswith("sqlite")
 
     @property
+    def remote_write_entity_label_set(self) -> frozenset[str]:
+        """The labels remote-write keeps on the entity."""
+        return _label_set(self.remote_write_entity_labels)
+
+    @property
+    def remote_write_drop_label_set(self) -> frozenset[str]:
+        """The labels remote-write ignores."""
+        return _label_set(self.remote_write_drop_labels)
+
+    @property
     def raw_retention_s(self) -> int:
         """Raw retention in seconds."""
         return int(self.raw_retention_hours * 3600)
@@ -234,6 +277,11 @@ class Settings(BaseSettings):
     def rollup_retention_s(self) -> int:
         """Rollup retention in seconds."""
         return int(self.rollup_retention_days * 86400)
+
+
+def _label_set(names: str) -> frozenset[str]:
+    """Split a comma-separated list of label names, ignoring blanks."""
+    return frozenset(x.strip() for x in names.split(",") if x.strip())
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -17,19 +17,17 @@ its folder ``DIR``, or a folder of such folders (the newest ``*/report.json`` is
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.auth import ReadAuth
+from service.config import Settings
 from service.repository import NotFoundError
 
 log = logging.getLogger("tidewise.dashboard")
@@ -52,25 +50,12 @@ _HEADERS = {
 }
 
 
-class DashboardSettings(BaseSettings):
-    """Settings of the dashboard (env prefix ``TIDEWISE_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="TIDEWISE_", extra="ignore", frozen=True)
-
-    replay_report: Path | None = Field(
-        None,
-        description="Replay report shown by the dashboard (path): a report.json, the --out "
-        "folder of `tidewise replay`, or a folder of such folders (newest wins).",
-    )
+def get_dashboard_settings(request: Request) -> Settings:
+    """Return the settings the app was created with (tests override this dependency)."""
+    return request.app.state.settings
 
 
-@functools.lru_cache(maxsize=1)
-def get_dashboard_settings() -> DashboardSettings:
-    """Return the dashboard settings, read once from the environment."""
-    return DashboardSettings()
-
-
-DashboardSettingsDep = Annotated[DashboardSettings, Depends(get_dashboard_settings)]
+DashboardSettingsDep = Annotated[Settings, Depends(get_dashboard_settings)]
 
 
 class NoReportError(NotFoundError):
@@ -122,9 +107,9 @@ def load_report(path: Path | None) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def _check_settings(_app: Any) -> AsyncIterator[None]:  # noqa: ANN401 - the FastAPI app
-    """Read the dashboard settings when the app starts; say early when no report is there."""
-    cfg = get_dashboard_settings()
+async def _check_settings(app: Any) -> AsyncIterator[None]:  # noqa: ANN401 - the FastAPI app
+    """Say early, when the app starts, that the configured report is not there (yet)."""
+    cfg: Settings = app.state.settings
     if cfg.replay_report is not None:
         try:
             find_report(cfg.replay_report)

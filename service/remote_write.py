@@ -7,7 +7,8 @@ application/x-protobuf``. Each sample goes through the same validation and the s
 transaction, last-write-wins insert as ``POST /v1/metrics`` (:func:`service.ingest.validate`,
 :func:`service.repository.ingest`).
 
-Mapping of a Prometheus series to a Tidewise series (settings in :class:`RemoteWriteSettings`):
+Mapping of a Prometheus series to a Tidewise series (settings ``TIDEWISE_REMOTE_WRITE_*`` of
+:class:`service.config.Settings`):
 
 * **entity** = the value of the ``instance`` label (``TIDEWISE_REMOTE_WRITE_ENTITY_LABEL``),
   kind ``vm`` (``TIDEWISE_REMOTE_WRITE_KIND``). Series without that label (e.g. aggregates
@@ -47,20 +48,16 @@ Content-Type/Content-Encoding (including remote-write 2.0 ``proto=io.prometheus.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field
 
 from service import ingest, repository
 from service.auth import IngestAuth
@@ -97,75 +94,13 @@ _UNIT_SUFFIXES = (
 )
 
 
-class RemoteWriteSettings(BaseSettings):
-    """How Prometheus series map to Tidewise entities (env prefix ``TIDEWISE_REMOTE_WRITE_``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="TIDEWISE_REMOTE_WRITE_", extra="ignore", frozen=True, validate_default=True
-    )
-
-    entity_label: str = Field(
-        "instance", description="Label whose value names the entity (label name)."
-    )
-    kind: Literal["vm", "function", "server"] = Field(
-        "vm", description="Kind given to entities first seen through remote-write (no unit)."
-    )
-    entity_labels: str = Field(
-        "job",
-        description="Comma-separated labels stored on the entity instead of in the metric name "
-        "(label names).",
-    )
-    drop_labels: str = Field(
-        "", description="Comma-separated labels ignored entirely, e.g. `replica` (label names)."
-    )
-
-    @field_validator("entity_label")
-    @classmethod
-    def _check_label(cls, value: str) -> str:
-        if not value or value == "__name__":
-            raise ValueError("give a label name other than __name__, e.g. instance")
-        return value
-
-    @property
-    def entity_label_set(self) -> frozenset[str]:
-        """The labels kept on the entity."""
-        return frozenset(x.strip() for x in self.entity_labels.split(",") if x.strip())
-
-    @property
-    def drop_label_set(self) -> frozenset[str]:
-        """The labels ignored."""
-        return frozenset(x.strip() for x in self.drop_labels.split(",") if x.strip())
-
-
-@functools.lru_cache(maxsize=1)
-def get_remote_write_settings() -> RemoteWriteSettings:
-    """Return the process-wide mapping settings, read once from the environment.
-
-    Raises:
-        ConfigError: naming the invalid variable.
-
-    """
-    from pydantic import ValidationError
-
-    from service.errors import ConfigError
-
-    try:
-        return RemoteWriteSettings()
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = "TIDEWISE_REMOTE_WRITE_" + str(err["loc"][0]).upper() if err["loc"] else "?"
-        raise ConfigError(f"invalid configuration: {name}: {err['msg']}") from None
-
-
 def _store(request: Request) -> Store:
     return request.app.state.store
 
 
-def _settings(request: Request) -> Settings:
+def get_remote_write_settings(request: Request) -> Settings:
+    """Return the settings the app was created with (tests override this dependency)."""
     return request.app.state.settings
-
-
-RemoteWriteSettingsDep = Annotated[RemoteWriteSettings, Depends(get_remote_write_settings)]
 
 
 class RemoteWriteResult(BaseModel):
@@ -292,12 +227,12 @@ def decode(data: bytes) -> Any:  # noqa: ANN401 - a prompb.WriteRequest
         ) from None
 
 
-def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # noqa: ANN401
+def convert(req: Any, cfg: Settings, oldest: int) -> Converted:  # noqa: ANN401
     """Turn a WriteRequest into sample objects of ``POST /v1/metrics``.
 
     Args:
         req: the decoded ``prometheus.WriteRequest``.
-        cfg: the label mapping.
+        cfg: the settings holding the label mapping (``remote_write_*``).
         oldest: samples before this (unix s) are skipped as ``too_old``.
 
     Raises:
@@ -313,8 +248,8 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
     origin: list[tuple[int, int]] = []
     names: list[str] = []
     examples: dict[str, str] = {}
-    ent_label, kind = cfg.entity_label, cfg.kind
-    keep_on_entity, drop = cfg.entity_label_set, cfg.drop_label_set
+    ent_label, kind = cfg.remote_write_entity_label, cfg.remote_write_kind
+    keep_on_entity, drop = cfg.remote_write_entity_label_set, cfg.remote_write_drop_label_set
     isfinite, is_stale = math.isfinite, prompb.is_stale_marker
     for j, series in enumerate(req.timeseries):
         # Native histograms have no single value to forecast: counted, not stored.
@@ -366,7 +301,7 @@ def convert(req: Any, cfg: RemoteWriteSettings, oldest: int) -> Converted:  # no
 
 
 def store_write_request(
-    store: Store, settings: Settings, cfg: RemoteWriteSettings, body: bytes, now: int
+    store: Store, settings: Settings, body: bytes, now: int
 ) -> RemoteWriteResult:
     """Decompress, decode, map, validate and store one remote-write body (one transaction).
 
@@ -376,7 +311,7 @@ def store_write_request(
     """
     req = decode(decompress(body, settings.max_body_bytes))
     oldest = max(ingest.MIN_TS, now - settings.raw_retention_s)
-    conv = convert(req, cfg, oldest)
+    conv = convert(req, settings, oldest)
     try:
         batch = ingest.validate(conv.items, now, settings.max_future_s, oldest=oldest)
     except BatchError as exc:
@@ -448,14 +383,7 @@ def _in_write_request_terms(exc: BatchError, conv: Converted) -> BatchError:
     return out
 
 
-@contextlib.asynccontextmanager
-async def _check_settings(_app: Any) -> AsyncIterator[None]:  # noqa: ANN401 - the FastAPI app
-    """Read the mapping settings when the app starts: a bad value stops the daemon at once."""
-    get_remote_write_settings()
-    yield
-
-
-router = APIRouter(tags=["ingest"], lifespan=_check_settings)
+router = APIRouter(tags=["ingest"])
 
 
 @router.post(
@@ -481,8 +409,7 @@ async def remote_write(
     request: Request,
     _who: IngestAuth,
     store: Annotated[Store, Depends(_store)],
-    settings: Annotated[Settings, Depends(_settings)],
-    cfg: RemoteWriteSettingsDep,
+    settings: Annotated[Settings, Depends(get_remote_write_settings)],
 ) -> RemoteWriteResult:
     """Store the samples of one remote-write request."""
     from service.api import _read_body
@@ -491,5 +418,5 @@ async def remote_write(
     body = await _read_body(request, settings.max_body_bytes)
     # Decoding and the commit run in a worker thread, as POST /v1/metrics.
     return await run_in_threadpool(
-        store_write_request, store, settings, cfg, body, int(time.time())
+        store_write_request, store, settings, body, int(time.time())
     )

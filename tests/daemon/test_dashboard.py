@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.dashboard import DashboardSettings, get_dashboard_settings
+from service.dashboard import get_dashboard_settings
 from service.db import Store
 from tests.daemon.conftest_io import need_binaries, tidewise_daemon, wait_for
 
@@ -72,9 +72,8 @@ def client(store: Store) -> Iterator[TestClient]:
 
 
 def _use_report(client: TestClient, path: Path | None) -> None:
-    client.app.dependency_overrides[get_dashboard_settings] = lambda: DashboardSettings(
-        replay_report=path
-    )
+    cfg = client.app.state.settings.model_copy(update={"replay_report": path})
+    client.app.dependency_overrides[get_dashboard_settings] = lambda: cfg
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cramjam
 import pytest
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from service import prompb
 from service.api import create_app
 from service.db import Store
-from service.remote_write import RemoteWriteSettings, get_remote_write_settings
+from service.remote_write import get_remote_write_settings
 
 INGEST = {"Authorization": "Bearer ingest-token-0123456789"}
 READ = {"Authorization": "Bearer read-token-0123456789ab"}
@@ -247,9 +248,15 @@ def test_kind_conflict_with_an_existing_entity_is_409(client: TestClient) -> Non
 
 
 def test_mapping_is_configurable(client: TestClient) -> None:
-    client.app.dependency_overrides[get_remote_write_settings] = lambda: RemoteWriteSettings(
-        entity_label="host", kind="server", entity_labels="job,region", drop_labels="replica"
+    mapped = client.app.state.settings.model_copy(
+        update={
+            "remote_write_entity_label": "host",
+            "remote_write_kind": "server",
+            "remote_write_entity_labels": "job,region",
+            "remote_write_drop_labels": "replica",
+        }
     )
+    client.app.dependency_overrides[get_remote_write_settings] = lambda: mapped
     now = int(time.time())
     labels = {
         "__name__": "power_watts",
@@ -288,43 +295,50 @@ def test_proto_parameter_of_remote_write_1_0_is_accepted(client: TestClient) -> 
     assert r.status_code == 200 and r.json()["stored"] == 1
 
 
-def test_readme_table_lists_the_remote_write_and_dashboard_settings() -> None:
+def test_readme_names_only_remote_write_and_dashboard_settings_that_exist() -> None:
     import re
     from pathlib import Path
 
-    from service.dashboard import DashboardSettings
+    from service.config import Settings
 
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = text.split("<!-- section:daemon-io -->")[1].split("<!-- /section:daemon-io -->")[0]
-    rows = dict(
-        re.findall(
-            r"^\| `TIDEWISE_([A-Z_]+)` \| (?:`([^`]*)`|\((?:unset|none)\)) \|", section, re.M
-        )
-    )
-    expected = {}
-    for prefix, cls in (("REMOTE_WRITE_", RemoteWriteSettings), ("", DashboardSettings)):
-        for name, field in cls.model_fields.items():
-            assert field.description, f"{name} has no description (with its unit)"
-            expected[prefix + name.upper()] = (
-                "" if field.default in (None, "") else str(field.default)
-            )
-    assert rows == expected
+    named = set(re.findall(r"TIDEWISE_((?:REMOTE_WRITE_[A-Z_]+)|REPLAY_REPORT)\b", section))
+    assert named == {
+        "REMOTE_WRITE_ENTITY_LABEL",
+        "REMOTE_WRITE_KIND",
+        "REMOTE_WRITE_ENTITY_LABELS",
+        "REMOTE_WRITE_DROP_LABELS",
+        "REPLAY_REPORT",
+    }
+    assert {n.lower() for n in named} <= set(Settings.model_fields)
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_a_bad_mapping_setting_stops_the_app_at_start(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("TIDEWISE_REMOTE_WRITE_KIND", "container"), ("TIDEWISE_REMOTE_WRITE_ENTITY_LABEL", "")],
+)
+def test_a_bad_mapping_setting_stops_serve_with_one_error_line(
+    tmp_path: Path, variable: str, value: str
 ) -> None:
-    from service.errors import ConfigError
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("TIDEWISE_REMOTE_WRITE_KIND", "container")
-    get_remote_write_settings.cache_clear()
-    try:
-        with pytest.raises(ConfigError, match="TIDEWISE_REMOTE_WRITE_KIND: Input should be"):
-            with TestClient(create_app(store.settings, store)):
-                pass
-    finally:
-        get_remote_write_settings.cache_clear()
+    env = dict(os.environ, TIDEWISE_DB_URL=f"sqlite:///{tmp_path}/x.db", **{variable: value})
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: invalid configuration: ")
+    assert f"{variable}: " in lines[0]
+    assert not (tmp_path / "x.db").exists()  # refused before anything is opened
 
 
 def test_a_permanent_skip_reason_is_warned_once_not_every_scrape(
