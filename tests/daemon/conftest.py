@@ -6,15 +6,13 @@ per test); this module adds settings with tokens and an authenticated HTTP clien
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from service import migrate
-from service.config import Settings
-from service.db import Store
+from tests.service import conftest as _service
 from tests.service.conftest import (  # noqa: F401 - fixtures re-exported for this directory
     BACKENDS,
     PG_AVAILABLE,
@@ -24,6 +22,13 @@ from tests.service.conftest import (  # noqa: F401 - fixtures re-exported for th
     pg_schema,
     serve_in_thread,
 )
+
+# The store fixtures of tests/service, re-used here (settings_defaults below adds the tokens).
+backend = _service.backend
+settings_factory = _service.settings_factory
+settings = _service.settings
+store = _service.store
+live_url = _service.live_url
 
 #: Tokens used by the daemon tests (``name:token:scopes``).
 TOKENS = {
@@ -43,47 +48,10 @@ def bearer(kind: str = "all") -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[kind]}"}
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request) -> str:  # noqa: ANN001
-    """``sqlite`` or ``postgresql``."""
-    return request.param
-
-
 @pytest.fixture
-def settings_factory(backend, tmp_path):  # noqa: ANN001, ANN201
-    """Build settings (with tokens) for this test's isolated database."""
-    stack = contextlib.ExitStack()
-    schema = stack.enter_context(pg_schema()) if backend == "postgresql" else None
-
-    def factory(**kw) -> Settings:
-        kw.setdefault("tokens", TOKENS_SETTING)
-        kw.setdefault("model_dir", str(tmp_path / "models"))
-        return make_settings(backend, tmp_path, schema, **kw)
-
-    yield factory
-    stack.close()
-
-
-@pytest.fixture
-def settings(settings_factory) -> Settings:  # noqa: ANN001
-    """Settings of this test's isolated, not yet migrated database (tokens on)."""
-    return settings_factory()
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    """An open store on a freshly migrated database."""
-    migrate.upgrade(settings)
-    s = Store(settings)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def live_url(store: Store) -> Iterator[str]:
-    """Base URL of the real app served over a socket on this test's store."""
-    with serve_in_thread(store.settings) as url:
-        yield url
+def settings_defaults(tmp_path: Path) -> dict:
+    """Every daemon test's settings have tokens on and their own model folder."""
+    return {"tokens": TOKENS_SETTING, "model_dir": str(tmp_path / "models")}
 
 
 @pytest.fixture

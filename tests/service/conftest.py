@@ -77,13 +77,19 @@ def backend(request) -> str:
 
 
 @pytest.fixture
-def settings_factory(backend, tmp_path):  # noqa: ANN001, ANN201
+def settings_defaults() -> dict:
+    """Overrides every :func:`settings_factory` call starts from (a directory may override)."""
+    return {}
+
+
+@pytest.fixture
+def settings_factory(backend, tmp_path, settings_defaults):  # noqa: ANN001, ANN201
     """Build settings for this test's isolated database, with overrides."""
     stack = contextlib.ExitStack()
     schema = stack.enter_context(pg_schema()) if backend == "postgresql" else None
 
     def factory(**kw) -> Settings:
-        return make_settings(backend, tmp_path, schema, **kw)
+        return make_settings(backend, tmp_path, schema, **{**settings_defaults, **kw})
 
     yield factory
     stack.close()
