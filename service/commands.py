@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -90,6 +92,21 @@ def _safe_url(settings) -> str:  # noqa: ANN001
     return make_url(settings.db_url).render_as_string(hide_password=True)
 
 
+@contextlib.contextmanager
+def _store_errors(settings) -> Iterator[None]:  # noqa: ANN001
+    """Turn an unknown revision or an unreachable store into one ``error:`` line (exit 2)."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise InputError(f"{exc}; `tidewise db current` shows where the store is") from None
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot open the store at {_safe_url(settings)}: {reason}") from None
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
@@ -98,7 +115,8 @@ def db_upgrade(
     from service import migrate
 
     settings = _settings()
-    migrate.upgrade(settings, revision)
+    with _store_errors(settings):
+        migrate.upgrade(settings, revision)
     typer.echo(f"{_safe_url(settings)}: at {', '.join(migrate.head_revisions())}")
 
 
@@ -109,7 +127,9 @@ def db_downgrade(
     """Migrate the schema back to REVISION."""
     from service import migrate
 
-    migrate.downgrade(_settings(), revision)
+    settings = _settings()
+    with _store_errors(settings):
+        migrate.downgrade(settings, revision)
 
 
 @db_app.command("current")
@@ -125,7 +145,7 @@ def db_current() -> None:
         return
     engine = make_engine(settings)
     try:
-        with engine.connect() as conn:
+        with _store_errors(settings), engine.connect() as conn:
             current = migrate.current_revisions(conn)
     finally:
         engine.dispose()
@@ -142,7 +162,9 @@ def db_revision(
     """(Developers) write a new dated migration from the models in service/tables.py."""
     from service import migrate
 
-    migrate.revision(_settings(), message, autogenerate)
+    settings = _settings()
+    with _store_errors(settings):
+        migrate.revision(settings, message, autogenerate)
 
 
 def feed(

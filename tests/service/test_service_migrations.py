@@ -103,3 +103,29 @@ def test_db_commands_from_the_cli(tmp_path):
     assert up.returncode == 0, up.stderr
     head = migrate.head_revisions()[0]
     assert f"{head} (up to date)" in tw("db", "current").stdout
+
+
+def test_db_commands_report_bad_revision_and_unreachable_store_in_one_line(tmp_path):
+    def tw(url, *args):
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", *args],
+            env=dict(os.environ, TIDEWISE_DB_URL=url),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    bad_rev = tw(f"sqlite:///{tmp_path}/cli.db", "db", "upgrade", "nosuchrev")
+    no_dir = tw(f"sqlite:///{tmp_path}/absent/cli.db", "db", "upgrade")
+    # port 1 is reserved (tcpmux): nothing listens there
+    no_server = tw("postgresql+psycopg://postgres@127.0.0.1:1/test", "db", "current")
+    for proc in (bad_rev, no_dir, no_server):
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "'nosuchrev'" in bad_rev.stderr
+    assert f"cannot open the store at sqlite:///{tmp_path}/absent/cli.db" in no_dir.stderr
+    assert "cannot open the store at postgresql+psycopg://postgres@127.0.0.1:1/test" in (
+        no_server.stderr
+    )
