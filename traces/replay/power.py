@@ -78,8 +78,14 @@ import pandas as pd
 
 from models.forecast import Forecast
 from policies.base import Decision, Policy
-from service.errors import ConfigError, InputError, NoDataError
-from traces.replay.base import RunResult, Scenario, register_scenario
+from service.errors import ConfigError, InputError
+from traces.replay.base import (
+    RunResult,
+    Scenario,
+    forecast_or_none,
+    read_only,
+    register_scenario,
+)
 
 J_PER_KWH = 3.6e6
 
@@ -279,9 +285,9 @@ class PowerScenario(Scenario):
         breach = np.zeros(n_t, dtype=bool)
         capped = np.zeros(n_t)  # server-steps under a cap in force
         # policies get read-only views: decide must not be able to edit the replay's arrays
-        row_ro, obs_ro = _read_only(row_obs), _read_only(obs)
-        spec["low_priority"] = _read_only(np.asarray(low))
-        spec["priority"] = _read_only(spec["priority"])
+        row_ro, obs_ro = read_only(row_obs), read_only(obs)
+        spec["low_priority"] = read_only(np.asarray(low))
+        spec["priority"] = read_only(spec["priority"])
         memory: Any = None
         current = np.full(n, np.inf)
         fallback_steps = invalid_steps = 0
@@ -298,7 +304,7 @@ class PowerScenario(Scenario):
                                     indicators=ids, model="truth")
             elif policy.needs_forecast and forecaster is not None and t > 0:
                 # no telemetry yet at t = 0: the policy gets None and falls back
-                forecast = _forecast_or_none(forecaster, obs_ro[:t], now, dt, horizon)
+                forecast = forecast_or_none(forecaster, obs_ro[:t], now, dt, horizon)
             dec: Decision = policy.decide(spec, state, forecast, now)
             memory = dec.state
             fallback_steps += bool(dec.fallback)
@@ -375,21 +381,6 @@ def _hold(ts: np.ndarray, v: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Value at each grid time: the last sample at or before it (the first one before)."""
     i = np.searchsorted(ts, grid + 1e-9, side="right") - 1
     return v[np.clip(i, 0, len(v) - 1)]
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    v = a.view()
-    v.flags.writeable = False
-    return v
-
-
-def _forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: float,
-                      horizon: int) -> Forecast | None:
-    """Call the forecaster; a typed no-data outcome becomes None (the policy falls back)."""
-    try:
-        return forecaster(history, now, step, horizon)
-    except NoDataError:
-        return None
 
 
 def _caps_array(dec: Decision, ids: tuple[str, ...], policy: Policy, t: int) -> np.ndarray:

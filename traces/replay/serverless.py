@@ -68,8 +68,14 @@ import pandas as pd
 
 from models.forecast import Forecast
 from policies.base import Decision, Policy
-from service.errors import InputError, NoDataError
-from traces.replay.base import RunResult, Scenario, register_scenario
+from service.errors import InputError
+from traces.replay.base import (
+    RunResult,
+    Scenario,
+    forecast_or_none,
+    read_only,
+    register_scenario,
+)
 
 MB_PER_GB = 1024.0
 
@@ -248,10 +254,10 @@ class ServerlessScenario(Scenario):
             spec["peak_concurrency"] = c.max(axis=0) if n_t else np.zeros(n_f, np.int64)
         horizon = int(getattr(policy, "params", {}).get("horizon", 1) or 1)
         # policies get read-only views: decide must not be able to edit the replay's arrays
-        hist_ro, inv_ro = _read_only(c), _read_only(data.invocations)
+        hist_ro, inv_ro = read_only(c), read_only(data.invocations)
         warm = np.zeros((n_t, n_f), dtype=np.int64)  # (T, F)
-        warm_ro = _read_only(warm)
-        zeros = _read_only(np.zeros(n_f, dtype=np.int64))
+        warm_ro = read_only(warm)
+        zeros = read_only(np.zeros(n_f, dtype=np.int64))
         memory: Any = None
         fallback_steps = invalid_steps = 0
         for t in range(n_t):
@@ -267,7 +273,7 @@ class ServerlessScenario(Scenario):
                                     indicators=data.entities, model="truth")
             elif policy.needs_forecast and forecaster is not None and t > 0:
                 # no history yet at t = 0: the policy gets None and falls back
-                forecast = _forecast_or_none(forecaster, hist_ro[:t], now, data.step_s,
+                forecast = forecast_or_none(forecaster, hist_ro[:t], now, data.step_s,
                                              horizon)
             dec: Decision = policy.decide(spec, state, forecast, now)
             memory = dec.state
@@ -278,21 +284,6 @@ class ServerlessScenario(Scenario):
                 continue
             warm[t] = _warm_array(dec, n_f, policy, t)
         return _result(data, warm, fallback_steps, invalid_steps, timeline)
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    v = a.view()
-    v.flags.writeable = False
-    return v
-
-
-def _forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: float,
-                      horizon: int) -> Forecast | None:
-    """Call the forecaster; a typed no-data outcome becomes None (the policy falls back)."""
-    try:
-        return forecaster(history, now, step, horizon)
-    except NoDataError:
-        return None
 
 
 def _warm_array(dec: Decision, n_f: int, policy: Policy, t: int) -> np.ndarray:
