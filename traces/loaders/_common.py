@@ -108,6 +108,17 @@ def head_lines(path: Path, n: int = 2) -> list[str]:
         fail(f"cannot read the file ({type(exc).__name__}: {exc})", path)
 
 
+def header_fields(path: Path, sep: str = ",") -> list[str]:
+    """Return the fields of a file's first line, stripped (empty for an empty file).
+
+    Raises:
+        TraceFormatError: the file cannot be opened or decoded.
+
+    """
+    head = head_lines(path, 1)
+    return [h.strip() for h in head[0].split(sep)] if head else []
+
+
 def compression_of(path: Path) -> str | None:
     """Pandas ``compression`` argument for ``path`` (``tar`` covers ``.tar.gz``)."""
     name = path.name.lower()

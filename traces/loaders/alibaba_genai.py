@@ -81,9 +81,7 @@ def sniff(path: Path) -> bool:
     files = _tarballs(path)
     if not files or not _TAR_RE.match(files[0].name):
         return False
-    head = c.head_lines(files[0], 1)
-    cols = {h.strip() for h in head[0].split(",")} if head else set()
-    return {"timestamp_anon", "value", "container_ip"} <= cols
+    return {"timestamp_anon", "value", "container_ip"} <= set(c.header_fields(files[0]))
 
 
 def load(path: Path) -> pd.DataFrame:

@@ -87,10 +87,7 @@ def sniff(path: Path) -> bool:
     inv = files["inv"]
     if inv is None:
         return False
-    head = c.head_lines(inv, 1)
-    if not head:
-        return False
-    cols = [h.strip() for h in head[0].split(",")]
+    cols = c.header_fields(inv)
     return "HashFunction" in cols and any(re.fullmatch(r"\d+(_minute)?", x) for x in cols[3:6])
 
 

@@ -28,8 +28,7 @@ def sniff(path: Path) -> bool:
     """Return True for a file whose header is ``app,func,end_timestamp,duration``."""
     if path.is_dir():
         return False
-    head = c.head_lines(path, 1)
-    return bool(head) and [h.strip() for h in head[0].split(",")] == HEADER
+    return c.header_fields(path) == HEADER
 
 
 def load(path: Path) -> pd.DataFrame:

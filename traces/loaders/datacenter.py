@@ -55,8 +55,8 @@ def sniff(path: Path) -> bool:
     """Return True for a file with one of the three published headers."""
     if path.is_dir():
         return False
-    head = c.head_lines(path, 1)
-    return bool(head) and _shape([h.strip() for h in head[0].split(",")]) is not None
+    fields = c.header_fields(path)
+    return bool(fields) and _shape(fields) is not None
 
 
 def load(path: Path) -> pd.DataFrame:

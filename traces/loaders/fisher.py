@@ -47,8 +47,7 @@ def sniff(path: Path) -> bool:
     files = _files(path)
     if not files:
         return False
-    head = c.head_lines(files[0], 1)
-    return bool(head) and [h.strip() for h in head[0].split(",")] == ["date", *INDICATORS]
+    return c.header_fields(files[0]) == ["date", *INDICATORS]
 
 
 def load_wide(path: str | Path) -> pd.DataFrame:

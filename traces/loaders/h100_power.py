@@ -47,8 +47,7 @@ def sniff(path: Path) -> bool:
     """Return True for a log with nvidia-smi's timestamp/power/utilisation/memory header."""
     if path.is_dir():
         return bool(_files(path))
-    head = c.head_lines(path, 1)
-    return bool(head) and [h.strip() for h in head[0].split(",")] == ["timestamp", *_COLUMNS]
+    return c.header_fields(path) == ["timestamp", *_COLUMNS]
 
 
 def _read_one(f: Path, prefix: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:

@@ -31,8 +31,7 @@ def sniff(path: Path) -> bool:
     """Return True for a file whose header holds entity, metric, ts and value."""
     if path.is_dir():
         return False
-    head = c.head_lines(path, 1)
-    return bool(head) and set(REQUIRED) <= {h.strip() for h in head[0].split(",")}
+    return set(REQUIRED) <= set(c.header_fields(path))
 
 
 def load(path: Path) -> pd.DataFrame:
