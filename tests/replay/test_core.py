@@ -162,6 +162,20 @@ def test_out_must_be_a_folder(trace_csv, tmp_path):
     assert f.read_text() == "x"
 
 
+def test_an_unwritable_out_is_refused_before_the_replay_runs(trace_csv, tmp_path, monkeypatch):
+    def must_not_run(*_args, **_kw):
+        raise AssertionError("the replay ran before --out was checked")
+
+    monkeypatch.setattr(VmScenario, "run", must_not_run)
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = cli("--trace", trace_csv, "--scenario", "vm", "--policy", "hpa", "--out", f / "sub")
+    assert r.exit_code == 2, r.output
+    assert f"error: {f / 'sub'}: cannot write the outputs there (" in r.output
+    assert f.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "file", "trace.csv"]
+
+
 def test_parse_options_types_and_errors():
     assert core.parse_options(["a=1", "b=0.5", "c=true", "d=None", "e=log"]) == {
         "a": 1, "b": 0.5, "c": True, "d": None, "e": "log"}

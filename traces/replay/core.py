@@ -248,6 +248,8 @@ def run_replay(
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise InputError("exists and is not a folder", where=str(out_path))
+    if out_path is not None:
+        _check_writable(out_path)
     if isinstance(trace, pd.DataFrame):
         frame, trace_name = trace, str(trace.attrs.get("source", "<frame>"))
     else:
@@ -332,6 +334,29 @@ def run_replay(
                 "entity_steps": steps_done}
         _write_outputs(out_path, report, {**config, "run": meta}, timelines, sc, plots)
     return report
+
+
+def _check_writable(out_path: Path) -> None:
+    """Refuse an --out that cannot be written before the replay runs, not after it.
+
+    Probes with an empty temporary folder (removed at once) in ``out_path`` when it exists,
+    and in its nearest existing ancestor otherwise, so nothing is left behind.
+
+    Raises:
+        InputError: naming ``out_path`` and the operating system's reason.
+
+    """
+    probes = [out_path.parent]
+    while not probes[0].exists() and probes[0] != probes[0].parent:
+        probes[0] = probes[0].parent
+    if out_path.exists():
+        probes.append(out_path)
+    for where in probes:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".tidewise-probe-", dir=where))
+        except OSError as exc:
+            raise InputError(f"cannot write the outputs there ({exc.strerror or exc}: {where})",
+                             where=str(out_path)) from None
 
 
 def _write_outputs(out_path: Path, report: dict, config: dict,
