@@ -65,11 +65,7 @@ def feed_frame(
         InputError: the frame is unusable or the daemon refused a batch (with its reason).
 
     """
-    kind = frame.attrs.get("kind")
-    if kind not in ("vm", "function", "server"):
-        raise InputError(
-            f"the trace does not say its entity kind (attrs['kind']={kind!r})", where="trace"
-        )
+    kinds = _entity_kinds(frame)
     missing = {"entity", "metric", "ts", "value"} - set(frame.columns)
     if missing:
         raise InputError(f"missing columns {sorted(missing)}", where="trace")
@@ -100,7 +96,7 @@ def feed_frame(
             value[lo:hi].tolist(),
             strict=True,
         ):
-            s = {"entity": e, "kind": kind, "metric": m, "ts": t, "value": v}
+            s = {"entity": e, "kind": kinds[e], "metric": m, "ts": t, "value": v}
             if m in units:
                 s["unit"] = str(units[m])[:64]
             samples.append(s)
@@ -114,6 +110,41 @@ def feed_frame(
         first_ts=int(ts.min()),
         last_ts=int(ts.max()),
     )
+
+
+_KINDS = ("vm", "function", "server")
+
+
+def _entity_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """Each entity's kind: ``attrs["kind"]``, or per entity ``attrs["kinds"]`` when mixed.
+
+    A long CSV holding several kinds (an export of a store with VMs and functions) reads back
+    with ``kind="mixed"`` and the per-entity map, and feeds back as it was.
+
+    Raises:
+        InputError: no kind, or a kind the daemon does not know.
+
+    """
+    kind = frame.attrs.get("kind")
+    per_entity = frame.attrs.get("kinds") if kind == "mixed" else None
+    entities = frame["entity"].astype(str).unique().tolist() if "entity" in frame else []
+    if per_entity:
+        kinds = {e: str(per_entity.get(e) or "") for e in entities}
+    elif kind:
+        kinds = dict.fromkeys(entities, str(kind))
+    else:
+        raise InputError(
+            "the trace does not say its entity kind; give a long CSV a `kind` column "
+            f"({', '.join(_KINDS)})",
+            where="trace",
+        )
+    for e, k in kinds.items():
+        if k not in _KINDS:
+            raise InputError(
+                f"entity {e!r} has kind {k!r}; the daemon knows {', '.join(_KINDS)}",
+                where="trace",
+            )
+    return kinds
 
 
 def _post(client: httpx.Client, endpoint: str, body: bytes, first_row: int) -> None:

@@ -76,3 +76,33 @@ def test_unusable_frames(f, kw, phrase):
 def test_unreachable_daemon_is_a_clear_error(port):
     with httpx.Client() as client, pytest.raises(InputError, match="is `tidewise serve` running"):
         feed_frame(frame(), client, url=f"http://127.0.0.1:{port}", shift_to_now=True)
+
+
+def test_a_mixed_kind_long_csv_feeds_each_entity_with_its_own_kind(live_url, tmp_path):
+    from traces.loaders import long
+
+    path = tmp_path / "mixed.csv"
+    pd.DataFrame(
+        {
+            "entity": ["vm-1", "vm-1", "fn-1"],
+            "metric": ["cpu_util", "cpu_util", "invocations"],
+            "ts": [1_600_000_000, 1_600_000_001, 1_600_000_000],
+            "value": [40.0, 42.0, 7.0],
+            "kind": ["vm", "vm", "function"],
+        }
+    ).to_csv(path, index=False)
+    f = long.load(path)
+    assert f.attrs["kind"] == "mixed"  # what the loader hands the feed
+    with httpx.Client() as client:
+        res = feed_frame(f, client, url=live_url, shift_to_now=True)
+    assert (res.samples, res.entities) == (3, 2)
+    with httpx.Client(base_url=live_url) as http:
+        ents = http.get("/v1/entities").json()["entities"]
+    assert {e["name"]: e["kind"] for e in ents} == {"vm-1": "vm", "fn-1": "function"}
+
+
+def test_an_unknown_entity_kind_is_refused_before_sending():
+    f = frame(kind="mixed")
+    f.attrs["kinds"] = {"fn-a": "function", "fn-b": "container"}
+    with httpx.Client() as client, pytest.raises(InputError, match="'fn-b' has kind 'container'"):
+        feed_frame(f, client, url="http://127.0.0.1:9")
