@@ -61,6 +61,7 @@ def serve(
             f"the store at {_safe_url(settings)} is at revision {list(current) or 'none'}, "
             f"not {list(migrate.head_revisions())}; run `tidewise db upgrade` first"
         )
+    _check_listen(settings.host, settings.port)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -72,6 +73,32 @@ def serve(
         access_log=access_log,
         timeout_graceful_shutdown=10,
     )
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse an address that cannot be bound now, before the app starts up.
+
+    uvicorn would otherwise start the app (and its jobs), log the bind error and exit 3.
+
+    Raises:
+        ConfigError: the host does not resolve or the address is taken.
+
+    """
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"TIDEWISE_HOST={host}: cannot resolve it ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
+                "--port/TIDEWISE_PORT or stop the process using it"
+            ) from None
 
 
 def _missing_sqlite_file(settings) -> str | None:  # noqa: ANN001

@@ -135,3 +135,29 @@ def test_serve_refuses_a_store_that_is_missing_or_not_migrated(tmp_path):
     empty = serve(tmp_path / "empty.db")
     assert empty.returncode == 2 and "run `tidewise db upgrade` first" in empty.stderr
     assert "Traceback" not in missing.stderr + empty.stderr
+
+
+def test_serve_on_a_taken_port_is_one_error_line(tmp_path):
+    import socket
+
+    from service import migrate
+
+    db = tmp_path / "t.db"
+    migrate.upgrade(Settings(db_url=f"sqlite:///{db}"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=dict(os.environ, TIDEWISE_DB_URL=f"sqlite:///{db}"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port} (Address already in use); choose another "
+        "--port/TIDEWISE_PORT or stop the process using it"
+    ]
