@@ -85,14 +85,6 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-@contextlib.contextmanager
-def read_tx(engine: Engine) -> Iterator[Connection]:
-    """One read transaction (a consistent snapshot on both databases)."""
-    with engine.connect() as conn:
-        with conn.begin():
-            yield conn
-
-
 def ensure_schema(engine: Engine, settings: Settings) -> None:
     """Create the PostgreSQL schema named by ``db_schema`` when missing (no-op on SQLite)."""
     if settings.is_sqlite or not settings.db_schema:
