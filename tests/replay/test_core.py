@@ -239,3 +239,16 @@ def test_the_driver_is_scenario_agnostic(scenario, make, tmp_path):
     assert json.loads((out / "report.json").read_text()) == rep
     for f in ("cost_vs_sla.png", "timeline.png", "config.json"):
         assert (out / f).stat().st_size > 500
+
+
+def test_a_policy_without_its_own_forecaster_gets_the_daemons_scenario_default():
+    from policies.forecasters import GrowthBootstrapForecaster
+
+    class Plain:  # needs a forecast, brings no make_forecaster
+        needs_forecast = True
+
+    fc = core.default_forecaster(Plain(), "power", 0)
+    # the daemon's power forecaster: no daily season, one hour of recent behaviour
+    assert isinstance(fc, GrowthBootstrapForecaster)
+    assert (fc.space, fc.season_s, fc.window_s, fc.offset_decay) == ("linear", 0.0, 3600.0, 0.9)
+    assert core.default_forecaster(Plain(), "no-such-scenario", 0) is None

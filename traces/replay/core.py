@@ -31,14 +31,6 @@ import pandas as pd
 
 from service.errors import InputError, TidewiseError, TraceFormatError
 
-#: Default online forecaster per scenario for policies with ``needs_forecast`` (module
-#: policies.forecasters, class name, keyword arguments).
-_DEFAULT_FORECASTERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "vm": ("GrowthBootstrapForecaster", {"space": "log"}),
-    "power": ("GrowthBootstrapForecaster", {"space": "linear"}),
-    "serverless": ("IntermittentCountForecaster", {}),
-}
-
 
 def parse_options(items: Iterable[str] | None) -> dict[str, Any]:
     """Parse ``key=value`` strings; values become int, float, bool, None or str.
@@ -161,27 +153,20 @@ def default_forecaster(policy: Any, scenario: str, seed: int) -> Callable | None
     """Make the forecaster given to a ``needs_forecast`` policy, or return None.
 
     A policy may supply its own with a ``make_forecaster(seed)`` method; otherwise the
-    scenario's default online forecaster from :mod:`policies.forecasters` is used.
+    scenario's default online forecaster (:func:`policies.forecasters.default_forecaster`,
+    the same one the daemon falls back to) is used.
     """
     if not getattr(policy, "needs_forecast", False):
         return None
     make = getattr(policy, "make_forecaster", None)
     if callable(make):
         return make(seed)
-    spec = _DEFAULT_FORECASTERS.get(scenario)
-    if spec is None:
-        return None
+    from policies.forecasters import default_forecaster as scenario_forecaster
+
     try:
-        from policies import forecasters
-    except ImportError:  # pragma: no cover - module of another area
+        return scenario_forecaster(scenario, seed=seed)
+    except ValueError:  # a scenario without one: the policy gets None and falls back
         return None
-    cls = getattr(forecasters, spec[0], None)
-    if cls is None:
-        return None
-    try:
-        return cls(seed=seed, **spec[1])
-    except TypeError:
-        return cls(**spec[1])
 
 
 def run_replay(
