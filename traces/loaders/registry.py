@@ -69,7 +69,7 @@ def detect_format(path: str | Path) -> str:
     raise TraceFormatError(
         "cannot tell the trace format from the file names or the header; tried "
         + ", ".join(_SNIFFERS)
-        + ". Name it explicitly with format=...",
+        + ". Name it explicitly (`--format NAME` on the command line, format=NAME in Python)",
         str(p),
     )
 
