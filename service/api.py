@@ -14,52 +14,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from service import dashboard, intake, migrate, remote_write, repository
 from service import ingest as ingest_service
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
 from service.config import Settings, get_settings
 from service.db import Store
+from service.deps import SessionDep, SettingsDep, StoreDep
 from service.errors import InputError, TidewiseError
-from service.ingest import BatchError, BodyTooLargeError, Problem
+from service.ingest import BatchError, Problem
 from service.promexport import CONTENT_TYPE_LATEST, Telemetry
 
 log = logging.getLogger("tidewise.api")
-
-
-# --------------------------------------------------------------------------- dependencies
-
-
-def get_store(request: Request) -> Store:
-    """Return the app's open store."""
-    return request.app.state.store
-
-
-def get_app_settings(request: Request) -> Settings:
-    """Return the settings the app was created with."""
-    return request.app.state.settings
-
-
-def get_session(store: Annotated[Store, Depends(get_store)]) -> Iterator[Session]:
-    """Yield a read session, closed after the request."""
-    with store.sessions() as session:
-        yield session
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 # --------------------------------------------------------------------------- schemas
@@ -275,7 +251,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         try:
             media = ingest_service.media_type(request.headers.get("content-type"))
             encoding = intake.check_encoding(request.headers.get("content-encoding"))
-            body = await _read_body(request, cfg.max_body_bytes)
+            body = await intake.read_body(request, cfg.max_body_bytes)
             # Parsing, validation and the commit run in a worker thread: the event loop
             # keeps serving health checks and receiving the next bodies meanwhile.
             stored = await run_in_threadpool(
@@ -387,26 +363,3 @@ def _is_number(raw: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """Read the request body, refusing it (413) as soon as it exceeds ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError(
-            f"body of {int(declared)} bytes exceeds the limit of {limit} bytes "
-            "(TIDEWISE_MAX_BODY_BYTES); send smaller batches",
-            where="body",
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(
-                f"body exceeds the limit of {limit} bytes (TIDEWISE_MAX_BODY_BYTES); "
-                "send smaller batches",
-                where="body",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)

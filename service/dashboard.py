@@ -21,13 +21,14 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from service.auth import ReadAuth
 from service.config import Settings
+from service.deps import SettingsDep
 from service.repository import NotFoundError
 
 log = logging.getLogger("tidewise.dashboard")
@@ -48,14 +49,6 @@ _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-def get_dashboard_settings(request: Request) -> Settings:
-    """Return the settings the app was created with (tests override this dependency)."""
-    return request.app.state.settings
-
-
-DashboardSettingsDep = Annotated[Settings, Depends(get_dashboard_settings)]
 
 
 class NoReportError(NotFoundError):
@@ -143,6 +136,6 @@ def dashboard_file(name: str = "index.html") -> Response:
 
 
 @router.get("/v1/replay/report", summary="The latest replay report (TIDEWISE_REPLAY_REPORT)")
-def replay_report(_who: ReadAuth, cfg: DashboardSettingsDep) -> dict[str, Any]:
+def replay_report(_who: ReadAuth, cfg: SettingsDep) -> dict[str, Any]:
     """Return ``{"path", "modified" (unix s), "report"}`` of the configured replay report."""
     return load_report(cfg.replay_report)

@@ -7,11 +7,15 @@ serve other front ends (a queue consumer, a Prometheus remote-write adapter).
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
 from service import ingest, repository
 from service.config import Settings
 from service.db import Store
 from service.ingest import BodyTooLargeError, MalformedBodyError, Problem
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 ENCODINGS = ("identity", "gzip")
 
@@ -73,3 +77,26 @@ def store_body(
     items, lines = ingest.parse_body(data, media)
     batch = ingest.validate(items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s)
     return repository.ingest(store, batch)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the request body, refusing it (413) as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(
+            f"body of {int(declared)} bytes exceeds the limit of {limit} bytes "
+            "(TIDEWISE_MAX_BODY_BYTES); send smaller batches",
+            where="body",
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(
+                f"body exceeds the limit of {limit} bytes (TIDEWISE_MAX_BODY_BYTES); "
+                "send smaller batches",
+                where="body",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

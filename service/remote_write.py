@@ -53,16 +53,17 @@ import logging
 import math
 import threading
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from service import ingest, repository
+from service import ingest, intake, repository
 from service.auth import IngestAuth
 from service.config import Settings
 from service.db import Store
+from service.deps import SettingsDep, StoreDep
 from service.ingest import (
     BatchError,
     BodyTooLargeError,
@@ -94,13 +95,6 @@ _UNIT_SUFFIXES = (
 )
 
 
-def _store(request: Request) -> Store:
-    return request.app.state.store
-
-
-def get_remote_write_settings(request: Request) -> Settings:
-    """Return the settings the app was created with (tests override this dependency)."""
-    return request.app.state.settings
 
 
 class RemoteWriteResult(BaseModel):
@@ -408,14 +402,12 @@ router = APIRouter(tags=["ingest"])
 async def remote_write(
     request: Request,
     _who: IngestAuth,
-    store: Annotated[Store, Depends(_store)],
-    settings: Annotated[Settings, Depends(get_remote_write_settings)],
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> RemoteWriteResult:
     """Store the samples of one remote-write request."""
-    from service.api import _read_body
-
     check_headers(request.headers.get("content-type"), request.headers.get("content-encoding"))
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await intake.read_body(request, settings.max_body_bytes)
     # Decoding and the commit run in a worker thread, as POST /v1/metrics.
     return await run_in_threadpool(
         store_write_request, store, settings, body, int(time.time())

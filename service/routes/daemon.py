@@ -13,25 +13,19 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from service import actions as actions_view
 from service import forecasting, repository, targets
 from service.auth import ActAuth, ReadAuth
+from service.deps import SessionDep
 from service.errors import InputError
 
 router = APIRouter()
 
 
-def _session(request: Request):  # noqa: ANN202 - a generator dependency
-    with request.app.state.store.sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(_session)]
 TargetName = Annotated[str, Path(min_length=1, max_length=255)]
 
 

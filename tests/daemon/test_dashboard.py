@@ -22,8 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.dashboard import get_dashboard_settings
 from service.db import Store
+from service.deps import get_app_settings
 from tests.daemon.conftest_io import need_binaries, tidewise_daemon, wait_for
 
 READ = {"Authorization": "Bearer read-token-0123456789ab"}
@@ -73,7 +73,7 @@ def client(store: Store) -> Iterator[TestClient]:
 
 def _use_report(client: TestClient, path: Path | None) -> None:
     cfg = client.app.state.settings.model_copy(update={"replay_report": path})
-    client.app.dependency_overrides[get_dashboard_settings] = lambda: cfg
+    client.app.dependency_overrides[get_app_settings] = lambda: cfg
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from service import prompb
 from service.api import create_app
 from service.db import Store
-from service.remote_write import get_remote_write_settings
+from service.deps import get_app_settings
 
 INGEST = {"Authorization": "Bearer ingest-token-0123456789"}
 READ = {"Authorization": "Bearer read-token-0123456789ab"}
@@ -256,7 +256,7 @@ def test_mapping_is_configurable(client: TestClient) -> None:
             "remote_write_drop_labels": "replica",
         }
     )
-    client.app.dependency_overrides[get_remote_write_settings] = lambda: mapped
+    client.app.dependency_overrides[get_app_settings] = lambda: mapped
     now = int(time.time())
     labels = {
         "__name__": "power_watts",

@@ -285,7 +285,8 @@ def test_store_busy_is_503_and_writes_nothing(settings_factory, serve):
 
 def test_settings_dependency_can_be_overridden(store, serve):
     """Request limits come from the settings dependency, which tests may override."""
-    from service.api import create_app, get_app_settings
+    from service.api import create_app
+    from service.deps import get_app_settings
 
     app = create_app(store=store)
     strict = store.settings.model_copy(update={"max_future_s": 0})
