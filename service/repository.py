@@ -517,6 +517,37 @@ def current_model(session: Session, name: str) -> ModelRecord | None:
     ).one_or_none()
 
 
+def get_model(session: Session, model_id: int) -> ModelRecord:
+    """Return the registered model with id ``model_id``.
+
+    Raises:
+        NotFoundError: no such id.
+
+    """
+    record = session.get(ModelRecord, model_id)
+    if record is None:
+        raise NotFoundError(f"no registered model has id {model_id}; `tidewise models list`")
+    return record
+
+
+def set_current_model(session: Session, model_id: int) -> ModelRecord:
+    """Make model ``model_id`` the current version of its name (the caller commits).
+
+    Raises:
+        NotFoundError: no such id.
+
+    """
+    record = get_model(session, model_id)
+    session.execute(
+        update(ModelRecord)
+        .where(ModelRecord.name == record.name, ModelRecord.id != record.id)
+        .values(is_current=False)
+    )
+    record.is_current = True
+    session.flush()
+    return record
+
+
 # --------------------------------------------------------------------------- daemon: targets
 
 
