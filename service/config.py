@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server (port).")
     allow_public_bind: bool = Field(
         False,
-        description="In production, allow `host=0.0.0.0`/`::` (bool); the API has no "
-        "authentication, so put it behind a proxy first.",
+        description="In production, allow `host=0.0.0.0`/`::` (bool); the API speaks plain "
+        "HTTP, so bearer tokens cross the network in clear unless a TLS proxy is in front.",
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
@@ -248,8 +248,9 @@ class Settings(BaseSettings):
                 )
             if self.host in ("0.0.0.0", "::") and not self.allow_public_bind:
                 raise ValueError(
-                    f"host={self.host} exposes the unauthenticated API on every interface; "
-                    "bind 127.0.0.1 behind a proxy or set TIDEWISE_ALLOW_PUBLIC_BIND=true"
+                    f"host={self.host} serves plain HTTP (bearer tokens in clear) on every "
+                    "interface; bind 127.0.0.1 behind a TLS proxy or set "
+                    "TIDEWISE_ALLOW_PUBLIC_BIND=true"
                 )
         return self
 
