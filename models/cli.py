@@ -182,7 +182,8 @@ def _register_training(app: typer.Typer) -> None:
         for item in set_ or []:
             if "=" not in item:
                 raise InputError(f"expected KEY=VALUE, got {item!r}", where="--set")
-        store = open_store(_settings(db_url, model_dir))
+        settings = _settings(db_url, model_dir)
+        store = open_store(settings)
         try:
             res = train_and_register(
                 store,
@@ -212,6 +213,16 @@ def _register_training(app: typer.Typer) -> None:
         )
         typer.echo(f"current: {'yes' if res.current else 'no'} ({res.reason})")
         typer.echo(f"artifact: {res.artifact}")
+        step_s = res.trained_on["step_s"]
+        if res.name.startswith("daemon:") and abs(step_s - settings.forecast_step_s) > 1e-9:
+            # the daemon feeds TIDEWISE_FORECAST_STEP_S buckets: rows of another width
+            # change what the model's context and horizon mean
+            typer.echo(
+                f"warning: trained on {step_s:g} s rows, the daemon forecasts "
+                f"{settings.forecast_step_s} s buckets (TIDEWISE_FORECAST_STEP_S); "
+                "retrain with --step to match",
+                err=True,
+            )
 
     @models_app.command("list")
     def models_list(

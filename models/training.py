@@ -319,6 +319,14 @@ def train_and_register(
     }
     try:
         with store.write_sessions() as session, session.begin():
+            now_current = repository.current_model(session, name)
+            compared = None if current is None else current.id
+            if becomes and not force and (now_current and now_current.id) != compared:
+                # another process changed the current version while this one trained: the
+                # comparison no longer holds, so leave the choice to `tidewise models use`
+                becomes = False
+                reason = "the current model changed while training; not compared with it"
+                doc["decision"] = reason
             rec = repository.register_model(
                 session,
                 name,

@@ -44,6 +44,7 @@ def env(settings, monkeypatch, tmp_path):  # noqa: ANN001, ANN201
     if settings.db_schema:
         monkeypatch.setenv("TIDEWISE_DB_SCHEMA", settings.db_schema)
     monkeypatch.setenv("TIDEWISE_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("TIDEWISE_FORECAST_STEP_S", str(settings.forecast_step_s))
     return tmp_path / "models"
 
 
@@ -241,3 +242,42 @@ def test_bad_input_is_one_error_line_and_registers_nothing(store, env, tmp_path,
         assert [r.id for r in repository.list_models(session) if r.is_current] == [1]
     code, out, _ = _run(["models", "list"], capsys)
     assert code == 0 and "(missing)" in out.splitlines()[2]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_current_model_changed_during_training_is_not_replaced(
+    store,
+    env,
+    tmp_path,
+    capsys,
+    monkeypatch,  # noqa: ANN001
+):
+    from models import training
+
+    csv = _ramp_csv(tmp_path / "ramp.csv")
+    assert _run(_train(csv, "window-mean"), capsys)[0] == 0
+    real_score, calls = training.score, []
+
+    def score_then_switch(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 2:  # scoring the incumbent; another process registers a version
+            with store.write_sessions() as session, session.begin():
+                repository.register_model(session, "daemon:cpu", "other", str(tmp_path))
+        return real_score(*args, **kw)
+
+    monkeypatch.setattr(training, "score", score_then_switch)
+    code, out, _ = _run(_train(csv, "last"), capsys)  # better than window-mean, but...
+    assert code == 0 and "current: no (the current model changed while training" in out
+    with store.sessions() as session:
+        assert [(r.version, r.is_current) for r in repository.list_models(session)][1:] == [
+            ("other", True),
+            (repository.list_models(session)[2].version, False),
+        ]
+
+
+def test_a_step_other_than_the_daemons_is_warned(store, env, tmp_path, capsys):  # noqa: ANN001
+    csv = _ramp_csv(tmp_path / "ramp.csv")
+    code, _, err = _run(_train(csv, "last"), capsys)  # 60 s rows, daemon buckets 60 s
+    assert code == 0 and err == ""
+    code, out, err = _run(_train(csv, "last", "--step", "120"), capsys)
+    assert code == 0 and err.startswith("warning: trained on 120 s rows")
