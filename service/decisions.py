@@ -49,7 +49,6 @@ import numpy as np
 from policies.base import Decision
 from service import forecasting, repository
 from service.db import Store
-from service.errors import NoDataError
 
 log = logging.getLogger("tidewise.decisions")
 
@@ -129,18 +128,16 @@ def _stored_forecast(store: Store, entity: str, metric: str, now: int) -> Any:  
 
 
 def _online(policy: Any, history: np.ndarray, now: float, step: float, horizon: int) -> Any:  # noqa: ANN401
-    """Call the policy's replay forecaster over ``history`` (None when it has nothing to say)."""
-    make = getattr(policy, "make_forecaster", None)
-    if make is None:
-        from policies.forecasters import default_forecaster
+    """Call the policy's replay forecaster over ``history`` (None when it has nothing to say).
 
-        fc = default_forecaster(policy.scenario)
-    else:
-        fc = make(0)
-    try:
-        return fc(history, now, step, horizon)
-    except NoDataError:
-        return None
+    The forecaster is chosen as in replay (:func:`traces.replay.core.default_forecaster`), so
+    a policy decides in the daemon on the forecasts it was replayed with.
+    """
+    from traces.replay.base import forecast_or_none
+    from traces.replay.core import default_forecaster
+
+    fc = default_forecaster(policy, policy.scenario, 0)
+    return None if fc is None else forecast_or_none(fc, history, now, step, horizon)
 
 
 # --------------------------------------------------------------------------- per scenario
