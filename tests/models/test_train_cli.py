@@ -281,3 +281,23 @@ def test_a_step_other_than_the_daemons_is_warned(store, env, tmp_path, capsys): 
     assert code == 0 and err == ""
     code, out, err = _run(_train(csv, "last", "--step", "120"), capsys)
     assert code == 0 and err.startswith("warning: trained on 120 s rows")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_tiny_harmony_trains_registers_and_serves(store, env, tmp_path, capsys):  # noqa: ANN001
+    from tests.models.conftest import TINY
+
+    csv = _ramp_csv(tmp_path / "ramp.csv")
+    sets = [a for k, v in TINY["harmony"].items() for a in ("--set", f"{k}={v}")]
+    code, out, err = _run(_train(csv, "harmony", "--name", "daemon:cpu", *sets), capsys)
+    assert code == 0, err
+    with store.sessions() as session:
+        (rec,) = repository.list_models(session)
+    assert rec.is_current and rec.metrics["params"]["d_model"] == 16
+    assert rec.metrics["validation"]["windows"] == 40
+    now = T0 + 3600
+    _ingest_ramp(store, "web", now, 30)
+    forecasting.refresh(store, now)
+    with store.sessions() as session:
+        fc = repository.latest_forecast(session, "web", "cpu")
+    assert fc.model == f"daemon:cpu@{rec.version}" and not fc.fallback
