@@ -97,16 +97,19 @@ def _settings(db_url: str | None, model_dir: Path | None = None):  # noqa: ANN20
 DbUrl = Annotated[str | None, typer.Option("--db-url", help="Store URL (default TIDEWISE_DB_URL).")]
 
 
+def _num(v: float | None, fmt: str) -> str:
+    """Format a metric that is None when it was not finite."""
+    return "-" if v is None else format(v, fmt)
+
+
 def _metric_text(metrics: dict) -> str:
     """CRPS/MSE/coverage of a registry row (ours, or the daemon retraining's holdout CRPS)."""
     val = metrics.get("validation") or {}
-
-    def g(key: str, fmt: str) -> str:
-        v = val.get(key)
-        return "-" if v is None else format(v, fmt)
-
     if val:
-        return f"crps={g('crps', '.4g')} mse={g('mse', '.4g')} cov90={g('coverage_90', '.2f')}"
+        return (
+            f"crps={_num(val.get('crps'), '.4g')} mse={_num(val.get('mse'), '.4g')} "
+            f"cov90={_num(val.get('coverage_90'), '.2f')}"
+        )
     if "holdout_crps" in metrics:
         return f"holdout_crps={metrics['holdout_crps']:.4g}"
     return "-"
@@ -178,10 +181,10 @@ def _register_training(app: typer.Typer) -> None:
         from service.errors import InputError
 
         get_estimator_class(model)  # unknown model: error before touching data or store
-        params = parse_overrides([f"{model}.{s}" for s in set_ or []]).get(model, {})
         for item in set_ or []:
-            if "=" not in item:
+            if "=" not in item or not item.split("=", 1)[0]:
                 raise InputError(f"expected KEY=VALUE, got {item!r}", where="--set")
+        params = parse_overrides([f"{model}.{s}" for s in set_ or []]).get(model, {})
         settings = _settings(db_url, model_dir)
         store = open_store(settings)
         try:
@@ -208,8 +211,8 @@ def _register_training(app: typer.Typer) -> None:
             f"registered id {res.id}: {res.name} {res.version}{' (current)' if res.current else ''}"
         )
         typer.echo(
-            f"validation ({m['windows']} windows): CRPS {m['crps']:.6g}  MSE {m['mse']:.6g}  "
-            f"coverage_90 {m['coverage_90']:.3f}"
+            f"validation ({m['windows']} windows): CRPS {_num(m['crps'], '.6g')}  "
+            f"MSE {_num(m['mse'], '.6g')}  coverage_90 {_num(m['coverage_90'], '.3f')}"
         )
         typer.echo(f"current: {'yes' if res.current else 'no'} ({res.reason})")
         typer.echo(f"artifact: {res.artifact}")

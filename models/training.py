@@ -209,8 +209,10 @@ def score(predictor: Any, validation: list[Series], context: int, horizon: int) 
     return out
 
 
-def beats(candidate_crps: float, incumbent_crps: float | None) -> bool:
+def beats(candidate_crps: float | None, incumbent_crps: float | None) -> bool:
     """Apply the daemon's retraining rule: strictly lower CRPS, or no incumbent at all."""
+    if candidate_crps is None:  # non-finite score: never replaces anything
+        return False
     return incumbent_crps is None or candidate_crps < incumbent_crps
 
 
@@ -278,6 +280,8 @@ def train_and_register(
         incumbent = {"id": current.id, "version": current.version}
         try:
             inc = score(load_predictor(current.artifact_path), val, context, horizon)
+            if inc["crps"] is None:
+                raise ModelError("its validation CRPS is not finite")
             incumbent["crps"] = inc["crps"]
         except Exception as exc:  # noqa: BLE001 - an unscorable incumbent is reported
             incumbent["error"] = f"{type(exc).__name__}: {exc}"
@@ -285,6 +289,8 @@ def train_and_register(
         becomes, reason = False, "--no-current"
     elif force:
         becomes, reason = True, "--force"
+    elif metrics["crps"] is None:
+        becomes, reason = False, "validation CRPS is not finite"
     elif incumbent is None:
         becomes, reason = True, "no current model of this name"
     elif "crps" not in incumbent:
