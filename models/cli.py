@@ -177,7 +177,7 @@ def _register_training(app: typer.Typer) -> None:
         """
         from models.base import get_estimator_class
         from models.evaluate import parse_overrides
-        from models.training import open_store, train_and_register
+        from models.training import daemon_warnings, open_store, train_and_register
         from service.errors import InputError
 
         get_estimator_class(model)  # unknown model: error before touching data or store
@@ -216,16 +216,8 @@ def _register_training(app: typer.Typer) -> None:
         )
         typer.echo(f"current: {'yes' if res.current else 'no'} ({res.reason})")
         typer.echo(f"artifact: {res.artifact}")
-        step_s = res.trained_on["step_s"]
-        if res.name.startswith("daemon:") and abs(step_s - settings.forecast_step_s) > 1e-9:
-            # the daemon feeds TIDEWISE_FORECAST_STEP_S buckets: rows of another width
-            # change what the model's context and horizon mean
-            typer.echo(
-                f"warning: trained on {step_s:g} s rows, the daemon forecasts "
-                f"{settings.forecast_step_s} s buckets (TIDEWISE_FORECAST_STEP_S); "
-                "retrain with --step to match",
-                err=True,
-            )
+        for line in daemon_warnings(settings, res.name, res.trained_on["step_s"], context, horizon):
+            typer.echo(f"warning: {line}", err=True)
 
     @models_app.command("list")
     def models_list(
@@ -263,14 +255,20 @@ def _register_training(app: typer.Typer) -> None:
         db_url: DbUrl = None,
     ) -> None:
         """Make a registered model the current version of its name (its artifact must load)."""
-        from models.training import open_store, use_model
+        from models.training import daemon_warnings, open_store, use_model
 
-        store = open_store(_settings(db_url))
+        settings = _settings(db_url)
+        store = open_store(settings)
         try:
-            rec = use_model(store, model_id)
+            rec, pred = use_model(store, model_id)
         finally:
             store.close()
         typer.echo(f"current {rec.name}: id {rec.id}, version {rec.version}")
+        step_s = float(pred.config.get("step", settings.forecast_step_s))
+        for line in daemon_warnings(
+            settings, rec.name, step_s, pred.context_length, pred.prediction_length
+        ):
+            typer.echo(f"warning: {line}", err=True)
 
     @models_app.command("show")
     def models_show(

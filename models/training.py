@@ -351,8 +351,8 @@ def train_and_register(
     )
 
 
-def use_model(store: Any, model_id: int) -> Any:  # noqa: ANN401
-    """Make ``model_id`` current after checking its artifact loads.
+def use_model(store: Any, model_id: int) -> tuple[Any, Any]:  # noqa: ANN401
+    """Make ``model_id`` current after checking its artifact loads; return (row, predictor).
 
     Raises:
         NotFoundError: no such id.
@@ -369,10 +369,47 @@ def use_model(store: Any, model_id: int) -> Any:  # noqa: ANN401
             f"model {model_id} ({rec.name} {rec.version}): artifact {rec.artifact_path} is "
             "missing; retrain it or pick another id"
         )
-    load_predictor(rec.artifact_path)  # raises ModelError with the reason
+    pred = load_predictor(rec.artifact_path)  # raises ModelError with the reason
     with store.write_sessions() as session, session.begin():
         rec = repository.set_current_model(session, model_id)
-    return rec
+    return rec, pred
+
+
+def daemon_warnings(
+    settings: Any,
+    name: str,
+    step_s: float,
+    context: int,
+    horizon: int,  # noqa: ANN401
+) -> list[str]:
+    """Say why the daemon would not serve a ``daemon:`` model as trained (empty when it would).
+
+    The forecast refresh feeds ``forecast_context_steps`` buckets of ``forecast_step_s``
+    seconds and needs ``forecast_horizon_steps`` steps; a model that forecasts fewer steps
+    always gets the fallback, one with a longer context too.
+    """
+    if not name.startswith("daemon:"):
+        return []
+    out = []
+    if abs(step_s - settings.forecast_step_s) > 1e-9:
+        out.append(
+            f"trained on {step_s:g} s rows, the daemon forecasts {settings.forecast_step_s} s "
+            "buckets (TIDEWISE_FORECAST_STEP_S); retrain with --step to match"
+        )
+    if horizon < settings.forecast_horizon_steps:
+        out.append(
+            f"the model forecasts {horizon} steps, the daemon needs "
+            f"{settings.forecast_horizon_steps} (TIDEWISE_FORECAST_HORIZON_STEPS); the refresh "
+            "will use the fallback forecast; retrain with --horizon "
+            f"{settings.forecast_horizon_steps}"
+        )
+    if context > settings.forecast_context_steps:
+        out.append(
+            f"the model reads {context} rows of context, the daemon keeps "
+            f"{settings.forecast_context_steps} (TIDEWISE_FORECAST_CONTEXT_STEPS); the refresh "
+            "will use the fallback forecast; retrain with a shorter --context"
+        )
+    return out
 
 
 def record_dict(rec: Any) -> dict[str, Any]:  # noqa: ANN401

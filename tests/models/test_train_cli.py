@@ -45,6 +45,8 @@ def env(settings, monkeypatch, tmp_path):  # noqa: ANN001, ANN201
         monkeypatch.setenv("TIDEWISE_DB_SCHEMA", settings.db_schema)
     monkeypatch.setenv("TIDEWISE_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("TIDEWISE_FORECAST_STEP_S", str(settings.forecast_step_s))
+    monkeypatch.setenv("TIDEWISE_FORECAST_HORIZON_STEPS", str(settings.forecast_horizon_steps))
+    monkeypatch.setenv("TIDEWISE_FORECAST_CONTEXT_STEPS", str(settings.forecast_context_steps))
     return tmp_path / "models"
 
 
@@ -275,12 +277,43 @@ def test_a_current_model_changed_during_training_is_not_replaced(
         ]
 
 
-def test_a_step_other_than_the_daemons_is_warned(store, env, tmp_path, capsys):  # noqa: ANN001
+def test_a_model_the_daemon_cannot_serve_as_trained_is_warned(
+    store,
+    env,
+    tmp_path,
+    capsys,
+    monkeypatch,  # noqa: ANN001
+):
     csv = _ramp_csv(tmp_path / "ramp.csv")
     code, _, err = _run(_train(csv, "last"), capsys)  # 60 s rows, daemon buckets 60 s
     assert code == 0 and err == ""
     code, out, err = _run(_train(csv, "last", "--step", "120"), capsys)
-    assert code == 0 and err.startswith("warning: trained on 120 s rows")
+    assert code == 0 and err.startswith("warning: trained on 120 s rows") and err.count("\n") == 1
+    args = [
+        "train",
+        "--data",
+        str(csv),
+        "--model",
+        "last",
+        "--context",
+        "40",
+        "--horizon",
+        "1",
+        "--indicator",
+        "cpu",
+    ]  # the daemon keeps 30 buckets of context
+    code, out, err = _run(args, capsys)
+    assert code == 0 and err == (
+        "warning: the model reads 40 rows of context, the daemon keeps 30 "
+        "(TIDEWISE_FORECAST_CONTEXT_STEPS); the refresh will use the fallback forecast; "
+        "retrain with a shorter --context\n"
+    )
+    monkeypatch.setenv("TIDEWISE_FORECAST_HORIZON_STEPS", "3")
+    code, out, err = _run(["models", "use", "1"], capsys)
+    assert code == 0 and "id 1" in out
+    assert err.startswith("warning: the model forecasts 1 steps, the daemon needs 3")
+    with store.sessions() as session:
+        assert [r.id for r in repository.list_models(session) if r.is_current] == [1]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
