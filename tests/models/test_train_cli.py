@@ -334,3 +334,23 @@ def test_a_tiny_harmony_trains_registers_and_serves(store, env, tmp_path, capsys
     with store.sessions() as session:
         fc = repository.latest_forecast(session, "web", "cpu")
     assert fc.model == f"daemon:cpu@{rec.version}" and not fc.fallback
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_models_registered_by_the_retraining_job_are_listed(store, env, tmp_path, capsys):  # noqa: ANN001
+    with store.write_sessions() as session, session.begin():  # as service.forecasting.retrain
+        repository.register_model(
+            session,
+            "daemon:cpu",
+            "v1",
+            str(tmp_path / "gone"),
+            trained_on="2 series of 'cpu', last 240 x 15 s before 1700000000",
+            metrics={"holdout_crps": 0.125, "incumbent": "fallback:last"},
+        )
+    code, out, _ = _run(["models", "list"], capsys)
+    row = out.splitlines()[1]
+    assert code == 0 and "holdout_crps=0.125" in row and row.rstrip().endswith("(missing)")
+    assert "2 series of 'cpu'" in row
+    code, out, _ = _run(["models", "show", "1"], capsys)
+    doc = json.loads(out)
+    assert doc["trained_on"].startswith("2 series") and doc["artifact_present"] is False
