@@ -24,6 +24,7 @@ class Forecast:
         indicators: names of the M indicators (metric names), in order.
         model: name of the model that produced it (``"fallback:<name>"`` for a fallback).
         info: free-form details (e.g. why a fallback was used).
+
     """
 
     samples: np.ndarray
@@ -48,10 +49,12 @@ class Forecast:
 
     @property
     def num_samples(self) -> int:
+        """Number of sample paths S."""
         return self.samples.shape[0]
 
     @property
     def horizon(self) -> int:
+        """Number of forecast steps H."""
         return self.samples.shape[1]
 
     @cached_property
@@ -74,7 +77,7 @@ class Forecast:
         return cache[q]
 
     def indicator(self, name: str) -> np.ndarray:
-        """Samples of one indicator, ``(S, H)``."""
+        """Return the samples of one indicator, ``(S, H)``."""
         try:
             j = self.indicators.index(name)
         except ValueError:
@@ -82,5 +85,5 @@ class Forecast:
         return self.samples[:, :, j]
 
     def times(self) -> np.ndarray:
-        """Unix seconds of each horizon step, ``(H,)``."""
+        """Return the unix seconds of each horizon step, ``(H,)``."""
         return self.start + self.step * np.arange(self.horizon)

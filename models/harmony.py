@@ -43,7 +43,8 @@ probabilistic objective:
 
 Training: Adam, early stopping on the validation loss (the best epoch is kept), a wall
 budget of ``max_train_cpu_seconds`` of this process's CPU time (so a busy shared machine
-does not cut training short) capped by ``max_train_seconds`` of wall-clock time. Targets in normalised units are clipped to
+does not cut training short) capped by ``max_train_seconds`` of wall-clock time. Targets in
+normalised units are clipped to
 ``±clip`` and jittered by ``jitter`` (std) so exactly repeated values (constant series, a
 two-level switching counter) do not give the flow a degenerate density.
 """

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = 'be2f1ba0e9e4'
 down_revision: str | Sequence[str] | None = '6dc5c887800d'
 branch_labels: str | Sequence[str] | None = None
