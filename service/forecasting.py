@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from models.forecast import Forecast
+from models.training import beats
 from service import repository
 from service.db import Store
 from service.errors import NoDataError
@@ -343,7 +344,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
             continue
         report.update(candidate=model, candidate_crps=cand_score, incumbent=label,
                       incumbent_crps=inc_score)
-        if not cand_score < inc_score:
+        if not beats(cand_score, inc_score):
             report["outcome"] = "kept"
             reports.append(report)
             continue
