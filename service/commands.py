@@ -218,20 +218,12 @@ def feed(
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Samples per POST.")] = 5000,
 ) -> None:
     """Load a trace and POST it to a running daemon in batches."""
-    from pathlib import Path
-
     import httpx
 
     import traces
     from service.feed import feed_frame
 
-    path = traces.BUNDLED.get(trace, Path(trace))
-    if not Path(path).exists():
-        raise InputError(
-            f"no such trace file and no bundled slice named {trace!r} "
-            f"(bundled: {', '.join(traces.BUNDLED)})",
-            where="--trace",
-        )
+    path = traces.resolve(trace)
     frame = traces.load(path, format=format, step=step)
     if frame.attrs.get("step") is None and step is None:
         # Event traces (one row per request) are binned to the store's 1-second resolution;

@@ -36,7 +36,30 @@ BUNDLED: dict[str, Path] = {
     "azure-vms-2019-300s": DATA_DIR / "azure2019_vm_cpu_readings_month_aggregated_cpu_mem.csv.gz",
 }
 
-__all__ = ["BUNDLED", "DATA_DIR", "FORMATS", "detect_format", "load", "wide"]
+
+
+def resolve(trace: str | Path) -> Path:
+    """Return the path of ``trace``: an existing file or folder, else a :data:`BUNDLED` name.
+
+    Raises:
+        TraceFormatError: neither exists; the message lists the bundled names.
+
+    """
+    path = Path(trace)
+    if path.exists():
+        return path
+    if str(trace) in BUNDLED:
+        return BUNDLED[str(trace)]
+    from service.errors import TraceFormatError
+
+    raise TraceFormatError(
+        f"no such file or folder, and no bundled slice of that name "
+        f"(bundled: {', '.join(BUNDLED)})",
+        str(trace),
+    )
+
+
+__all__ = ["BUNDLED", "DATA_DIR", "FORMATS", "detect_format", "load", "resolve", "wide"]
 
 
 def __getattr__(name: str) -> Any:

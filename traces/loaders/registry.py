@@ -57,9 +57,9 @@ def detect_format(path: str | Path) -> str:
         TraceFormatError: nothing matched; the message lists the formats tried.
 
     """
-    p = Path(path)
-    if not p.exists():
-        raise TraceFormatError("no such file or folder", str(p))
+    from traces import resolve
+
+    p = resolve(path)
     for name, sniff in _SNIFFERS.items():
         try:
             if sniff(p):
@@ -88,7 +88,9 @@ def load(path: str | Path, format: str | None = None, step: float | None = None)
         InputError: unknown format name or invalid step.
 
     """
-    p = Path(path)
+    from traces import resolve
+
+    p = resolve(path)
     if step is not None and (
         isinstance(step, bool) or not isinstance(step, numbers.Real)
         or not np.isfinite(step) or step <= 0
@@ -99,8 +101,6 @@ def load(path: str | Path, format: str | None = None, step: float | None = None)
     elif format not in FORMATS:
         raise InputError(f"unknown trace format {format!r}; known: {', '.join(FORMATS)}",
                          "format")
-    if not p.exists():
-        raise TraceFormatError("no such file or folder", str(p))
     frame = FORMATS[format](p)
     if step is not None:
         src = frame.attrs.get("step")

@@ -138,9 +138,7 @@ def load_trace(trace: str | Path, fmt: str | None, step: float | None) -> pd.Dat
     """Read a trace through :func:`traces.load`; every failure is an InputError."""
     import traces
 
-    path = Path(trace)
-    if not path.exists():
-        raise TraceFormatError("no such file or folder", str(path))
+    path = traces.resolve(trace)
     try:
         return traces.load(path, format=fmt, step=step)
     except TidewiseError:
