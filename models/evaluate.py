@@ -172,9 +172,9 @@ def load_datasets(
     path: str | Path, fmt: str | None = None, step: float | None = None
 ) -> list[Dataset]:
     """One dataset per file: ``path`` itself, or each data file in the folder ``path``."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p} does not exist", where="--data")
+    import traces
+
+    p = traces.resolve(path)  # a path, or a bundled slice name
     if p.is_dir():
         files = sorted(
             f for f in p.iterdir() if f.is_file() and f.suffix in (".csv", ".gz", ".parquet")

@@ -123,11 +123,10 @@ def load_split(
         NoDataError: an entity is too short for the split.
 
     """
+    import traces
     from models.evaluate import load_dataset, split_dataset
 
-    data = Path(data)
-    if not data.exists():
-        raise InputError(f"{data} does not exist", where="--data")
+    data = traces.resolve(data)  # a path, or a bundled slice name
     if data.is_dir():
         raise InputError(f"{data} is a folder; train on one trace file", where="--data")
     ds = load_dataset(data, fmt, step)

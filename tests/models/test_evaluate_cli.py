@@ -113,7 +113,7 @@ def test_missing_file_is_a_clear_error(tmp_path, capsys):
         ],
         capsys,
     )
-    assert code == 2 and "nope.csv does not exist" in err and "Traceback" not in err
+    assert code == 2 and "nope.csv: no such file or folder" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 

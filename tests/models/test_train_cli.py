@@ -214,7 +214,7 @@ def test_bad_input_is_one_error_line_and_registers_nothing(store, env, tmp_path,
     junk.write_bytes(b"\x00\xff\x00 not a trace\n")
     cases = [
         (_train(junk, "last"), "junk.csv"),
-        (_train(tmp_path / "absent.csv", "last"), "absent.csv does not exist"),
+        (_train(tmp_path / "absent.csv", "last"), "absent.csv: no such file or folder"),
         (_train(csv, "no-such-model"), "unknown model 'no-such-model'"),
         (_train(csv, "last", "--set", "window=3"), "no parameter(s) ['window']"),
         (
