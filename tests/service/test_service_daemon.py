@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -110,6 +111,7 @@ def test_demo_script_feeds_the_bundled_trace(tmp_path, port):
         TIDEWISE_DEMO_SETUP="0",
         TIDEWISE_PORT=str(port),
         TIDEWISE_DB_URL=f"sqlite:///{tmp_path}/demo.db",
+        TIDEWISE_DEMO_REPLAY=str(tmp_path / "replay"),
     )
     proc = subprocess.run(
         ["bash", "scripts/demo.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -124,3 +126,10 @@ def test_demo_script_feeds_the_bundled_trace(tmp_path, port):
     assert n == 10311  # 3 metrics x 3,437 seconds of the Azure LLM code trace
     assert metrics == {"requests", "tokens_in", "tokens_out"}
     assert time.time() - 60 < last <= time.time()  # shifted to end now
+    with sqlite3.connect(tmp_path / "demo.db") as conn:
+        targets = [name for (name,) in conn.execute("SELECT name FROM targets")]
+    assert targets == ["llm-api"]  # the demo declares a scaling target
+    report = json.loads((tmp_path / "replay" / "report.json").read_text())
+    assert report["scenario"] == "vm"
+    assert set(report["policies"]) == {"hpa", "kpa", "bayes", "oracle"}
+    assert f"http://127.0.0.1:{port}/dashboard/" in proc.stdout
