@@ -148,24 +148,16 @@ def load_dataset(path: Path, fmt: str | None = None, step: float | None = None) 
     A wide CSV with a ``date`` column and one numeric column per indicator (the Fisher
     layout) that no trace format recognises is read directly (``step`` must be None then).
     """
+    import traces
+
     path = Path(path)
     try:
-        import traces
-
-        loader = traces.load
-    except (ImportError, AttributeError):  # pragma: no cover - traces always ships load
-        loader = None
-    if loader is not None:
-        try:
-            frame = loader(path, format=fmt, step=step)
-        except TraceFormatError:
-            if fmt is None and step is None and _is_wide_date_csv(path):
-                return _read_wide_csv(path)
-            raise
-        return _from_long(frame, path.name.split(".")[0], str(path))
-    if step is None and _is_wide_date_csv(path):
-        return _read_wide_csv(path)
-    raise TraceFormatError("traces.load is unavailable; only wide date CSVs", where=str(path))
+        frame = traces.load(path, format=fmt, step=step)
+    except TraceFormatError:
+        if fmt is None and step is None and _is_wide_date_csv(path):
+            return _read_wide_csv(path)
+        raise
+    return _from_long(frame, path.name.split(".")[0], str(path))
 
 
 def load_datasets(
@@ -306,7 +298,6 @@ def run_evaluation(
 
     overrides = overrides or {}
     for name in models:  # unknown names / params fail before any training
-        get_estimator_class(name)
         unknown = set(overrides.get(name, {})) - set(get_estimator_class(name).defaults)
         if unknown:
             raise InputError(f"model {name!r} has no parameter(s) {sorted(unknown)}", where="--set")
