@@ -148,6 +148,11 @@ def make_windows(
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(ts)
 
 
+def window_entities(series: list[Series], context: int, horizon: int) -> list[str]:
+    """Entity id of each window :func:`make_windows` (stride 1) returns, in its order."""
+    return [s.entity for s in series for _ in range(max(len(s) - context - horizon + 1, 0))]
+
+
 def calendar_features(ts: np.ndarray) -> np.ndarray:
     """Time-of-day and day-of-week as sin/cos pairs.
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from models.base import NoData, get_estimator
-from models.data import Series, make_windows
+from models.data import Series, make_windows, window_entities
 from models.metrics import evaluate_samples
 from service.errors import InputError, NoDataError, TraceFormatError
 
@@ -332,12 +332,10 @@ def run_evaluation(
     bar = tqdm(total=total, desc="evaluate", unit="fit", disable=not progress)
     for ds, sp in zip(datasets, splits, strict=True):
         x, y, t = make_windows(sp.test, context, horizon)
-        ents = np.concatenate(
-            [[s.entity] * max(len(s) - context - horizon + 1, 0) for s in sp.test]
-        )
+        ents = window_entities(sp.test, context, horizon)
         y_all.append(y)
         ds_col += [ds.name] * y.shape[0]
-        ent_col += list(ents)
+        ent_col += ents
         for name in models:
             bar.set_postfix_str(f"{ds.name}:{name}")
             est = get_estimator(
@@ -352,7 +350,7 @@ def run_evaluation(
             pred = est.fit(sp.train, sp.validation)
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            outs = pred.predict_windows(x, t, entities=list(ents))
+            outs = pred.predict_windows(x, t, entities=ents)
             pred_s = time.perf_counter() - t0
             nodata = [o for o in outs if isinstance(o, NoData)]
             if nodata:

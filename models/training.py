@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from models.data import Series, make_windows
+from models.data import Series, make_windows, window_entities
 from service.errors import ConfigError, InputError, ModelError, NoDataError
 
 #: Metrics kept in the registry's ``metrics.validation`` (averaged over indicators).
@@ -187,7 +187,7 @@ def score(predictor: Any, validation: list[Series], context: int, horizon: int) 
     if predictor.prediction_length < horizon:
         raise ModelError(f"model forecasts {predictor.prediction_length} rows, {horizon} needed")
     x, y, t = make_windows(validation, context, horizon)  # (N, L, M), (N, H, M), (N, L + H)
-    ents = [s.entity for s in validation for _ in range(max(len(s) - context - horizon + 1, 0))]
+    ents = window_entities(validation, context, horizon)
     if predictor.prediction_length > horizon:  # its own horizon: extend the time grid
         extra = t[:, -1:] + (t[:, -1:] - t[:, -2:-1]) * np.arange(
             1, predictor.prediction_length - horizon + 1
