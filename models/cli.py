@@ -7,6 +7,13 @@ from typing import Annotated
 
 import typer
 
+TraceFormat = Annotated[
+    str | None, typer.Option("--format", help="Trace format name for traces.load.")
+]
+Step = Annotated[
+    float | None, typer.Option(help="Resample the trace to this many seconds per row.")
+]
+
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
@@ -22,12 +29,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path, typer.Option(help="Output folder for report.json and forecasts.npz.")
         ] = Path("evaluation"),
-        format: Annotated[
-            str | None, typer.Option("--format", help="Trace format name for traces.load.")
-        ] = None,
-        step: Annotated[
-            float | None, typer.Option(help="Resample the trace to this many seconds per row.")
-        ] = None,
+        format: TraceFormat = None,
+        step: Step = None,
         samples: Annotated[int, typer.Option(help="Samples per forecast (S >= 100).")] = 100,
         seed: Annotated[int, typer.Option(help="Seed of training and sampling.")] = 0,
         set_: Annotated[
@@ -135,12 +138,8 @@ def _register_training(app: typer.Typer) -> None:
         model: Annotated[str, typer.Option(help="Model name (see `tidewise evaluate`).")],
         context: Annotated[int, typer.Option(help="Context length L [rows].", min=1)] = 96,
         horizon: Annotated[int, typer.Option(help="Forecast horizon H [rows].", min=1)] = 1,
-        format: Annotated[
-            str | None, typer.Option("--format", help="Trace format name for traces.load.")
-        ] = None,
-        step: Annotated[
-            float | None, typer.Option(help="Resample the trace to this many seconds per row.")
-        ] = None,
+        format: TraceFormat = None,
+        step: Step = None,
         indicator: Annotated[
             str | None,
             typer.Option(
