@@ -13,9 +13,12 @@ probabilistic objective:
    "no change" in units of recent variability. Forecasts
    are mapped back to the caller's scale at the end, so metrics are in the caller's scale.
 2. **Indicator tokens** (inverted-transformer style): each indicator's whole normalised
-   window, with its two log scales and its window-mean anchor, becomes one token through
-   a shared linear map, plus a
-   learned per-indicator embedding.
+   window, with its two log scales, its window-mean anchor and (``level_features``, on by
+   default) its last value and window mean in units of the indicator's training mean and
+   std, becomes one token through a shared linear map, plus a learned per-indicator
+   embedding. Instance normalisation alone throws the absolute level away; a bounded
+   counter near its ceiling and one near its floor then look the same, yet one will fall
+   and the other rise (the level features are what lets the model mean-revert).
 3. **Calendar tokens**: sin/cos of time of day and day of week over the context *and*
    the forecast rows (known in advance), one token per feature.
 4. **Hierarchical attention**: each indicator has a level (0 = top). With
@@ -34,8 +37,12 @@ probabilistic objective:
    horizon step, conditioned on a context vector from all indicator tokens plus a
    horizon-step embedding, trained by negative log-likelihood of the residual from the
    point forecast (detached there, so NLL shapes the distribution and MSE the mean).
-   Loss = NLL / M + ``mse_weight`` * MSE, each indicator's squared error divided by its
-   training mean of squared targets. Horizon steps are conditionally independent
+   Loss = NLL / M + ``mse_weight`` * MSE + ``crps_weight`` * CRPS, each indicator's
+   squared error divided by its training mean of squared targets; the CRPS term is the
+   fair CRPS of ``crps_samples`` reparameterised flow samples per forecast, in the data's
+   scale (see :func:`sample_crps`): NLL in normalised units weighs every window alike,
+   the CRPS of the forecast weighs them as the evaluation does, and it is a proper
+   scoring rule of the samples we actually hand out. Horizon steps are conditionally independent
    given the window; indicators are joint within a step.
 6. **Point forecast**: samples are shifted so their mean equals the point head
    (``recentre=True``), so ``Forecast.mean`` is the MSE-trained estimate without Monte-Carlo
@@ -104,6 +111,14 @@ def hierarchy_mask(levels: list[int], n_calendar: int, mode: str) -> torch.Tenso
     return mask
 
 
+def n_stats(cfg: dict[str, Any]) -> int:
+    """Per-indicator statistics appended to each window token (see ``HarmonyNet.encode``)."""
+    n = 3
+    if cfg.get("level_features", False):
+        n += 2
+    return n
+
+
 class HarmonyNet(nn.Module):
     """Encoder plus heads; works in normalised units (see module doc)."""
 
@@ -113,7 +128,8 @@ class HarmonyNet(nn.Module):
         super().__init__()
         ell, h, d = int(cfg["context_length"]), int(cfg["prediction_length"]), int(cfg["d_model"])
         self.m, self.h = m, h
-        self.value_embed = nn.Linear(ell + 3, d)  # window + 2 log scales + anchor -> token
+        self.n_stats = n_stats(cfg)
+        self.value_embed = nn.Linear(ell + self.n_stats, d)  # window + its statistics -> token
         self.ind_embed = nn.Parameter(torch.randn(m, d) * 0.02)
         self.cal_embed = nn.Linear(ell + h, d)
         self.cal_type = nn.Parameter(torch.randn(self.N_CAL, d) * 0.02)
@@ -156,15 +172,17 @@ class HarmonyNet(nn.Module):
 
         Args:
             xz: ``(B, L, M)`` normalised context.
-            stats: ``(B, M, 3)``: log of the input and target scales relative to the
-                floor, and the window mean relative to the last value in target units.
+            stats: ``(B, M, n_stats(cfg))``: log of the input and target scales relative to
+                the floor, the window mean relative to the last value in target units, then
+                (``level_features``) the last value and window mean in units of the
+                indicator's training mean and std.
             cal: ``(B, L + H, 4)`` calendar features.
 
         Returns:
             ``mu (B, H, M)`` normalised point forecast, ``ctx (B, H, C)`` head context.
 
         """
-        feats = torch.cat([xz.transpose(1, 2), stats], dim=2)  # (B, M, L + 3)
+        feats = torch.cat([xz.transpose(1, 2), stats], dim=2)  # (B, M, L + n_stats)
         tok = self.value_embed(feats) + self.ind_embed  # (B, M, d)
         ctok = self.cal_embed(cal.transpose(1, 2)) + self.cal_type  # (B, 4, d)
         hid = self.encoder(torch.cat([tok, ctok], dim=1), mask=self.mask)  # (B, M + 4, d)
@@ -243,10 +261,13 @@ class HarmonyPredictor(Predictor):
         xz, loc, in_scale, scale = _normalise(x, floor, self.config.get("target_scale", "value"))
         clip = float(self.config["clip"])
         xz = np.clip(xz, -clip, clip)
-        anchor = np.clip((x.mean(axis=1) - loc) / scale, -clip, clip)  # (N, M)
-        stats = np.stack(
-            [np.log(in_scale / floor[None]), np.log(scale / floor[None]), anchor], axis=-1
-        )  # (N, M, 3)
+        rel = lambda v: np.clip((v - loc) / scale, -clip, clip)  # noqa: E731  (N, M)
+        cols = [np.log(in_scale / floor[None]), np.log(scale / floor[None]), rel(x.mean(axis=1))]
+        if self.config.get("level_features", False):
+            mu, sd = self.state["level_mu"], self.state["level_sd"]
+            cols += [np.clip((loc - mu) / sd, -clip, clip)]
+            cols += [np.clip((x.mean(axis=1) - mu) / sd, -clip, clip)]
+        stats = np.stack(cols, axis=-1)  # (N, M, n_stats)
         cal = calendar_features(t)
         f = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
         return f(xz), f(stats), f(cal), loc, scale
@@ -271,6 +292,47 @@ class HarmonyPredictor(Predictor):
         return loc[:, None, None, :] + scale[:, None, None, :] * z
 
 
+def sample_crps(
+    net: HarmonyNet,
+    mu: torch.Tensor,
+    ctx: torch.Tensor,
+    y: torch.Tensor,
+    weight: torch.Tensor,
+    k: int,
+    recentre: bool = True,
+) -> torch.Tensor:
+    """Mean fair CRPS of ``k`` reparameterised head samples, in the data's scale.
+
+    The flow samples in the inverse-autoregressive direction in one differentiable pass,
+    so a proper scoring rule of the forecast itself can be trained next to the NLL:
+    ``E|X - y| - E|X - X'| / 2`` per indicator (the unbiased "fair" form over ``k``
+    samples), each window and indicator weighted by ``weight`` (its target unit in units
+    of the indicator's training std). NLL in normalised units weighs a calm window as
+    much as a volatile one; the evaluation's CRPS, in the data's scale, is dominated by
+    the volatile ones, and this term says so to the network.
+
+    Args:
+        net: the network (its head samples).
+        mu: ``(B, H, M)`` point forecast (normalised units).
+        ctx: ``(B*H, C)`` head context.
+        y: ``(B, H, M)`` targets (normalised units).
+        weight: ``(B, M)`` scale of each window's normalised unit / training std.
+        k: samples per forecast (>= 2).
+        recentre: centre the samples on ``mu``, as forecasts are with ``recentre=True``.
+
+    """
+    b, h, m = y.shape
+    r = net.head.sample(k, ctx)  # (B*H, k, M)
+    if recentre:
+        r = r - r.mean(dim=1, keepdim=True)
+    x = mu.reshape(b * h, 1, m) + r
+    yy = y.reshape(b * h, 1, m)
+    acc = (x - yy).abs().mean(dim=1)  # (B*H, M)
+    spread = (x[:, :, None] - x[:, None]).abs().sum(dim=(1, 2)) / (k * (k - 1))
+    crps = (acc - 0.5 * spread).reshape(b, h, m) * weight[:, None, :]
+    return crps.mean()
+
+
 @register_model
 class HarmonyEstimator(Estimator):
     """Trains :class:`HarmonyNet` (see the module doc for the design).
@@ -289,6 +351,10 @@ class HarmonyEstimator(Estimator):
         recentre: shift samples so their mean is the point head.
         target_scale: targets in units of the window's std of one-row changes (``"diff"``)
             or of its values (``"value"``).
+        level_features: give each token the indicator's last value and window mean in
+            units of its training mean and std (instance normalisation drops them).
+        crps_weight: weight of the sample CRPS term next to the NLL (0 = NLL only).
+        crps_samples: reparameterised samples per forecast for that term.
         anchor: ``"gate"`` (point = learned mix of last value and window mean + correction),
             ``"gate-only"`` (the mix alone) or ``"last"`` (point = last value + correction).
         lr, weight_decay, batch_size, max_epochs, patience: optimisation.
@@ -322,6 +388,9 @@ class HarmonyEstimator(Estimator):
         "scale_floor": 0.1,
         "recentre": True,
         "anchor": "gate-only",
+        "level_features": True,
+        "crps_weight": 5.0,
+        "crps_samples": 8,
         "target_scale": "diff",
         "lr": 1e-3,
         "weight_decay": 1e-4,
@@ -365,7 +434,11 @@ class HarmonyEstimator(Estimator):
         floor = np.maximum(floor, 1e-6 * (np.abs(allv).mean(axis=0) + 1.0))
 
         pred = HarmonyPredictor(cfg)
-        pred.state = {"floor": floor}
+        pred.state = {
+            "floor": floor,
+            "level_mu": allv.mean(axis=0),
+            "level_sd": allv.std(axis=0) + floor,
+        }
         net = HarmonyNet(m, cfg)
         pred.net = net
 
@@ -374,7 +447,10 @@ class HarmonyEstimator(Estimator):
             xz, ls, cal, loc, scale = pred._tensors(x, t)
             yz = (y - loc[:, None]) / scale[:, None]
             yz = torch.as_tensor(np.clip(yz, -p["clip"], p["clip"]), dtype=torch.float32)
-            return xz, ls, cal, yz
+            # Weight of each window's CRPS term: its target unit in units of the
+            # indicator's training std, so the term is a CRPS in the data's own scale.
+            wt = torch.as_tensor(scale / pred.state["level_sd"][None], dtype=torch.float32)
+            return xz, ls, cal, yz, wt
 
         tr = prep(train)
         va = prep(validation) if validation else None
@@ -383,14 +459,22 @@ class HarmonyEstimator(Estimator):
         mse_norm = (tr[3] ** 2).mean(dim=(0, 1)).clamp_min(1e-4)  # (M,)
         opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
 
+        k_crps = int(p["crps_samples"])
+
         def loss_of(batch, noise: bool):
-            xz, ls, cal, yz = batch
+            xz, ls, cal, yz, wt = batch
             mu, ctx = net.encode(xz, ls, cal)  # (B, H, M), (B, H, C)
             target = yz + p["jitter"] * torch.randn_like(yz) if noise else yz
             resid = (target - mu.detach()).reshape(-1, m)  # (B*H, M)
-            nll = -net.head.log_prob(resid, ctx.reshape(resid.shape[0], -1)).mean() / m
+            flat_ctx = ctx.reshape(resid.shape[0], -1)
+            nll = -net.head.log_prob(resid, flat_ctx).mean() / m
             mse = (((mu - yz) ** 2) / mse_norm).mean()
-            return nll + p["mse_weight"] * mse, nll.item(), mse.item()
+            loss = nll + p["mse_weight"] * mse
+            if p["crps_weight"] > 0:
+                loss = loss + p["crps_weight"] * sample_crps(
+                    net, mu, flat_ctx, yz, wt, k_crps, bool(p["recentre"])
+                )
+            return loss, nll.item(), mse.item()
 
         def val_loss() -> float:
             net.eval()

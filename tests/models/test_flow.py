@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.harmony import HarmonyEstimator, HarmonyNet, default_levels, hierarchy_mask
+from models.harmony import (
+    HarmonyEstimator,
+    HarmonyNet,
+    default_levels,
+    hierarchy_mask,
+    n_stats,
+    sample_crps,
+)
 from models.heads import HEADS, FlowHead
 
 from .conftest import TINY
@@ -76,7 +83,7 @@ def test_top_level_forecast_ignores_lower_levels_under_the_mask():
     cfg["levels"] = [0, 1, 2]
     torch.manual_seed(0)
     net = HarmonyNet(3, cfg).eval()
-    xz, ls, cal = torch.randn(2, 8, 3), torch.randn(2, 3, 3), torch.randn(2, 10, 4)
+    xz, ls, cal = torch.randn(2, 8, 3), torch.randn(2, 3, n_stats(cfg)), torch.randn(2, 10, 4)
     xz2 = xz.clone()
     xz2[:, :, 2] += 5.0  # change only the level-2 indicator
     with torch.no_grad():
@@ -132,3 +139,53 @@ def test_harmony_with_gaussian_head_fits_saves_and_predicts(tmp_path):
     assert back == pred and back.config["head"] == "gaussian"
     (f,) = back.predict(make_series(40, seed=3))
     assert f.samples.shape == (100, 2, 3) and np.isfinite(f.samples).all()
+
+
+def test_sample_crps_is_the_fair_crps_of_the_head_samples_and_trains_the_flow():
+    est = HarmonyEstimator(8, 2, **TINY["harmony"])
+    cfg = est.base_config(("load", "cpu"), 600.0)
+    cfg["levels"] = [0, 1]
+    torch.manual_seed(0)
+    net = HarmonyNet(2, cfg)
+    b, h, m, k = 3, 2, 2, 6
+    mu = torch.randn(b, h, m)
+    ctx = torch.randn(b * h, cfg["context_dim"])
+    y = torch.randn(b, h, m)
+    w = torch.rand(b, m) + 0.5
+    torch.manual_seed(7)
+    got = sample_crps(net, mu, ctx, y, w, k, recentre=False)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        x = mu.reshape(b * h, 1, m) + net.head.sample(k, ctx)  # same draws
+    x, yy = x.numpy(), y.reshape(b * h, m).numpy()
+    acc = np.abs(x - yy[:, None]).mean(axis=1)
+    pairs = np.abs(x[:, :, None] - x[:, None]).sum(axis=(1, 2)) / (k * (k - 1))
+    want = ((acc - 0.5 * pairs).reshape(b, h, m) * w.numpy()[:, None]).mean()
+    assert float(got.detach()) == pytest.approx(float(want), rel=1e-5)
+    got.backward()  # reparameterised: the flow's own weights get a gradient
+    grads = [p.grad for p in net.head.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_level_features_let_the_network_see_the_absolute_level():
+    """Two windows of the same shape at different levels: identical forecasts after instance
+    normalisation alone, different ones once the level is a token feature."""
+    from .conftest import make_series
+
+    train = make_series(200, seed=1)
+    x = make_series(40, seed=3).values[-12:][None]  # (1, L, M)
+    x2 = np.concatenate([x, x + 0.5 * np.abs(x).max()])
+    t = 600.0 * np.arange(13)[None].repeat(2, axis=0)
+    means = {}
+    for level in (False, True):
+        est = HarmonyEstimator(
+            12, 1, calibrate=False, level_features=level, **{**TINY["harmony"], "max_epochs": 1}
+        )
+        pred = est.fit(train)
+        xz, stats, cal, loc, scale = pred._tensors(x2, t)
+        assert stats.shape[-1] == n_stats(pred.config)
+        with torch.no_grad():
+            mu, _ = pred.net.encode(xz, stats, cal)
+        means[level] = mu
+    torch.testing.assert_close(means[False][0], means[False][1])
+    assert not torch.allclose(means[True][0], means[True][1])
