@@ -48,6 +48,11 @@ probabilistic objective:
    (``recentre=True``), so ``Forecast.mean`` is the MSE-trained estimate without Monte-Carlo
    noise; the shape of the distribution is the flow's.
 
+Ensemble: ``members`` networks (3 by default) trained alike from different seeds; a forecast
+is the equal mixture of their sample paths (a deep ensemble: the members' disagreement
+widens the distribution where the data left the model unsure, and the mixture's mean
+averages their errors).
+
 Training: Adam, early stopping on the validation loss (the best epoch is kept), a wall
 budget of ``max_train_cpu_seconds`` of this process's CPU time (so a busy shared machine
 does not cut training short) capped by ``max_train_seconds`` of wall-clock time. Targets in
@@ -236,21 +241,42 @@ def _normalise(
 
 
 class HarmonyPredictor(Predictor):
-    """Trained ``harmony`` model; state = torch weights and the scale floor, as arrays."""
+    """Trained ``harmony`` model; state = torch weights and the scale floor, as arrays.
+
+    With ``members`` > 1 it holds a deep ensemble: member ``i``'s weights are stored under
+    ``net.`` (``i = 0``) or ``net{i}.``, and a forecast is the equal mixture of the
+    members' sample paths (each member draws its share of the samples).
+    """
 
     def __init__(self, config, state=None):
         super().__init__(config, state)
-        self.net: HarmonyNet | None = None
+        self.nets: list[HarmonyNet] = []
         if state:
             self._build()
 
+    @property
+    def net(self) -> HarmonyNet | None:
+        """The first member (the only one unless ``members`` > 1)."""
+        return self.nets[0] if self.nets else None
+
+    @staticmethod
+    def member_prefix(i: int) -> str:
+        """Key prefix of member ``i``'s weights in the state."""
+        return "net." if i == 0 else f"net{i}."
+
     def _build(self) -> None:
-        self.net = HarmonyNet(len(self.indicators), self.config)
-        weights = {
-            k[4:]: torch.from_numpy(v) for k, v in self.state.items() if k.startswith("net.")
-        }
-        self.net.load_state_dict(weights)
-        self.net.eval()
+        self.nets = []
+        for i in range(int(self.config.get("members", 1))):
+            pre = self.member_prefix(i)
+            net = HarmonyNet(len(self.indicators), self.config)
+            weights = {
+                k[len(pre) :]: torch.from_numpy(v)
+                for k, v in self.state.items()
+                if k.startswith(pre)
+            }
+            net.load_state_dict(weights)
+            net.eval()
+            self.nets.append(net)
 
     def _load_state(self, folder) -> None:
         super()._load_state(folder)
@@ -273,23 +299,34 @@ class HarmonyPredictor(Predictor):
         return f(xz), f(stats), f(cal), loc, scale
 
     def _sample(self, x, t, num_samples, rng):
-        assert self.net is not None
+        assert self.nets, "predictor has no trained network"
         xz, ls, cal, loc, scale = self._tensors(x, t)
-        b, h, m = x.shape[0], self.prediction_length, x.shape[2]
-        seed = int(rng.integers(2**31))
+        k = len(self.nets)
+        counts = [num_samples // k + (i < num_samples % k) for i in range(k)]
+        zs = [
+            self._member_sample(net, xz, ls, cal, n, int(rng.integers(2**31)))
+            for net, n in zip(self.nets, counts, strict=True)
+            if n > 0
+        ]
+        z = np.concatenate(zs, axis=1) if len(zs) > 1 else zs[0]  # (B, S, H, M)
+        if len(zs) > 1:  # members' paths interleaved, so any prefix is a fair mixture
+            z = z[:, rng.permutation(num_samples)]
+        return loc[:, None, None, :] + scale[:, None, None, :] * z
+
+    def _member_sample(self, net, xz, ls, cal, n: int, seed: int) -> np.ndarray:
+        """``n`` sample paths of one member in normalised units, ``(B, n, H, M)``."""
+        b, h, m = xz.shape[0], self.prediction_length, xz.shape[2]
         threads = torch_threads(int(self.config.get("num_threads", 1)))
         with threads, torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            mu, ctx = self.net.encode(xz, ls, cal)  # (B, H, M), (B, H, C)
-            r = self.net.head.sample(num_samples, ctx.reshape(b * h, -1))  # (B*H, S, M)
-        r = r.reshape(b, h, num_samples, m).permute(0, 2, 1, 3).double().numpy()  # (B, S, H, M)
+            mu, ctx = net.encode(xz, ls, cal)  # (B, H, M), (B, H, C)
+            r = net.head.sample(n, ctx.reshape(b * h, -1))  # (B*H, n, M)
+        r = r.reshape(b, h, n, m).permute(0, 2, 1, 3).double().numpy()  # (B, n, H, M)
         clip = float(self.config["clip"])
         r = np.clip(r, -2 * clip, 2 * clip)
-        mu = mu.double().numpy()[:, None]  # (B, 1, H, M)
         if self.config["recentre"]:
             r = r - r.mean(axis=1, keepdims=True)
-        z = mu + r
-        return loc[:, None, None, :] + scale[:, None, None, :] * z
+        return mu.double().numpy()[:, None] + r
 
 
 def sample_crps(
@@ -355,11 +392,13 @@ class HarmonyEstimator(Estimator):
             units of its training mean and std (instance normalisation drops them).
         crps_weight: weight of the sample CRPS term next to the NLL (0 = NLL only).
         crps_samples: reparameterised samples per forecast for that term.
+        members: networks in the deep ensemble (each its own seed; the forecast is the
+            equal mixture of their samples). The wall-clock cap covers all of them.
         anchor: ``"gate"`` (point = learned mix of last value and window mean + correction),
             ``"gate-only"`` (the mix alone) or ``"last"`` (point = last value + correction).
         lr, weight_decay, batch_size, max_epochs, patience: optimisation.
-        max_train_cpu_seconds: training budget in CPU time of this process [s].
-        max_train_seconds: hard wall-clock cap on the training loop [s].
+        max_train_cpu_seconds: training budget of each member in CPU time of this process [s].
+        max_train_seconds: hard wall-clock cap on the training loops of all members [s].
         max_windows: training windows kept per epoch (random subset) to bound time.
         num_threads: torch intra-op threads for training and sampling.
     """
@@ -391,6 +430,7 @@ class HarmonyEstimator(Estimator):
         "level_features": True,
         "crps_weight": 5.0,
         "crps_samples": 8,
+        "members": 3,
         "target_scale": "diff",
         "lr": 1e-3,
         "weight_decay": 1e-4,
@@ -425,8 +465,6 @@ class HarmonyEstimator(Estimator):
         cfg = self._config(train)
         p = cfg
         m = len(cfg["indicators"])
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
 
         d = np.concatenate([np.diff(s.values, axis=0) for s in train if len(s) > 1])
         floor = p["scale_floor"] * d.std(axis=0)
@@ -439,8 +477,6 @@ class HarmonyEstimator(Estimator):
             "level_mu": allv.mean(axis=0),
             "level_sd": allv.std(axis=0) + floor,
         }
-        net = HarmonyNet(m, cfg)
-        pred.net = net
 
         def prep(series):
             x, y, t = make_windows(series, self.context_length, self.prediction_length)
@@ -457,6 +493,45 @@ class HarmonyEstimator(Estimator):
         # Each indicator's MSE is divided by its training second moment of the target, so
         # an indicator with rare large normalised jumps cannot dominate the shared weights.
         mse_norm = (tr[3] ** 2).mean(dim=(0, 1)).clamp_min(1e-4)  # (M,)
+        members = int(p["members"])
+        if members < 1:
+            from service.errors import ConfigError
+
+            raise ConfigError(f"members must be >= 1, got {members}")
+        t_start = time.perf_counter()
+        infos = []
+        for i in range(members):
+            # Each member: its own seed (initialisation, window order, jitter), the same
+            # data; the wall-clock cap is shared, what is left split over those to come.
+            left = p["max_train_seconds"] - (time.perf_counter() - t_start)
+            net, info = self._fit_member(
+                m, cfg, tr, va, mse_norm, self.seed + i, max(left, 0.0) / (members - i)
+            )
+            pred.nets.append(net)
+            pre = HarmonyPredictor.member_prefix(i)
+            pred.state.update({f"{pre}{k}": v.numpy().copy() for k, v in net.state_dict().items()})
+            infos.append(info)
+        if members == 1:
+            pred.fit_info.update(infos[0])
+        else:
+            pred.fit_info.update(
+                {
+                    "epochs": [f["epochs"] for f in infos],
+                    "best_loss": [f["best_loss"] for f in infos],
+                    "loss_history": [f["loss_history"] for f in infos],
+                }
+            )
+        return pred
+
+    def _fit_member(self, m, cfg, tr, va, mse_norm, seed: int, wall_s: float):
+        """Train one network on prepared tensors; return it (best epoch) and its fit info.
+
+        ``wall_s`` caps this member's wall-clock time; ``max_train_cpu_seconds`` its CPU time.
+        """
+        p = self.params
+        torch.manual_seed(seed)
+        net = HarmonyNet(m, cfg)
+        rng = np.random.default_rng(seed)
         opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
 
         k_crps = int(p["crps_samples"])
@@ -514,7 +589,7 @@ class HarmonyEstimator(Estimator):
             else:
                 bad += 1
             out_of_time = (
-                time.perf_counter() - t0 > p["max_train_seconds"]
+                time.perf_counter() - t0 > wall_s
                 or time.process_time() - c0 > p["max_train_cpu_seconds"]
             )
             if bad >= int(p["patience"]) or out_of_time:
@@ -522,8 +597,4 @@ class HarmonyEstimator(Estimator):
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
-        pred.state.update({f"net.{k}": v.numpy().copy() for k, v in net.state_dict().items()})
-        pred.fit_info.update(
-            {"epochs": epochs, "best_loss": round(best, 5), "loss_history": history}
-        )
-        return pred
+        return net, {"epochs": epochs, "best_loss": round(best, 5), "loss_history": history}

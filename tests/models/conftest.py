@@ -22,6 +22,7 @@ TINY: dict[str, dict] = {
         "flow_bins": 4,
         "max_epochs": 2,
         "batch_size": 64,
+        "members": 1,
     },
     "quantile-gbm": {"max_iter": 5, "max_windows": 200},
 }
