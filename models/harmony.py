@@ -36,26 +36,33 @@ probabilistic objective:
    ``flow`` by default, ``gaussian`` to swap) models the joint indicator vector of each
    horizon step, conditioned on a context vector from all indicator tokens plus a
    horizon-step embedding, trained by negative log-likelihood of the residual from the
-   point forecast (detached there, so NLL shapes the distribution and MSE the mean).
+   point forecast (detached there, so NLL shapes the distribution only; MSE and the CRPS
+   term below train the point forecast).
    Loss = NLL / M + ``mse_weight`` * MSE + ``crps_weight`` * CRPS, each indicator's
    squared error divided by its training mean of squared targets; the CRPS term is the
    fair CRPS of ``crps_samples`` reparameterised flow samples per forecast, in the data's
    scale (see :func:`sample_crps`): NLL in normalised units weighs every window alike,
    the CRPS of the forecast weighs them as the evaluation does, and it is a proper
-   scoring rule of the samples we actually hand out. Horizon steps are conditionally independent
+   scoring rule of the (recentred) samples we actually hand out. Horizon steps are
+   conditionally independent
    given the window; indicators are joint within a step.
 6. **Point forecast**: samples are shifted so their mean equals the point head
-   (``recentre=True``), so ``Forecast.mean`` is the MSE-trained estimate without Monte-Carlo
-   noise; the shape of the distribution is the flow's.
+   (``recentre=True``), so ``Forecast.mean`` is the point head (trained by MSE and CRPS)
+   without Monte-Carlo noise; the shape of the distribution is the flow's.
 
 Ensemble: ``members`` networks (3 by default) trained alike from different seeds; a forecast
-is the equal mixture of their sample paths (a deep ensemble: the members' disagreement
+is the mixture of their sample paths, each member drawing ``S // members`` of them (the first
+``S % members`` members one more) (a deep ensemble: the members' disagreement
 widens the distribution where the data left the model unsure, and the mixture's mean
 averages their errors).
 
-Training: Adam, early stopping on the validation loss (the best epoch is kept), a wall
-budget of ``max_train_cpu_seconds`` of this process's CPU time (so a busy shared machine
-does not cut training short) capped by ``max_train_seconds`` of wall-clock time. Targets in
+Training: Adam, early stopping on the validation loss (the best epoch is kept), a budget of
+``max_train_cpu_seconds`` of this process's CPU time per member (so a busy shared machine
+does not cut training short) capped by ``max_train_seconds`` of wall-clock time for all
+members together (each member gets an equal share of what is left; both are checked after
+each epoch, so a fit can run one epoch over; a member with no time left is not trained and
+the ensemble is smaller). Where the wall-clock cap binds, the epochs trained, and so the
+figures, depend on the machine's load; on an idle machine it does not bind. Targets in
 normalised units are clipped to
 ``±clip`` and jittered by ``jitter`` (std) so exactly repeated values (constant series, a
 two-level switching counter) do not give the flow a degenerate density.
@@ -241,11 +248,12 @@ def _normalise(
 
 
 class HarmonyPredictor(Predictor):
-    """Trained ``harmony`` model; state = torch weights and the scale floor, as arrays.
+    """Trained ``harmony`` model: torch weights and per-indicator arrays, as state.
 
-    With ``members`` > 1 it holds a deep ensemble: member ``i``'s weights are stored under
-    ``net.`` (``i = 0``) or ``net{i}.``, and a forecast is the equal mixture of the
-    members' sample paths (each member draws its share of the samples).
+    State: the weights, the scale floor and the training mean/std of each indicator
+    (``level_mu``, ``level_sd``). With ``members`` > 1 it holds a deep ensemble: member
+    ``i``'s weights are stored under ``net.`` (``i = 0``) or ``net{i}.``, and a forecast is
+    the mixture of the members' sample paths (each draws its share; see the module doc).
     """
 
     def __init__(self, config, state=None):
@@ -324,7 +332,7 @@ class HarmonyPredictor(Predictor):
         r = r.reshape(b, h, n, m).permute(0, 2, 1, 3).double().numpy()  # (B, n, H, M)
         clip = float(self.config["clip"])
         r = np.clip(r, -2 * clip, 2 * clip)
-        if self.config["recentre"]:
+        if self.config["recentre"] and n > 1:  # one draw stays a draw, not the mean
             r = r - r.mean(axis=1, keepdims=True)
         return mu.double().numpy()[:, None] + r
 
@@ -340,8 +348,9 @@ def sample_crps(
 ) -> torch.Tensor:
     """Mean fair CRPS of ``k`` reparameterised head samples, in the data's scale.
 
-    The flow samples in the inverse-autoregressive direction in one differentiable pass,
-    so a proper scoring rule of the forecast itself can be trained next to the NLL:
+    Samples are reparameterised (the flow in the inverse-autoregressive direction, the
+    default, draws them in one differentiable pass; ``maf`` takes M passes), so a proper
+    scoring rule of the forecast itself can be trained next to the NLL:
     ``E|X - y| - E|X - X'| / 2`` per indicator (the unbiased "fair" form over ``k``
     samples), each window and indicator weighted by ``weight`` (its target unit in units
     of the indicator's training std). NLL in normalised units weighs a calm window as
@@ -361,11 +370,16 @@ def sample_crps(
     b, h, m = y.shape
     r = net.head.sample(k, ctx)  # (B*H, k, M)
     if recentre:
-        r = r - r.mean(dim=1, keepdim=True)
+        # Centring k draws shrinks each one's variance by (k - 1) / k; scaling back by
+        # sqrt(k / (k - 1)) keeps the accuracy term unbiased (for a Gaussian, exactly),
+        # so the minimum of the loss stays at the true spread, not ~23 % wider at k = 8.
+        r = (r - r.mean(dim=1, keepdim=True)) * math.sqrt(k / (k - 1))
     x = mu.reshape(b * h, 1, m) + r
     yy = y.reshape(b * h, 1, m)
     acc = (x - yy).abs().mean(dim=1)  # (B*H, M)
-    spread = (x[:, :, None] - x[:, None]).abs().sum(dim=(1, 2)) / (k * (k - 1))
+    spread = (r[:, :, None] - r[:, None]).abs().sum(dim=(1, 2)) / (k * (k - 1))
+    if recentre:
+        spread = spread / math.sqrt(k / (k - 1))  # pairwise gaps are the raw draws' own
     crps = (acc - 0.5 * spread).reshape(b, h, m) * weight[:, None, :]
     return crps.mean()
 
@@ -398,7 +412,8 @@ class HarmonyEstimator(Estimator):
             ``"gate-only"`` (the mix alone) or ``"last"`` (point = last value + correction).
         lr, weight_decay, batch_size, max_epochs, patience: optimisation.
         max_train_cpu_seconds: training budget of each member in CPU time of this process [s].
-        max_train_seconds: hard wall-clock cap on the training loops of all members [s].
+        max_train_seconds: wall-clock cap on the training loops of all members, checked
+            after each epoch [s].
         max_windows: training windows kept per epoch (random subset) to bound time.
         num_threads: torch intra-op threads for training and sampling.
     """
@@ -498,12 +513,20 @@ class HarmonyEstimator(Estimator):
             from service.errors import ConfigError
 
             raise ConfigError(f"members must be >= 1, got {members}")
+        if p["crps_weight"] > 0 and int(p["crps_samples"]) < 2:
+            from service.errors import ConfigError
+
+            raise ConfigError(
+                f"crps_samples must be >= 2 when crps_weight > 0, got {p['crps_samples']}"
+            )
         t_start = time.perf_counter()
         infos = []
         for i in range(members):
             # Each member: its own seed (initialisation, window order, jitter), the same
             # data; the wall-clock cap is shared, what is left split over those to come.
             left = p["max_train_seconds"] - (time.perf_counter() - t_start)
+            if i > 0 and left <= 0:
+                break  # out of wall-clock time: a smaller ensemble, said in the config
             net, info = self._fit_member(
                 m, cfg, tr, va, mse_norm, self.seed + i, max(left, 0.0) / (members - i)
             )
@@ -511,6 +534,7 @@ class HarmonyEstimator(Estimator):
             pre = HarmonyPredictor.member_prefix(i)
             pred.state.update({f"{pre}{k}": v.numpy().copy() for k, v in net.state_dict().items()})
             infos.append(info)
+        pred.config["members"] = len(pred.nets)
         if members == 1:
             pred.fit_info.update(infos[0])
         else:
