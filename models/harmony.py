@@ -84,6 +84,7 @@ from torch import nn
 from models.base import Estimator, Predictor, register_model
 from models.data import Series, calendar_features, make_windows
 from models.heads import HEADS
+from service.errors import ConfigError
 
 _LEVEL_RULES = (
     (0, re.compile(r"load|request|invocation|concurrency|tokens", re.I)),
@@ -467,9 +468,13 @@ class HarmonyEstimator(Estimator):
         elif isinstance(lv, dict):
             cfg["levels"] = [int(lv.get(n, 2)) for n in ind]
         if cfg["head"] not in HEADS:
-            from service.errors import ConfigError
-
             raise ConfigError(f"head must be one of {sorted(HEADS)}, got {cfg['head']!r}")
+        if int(cfg["members"]) < 1:
+            raise ConfigError(f"members must be >= 1, got {cfg['members']}")
+        if cfg["crps_weight"] > 0 and int(cfg["crps_samples"]) < 2:
+            raise ConfigError(
+                f"crps_samples must be >= 2 when crps_weight > 0, got {cfg['crps_samples']}"
+            )
         return cfg
 
     def _train(self, train: list[Series], validation: list[Series]) -> HarmonyPredictor:
@@ -509,16 +514,6 @@ class HarmonyEstimator(Estimator):
         # an indicator with rare large normalised jumps cannot dominate the shared weights.
         mse_norm = (tr[3] ** 2).mean(dim=(0, 1)).clamp_min(1e-4)  # (M,)
         members = int(p["members"])
-        if members < 1:
-            from service.errors import ConfigError
-
-            raise ConfigError(f"members must be >= 1, got {members}")
-        if p["crps_weight"] > 0 and int(p["crps_samples"]) < 2:
-            from service.errors import ConfigError
-
-            raise ConfigError(
-                f"crps_samples must be >= 2 when crps_weight > 0, got {p['crps_samples']}"
-            )
         t_start = time.perf_counter()
         infos = []
         for i in range(members):
