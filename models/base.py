@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from common.errors import ConfigError, InputError, ModelError, NoDataError
 from models.data import Series, as_series_list, check_training, make_windows
 from models.forecast import Forecast
-from service.errors import ConfigError, InputError, ModelError, NoDataError
 
 log = logging.getLogger(__name__)
 

@@ -142,7 +142,7 @@ class SeasonalNaiveEstimator(Estimator):
         step = float(train[0].step)
         season = resolve_season(self.params["season"], step, self.context_length)
         if season > self.context_length:
-            from service.errors import ConfigError
+            from common.errors import ConfigError
 
             raise ConfigError(
                 f"season of {season} rows does not fit in the context of "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.errors import NoDataError
+from common.errors import NoDataError
 
 #: Quantiles of the central interval that is calibrated.
 LOWER, UPPER, LEVEL = 0.05, 0.95, 0.9

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import InputError, NoDataError
+from common.errors import InputError, NoDataError
 
 
 @dataclass

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import InputError, NoDataError, TraceFormatError
 from models.base import NoData, get_estimator
 from models.data import Series, make_windows, window_entities
 from models.metrics import evaluate_samples
-from service.errors import InputError, NoDataError, TraceFormatError
 
 TRAIN_FRACTION, TEST_FRACTION = 0.7, 0.2
 

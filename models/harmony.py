@@ -81,10 +81,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.errors import ConfigError
 from models.base import Estimator, Predictor, register_model
 from models.data import Series, calendar_features, make_windows
 from models.heads import HEADS
-from service.errors import ConfigError
 
 _LEVEL_RULES = (
     (0, re.compile(r"load|request|invocation|concurrency|tokens", re.I)),

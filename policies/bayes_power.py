@@ -222,7 +222,7 @@ def plan_row(frame: Any, budget_w: float, target_breach: float, **kw: Any) -> di
         :func:`plan_servers`' dict plus ``pool`` (servers in the trace).
 
     """
-    from service.errors import NoDataError
+    from common.errors import NoDataError
 
     rows = frame[frame["metric"] == "power_w"]
     if rows.empty:
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import sys
 
-    from service.errors import TidewiseError
+    from common.errors import TidewiseError
 
     ap = argparse.ArgumentParser(prog="python -m policies.bayes_power", description=main.__doc__)
     ap.add_argument("trace", help="trace file or folder")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from policies.base import Decision, Policy
 from policies.registry import register
-from traces.replay.serverless import recent_max
+from policies.scenarios.serverless import recent_max
 
 
 class _KeepAlive(Policy):

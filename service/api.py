@@ -25,13 +25,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
+from common.errors import InputError, TidewiseError
 from service import dashboard, intake, migrate, remote_write, repository
 from service import ingest as ingest_service
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
 from service.config import Settings, get_settings
 from service.db import Store
 from service.deps import SessionDep, SettingsDep, StoreDep
-from service.errors import InputError, TidewiseError
 from service.ingest import BatchError, Problem
 from service.promexport import CONTENT_TYPE_LATEST, Telemetry
 

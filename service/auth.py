@@ -38,7 +38,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import ConfigError, TidewiseError
+from common.errors import ConfigError, TidewiseError
 
 log = logging.getLogger("tidewise.auth")
 

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from service.errors import TidewiseError
+from common.errors import TidewiseError
 
 app = typer.Typer(
     name="tidewise",
@@ -39,11 +39,13 @@ def version() -> None:
 def _register() -> None:
     from models import cli as models_cli
     from service import commands as service_commands
+    from service import models_cli as train_cli
     from traces import cli as traces_cli
 
     service_commands.register(app)
     traces_cli.register(app)
     models_cli.register(app)
+    train_cli.register(app)
 
 
 _register()

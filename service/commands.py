@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from service.errors import ConfigError, InputError
+from common.errors import ConfigError, InputError
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 

@@ -13,7 +13,9 @@ PostgreSQL: ``db_schema`` becomes the connection's ``search_path``.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -94,6 +96,15 @@ def ensure_schema(engine: Engine, settings: Settings) -> None:
         conn.commit()
 
 
+class IdCache:
+    """Committed entity and series ids of this process, filled lazily, thread-safe."""
+
+    def __init__(self) -> None:
+        self.entities: dict[str, tuple[int, str, dict[str, Any]]] = {}  # name -> (id, kind, labels)
+        self.series: dict[tuple[str, str], int] = {}  # (entity, metric) -> id
+        self.lock = threading.Lock()
+
+
 class Store:
     """The open store of one process: engine, session factory and the id cache.
 
@@ -102,8 +113,6 @@ class Store:
     """
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
-        from service.repository import IdCache
-
         self.settings = settings
         self.engine = engine or make_engine(settings)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

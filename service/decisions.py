@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from policies.base import Decision
+from policies.pipeline import forecast_or_none, forecaster_for
 from service import forecasting, repository
 from service.db import Store
 
@@ -130,13 +131,10 @@ def _stored_forecast(store: Store, entity: str, metric: str, now: int) -> Any:  
 def _online(policy: Any, history: np.ndarray, now: float, step: float, horizon: int) -> Any:  # noqa: ANN401
     """Call the policy's replay forecaster over ``history`` (None when it has nothing to say).
 
-    The forecaster is chosen as in replay (:func:`traces.replay.core.default_forecaster`), so
+    The forecaster is chosen as in replay (:func:`policies.pipeline.forecaster_for`), so
     a policy decides in the daemon on the forecasts it was replayed with.
     """
-    from traces.replay.base import forecast_or_none
-    from traces.replay.core import default_forecaster
-
-    fc = default_forecaster(policy, policy.scenario, 0)
+    fc = forecaster_for(policy, 0)
     return None if fc is None else forecast_or_none(fc, history, now, step, horizon)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from service.errors import InputError
+from common.errors import InputError
 
 if TYPE_CHECKING:  # pandas is heavy; only the feed command imports it
     import httpx

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import NoDataError
 from models.forecast import Forecast
 from models.training import beats
 from service import repository
 from service.db import Store
-from service.errors import NoDataError
 
 log = logging.getLogger("tidewise.forecasting")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from service.errors import InputError
+from common.errors import InputError
 from service.tables import KINDS
 
 #: 2000-01-01T00:00:00Z: samples older than this are certainly a unit or clock mistake.

@@ -16,7 +16,6 @@ Write semantics (documented in the README):
 from __future__ import annotations
 
 import dataclasses
-import threading
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -26,8 +25,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from common.errors import InputError, TidewiseError
 from service.db import Store, write_tx
-from service.errors import InputError, TidewiseError
 from service.ingest import Batch, ConflictError
 from service.tables import (
     ActionRecord,
@@ -61,15 +60,6 @@ class NotFoundError(TidewiseError):
 
 class QueryError(InputError):
     """A query asks for something the store will not answer (HTTP 422)."""
-
-
-class IdCache:
-    """Committed entity and series ids of this process, filled lazily, thread-safe."""
-
-    def __init__(self) -> None:
-        self.entities: dict[str, tuple[int, str, dict[str, Any]]] = {}  # name -> (id, kind, labels)
-        self.series: dict[tuple[str, str], int] = {}  # (entity, metric) -> id
-        self.lock = threading.Lock()
 
 
 def _insert(dialect: str, table):  # noqa: ANN001, ANN202 - returns a dialect Insert

@@ -50,7 +50,7 @@ def resolve(trace: str | Path) -> Path:
         return path
     if str(trace) in BUNDLED:
         return BUNDLED[str(trace)]
-    from service.errors import TraceFormatError
+    from common.errors import TraceFormatError
 
     raise TraceFormatError(
         f"no such file or folder, and no bundled slice of that name "

@@ -40,7 +40,7 @@ def replay(
     ] = True,
 ) -> None:
     """Replay a trace through policies; write report.json, config.json and plots to --out."""
-    from service.errors import TidewiseError
+    from common.errors import TidewiseError
 
     try:
         from policies import registry

@@ -17,11 +17,11 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from common.errors import InputError
 from service import actions as actions_view
 from service import forecasting, repository, targets
 from service.auth import ActAuth, ReadAuth
 from service.deps import SessionDep
-from service.errors import InputError
 
 router = APIRouter()
 

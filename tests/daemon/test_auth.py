@@ -8,10 +8,10 @@ import time
 import httpx
 import pytest
 
+from common.errors import ConfigError
 from service.api import create_app
 from service.auth import TokenBook, parse_tokens
 from service.config import Settings, load_settings
-from service.errors import ConfigError
 from tests.daemon.conftest import TOKENS, bearer, serve_in_thread
 
 SAMPLE = {"samples": [{"entity": "vm-1", "kind": "vm", "metric": "cpu_util",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.errors import ConfigError, InputError, NoDataError
 from models.base import NoData, Predictor, available_models, get_estimator
 from models.data import Series
 from models.forecast import Forecast
-from service.errors import ConfigError, InputError, NoDataError
 
 from .conftest import INDICATORS, TINY, make_series
 

@@ -215,7 +215,7 @@ def test_ensemble_mixes_its_members_and_round_trips(tmp_path):
 
 
 def test_ensemble_members_must_be_positive():
-    from service.errors import ConfigError
+    from common.errors import ConfigError
 
     from .conftest import make_series
 
@@ -253,7 +253,7 @@ def test_sample_crps_is_smallest_at_the_true_spread(recentre):
 
 
 def test_crps_term_needs_two_samples():
-    from service.errors import ConfigError
+    from common.errors import ConfigError
 
     from .conftest import make_series
 

@@ -254,7 +254,7 @@ def test_a_current_model_changed_during_training_is_not_replaced(
     capsys,
     monkeypatch,  # noqa: ANN001
 ):
-    from models import training
+    from service import training
 
     csv = _ramp_csv(tmp_path / "ramp.csv")
     assert _run(_train(csv, "window-mean"), capsys)[0] == 0

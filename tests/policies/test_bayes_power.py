@@ -124,7 +124,7 @@ def test_plan_servers_by_hand():
 def test_plan_row_from_long_frame_and_no_data():
     import pandas as pd
 
-    from service.errors import NoDataError
+    from common.errors import NoDataError
 
     ts = np.arange(100.0)
     t = np.where(ts < 90, 100.0, 300.0)

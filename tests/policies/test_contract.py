@@ -22,8 +22,8 @@ import pytest
 from models.forecast import Forecast
 from policies import registry
 from policies.base import Decision
+from policies.pipeline import forecaster_for
 from traces.replay.base import get_scenario
-from traces.replay.core import default_forecaster
 
 registry.load_all()
 CASES = sorted(registry._REGISTRY)  # (scenario, name)
@@ -107,7 +107,7 @@ def _recorded_calls(scenario: str, name: str) -> list[tuple]:
         return inner(spec, state, forecast, now)
 
     policy.decide = recording  # the scenario calls the instance attribute
-    sc.run(policy, data, seed=0, forecaster=default_forecaster(policy, scenario, 0))
+    sc.run(policy, data, seed=0, forecaster=forecaster_for(policy, 0))
     assert calls, f"{scenario}/{name}: the scenario never called decide"
     pick = np.unique(np.linspace(0, len(calls) - 1, num=min(12, len(calls))).astype(int))
     return [calls[i] for i in pick]

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from common.errors import InputError
 from policies import registry
 from service.cli import app
-from service.errors import InputError
 from traces.replay import core
 from traces.replay.vm import VmScenario
 
@@ -243,12 +243,17 @@ def test_the_driver_is_scenario_agnostic(scenario, make, tmp_path):
 
 def test_a_policy_without_its_own_forecaster_gets_the_daemons_scenario_default():
     from policies.forecasters import GrowthBootstrapForecaster
+    from policies.pipeline import forecaster_for
 
     class Plain:  # needs a forecast, brings no make_forecaster
         needs_forecast = True
+        scenario = "power"
 
-    fc = core.default_forecaster(Plain(), "power", 0)
+    class Elsewhere(Plain):
+        scenario = "no-such-scenario"
+
+    fc = forecaster_for(Plain(), 0)
     # the daemon's power forecaster: no daily season, one hour of recent behaviour
     assert isinstance(fc, GrowthBootstrapForecaster)
     assert (fc.space, fc.season_s, fc.window_s, fc.offset_decay) == ("linear", 0.0, 3600.0, 0.9)
-    assert core.default_forecaster(Plain(), "no-such-scenario", 0) is None
+    assert forecaster_for(Elsewhere(), 0) is None

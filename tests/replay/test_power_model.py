@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.errors import ConfigError, InputError
 from policies import registry
 from policies.power_oracle import waterfill
-from service.errors import ConfigError, InputError
 from traces.replay.base import get_scenario
 from traces.replay.power import PowerScenario, build_frame, low_priority_mask
 

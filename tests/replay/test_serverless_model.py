@@ -7,14 +7,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from common.errors import InputError
 from policies import registry
 from policies.base import Decision, Policy
-from service.errors import InputError
+from policies.scenarios.serverless import recent_max
 from traces.replay.base import get_scenario
 from traces.replay.serverless import (
     ServerlessScenario,
     build_frame,
-    recent_max,
     required_concurrency,
 )
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.errors import InputError
 from models.forecast import Forecast
 from policies import registry
 from policies.base import Decision, Policy
-from service.errors import InputError
 from traces.replay.vm import VmScenario
 
 

@@ -8,7 +8,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from service.errors import InputError
+from common.errors import InputError
 from service.feed import feed_frame
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from common.errors import InputError
 from service import repository as repo
-from service.errors import InputError
 from service.ingest import ConflictError, validate
 from service.tables import Entity, Rollup, Sample, Series
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import traces
-from service.errors import InputError, TraceFormatError
+from common.errors import InputError, TraceFormatError
 
 LLM_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 

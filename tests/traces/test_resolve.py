@@ -1,7 +1,7 @@
 import pytest
 
 import traces
-from service.errors import TraceFormatError
+from common.errors import TraceFormatError
 
 
 def test_a_bundled_name_resolves_to_its_file_and_loads():

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from service.errors import TidewiseError
+from common.errors import TidewiseError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 Every loader reads its files through :func:`read_csv`, checks numbers with :func:`numeric`
 and builds its result with :func:`finish`, so all formats fail the same way (a
-:class:`~service.errors.TraceFormatError` naming file, row and column) and yield the same
+:class:`~common.errors.TraceFormatError` naming file, row and column) and yield the same
 canonical long frame (see :mod:`traces.frame`).
 
 Row numbers in messages are 1-based *line numbers of the file* (the header, when there is
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.errors import InputError, TraceFormatError
+from common.errors import InputError, TraceFormatError
 from traces.frame import COLUMNS, METRICS
 
 #: Metrics whose values are counts per step: resampling sums them and fills empty bins with 0.

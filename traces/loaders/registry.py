@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from service.errors import InputError, TraceFormatError
+from common.errors import InputError, TraceFormatError
 from traces.loaders import _common
 
 #: Format modules in detection order (most specific sniffers first).

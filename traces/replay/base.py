@@ -17,16 +17,12 @@ and must fall back (and say so in its Decision).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from policies.base import Policy
-from service.errors import NoDataError
-
-if TYPE_CHECKING:
-    from models.forecast import Forecast
 
 
 @dataclass
@@ -111,12 +107,3 @@ def read_only(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.flags.writeable = False
     return v
-
-
-def forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: float,  # noqa: ANN401
-                     horizon: int) -> Forecast | None:
-    """Call the forecaster; a typed no-data outcome becomes None (the policy falls back)."""
-    try:
-        return forecaster(history, now, step, horizon)
-    except NoDataError:
-        return None

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.errors import InputError, TidewiseError, TraceFormatError
+from common.errors import InputError, TidewiseError, TraceFormatError
+from policies.pipeline import forecaster_for
 
 
 def parse_options(items: Iterable[str] | None) -> dict[str, Any]:
@@ -147,26 +148,6 @@ def load_trace(trace: str | Path, fmt: str | None, step: float | None) -> pd.Dat
         raise TraceFormatError(f"cannot read the trace: {exc}", str(path)) from None
 
 
-def default_forecaster(policy: Any, scenario: str, seed: int) -> Callable | None:
-    """Make the forecaster given to a ``needs_forecast`` policy, or return None.
-
-    A policy may supply its own with a ``make_forecaster(seed)`` method; otherwise the
-    scenario's default online forecaster (:func:`policies.forecasters.default_forecaster`,
-    the same one the daemon falls back to) is used.
-    """
-    if not getattr(policy, "needs_forecast", False):
-        return None
-    make = getattr(policy, "make_forecaster", None)
-    if callable(make):
-        return make(seed)
-    from policies.forecasters import default_forecaster as scenario_forecaster
-
-    try:
-        return scenario_forecaster(scenario, seed=seed)
-    except ValueError:  # a scenario without one: the policy gets None and falls back
-        return None
-
-
 def run_replay(
     trace: str | Path | pd.DataFrame,
     scenario: str,
@@ -265,7 +246,7 @@ def run_replay(
                 pol = cls(**{**overrides.get(cls.name, {}), **ps})
             except (ValueError, TypeError) as exc:
                 raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
-            fc = default_forecaster(pol, scenario, seed) if forecaster == "auto" else forecaster
+            fc = forecaster_for(pol, seed) if forecaster == "auto" else forecaster
             want_tl = ps == _timeline_point(cls, sweep)
             t0 = time.perf_counter()
             res = sc.run(pol, data, seed=seed, timeline=want_tl, forecaster=fc)

@@ -76,13 +76,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from common.errors import ConfigError, InputError
 from models.forecast import Forecast
 from policies.base import Decision, Policy
-from service.errors import ConfigError, InputError
+from policies.pipeline import forecast_or_none
 from traces.replay.base import (
     RunResult,
     Scenario,
-    forecast_or_none,
     read_only,
     register_scenario,
 )

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.errors import InputError
 from policies.base import Policy
-from service.errors import InputError
 from traces.replay.base import RunResult, Scenario, register_scenario
 
 _METRIC_ORDER = ("cpu_cores", "requests", "cpu_util", "invocations", "concurrency")

@@ -1,0 +1,221 @@
+"""``tidewise train`` and ``tidewise models``: models trained for the daemon, in its store.
+
+The evaluation command that needs no store is in :mod:`models.cli`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.cli import Step, TraceFormat
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train`` and the ``models`` group to ``app``."""
+    _register_training(app)
+
+
+def _settings(db_url: str | None, model_dir: Path | None = None):  # noqa: ANN202 - Settings
+    from service.config import load_settings
+
+    kw: dict[str, object] = {}
+    if db_url is not None:
+        kw["db_url"] = db_url
+    if model_dir is not None:
+        kw["model_dir"] = str(model_dir)
+    return load_settings(**kw)
+
+
+DbUrl = Annotated[str | None, typer.Option("--db-url", help="Store URL (default TIDEWISE_DB_URL).")]
+
+
+def _num(v: float | None, fmt: str) -> str:
+    """Format a metric that is None when it was not finite."""
+    return "-" if v is None else format(v, fmt)
+
+
+def _metric_text(metrics: dict) -> str:
+    """CRPS/MSE/coverage of a registry row (ours, or the daemon retraining's holdout CRPS)."""
+    val = metrics.get("validation") or {}
+    if val:
+        return (
+            f"crps={_num(val.get('crps'), '.4g')} mse={_num(val.get('mse'), '.4g')} "
+            f"cov90={_num(val.get('coverage_90'), '.2f')}"
+        )
+    if "holdout_crps" in metrics:
+        return f"holdout_crps={metrics['holdout_crps']:.4g}"
+    return "-"
+
+
+def _trained_text(trained) -> str:  # noqa: ANN001 - dict or the daemon's sentence
+    if isinstance(trained, dict) and trained:
+        inds = ",".join(trained.get("indicators", []))
+        return f"{Path(trained.get('path', '?')).name} [{inds}] {trained.get('rows')} rows"
+    return str(trained or "-")
+
+
+def _register_training(app: typer.Typer) -> None:
+    models_app = typer.Typer(
+        help="Models registered in the store (the daemon forecasts with the current one).",
+        no_args_is_help=True,
+    )
+    app.add_typer(models_app, name="models")
+
+    @app.command()
+    def train(
+        data: Annotated[Path, typer.Option(help="Trace file (one file).")],
+        model: Annotated[str, typer.Option(help="Model name (see `tidewise evaluate`).")],
+        context: Annotated[int, typer.Option(help="Context length L [rows].", min=1)] = 96,
+        horizon: Annotated[int, typer.Option(help="Forecast horizon H [rows].", min=1)] = 1,
+        format: TraceFormat = None,
+        step: Step = None,
+        indicator: Annotated[
+            str | None,
+            typer.Option(
+                help="Train a univariate model of this indicator, served by the daemon for "
+                "the metric of that name (default name daemon:INDICATOR)."
+            ),
+        ] = None,
+        set_: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Model parameter KEY=VALUE (JSON value); repeatable."),
+        ] = None,
+        db_url: DbUrl = None,
+        model_dir: Annotated[
+            Path | None, typer.Option(help="Artifact folder (default TIDEWISE_MODEL_DIR).")
+        ] = None,
+        name: Annotated[
+            str | None,
+            typer.Option(help="Registered name (default daemon:INDICATOR or MODEL:FILE)."),
+        ] = None,
+        current: Annotated[
+            bool,
+            typer.Option(help="Make it current when its validation CRPS beats the current one."),
+        ] = True,
+        force: Annotated[
+            bool, typer.Option(help="Make it current without comparing (with --current).")
+        ] = False,
+        seed: Annotated[int, typer.Option(help="Seed of training and sampling.")] = 0,
+    ) -> None:
+        """Fit a model on the train split, score it on the validation split, register it.
+
+        The split is the evaluation's chronological 70/10/20; metrics (CRPS, MSE, MAE, wQL,
+        90% coverage) are in the data's units. The artifact goes under
+        MODEL_DIR/NAME/VERSION and the store records name, version, data, metrics and path.
+        """
+        from common.errors import InputError
+        from models.base import get_estimator_class
+        from models.evaluate import parse_overrides
+        from service.training import daemon_warnings, open_store, train_and_register
+
+        get_estimator_class(model)  # unknown model: error before touching data or store
+        for item in set_ or []:
+            if "=" not in item or not item.split("=", 1)[0]:
+                raise InputError(f"expected KEY=VALUE, got {item!r}", where="--set")
+        params = parse_overrides([f"{model}.{s}" for s in set_ or []]).get(model, {})
+        settings = _settings(db_url, model_dir)
+        store = open_store(settings)
+        try:
+            res = train_and_register(
+                store,
+                data,
+                model=model,
+                context=context,
+                horizon=horizon,
+                fmt=format,
+                step=step,
+                indicator=indicator,
+                params=params,
+                name=name,
+                model_dir=model_dir,
+                make_current=current,
+                force=force,
+                seed=seed,
+            )
+        finally:
+            store.close()
+        m = res.metrics
+        typer.echo(
+            f"registered id {res.id}: {res.name} {res.version}{' (current)' if res.current else ''}"
+        )
+        typer.echo(
+            f"validation ({m['windows']} windows): CRPS {_num(m['crps'], '.6g')}  "
+            f"MSE {_num(m['mse'], '.6g')}  coverage_90 {_num(m['coverage_90'], '.3f')}"
+        )
+        typer.echo(f"current: {'yes' if res.current else 'no'} ({res.reason})")
+        typer.echo(f"artifact: {res.artifact}")
+        for line in daemon_warnings(settings, res.name, res.trained_on["step_s"], context, horizon):
+            typer.echo(f"warning: {line}", err=True)
+
+    @models_app.command("list")
+    def models_list(
+        db_url: DbUrl = None,
+        name: Annotated[str | None, typer.Option(help="Only this registered name.")] = None,
+    ) -> None:
+        """List registered models: id, name, version, data, metrics, current, path."""
+        from service import repository
+        from service.training import open_store, record_dict
+
+        store = open_store(_settings(db_url))
+        try:
+            with store.sessions() as session:
+                rows = [record_dict(r) for r in repository.list_models(session, name)]
+        finally:
+            store.close()
+        if not rows:
+            typer.echo("no model registered; `tidewise train` registers one")
+            return
+        typer.echo(
+            f"{'id':>4}  {'name':<24}{'version':<34}{'trained_on':<34}"
+            f"{'metrics':<40}{'current':<8}path"
+        )
+        for r in rows:
+            typer.echo(
+                f"{r['id']:>4}  {r['name']:<24}{r['version']:<34}"
+                f"{_trained_text(r['trained_on'])[:33]:<34}{_metric_text(r['metrics']):<40}"
+                f"{'*' if r['current'] else '':<8}{r['artifact_path']}"
+                f"{'' if r['artifact_present'] else ' (missing)'}"
+            )
+
+    @models_app.command("use")
+    def models_use(
+        model_id: Annotated[int, typer.Argument(help="Id from `tidewise models list`.")],
+        db_url: DbUrl = None,
+    ) -> None:
+        """Make a registered model the current version of its name (its artifact must load)."""
+        from service.training import daemon_warnings, open_store, use_model
+
+        settings = _settings(db_url)
+        store = open_store(settings)
+        try:
+            rec, pred = use_model(store, model_id)
+        finally:
+            store.close()
+        typer.echo(f"current {rec.name}: id {rec.id}, version {rec.version}")
+        step_s = float(pred.config.get("step", settings.forecast_step_s))
+        for line in daemon_warnings(
+            settings, rec.name, step_s, pred.context_length, pred.prediction_length
+        ):
+            typer.echo(f"warning: {line}", err=True)
+
+    @models_app.command("show")
+    def models_show(
+        model_id: Annotated[int, typer.Argument(help="Id from `tidewise models list`.")],
+        db_url: DbUrl = None,
+    ) -> None:
+        """Print one registered model as JSON."""
+        import json
+
+        from service import repository
+        from service.training import open_store, record_dict
+
+        store = open_store(_settings(db_url))
+        try:
+            with store.sessions() as session:
+                doc = record_dict(repository.get_model(session, model_id))
+        finally:
+            store.close()
+        typer.echo(json.dumps(doc, indent=2))
