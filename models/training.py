@@ -2,11 +2,12 @@
 
 The model side of ``tidewise train`` (the store side is :mod:`service.training`). The rows
 of each entity are split chronologically by :func:`models.evaluate.split_dataset` (70 %
-train / 10 % validation / 20 % test, the validation part starting ``context`` rows before its first target row). The model is fitted
-on the *raw* training rows (not the MinMax-scaled ones the offline evaluation uses), because
-the saved predictor is served on raw values by the daemon; it is then scored on every window
-of the validation part with :func:`models.metrics.evaluate_samples` — CRPS, MSE, MAE, wQL and
-90 % coverage, in the data's own units, averaged over indicators.
+train / 10 % validation / 20 % test, the validation part starting ``context`` rows before its
+first target row). The model is fitted on the *raw* training rows (not the MinMax-scaled ones
+the offline evaluation uses), because the saved predictor is served on raw values by the
+daemon; it is then scored on every window of the validation part with
+:func:`models.metrics.evaluate_samples` — CRPS, MSE, MAE, wQL and 90 % coverage, in the data's
+own units, averaged over indicators.
 
 :func:`beats` is the one replacement rule: a candidate replaces the current model only when
 its validation CRPS is strictly lower (``tidewise train`` and the daemon's retraining).
