@@ -37,15 +37,14 @@ logged (:func:`service.repository.save_decision`; served by :mod:`service.action
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 import math
-import pickle
 from typing import Any
 
 import numpy as np
 
+from policies import memory as memory_codec
 from policies.base import Decision
 from policies.pipeline import forecast_or_none, forecaster_for
 from service import forecasting, repository
@@ -78,19 +77,30 @@ def jsonable(obj: Any) -> Any:  # noqa: ANN401
 
 
 def pack_memory(memory: Any) -> Any:  # noqa: ANN401
-    """Pack the policy's ``Decision.state`` as a JSON value (pickled: only this daemon reads it)."""
-    if memory is None:
+    """Store the policy's ``Decision.state`` as plain JSON (:mod:`policies.memory`, no pickle).
+
+    Memory that is not plain data is a policy bug: it is logged and dropped (the policy then
+    starts afresh next period) rather than failing the decision.
+    """
+    try:
+        return memory_codec.dump(memory)
+    except memory_codec.MemoryFormatError as exc:
+        log.warning("policy memory not stored: %s", exc)
         return None
-    return {"pickle": base64.b64encode(pickle.dumps(memory)).decode()}
 
 
 def unpack_memory(stored: Any) -> Any:  # noqa: ANN401
-    """Inverse of :func:`pack_memory` (None when missing or unreadable)."""
+    """Inverse of :func:`pack_memory`; a row in another format restarts the policy's memory."""
     if not stored:
         return None
+    if isinstance(stored, dict) and set(stored) == {"pickle"}:
+        log.warning("stored policy memory is in the retired pickle format; never unpickled, "
+                    "the policy starts afresh")
+        return None
     try:
-        return pickle.loads(base64.b64decode(stored["pickle"]))  # noqa: S301 - our own rows
-    except Exception:  # noqa: BLE001 - a stale format restarts the policy's memory
+        return memory_codec.load(stored)
+    except (memory_codec.MemoryFormatError, KeyError, TypeError, ValueError) as exc:
+        log.warning("stored policy memory is unreadable (%s); the policy starts afresh", exc)
         return None
 
 

@@ -184,3 +184,35 @@ def test_a_target_without_data_gets_no_recommendation_and_no_action(http, store)
     assert r.status_code == 404 and "no valid decision yet" in r.json()["detail"]
     ext = http.get("/apis/external.metrics.k8s.io/v1beta1/namespaces/d/tidewise-desired-replicas")
     assert ext.json()["items"] == []
+
+
+def test_policy_memory_is_stored_as_json_and_a_pickle_row_is_never_unpickled(
+    http, store, tmp_path
+):
+    import base64
+    import pickle
+
+    from sqlalchemy import select, update
+
+    from service.tables import DecisionRecord
+
+    now = int(time.time())
+    send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
+    assert http.post("/v1/targets", json=scaling_target()).status_code == 201
+    decisions.decide_all(store, now)
+    with store.sessions() as session:
+        row = session.execute(select(DecisionRecord.memory)).one()
+    # hpa's memory is (recommendations, events): tuples, stored as tagged JSON
+    assert row.memory["__tw__"] == "tuple" and "pickle" not in str(row.memory)
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = {"pickle": base64.b64encode(pickle.dumps(Evil())).decode()}
+    with store.write_sessions() as session, session.begin():
+        session.execute(update(DecisionRecord).values(memory=evil))
+    out = decisions.decide_all(store, now + 15)
+    assert [o.valid for o in out] == [True] and not marker.exists()
