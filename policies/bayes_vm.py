@@ -36,8 +36,10 @@ Spec (a mapping, read only; the keys of :mod:`policies.hpa`, built by
 that arrived since the last decision are compared with ``ready * capacity``).
 
 State (returned in ``Decision.state``, pass back unchanged): a dict with the risk
-posterior (``risk``), the recent raw recommendations (``desired``) and the number of
-demand samples already counted (``n_seen``).
+posterior (``risk``), the recent raw recommendations (``desired``), the number of
+demand samples already counted (``n_seen``) and, when the spec gives ``start_s`` and
+``step_s``, the time their last one ended (``seen_until_s``): new samples are counted by
+time, so a history window that slides (the daemon's) counts each sample once.
 """
 
 from __future__ import annotations
@@ -82,10 +84,19 @@ def observed_violations(spec: Any, state: dict, capacity: float) -> tuple[int, i
     demand = spec_get(spec, "demand")
     if demand is None or np.ndim(demand) == 0 or len(demand) == 0:
         return 0, 0
-    seen = state.get("n_seen")
-    # demand is the history so far: the samples beyond the count seen last time are new
-    # (a shorter array means a window that slid; then only the newest sample is counted)
-    k = 1 if seen is None or len(demand) < seen else len(demand) - int(seen)
+    until = state.get("seen_until_s")
+    start, step = spec_get(spec, "start_s"), spec_get(spec, "step_s")
+    if until is not None and start is not None and step:
+        # by time: the samples that begin at or after the end of those counted last time,
+        # so a history window that slides (the daemon keeps a fixed number of buckets)
+        # still counts each new sample once
+        first_new = max(0, math.ceil((float(until) - float(start)) / float(step) - 1e-9))
+        k = max(0, len(demand) - first_new)
+    else:
+        seen = state.get("n_seen")
+        # demand is the history so far: the samples beyond the count seen last time are new
+        # (a shorter array means a window that slid; then only the newest sample is counted)
+        k = 1 if seen is None or len(demand) < seen else len(demand) - int(seen)
     if k == 0:
         return 0, 0
     limit = float(spec_get(spec, "ready", spec_get(spec, "replicas", 0)) or 0) * capacity
@@ -231,6 +242,9 @@ class BayesVM(Policy):
         demand = spec_get(spec, "demand")
         n_seen = len(demand) if demand is not None and np.ndim(demand) > 0 else None
         new_state = {"risk": post, "desired": hist, "n_seen": n_seen}
+        start, step = spec_get(spec, "start_s"), spec_get(spec, "step_s")
+        if n_seen is not None and start is not None and step:
+            new_state["seen_until_s"] = float(start) + n_seen * float(step)
 
         x = self._samples(forecast)
         if x is None:

@@ -16,6 +16,8 @@ import numpy as np
 
 from common.errors import NoDataError
 from models.forecast import Forecast
+from policies.base import Decision
+from policies.scenarios import power, serverless, vm
 
 
 def forecaster_for(policy: Any, seed: int = 0) -> Callable | None:  # noqa: ANN401
@@ -45,3 +47,49 @@ def forecast_or_none(forecaster: Any, history: np.ndarray, now: float, step: flo
         return forecaster(history, now, step, horizon)
     except NoDataError:
         return None
+
+
+_CONTRACTS = {"vm": vm, "serverless": serverless, "power": power}
+
+
+def contract(scenario: str) -> Any:  # noqa: ANN401
+    """Return the contract module of ``scenario`` (:mod:`policies.scenarios.vm`, ...)."""
+    try:
+        return _CONTRACTS[scenario]
+    except KeyError:
+        raise ValueError(f"no scenario {scenario!r}; known: {', '.join(_CONTRACTS)}") from None
+
+
+def step(policy: Any, forecaster: Callable | None, spec: Any, obs: Any, memory: Any,  # noqa: ANN401
+         now: float) -> tuple[Decision, Any, Any]:
+    """One decision, the same on both sides: ``(Decision, desired, memory)``.
+
+    Args:
+        policy: a registered policy instance.
+        forecaster: what :func:`forecaster_for` made for it (None: the policy gets no
+            forecast and falls back). Stateful forecasters keep their state themselves; the
+            daemon restores and saves it around this call (:func:`forecaster_state`).
+        spec: the scenario's ``Spec``.
+        obs: the scenario's ``Observation`` at ``now``.
+        memory: the policy's previous ``Decision.state`` (None at first).
+        now: decision time (unix or trace seconds).
+
+    Returns:
+        The decision, the desired setting (the scenario's ``Desired``, or None when an invalid
+        decision comes before any setting: recommend nothing) and the policy's new memory.
+
+    Raises:
+        ValueError: a valid decision whose action the scenario cannot apply.
+
+    """
+    c = _CONTRACTS[policy.scenario]
+    forecast = None
+    if getattr(policy, "reads_future", False) and getattr(obs, "truth", None) is not None:
+        forecast = obs.truth
+    elif policy.needs_forecast and forecaster is not None:
+        hist = c.history(obs)
+        if hist is not None:
+            forecast = forecast_or_none(forecaster, hist, now, spec.step_s, c.horizon(spec, policy))
+    spec_in, state_in = c.inputs(spec, obs, memory)
+    dec = policy.decide(spec_in, state_in, forecast, now)
+    return dec, c.apply(dec, spec, obs.current), dec.state

@@ -1,8 +1,143 @@
-"""The serverless scenario's shared pieces: what keep-alive style policies compute."""
+"""The ``serverless`` scenario's contract: warm instances per function, step by step.
+
+:class:`Spec` holds the functions and their constants, :class:`Observation` what is known at
+the start of step ``t`` (required concurrency of every past step, the last invocations and
+warm counts), :class:`Desired` the warm instances per function. The replay
+(``traces/replay/serverless.py``, vectorised over every function) and the daemon (one
+function per target) build the same types and hand them to :func:`policies.pipeline.step`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+
+from models.forecast import Forecast
+from policies.base import Decision
+
+NAME = "serverless"
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """The functions of a run.
+
+    Attributes:
+        entities: F function ids.
+        duration_ms: ``(F,)`` mean execution time.
+        memory_mb: ``(F,)`` memory of one instance.
+        step_s: seconds per step.
+        peak_concurrency: hindsight ``(F,)`` for ``reads_future`` policies (replay only).
+
+    """
+
+    entities: tuple[str, ...]
+    duration_ms: np.ndarray
+    memory_mb: np.ndarray
+    step_s: float
+    peak_concurrency: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.entities)
+        if np.shape(self.duration_ms) != (n,) or np.shape(self.memory_mb) != (n,):
+            raise ValueError(f"serverless spec: duration_ms and memory_mb need shape ({n},)")
+        if not self.step_s > 0:
+            raise ValueError(f"serverless step_s must be > 0, got {self.step_s}")
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Warm instances per function, ``(F,)`` int64."""
+
+    warm: np.ndarray
+
+    def as_dict(self, spec: Spec) -> dict[str, Any]:
+        """Return the setting as stored and served: ``{"warm": n}`` for one function, or by id."""
+        if len(spec.entities) == 1:
+            return {"warm": int(self.warm[0])}
+        return {"warm": {e: int(w) for e, w in zip(spec.entities, self.warm, strict=True)}}
+
+
+@dataclass(frozen=True)  # no slots: a frozen slotted init costs more per decision
+class Observation:
+    """What is known at the start of step ``t``.
+
+    Attributes:
+        t: steps observed so far (rows of ``history``).
+        history: ``(t, F)`` required concurrency of every past step (read only).
+        invocations_last: ``(F,)`` invocations of the last step.
+        warm_last: ``(F,)`` warm instances of the last step.
+        start_s: time the step being decided begins.
+        current: the setting last asked for (None before any).
+        truth: hindsight, this step's true concurrency as a Forecast (replay only).
+
+    """
+
+    t: int
+    history: np.ndarray
+    invocations_last: np.ndarray
+    warm_last: np.ndarray
+    start_s: float
+    current: Desired | None = None
+    truth: Forecast | None = None
+
+
+def desired_from(setting: dict[str, Any] | None, spec: Spec) -> Desired | None:
+    """Read a stored setting back (None when there is none)."""
+    if not setting or "warm" not in setting:
+        return None
+    raw = setting["warm"]
+    if isinstance(raw, dict):
+        return Desired(np.array([int(raw.get(e, 0)) for e in spec.entities], dtype=np.int64))
+    return Desired(np.full(len(spec.entities), int(raw), dtype=np.int64))
+
+
+def inputs(spec: Spec, obs: Observation, memory: Any) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN401
+    """``(spec, state)`` as the serverless policies read them (module doc of the replay)."""
+    d: dict[str, Any] = {
+        "entities": spec.entities, "duration_ms": spec.duration_ms,
+        "memory_mb": spec.memory_mb, "step_s": spec.step_s,
+    }
+    if spec.peak_concurrency is not None:
+        d["peak_concurrency"] = spec.peak_concurrency
+    state = {
+        "t": obs.t, "history": obs.history, "invocations_last": obs.invocations_last,
+        "warm_last": obs.warm_last, "memory": memory,
+    }
+    return d, state
+
+
+def history(obs: Observation) -> np.ndarray | None:
+    """Return what the forecaster reads: the concurrency history, None at ``t = 0``."""
+    return obs.history if obs.t > 0 else None
+
+
+def horizon(spec: Spec, policy: Any) -> int:  # noqa: ANN401
+    """Return the steps to forecast: the policy's ``horizon`` parameter (default 1)."""
+    return int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+
+
+def apply(decision: Decision, spec: Spec, current: Desired | None) -> Desired | None:
+    """Validate a decision into warm counts (rounded up); invalid keeps ``current``.
+
+    Raises:
+        ValueError: a valid decision whose ``warm`` is not ``(F,)`` finite counts >= 0.
+
+    """
+    if not decision.valid:
+        return current
+    n_f = len(spec.entities)
+    try:
+        w = np.asarray(decision.action["warm"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"a valid serverless decision needs {{'warm': one count per function}}, got "
+            f"{decision.action!r}") from exc
+    if w.shape != (n_f,) or not np.all(np.isfinite(w)) or (w < 0).any():
+        raise ValueError(f"'warm' of shape {w.shape}: need ({n_f},) finite counts >= 0")
+    return Desired(np.ceil(w).astype(np.int64))
 
 
 def recent_max(history: np.ndarray, k: np.ndarray | int) -> np.ndarray:

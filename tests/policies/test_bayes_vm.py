@@ -161,3 +161,19 @@ def test_purity_inputs_unchanged_and_same_inputs_same_decision():
     assert st == st_copy
     assert sp.keys() == sp_copy.keys()
     np.testing.assert_array_equal(sp["demand"], sp_copy["demand"])
+
+
+def test_a_sliding_history_window_still_counts_each_new_sample_once():
+    """The daemon hands a fixed number of buckets; the risk must keep learning from them."""
+    from policies.bayes_vm import observed_violations
+
+    step = 15.0
+    demand = np.full(240, 10.0)
+    demand[-2:] = 50.0  # two new samples above ready capacity
+    spec = {"demand": demand, "start_s": 1000.0 + 2 * step, "step_s": step, "ready": 1}
+    # last time the window started two samples earlier and ended two samples ago
+    state = {"n_seen": 240, "seen_until_s": 1000.0 + 240 * step}
+    assert observed_violations(spec, state, capacity=20.0) == (2, 2)
+    # nothing new since: nothing counted
+    state = {"n_seen": 240, "seen_until_s": 1000.0 + 242 * step}
+    assert observed_violations(spec, state, capacity=20.0) == (0, 0)

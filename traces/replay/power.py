@@ -78,8 +78,9 @@ import pandas as pd
 
 from common.errors import ConfigError, InputError
 from models.forecast import Forecast
-from policies.base import Decision, Policy
-from policies.pipeline import forecast_or_none
+from policies.base import Policy
+from policies.pipeline import step as step_policy
+from policies.scenarios import power as contract
 from traces.replay.base import (
     RunResult,
     Scenario,
@@ -273,10 +274,10 @@ class PowerScenario(Scenario):
         q = int(delay // dt)
         r = delay - q * dt
         frac_a = r / dt  # share of each step still under the older caps
-        spec = {"servers": n, "server_ids": ids, "budget_w": data.budget_w,
-                "p_max_w": data.p_max_w, "p_idle_w": data.p_idle_w, "low_priority": low,
-                "priority": np.where(low, 0.0, 1.0), "step_s": dt, "delay_s": delay}
-        horizon = int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+        spec = contract.Spec(server_ids=ids, budget_w=data.budget_w, p_max_w=data.p_max_w,
+                             p_idle_w=data.p_idle_w, low_priority=read_only(np.asarray(low)),
+                             step_s=dt, delay_s=delay)
+        fc = forecaster if getattr(policy, "needs_forecast", False) else None
 
         caps = np.full((n_t, n), np.inf)  # (T, N) caps decided before each step
         obs = np.zeros((n_t, n))  # (T, N) drawn power, time-averaged over the step
@@ -286,32 +287,27 @@ class PowerScenario(Scenario):
         capped = np.zeros(n_t)  # server-steps under a cap in force
         # policies get read-only views: decide must not be able to edit the replay's arrays
         row_ro, obs_ro = read_only(row_obs), read_only(obs)
-        spec["low_priority"] = read_only(np.asarray(low))
-        spec["priority"] = read_only(spec["priority"])
         memory: Any = None
         current = np.full(n, np.inf)
         fallback_steps = invalid_steps = 0
         floor = data.p_idle_w
         for t in range(n_t):
             now = float(data.ts[t])
-            state = {"t": t, "row_power_w": float(row_obs[t - 1]) if t else 0.0,
-                     "server_power_w": obs_ro[t - 1] if t else np.zeros(n),
-                     "caps_w": current.copy(), "capped": np.isfinite(current),
-                     "history_row_w": row_ro[:t], "memory": memory}
-            forecast = None
+            truth = None
             if future:
-                forecast = Forecast(samples=d[t][None, None, :].copy(), start=now, step=dt,
-                                    indicators=ids, model="truth")
-            elif policy.needs_forecast and forecaster is not None and t > 0:
-                # no telemetry yet at t = 0: the policy gets None and falls back
-                forecast = forecast_or_none(forecaster, obs_ro[:t], now, dt, horizon)
-            dec: Decision = policy.decide(spec, state, forecast, now)
-            memory = dec.state
+                truth = Forecast(samples=d[t][None, None, :].copy(), start=now, step=dt,
+                                 indicators=ids, model="truth")
+            seen = contract.Observation(t=t, history=obs_ro[:t], caps_w=current, start_s=now,
+                                        current=contract.Desired(current), truth=truth,
+                                        row_w=row_ro[:t])
+            try:
+                dec, desired, memory = step_policy(policy, fc, spec, seen, memory, now)
+            except ValueError as exc:
+                raise ValueError(f"policy {policy.name!r} at step {t}: {exc}") from exc
             fallback_steps += bool(dec.fallback)
-            if dec.valid:
-                current = _caps_array(dec, ids, policy, t)
-            else:
+            if not dec.valid:
                 invalid_steps += 1
+            current = desired.caps
             caps[t] = current
 
             cap_b = caps[t - q] if t - q >= 0 else np.full(n, np.inf)
@@ -381,33 +377,6 @@ def _hold(ts: np.ndarray, v: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Value at each grid time: the last sample at or before it (the first one before)."""
     i = np.searchsorted(ts, grid + 1e-9, side="right") - 1
     return v[np.clip(i, 0, len(v) - 1)]
-
-
-def _caps_array(dec: Decision, ids: tuple[str, ...], policy: Policy, t: int) -> np.ndarray:
-    n = len(ids)
-    raw = dec.action.get("caps") if isinstance(dec.action, dict) else None
-    if raw is None:
-        raise ValueError(f"policy {policy.name!r} returned action {dec.action!r} at step {t};"
-                         " the power scenario needs {'caps': array or {server: watts}}")
-    if isinstance(raw, dict):
-        out = np.full(n, np.inf)
-        index = {s: i for i, s in enumerate(ids)}
-        index.update({i: i for i in range(n)})  # servers may also be named by position
-        for k, v in raw.items():
-            if isinstance(k, np.integer):
-                k = int(k)
-            if k not in index:
-                raise ValueError(f"policy {policy.name!r} capped unknown server {k!r} at "
-                                 f"step {t}")
-            out[index[k]] = float(v)
-    else:
-        out = np.asarray(raw, dtype=np.float64)
-        if out.shape != (n,):
-            raise ValueError(f"policy {policy.name!r} returned caps of shape {out.shape} at "
-                             f"step {t}; need ({n},)")
-    if np.isnan(out).any() or (out < 0).any():
-        raise ValueError(f"policy {policy.name!r} returned a NaN or negative cap at step {t}")
-    return out
 
 
 def _result(data: PowerData, d: np.ndarray, low: np.ndarray, obs: np.ndarray,

@@ -68,8 +68,9 @@ import pandas as pd
 
 from common.errors import InputError
 from models.forecast import Forecast
-from policies.base import Decision, Policy
-from policies.pipeline import forecast_or_none
+from policies.base import Policy
+from policies.pipeline import step as step_policy
+from policies.scenarios import serverless as contract
 from traces.replay.base import (
     RunResult,
     Scenario,
@@ -246,13 +247,13 @@ class ServerlessScenario(Scenario):
         c = data.concurrency  # (T, F)
         n_t, n_f = c.shape
         foresight = bool(getattr(policy, "reads_future", False))
-        spec: dict[str, Any] = {
-            "entities": data.entities, "duration_ms": data.duration_ms,
-            "memory_mb": data.memory_mb, "step_s": data.step_s,
-        }
-        if foresight:
-            spec["peak_concurrency"] = c.max(axis=0) if n_t else np.zeros(n_f, np.int64)
-        horizon = int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+        spec = contract.Spec(
+            entities=data.entities, duration_ms=data.duration_ms, memory_mb=data.memory_mb,
+            step_s=data.step_s,
+            peak_concurrency=(c.max(axis=0) if n_t else np.zeros(n_f, np.int64))
+            if foresight else None,
+        )
+        fc = forecaster if getattr(policy, "needs_forecast", False) else None
         # policies get read-only views: decide must not be able to edit the replay's arrays
         hist_ro, inv_ro = read_only(c), read_only(data.invocations)
         warm = np.zeros((n_t, n_f), dtype=np.int64)  # (T, F)
@@ -262,42 +263,23 @@ class ServerlessScenario(Scenario):
         fallback_steps = invalid_steps = 0
         for t in range(n_t):
             now = float(data.ts[t])
-            state = {
-                "t": t, "history": hist_ro[:t],
-                "invocations_last": inv_ro[t - 1] if t else zeros,
-                "warm_last": warm_ro[t - 1] if t else zeros, "memory": memory,
-            }
-            forecast = None
+            truth = None
             if foresight:
-                forecast = Forecast(samples=c[t][None, None, :], start=now, step=data.step_s,
-                                    indicators=data.entities, model="truth")
-            elif policy.needs_forecast and forecaster is not None and t > 0:
-                # no history yet at t = 0: the policy gets None and falls back
-                forecast = forecast_or_none(forecaster, hist_ro[:t], now, data.step_s,
-                                             horizon)
-            dec: Decision = policy.decide(spec, state, forecast, now)
-            memory = dec.state
+                truth = Forecast(samples=c[t][None, None, :], start=now, step=data.step_s,
+                                 indicators=data.entities, model="truth")
+            obs = contract.Observation(
+                t=t, history=hist_ro[:t], invocations_last=inv_ro[t - 1] if t else zeros,
+                warm_last=warm_ro[t - 1] if t else zeros, start_s=now,
+                current=contract.Desired(warm_ro[t - 1]) if t else None, truth=truth)
+            try:
+                dec, desired, memory = step_policy(policy, fc, spec, obs, memory, now)
+            except ValueError as exc:
+                raise ValueError(f"policy {policy.name!r} at step {t}: {exc}") from exc
             fallback_steps += bool(dec.fallback)
             if not dec.valid:
                 invalid_steps += 1
-                warm[t] = warm[t - 1] if t else 0
-                continue
-            warm[t] = _warm_array(dec, n_f, policy, t)
+            warm[t] = desired.warm if desired is not None else 0
         return _result(data, warm, fallback_steps, invalid_steps, timeline)
-
-
-def _warm_array(dec: Decision, n_f: int, policy: Policy, t: int) -> np.ndarray:
-    try:
-        w = np.asarray(dec.action["warm"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"policy {policy.name!r} returned action {dec.action!r} at step {t}; the "
-            "serverless scenario needs {'warm': array of one count per function}") from exc
-    if w.shape != (n_f,) or not np.all(np.isfinite(w)) or (w < 0).any():
-        raise ValueError(
-            f"policy {policy.name!r} returned 'warm' of shape {w.shape} at step {t}; need "
-            f"({n_f},) finite counts >= 0")
-    return np.ceil(w).astype(np.int64)
 
 
 def _result(data: ServerlessData, warm: np.ndarray, fallback_steps: int, invalid_steps: int,

@@ -45,6 +45,8 @@ import pandas as pd
 
 from common.errors import InputError
 from policies.base import Policy
+from policies.pipeline import step as step_policy
+from policies.scenarios import vm as vm_contract
 from traces.replay.base import RunResult, Scenario, register_scenario
 
 _METRIC_ORDER = ("cpu_cores", "requests", "cpu_util", "invocations", "concurrency")
@@ -361,9 +363,10 @@ class VmScenario(Scenario):
         cs = np.concatenate(([0.0], np.cumsum(d)))
         cs.setflags(write=False)
         future = bool(getattr(policy, "reads_future", False))
-        wants_fc = bool(getattr(policy, "needs_forecast", False)) and forecaster is not None
-        horizon = max(1, math.ceil((boot + sync) / step))
-        decide = policy.decide
+        fc = forecaster if getattr(policy, "needs_forecast", False) else None
+        spec = vm_contract.Spec(capacity=cap, min_replicas=lo, max_replicas=hi, step_s=step,
+                                boot_s=boot, sync_s=sync)
+        Observation, Desired = vm_contract.Observation, vm_contract.Desired  # noqa: N806
         start = svc.start_s
 
         ready = init
@@ -384,23 +387,12 @@ class VmScenario(Scenario):
                 ready += 1
             requested = ready + len(booting)
             n_obs = min(n, int(t / step + 1e-9))
-            spec = {
-                "capacity": cap, "ready": ready, "replicas": requested,
-                "min_replicas": lo, "max_replicas": hi, "step_s": step,
-                "demand": d[:n_obs], "demand_cumsum": cs[: n_obs + 1],
-                "boot_s": boot, "sync_s": sync, "start_s": start,
-            }
-            if future:
-                spec["demand_all"] = d
-            fc = None
-            if wants_fc and n_obs > 0:
-                fc = forecaster(d[:n_obs].reshape(-1, 1), start + t, step, horizon)
-            dec = decide(spec, state, fc, start + t)
-            state = dec.state
+            obs = Observation(d[:n_obs], start, ready, requested, Desired(requested),
+                              cs[: n_obs + 1], d if future else None)
+            dec, desired, state = step_policy(policy, fc, spec, obs, state, start + t)
             decisions += 1
             if dec.valid:
-                want = int(dec.action["replicas"])
-                want = hi if want > hi else (lo if want < lo else want)
+                want = desired.replicas
                 if want > requested:
                     add = want - requested
                     ups += 1
