@@ -37,6 +37,23 @@ import numpy as np
 from models.forecast import Forecast
 
 
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """Return a generator's state as JSON-safe plain data (128-bit integers as strings)."""
+    st = rng.bit_generator.state
+    return {"bit_generator": st["bit_generator"],
+            "state": {k: str(v) for k, v in st["state"].items()},
+            "has_uint32": int(st.get("has_uint32", 0)), "uinteger": int(st.get("uinteger", 0))}
+
+
+def _set_rng_state(rng: np.random.Generator, saved: dict[str, Any]) -> None:
+    """Inverse of :func:`_rng_state`."""
+    rng.bit_generator.state = {
+        "bit_generator": saved["bit_generator"],
+        "state": {k: int(v) for k, v in saved["state"].items()},
+        "has_uint32": int(saved["has_uint32"]), "uinteger": int(saved["uinteger"]),
+    }
+
+
 def _names(history: Any) -> tuple[str, ...]:
     """Return the indicator names of a history without converting its values."""
     cols = getattr(history, "columns", None)
@@ -134,6 +151,15 @@ class GrowthBootstrapForecaster:
         self.offset_decay = offset_decay
         self.rng = np.random.default_rng(seed)
         self._cache: tuple | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return what a later call depends on, as plain data: the resampling generator."""
+        return {"rng": _rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the daemon between two decisions)."""
+        _set_rng_state(self.rng, state["rng"])
+        self._cache = None
 
     def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:
         """Forecast ``horizon`` steps from ``now`` given ``history`` (data up to now only)."""
@@ -294,6 +320,7 @@ class IntermittentCountForecaster:
         self.count_window = count_window
         self.rng = np.random.default_rng(seed)
         self._t = 0
+        self._end: float | None = None  # ``now`` of the last call: where absorbed rows end
         self._last_row: np.ndarray | None = None
 
     # ----------------------------------------------------------------- statistics
@@ -401,26 +428,72 @@ class IntermittentCountForecaster:
         return np.where(n[None, :] > 0, out, 1.0)
 
     # ----------------------------------------------------------------- forecasting
+    _STATE_ARRAYS = ("age", "ge", "eq", "ge_o", "eq_o", "n_act", "buf", "n_buf")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the absorbed statistics and the generator as plain data (no pickle)."""
+        out: dict[str, Any] = {"rng": _rng_state(self.rng), "t": self._t, "end": self._end}
+        if self._last_row is not None:
+            out["last_row"] = self._last_row.copy()
+            out.update({k: getattr(self, k).copy() for k in self._STATE_ARRAYS})
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the daemon between two decisions)."""
+        _set_rng_state(self.rng, state["rng"])
+        last = state.get("last_row")
+        if last is None:
+            self._t, self._end, self._last_row = 0, None, None
+            return
+        self._reset(int(np.shape(last)[0]))
+        for k in self._STATE_ARRAYS:
+            arr = np.asarray(state[k])
+            if arr.shape != getattr(self, k).shape:
+                raise ValueError(f"forecaster state {k!r} has shape {arr.shape}, want "
+                                 f"{getattr(self, k).shape} (max_age or count_window changed)")
+            setattr(self, k, arr.astype(getattr(self, k).dtype))
+        self._t, self._end = int(state["t"]), state.get("end")
+        self._last_row = np.asarray(last, dtype=np.float64)
+
+    def _new_rows_from(self, history: Any, f: int, t_len: int, now: float,
+                       step: float) -> int | None:
+        """Index of the first row of ``history`` not absorbed yet (None: start afresh).
+
+        By time when ``now`` moved on by whole steps since the last call (the daemon hands a
+        window that slides), else by count (the replay hands the whole history so far); in
+        both cases the last absorbed row must be where it is expected.
+        """
+        if self._last_row is None or self._last_row.shape[0] != f:
+            return None
+        if self._end is not None and step > 0:
+            q = (now - float(self._end)) / step
+            k = int(round(q))
+            if k >= 1 and abs(q - k) < 1e-6 and t_len - 1 - k >= 0 and np.array_equal(
+                np.maximum(_row(history, t_len - 1 - k), 0.0), self._last_row
+            ):
+                return t_len - k
+        if 1 <= self._t <= t_len and np.array_equal(
+            np.maximum(_row(history, self._t - 1), 0.0), self._last_row
+        ):
+            return self._t
+        return None
+
     def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:
         """Forecast ``horizon`` steps of counts for every entity (column) of ``history``."""
         names = _names(history)
         f = len(names)
         t_len = len(history)
-        extends = (
-            self._last_row is not None
-            and self._last_row.shape[0] == f
-            and self._t <= t_len
-            and np.array_equal(np.maximum(_row(history, self._t - 1), 0.0), self._last_row)
-        )
-        if extends:  # fold in only the new rows (the usual replay call)
-            if t_len > self._t:
-                new, _ = _as_matrix(history[self._t :] if not hasattr(history, "iloc")
-                                    else history.iloc[self._t :])
+        first_new = self._new_rows_from(history, f, t_len, now, step)
+        if first_new is not None:  # fold in only the new rows (the usual call)
+            if t_len > first_new:
+                new, _ = _as_matrix(history[first_new:] if not hasattr(history, "iloc")
+                                    else history.iloc[first_new:])
                 self._absorb(np.maximum(new, 0.0))
         else:
             y, _ = _as_matrix(history)  # (T, F)
             self._reset(f)
             self._absorb(np.maximum(y, 0.0))
+        self._end = float(now)
         s = self.num_samples
         out = np.zeros((s, horizon, f))
         age = self.age.copy()

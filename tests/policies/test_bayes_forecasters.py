@@ -91,3 +91,29 @@ def test_default_forecasters():
     assert default_forecaster("power").offset_decay < 1.0
     with pytest.raises(ValueError, match="scenario"):
         default_forecaster("nope")
+
+
+def test_state_round_trip_through_json_continues_exactly_and_a_sliding_window_is_followed():
+    """The daemon's way: a fresh forecaster per decision, its state restored from JSON,
+    fed a window that slides (the oldest row drops out as a new one arrives)."""
+    import json
+
+    from policies import memory
+
+    rng = np.random.default_rng(3)
+    hist = (rng.random((400, 3)) < [0.05, 0.4, 0.9]) * rng.integers(1, 5, (400, 3))
+    window = 120
+    for make, horizon in ((lambda: IntermittentCountForecaster(seed=1), 3),
+                          (lambda: GrowthBootstrapForecaster(space="log", seed=1), 4)):
+        whole = make()  # the replay's way: one instance, the whole history
+        state = None
+        for t in range(60, 400, 7 if horizon == 4 else 2):
+            now = 60.0 * t
+            ref = whole(hist[:t].astype(float), now, 60.0, horizon)
+            fresh = make()
+            if state is not None:
+                fresh.load_state_dict(memory.load(json.loads(json.dumps(memory.dump(state)))))
+            lo = max(0, t - window) if isinstance(fresh, IntermittentCountForecaster) else 0
+            got = fresh(hist[lo:t].astype(float), now, 60.0, horizon)
+            state = fresh.state_dict()
+            np.testing.assert_array_equal(got.samples, ref.samples)
