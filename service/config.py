@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     forecast_context_steps: int = Field(
         240, ge=2, le=100_000, description="History read per forecast (buckets)."
     )
+    decision_history_s: float = Field(
+        86_400.0, ge=60, le=30 * 86_400,
+        description="History a scaling decision reads (seconds): the online forecaster's "
+        "daily season needs a day; capped at the raw retention.",
+    )
     forecast_horizon_steps: int = Field(
         20, ge=1, le=10_000, description="Steps forecast ahead (buckets)."
     )
@@ -268,6 +273,11 @@ class Settings(BaseSettings):
     def remote_write_drop_label_set(self) -> frozenset[str]:
         """The labels remote-write ignores."""
         return _label_set(self.remote_write_drop_labels)
+
+    @property
+    def decision_window_s(self) -> int:
+        """History a scaling decision reads: ``decision_history_s`` within the raw retention."""
+        return int(min(self.decision_history_s, self.raw_retention_hours * 3600))
 
     @property
     def raw_retention_s(self) -> int:

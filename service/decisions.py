@@ -1,38 +1,42 @@
-"""A decision for every declared target, through the very ``decide`` the replay calls.
+"""A decision for every declared target, through the very path the replay runs.
 
-After each forecast refresh the scheduler calls :func:`decide_all`. For each target the
-daemon builds ``spec`` and ``state`` in the shapes of the replay scenario the target maps to
-(``traces/replay/vm.py``, ``serverless.py``, ``power.py``; the keys below are theirs), calls
-``policy.decide(spec, state, forecast, now)`` and interprets ``Decision.action`` as the
-replay does:
+After each forecast refresh the scheduler calls :func:`decide_all`. For each target a
+*collector* turns the store into the scenario's typed ``Spec`` and ``Observation``
+(:mod:`policies.scenarios`), and :func:`policies.pipeline.step` does the rest exactly as the
+replay does: the forecaster chosen by :func:`policies.pipeline.forecaster_for`, the policy's
+``decide``, and ``apply`` validating and clipping the action into the desired setting. Only
+where observations come from differs (``tests/daemon/test_parity.py`` proves it):
 
-* **scaling** (vm): ``demand`` = the last ``forecast_context_steps`` complete buckets of
-  ``forecast_step_s`` seconds of the target's metric (gaps hold the previous value; buckets
-  before the first sample are left out), ``demand_cumsum``, ``capacity``, ``min_replicas``,
-  ``max_replicas``, ``step_s``, ``boot_s``, ``sync_s`` (= the refresh period),
-  ``start_s`` (time of ``demand[0]``). The daemon does not see pods boot, so ``ready`` and
-  ``replicas`` are both the replicas it last recommended (first time: ``ceil(latest demand
-  / capacity)`` within the bounds). The forecast is the stored forecast of the metric when
-  it is at most three refresh periods old, else the policy's own online forecaster over
-  ``demand`` (what the replay feeds it). Action ``{"replicas": n}``, clipped to the bounds.
+* **scaling** (vm): ``demand`` = the complete buckets of ``forecast_step_s`` seconds of the
+  target's metric over the last ``TIDEWISE_DECISION_HISTORY_S`` (gaps hold the previous
+  value; buckets before the first sample are left out). ``ready`` and ``replicas``
+  (requested) come from the world when the target names ``ready_metric`` /
+  ``requested_metric`` (latest sample of ``replicas_entity``, at most ten minutes old, e.g.
+  ``kube_deployment_status_replicas_available`` through remote-write); otherwise the daemon
+  assumes its last recommendation (first time: ``ceil(latest demand / capacity)`` within the
+  bounds). The requested count the cluster reports is also the setting in force that an
+  invalid decision keeps. Decided every refresh period (``sync_s`` =
+  ``TIDEWISE_FORECAST_INTERVAL_S``).
 * **serverless**: one function, one-minute steps; ``history`` ``(t, 1)`` of required
   concurrency ``c = 0`` if ``n = 0`` else ``max(1, ceil(n·d/Δ))`` from the invocations per
-  minute of the last 6 hours (missing minutes count zero), ``invocations_last``,
-  ``warm_last`` (the warm count last recommended) and ``memory``. The forecast comes from the
-  policy's own online forecaster over ``history``, as in the replay. Action
-  ``{"warm": [w]}``.
-* **power**: ``servers``, ``server_ids``, ``budget_w``, ``p_max_w``, ``p_idle_w``,
-  ``low_priority``, ``priority``, ``step_s``, ``delay_s``; ``state`` with the observed power
-  per server (mean of the last complete bucket; a server with no sample yet reads as idle),
-  row power, the caps last commanded and their history. Action ``{"caps": ...}`` as an array
-  (``inf`` = no cap) or a mapping; the stored setting lists finite caps by server name.
+  minute since the function's first sample (at most ``SERVERLESS_HISTORY_MIN`` minutes;
+  missing minutes count zero).
+* **power**: per-server power, buckets of ``forecast_step_s`` seconds over the last
+  ``TIDEWISE_DECISION_HISTORY_S`` (a server with no sample yet reads as idle; gaps hold
+  the last value), and the caps last commanded.
+
+Serverless and power decide once per completed step, as the replay does; in between, the
+stored decision is re-affirmed (its time refreshed, the policy not called again), so the
+policy and its forecaster see each step exactly once. The policy's memory and its
+forecaster's state are stored as plain JSON (:mod:`policies.memory`) and handed back on the
+next call, so a fresh process continues where the last one stopped.
 
 An invalid decision keeps the previous setting (never a scale-down) and, before any setting
 was recommended, recommends nothing (an empty ``desired``, no action) rather than the
-minimum, which could scale an existing deployment down; a policy that raises is
-caught and recorded as an invalid fallback decision with the error as ``why`` — never a 500
-and never a crashed job. When the desired setting differs from the previous one an action is
-logged (:func:`service.repository.save_decision`; served by :mod:`service.actions`).
+minimum, which could scale an existing deployment down; a policy that raises is caught and
+recorded as an invalid fallback decision with the error as ``why`` — never a 500 and never a
+crashed job. When the desired setting differs from the previous one an action is logged
+(:func:`service.repository.save_decision`; served by :mod:`service.actions`).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import numpy as np
 
 from policies import memory as memory_codec
 from policies.base import Decision
-from policies.pipeline import forecast_or_none, forecaster_for
+from policies.pipeline import contract, forecaster_for, step
 from service import forecasting, repository
 from service.db import Store
 
@@ -127,72 +131,76 @@ def _held(values: np.ndarray) -> np.ndarray:
     return v[idx]
 
 
-def _stored_forecast(store: Store, entity: str, metric: str, now: int) -> Any:  # noqa: ANN401
+def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int = 600) -> float | None:
+    """Return the newest sample of a series at or before ``now`` (None: none recent)."""
     with store.sessions() as session:
         try:
-            rec = repository.latest_forecast(session, entity, metric)
+            res = repository.query_series(session, entity, metric, now - max_age_s, now)
         except repository.NotFoundError:
             return None
-    if now - rec.computed_at > 3 * store.settings.forecast_interval_s:
-        return None
-    return forecasting.to_forecast(rec, "demand")
+    for _, v in reversed(res.points):
+        if v is not None and math.isfinite(v):
+            return float(v)
+    return None
 
 
-def _online(policy: Any, history: np.ndarray, now: float, step: float, horizon: int) -> Any:  # noqa: ANN401
-    """Call the policy's replay forecaster over ``history`` (None when it has nothing to say).
-
-    The forecaster is chosen as in replay (:func:`policies.pipeline.forecaster_for`), so
-    a policy decides in the daemon on the forecasts it was replayed with.
-    """
-    fc = forecaster_for(policy, 0)
-    return None if fc is None else forecast_or_none(fc, history, now, step, horizon)
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
-# --------------------------------------------------------------------------- per scenario
+# --------------------------------------------------------------------------- collectors
+# Each returns (spec, observation, step_start): step_start is the start of the step being
+# decided for scenarios that decide once per completed step, else None.
 
 
-def _vm(store: Store, target: Any, policy: Any, prev: dict[str, Any] | None, now: int,  # noqa: ANN401
-        memory: Any) -> tuple[Decision, dict[str, Any]]:
+def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None  # noqa: ANN401
+               ) -> tuple[Any, Any, int | None]:
+    """Build the vm ``Spec`` and ``Observation`` of a scaling target from the store."""
+    c = contract("vm")
     s = store.settings
     sp = target.spec
-    step = s.forecast_step_s
-    lo, hi = int(sp["min_replicas"]), int(sp["max_replicas"])
+    step = int(s.forecast_step_s)
+    n = max(1, s.decision_window_s // step)
     with store.sessions() as session:
-        ts, values = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step,
-                                          s.forecast_context_steps)
-    demand = _held(values)
+        try:
+            ts, values = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step, n)
+        except repository.NotFoundError:
+            ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)
+    demand = _read_only(np.ascontiguousarray(_held(values), dtype=np.float64))
     start_s = float(ts[len(ts) - len(demand)]) if len(demand) else float(now)
-    cap = float(sp["capacity"])
-    if prev and "replicas" in prev:
-        current = int(prev["replicas"])
+    spec = c.Spec(capacity=float(sp["capacity"]), min_replicas=int(sp["min_replicas"]),
+                  max_replicas=int(sp["max_replicas"]), step_s=float(step),
+                  boot_s=float(sp["boot_s"]), sync_s=float(s.forecast_interval_s))
+    current = c.desired_from(prev)
+    if current is not None:
+        assumed = current.replicas
     else:
-        first = math.ceil(float(demand[-1]) / cap - 1e-9) if len(demand) else lo
-        current = min(hi, max(lo, first))
-    cs = np.concatenate(([0.0], np.cumsum(demand)))
-    spec = {
-        "capacity": cap, "ready": current, "replicas": current,
-        "min_replicas": lo, "max_replicas": hi, "step_s": float(step),
-        "demand": demand, "demand_cumsum": cs,
-        "boot_s": float(sp["boot_s"]), "sync_s": float(s.forecast_interval_s),
-        "start_s": start_s,
-    }
-    forecast = None
-    if policy.needs_forecast and len(demand):
-        forecast = _stored_forecast(store, sp["entity"], sp["metric"], now)
-        if forecast is None:
-            horizon = max(1, math.ceil((float(sp["boot_s"]) + s.forecast_interval_s) / step))
-            forecast = _online(policy, demand.reshape(-1, 1), float(now), float(step), horizon)
-    dec = policy.decide(spec, memory, forecast, float(now))
-    if dec.valid:
-        want = int(dec.action["replicas"])
-        desired = {"replicas": hi if want > hi else (lo if want < lo else want)}
-    else:  # keep the setting; with none recommended yet, recommend nothing
-        desired = {"replicas": current} if prev else {}
-    return dec, desired
+        first = math.ceil(float(demand[-1]) / spec.capacity - 1e-9) if len(demand) else 0
+        assumed = min(spec.max_replicas, max(spec.min_replicas, first))
+    world = sp.get("replicas_entity") or sp["entity"]
+    ready = requested = None
+    if sp.get("ready_metric"):
+        ready = _latest(store, world, sp["ready_metric"], now)
+    if sp.get("requested_metric"):
+        requested = _latest(store, world, sp["requested_metric"], now)
+    ready_n = int(round(ready)) if ready is not None else None
+    requested_n = int(round(requested)) if requested is not None else None
+    if requested_n is None:
+        requested_n = max(assumed, ready_n) if ready_n is not None else assumed
+    else:  # the setting in force, as the cluster reports it
+        current = c.Desired(requested_n)
+    if ready_n is None:
+        ready_n = requested_n
+    obs = c.Observation(demand=demand, start_s=start_s, ready=ready_n, replicas=requested_n,
+                        current=current)
+    return spec, obs, None
 
 
-def _serverless(store: Store, target: Any, policy: Any, prev: dict[str, Any] | None,  # noqa: ANN401
-                now: int, memory: Any) -> tuple[Decision, dict[str, Any]]:
+def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any] | None  # noqa: ANN401
+                       ) -> tuple[Any, Any, int | None]:
+    """Build the serverless ``Spec`` and ``Observation`` of one function from the store."""
+    c = contract("serverless")
     sp = target.spec
     step = SERVERLESS_STEP_S
     with store.sessions() as session:
@@ -201,105 +209,69 @@ def _serverless(store: Store, target: Any, policy: Any, prev: dict[str, Any] | N
                                           SERVERLESS_HISTORY_MIN, agg="sum")
         except repository.NotFoundError:
             inv = np.zeros(0)
-    inv = np.nan_to_num(inv, nan=0.0)
+    seen = np.isfinite(inv)
+    inv = np.nan_to_num(inv[int(np.argmax(seen)):] if seen.any() else inv[:0], nan=0.0)
     d_ms, mem = float(sp["duration_ms"]), float(sp["memory_mb"])
+    spec = c.Spec(entities=(target.name,), duration_ms=np.array([d_ms]),
+                  memory_mb=np.array([mem]), step_s=float(step))
     conc = np.where(inv > 0, np.maximum(1, np.ceil(inv * d_ms / 1000.0 / step - 1e-9)), 0)
-    hist = conc.astype(np.int64).reshape(-1, 1)  # (t, 1)
-    hist.flags.writeable = False
+    hist = _read_only(conc.astype(np.int64).reshape(-1, 1))  # (t, 1)
     t = len(hist)
-    warm_last = int(prev["warm"]) if prev and "warm" in prev else 0
-    spec = {
-        "entities": (target.name,), "duration_ms": np.array([d_ms]),
-        "memory_mb": np.array([mem]), "step_s": float(step),
-    }
-    state = {
-        "t": t, "history": hist,
-        "invocations_last": np.array([int(inv[-1])] if t else [0], dtype=np.int64),
-        "warm_last": np.array([warm_last], dtype=np.int64), "memory": memory,
-    }
-    forecast = None
-    if policy.needs_forecast and t > 0:
-        horizon = int(policy.params.get("horizon", 1) or 1)
-        forecast = _online(policy, hist, float(now), float(step), horizon)
-    dec = policy.decide(spec, state, forecast, float(now))
-    if dec.valid:
-        w = np.ceil(np.asarray(dec.action["warm"], dtype=np.float64).reshape(-1)[0] - 1e-9)
-        desired = {"warm": max(0, int(w))}
-    else:
-        desired = {"warm": warm_last} if prev else {}
-    return dec, desired
+    current = c.desired_from(prev, spec)
+    warm_last = current.warm if current is not None else np.zeros(1, dtype=np.int64)
+    step_start = now - now % step
+    obs = c.Observation(
+        t=t, history=hist, invocations_last=np.array([int(inv[-1]) if t else 0]),
+        warm_last=warm_last, start_s=float(step_start), current=current)
+    return spec, obs, step_start
 
 
-def _power(store: Store, target: Any, policy: Any, prev: dict[str, Any] | None,  # noqa: ANN401
-           now: int, memory: Any) -> tuple[Decision, dict[str, Any]]:
+def collect_power(store: Store, target: Any, now: int, prev: dict[str, Any] | None  # noqa: ANN401
+                  ) -> tuple[Any, Any, int | None]:
+    """Build the power ``Spec`` and ``Observation`` of a row from the store."""
+    c = contract("power")
     s = store.settings
     sp = target.spec
-    step = s.forecast_step_s
-    servers = list(sp["servers"])
-    n = len(servers)
+    step = int(s.forecast_step_s)
+    servers = tuple(sp["servers"])
     p_idle = float(sp["p_idle_w"])
+    n = max(1, s.decision_window_s // step)
     cols = []
     with store.sessions() as session:
         for name in servers:
             try:
-                _, v = forecasting.bucketed(session, name, sp["metric"], now, step,
-                                            s.forecast_context_steps)
+                _, v = forecasting.bucketed(session, name, sp["metric"], now, step, n)
             except repository.NotFoundError:
-                v = np.full(s.forecast_context_steps, np.nan)
+                v = np.full(n, np.nan)
             cols.append(v)
     obs = np.stack(cols, axis=1)  # (T, N)
     seen = np.isfinite(obs).any(axis=1)
     obs = obs[int(np.argmax(seen)):] if seen.any() else obs[:0]
-    for j in range(n):  # hold each server's last value; idle before its first sample
+    for j in range(len(servers)):  # hold each server's last value; idle before its first
         col = obs[:, j]
         held = _held(col)
         obs[:, j] = np.concatenate([np.full(len(col) - len(held), p_idle), held])
-    t = len(obs)
     low = np.array([sp["priorities"].get(x, "high") == "low" for x in servers])
-    caps_prev = dict((prev or {}).get("caps", {}))
-    caps = np.array([float(caps_prev.get(x, math.inf)) for x in servers])
-    row = obs.sum(axis=1)
-    spec = {
-        "servers": n, "server_ids": tuple(servers), "budget_w": float(sp["budget_w"]),
-        "p_max_w": float(sp["p_max_w"]), "p_idle_w": p_idle, "low_priority": low,
-        "priority": np.where(low, 0.0, 1.0), "step_s": float(step),
-        "delay_s": float(sp["delay_s"]),
-    }
-    state = {
-        "t": t, "row_power_w": float(row[-1]) if t else 0.0,
-        "server_power_w": obs[-1] if t else np.zeros(n),
-        "caps_w": caps.copy(), "capped": np.isfinite(caps), "history_row_w": row,
-        "memory": memory,
-    }
-    forecast = None
-    if policy.needs_forecast and t > 0:
-        horizon = int(policy.params.get("horizon", 1) or 1)
-        forecast = _online(policy, obs, float(now), float(step), horizon)
-    dec = policy.decide(spec, state, forecast, float(now))
-    if dec.valid:
-        desired = {"caps": _caps(dec.action["caps"], servers)}
-    else:
-        desired = {"caps": caps_prev} if prev else {}
-    return dec, desired
+    spec = c.Spec(server_ids=servers, budget_w=float(sp["budget_w"]),
+                  p_max_w=float(sp["p_max_w"]), p_idle_w=p_idle, low_priority=_read_only(low),
+                  step_s=float(step), delay_s=float(sp["delay_s"]))
+    current = c.desired_from(prev, spec)
+    caps = current.caps if current is not None else np.full(len(servers), np.inf)
+    step_start = now - now % step
+    seen_obs = c.Observation(t=len(obs), history=_read_only(obs), caps_w=caps,
+                             start_s=float(step_start), current=current)
+    return spec, seen_obs, step_start
 
 
-def _caps(raw: Any, servers: list[str]) -> dict[str, float]:  # noqa: ANN401
-    """Turn a power action (array by position or mapping by id/position) as finite caps by name."""
-    out: dict[str, float] = {}
-    if isinstance(raw, dict):
-        for key, w in raw.items():
-            name = servers[key] if isinstance(key, (int, np.integer)) else str(key)
-            if math.isfinite(float(w)):
-                out[name] = round(float(w), 3)
-        return out
-    arr = np.asarray(raw, dtype=np.float64).reshape(-1)
-    for name, w in zip(servers, arr, strict=False):
-        if math.isfinite(w):
-            out[name] = round(float(w), 3)
-    return out
+COLLECTORS = {"vm": collect_vm, "serverless": collect_serverless, "power": collect_power}
 
 
-_BUILDERS = {"vm": _vm, "serverless": _serverless, "power": _power}
+def _stored_memory(stored: Any) -> tuple[Any, Any]:  # noqa: ANN401
+    """Split a stored memory into (policy memory, forecaster state)."""
+    mem = unpack_memory(stored)
+    if isinstance(mem, dict) and set(mem) == {"policy", "forecaster"}:
+        return mem["policy"], mem["forecaster"]
+    return None, None
 
 
 def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) -> Outcome:  # noqa: ANN401
@@ -309,21 +281,40 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
     with store.sessions() as session:
         rec = repository.latest_decision(session, target.id)
     prev = dict(rec.desired) if rec is not None and rec.desired else None
-    memory = unpack_memory(rec.memory) if rec is not None else None
+    memory, fc_state = _stored_memory(rec.memory) if rec is not None else (None, None)
+    fc = None
     try:
         policy = registry.create(target.policy, target.kind, **target.params)
-        dec, desired = _BUILDERS[target.kind](store, target, policy, prev, now, memory)
+        spec, obs, step_start = COLLECTORS[target.kind](store, target, now, prev)
+        if (step_start is not None and rec is not None and rec.details
+                and rec.details.get("step_start_s") == step_start):
+            # this step was decided already: re-affirm it, the policy sees each step once
+            return _reaffirm(store, target, rec, now, telemetry)
+        fc = forecaster_for(policy, 0)
+        if fc is not None and fc_state is not None and hasattr(fc, "load_state_dict"):
+            try:
+                fc.load_state_dict(fc_state)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("forecaster state of %r unreadable (%s); starting afresh",
+                            target.name, exc)
+        when = float(step_start) if step_start is not None else float(now)
+        dec, want, memory = step(policy, fc, spec, obs, memory, when)
+        desired = (want.as_dict() if target.kind == "vm" else want.as_dict(spec)) if want else {}
+        if step_start is not None:
+            dec.details = {**dec.details, "step_start_s": step_start}
     except Exception as exc:  # noqa: BLE001 - a failing policy or forecaster: keep the setting
         log.warning("decision for target %r failed: %s: %s", target.name, type(exc).__name__, exc)
         dec = Decision(action={}, valid=False, fallback=True,
                        why=f"decision failed ({type(exc).__name__}: {exc}); setting kept",
                        details={"error": type(exc).__name__}, state=memory)
         desired = dict(prev) if prev else {}
+        memory = dec.state
+    fc_out = fc.state_dict() if fc is not None and hasattr(fc, "state_dict") else fc_state
     record = {
         "computed_at": now, "policy": target.policy, "valid": bool(dec.valid),
         "fallback": bool(dec.fallback), "why": str(dec.why)[:2000],
         "action": jsonable(dec.action), "details": jsonable(dec.details),
-        "memory": pack_memory(dec.state), "desired": desired,
+        "memory": pack_memory({"policy": memory, "forecaster": fc_out}), "desired": desired,
     }
     changed = bool(desired) and desired != prev
     action_id = repository.save_decision(store, target, record, now, changed, prev)
@@ -331,6 +322,16 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
         telemetry.decision(target.policy, dec.valid, dec.fallback, action_id is not None)
     return Outcome(target.name, desired, bool(dec.valid), bool(dec.fallback), record["why"],
                    action_id)
+
+
+def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> Outcome:  # noqa: ANN401
+    """Store the step's decision again with a fresh time (nothing else changes)."""
+    record = {"computed_at": now}
+    repository.save_decision(store, target, record, now, False, None)
+    if telemetry is not None:
+        telemetry.decision(target.policy, bool(rec.valid), bool(rec.fallback), False)
+    return Outcome(target.name, dict(rec.desired or {}), bool(rec.valid), bool(rec.fallback),
+                   rec.why)
 
 
 def decide_all(store: Store, now: int, telemetry: Any = None) -> list[Outcome]:  # noqa: ANN401

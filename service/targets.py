@@ -4,7 +4,9 @@ Three kinds, each mapped to the replay scenario whose ``spec``/``state`` shapes 
 builds for it (:mod:`service.decisions`):
 
 * ``scaling`` (scenario ``vm``): replicas of a service whose demand is one metric of one
-  entity; one replica serves ``capacity`` demand units.
+  entity; one replica serves ``capacity`` demand units. The ready and requested replicas
+  are read from ``ready_metric`` / ``requested_metric`` when named (what the cluster
+  reports), else assumed to be the last recommendation.
 * ``serverless`` (scenario ``serverless``): warm instances of one function, from its
   ``invocations`` per minute, mean duration and memory.
 * ``power`` (scenario ``power``): per-server power caps of a row under a budget.
@@ -85,6 +87,20 @@ class ScalingTarget(_TargetBase):
         0.01, gt=0, lt=1, description="SLA: share of time demand may exceed ready capacity"
     )
     boot_s: float = Field(60.0, ge=0, le=86_400, description="seconds from request to ready")
+    ready_metric: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="metric reporting the replicas ready now (e.g. "
+        "kube_deployment_status_replicas_available); unset: the last recommendation",
+    )
+    requested_metric: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="metric reporting the replicas requested now (e.g. "
+        "kube_deployment_spec_replicas); unset: the last recommendation",
+    )
+    replicas_entity: str | None = Field(
+        None, min_length=1, max_length=255,
+        description="entity of ready_metric / requested_metric (default: entity)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -110,16 +126,17 @@ class ServerlessTarget(_TargetBase):
     metric: str = Field("invocations", max_length=128, description="invocation count metric")
     memory_mb: float = Field(gt=0, le=1_048_576, allow_inf_nan=False, description="MB/instance")
     duration_ms: float = Field(gt=0, le=86_400_000, allow_inf_nan=False, description="mean ms")
-    cold_start_gb_s: float = Field(
-        200.0,
+    cold_start_gb_s: float | None = Field(
+        None,
         gt=0,
         allow_inf_nan=False,
-        description="price ratio: one cold start costs as much as this many GB·s of idle memory",
+        description="price ratio: one cold start costs as much as this many GB·s of idle "
+        "memory (unset: the policy's default, 400 for bayes, as in the replay)",
     )
 
     def policy_params(self) -> dict[str, Any]:  # noqa: D102
         p = dict(self.params)
-        if self.policy == "bayes":
+        if self.policy == "bayes" and self.cold_start_gb_s is not None:
             p.setdefault("cold_start_gb_s", self.cold_start_gb_s)
         return p
 

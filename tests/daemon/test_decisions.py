@@ -202,8 +202,10 @@ def test_policy_memory_is_stored_as_json_and_a_pickle_row_is_never_unpickled(
     decisions.decide_all(store, now)
     with store.sessions() as session:
         row = session.execute(select(DecisionRecord.memory)).one()
-    # hpa's memory is (recommendations, events): tuples, stored as tagged JSON
-    assert row.memory["__tw__"] == "tuple" and "pickle" not in str(row.memory)
+    # hpa's memory is (recommendations, events): tuples, stored as tagged JSON beside the
+    # forecaster's state (hpa reads no forecast: none)
+    assert row.memory["policy"]["__tw__"] == "tuple" and row.memory["forecaster"] is None
+    assert "pickle" not in str(row.memory)
 
     marker = tmp_path / "pwned"
 
