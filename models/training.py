@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -246,8 +245,9 @@ def train_and_register(
 ) -> TrainResult:
     """Fit ``model`` on the training split of ``data``, score, save and register it.
 
-    The artifact is written to ``model_dir/<name>/<version>`` (default: the store's
-    ``TIDEWISE_MODEL_DIR``) and removed again if registering fails.
+    The artifact is written under ``model_dir`` (default: the store's ``TIDEWISE_MODEL_DIR``)
+    in the folder :func:`service.artifacts.artifact_folder` derives from name and version,
+    and removed again if registering fails.
 
     Raises:
         ConfigError: unknown model or parameter.
@@ -257,6 +257,7 @@ def train_and_register(
     """
     from models.base import get_estimator, load_predictor
     from service import repository
+    from service.artifacts import artifact_folder
 
     est = get_estimator(
         model,
@@ -302,7 +303,7 @@ def train_and_register(
 
     version = _version(model, existing)
     root = Path(model_dir if model_dir is not None else store.settings.model_dir)
-    folder = root / re.sub(r"[^A-Za-z0-9._-]+", "_", name) / version
+    folder = artifact_folder(root, name, version)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{version}."))
     try:
