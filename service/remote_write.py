@@ -391,13 +391,13 @@ def _without_conflicts(exc: ConflictError, conv: Converted, batch: ingest.Batch)
     """Drop the items of the entities ``exc`` names from ``conv``, counting them skipped.
 
     Raises:
-        BatchError: ``exc`` names no item (not a kind conflict this can resolve).
+        BatchError: ``exc`` names no item of the batch (nothing to drop; the 409 stands).
 
     """
     names = {batch.keys[p.item][0] for p in exc.problems if p.item is not None}
-    if not names:
-        raise _in_write_request_terms(exc, conv) from None
     keep = [i for i, item in enumerate(conv.items) if item["entity"] not in names]
+    if len(keep) == len(conv.items):  # nothing to drop: the retry could not end
+        raise _in_write_request_terms(exc, conv) from None
     conv.skipped["kind_conflict"] += len(conv.items) - len(keep)
     conv.examples.setdefault("kind_conflict", exc.problems[0].message)
     conv.items = [conv.items[i] for i in keep]
