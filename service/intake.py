@@ -51,36 +51,46 @@ def gunzip(body: bytes, limit: int) -> bytes:
     """
     parts: list[bytes] = []
     size = 0
-    rest = memoryview(body)
+    view = memoryview(body)
+    pos, end = 0, len(body)
     member = 0
     while True:
         member += 1
         inflater = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
-        try:
-            # At most limit - size + 1 bytes: one byte over is enough to refuse.
-            out = inflater.decompress(rest, limit - size + 1)
-        except zlib.error as exc:
-            raise MalformedBodyError(
-                [Problem(f"malformed gzip body (member {member}): {exc}")]
-            ) from None
-        size += len(out)
-        if size > limit or inflater.unconsumed_tail:
-            raise BodyTooLargeError(
-                f"decompressed body exceeds the limit of {limit} bytes "
-                "(TIDEWISE_MAX_BODY_BYTES); send smaller batches",
-                where="body",
-            )
-        if not inflater.eof:
-            raise MalformedBodyError([Problem(f"truncated gzip body (member {member})")])
-        parts.append(out)
-        rest = memoryview(inflater.unused_data)
-        if not rest:
+        # The first member gets the whole body (the usual single member: one call); later
+        # ones are fed in growing pieces, because at a member's end zlib copies the rest of
+        # what it was given into unused_data: the whole remaining body for every member
+        # would be quadratic (200,000 empty members took 70 s, in pieces 1 s).
+        piece = end if member == 1 else 1024
+        while not inflater.eof:
+            if pos >= end:
+                raise MalformedBodyError([Problem(f"truncated gzip body (member {member})")])
+            chunk = view[pos : pos + piece]
+            try:
+                # At most limit - size + 1 bytes: one byte over is enough to refuse.
+                out = inflater.decompress(chunk, limit - size + 1)
+            except zlib.error as exc:
+                raise MalformedBodyError(
+                    [Problem(f"malformed gzip body (member {member}): {exc}")]
+                ) from None
+            size += len(out)
+            if size > limit or inflater.unconsumed_tail:
+                raise BodyTooLargeError(
+                    f"decompressed body exceeds the limit of {limit} bytes "
+                    "(TIDEWISE_MAX_BODY_BYTES); send smaller batches",
+                    where="body",
+                )
+            if out:
+                parts.append(out)
+            pos += len(chunk) - len(inflater.unused_data)
+            piece = min(2 * piece, 1 << 20)
+        if pos >= end:
             break
-        if rest[:2] != b"\x1f\x8b":
+        if view[pos : pos + 2] != b"\x1f\x8b":
             raise MalformedBodyError(
                 [
                     Problem(
-                        f"trailing data after gzip member {member}: {len(rest)} bytes that "
+                        f"trailing data after gzip member {member}: {end - pos} bytes that "
                         "do not start another gzip member"
                     )
                 ]
