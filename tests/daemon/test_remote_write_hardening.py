@@ -40,6 +40,16 @@ def skipped_counter(http: httpx.Client, reason: str) -> float:
     return float(found[0].split()[-1]) if found else 0.0
 
 
+def register(http: httpx.Client, now: int, kinds: dict[str, str]) -> None:
+    """Create entities of the given kinds through POST /v1/metrics (one sample each)."""
+    samples = [
+        {"entity": e, "kind": k, "metric": "requests", "ts": now, "value": 1}
+        for e, k in kinds.items()
+    ]
+    r = http.post("/v1/metrics", headers=bearer("ingest"), json={"samples": samples})
+    assert r.status_code == 200, r.text
+
+
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     # the once-per-10-minutes warning memory is per process: start each test without it
@@ -50,17 +60,7 @@ def test_a_kind_conflict_skips_that_series_and_stores_the_rest(
     http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     now = int(time.time()) - 5
-    r = http.post(
-        "/v1/metrics",
-        headers=bearer("ingest"),
-        json={
-            "samples": [
-                {"entity": "db-1", "kind": "server", "metric": "requests", "ts": now, "value": 1},
-                {"entity": "db-2", "kind": "function", "metric": "requests", "ts": now, "value": 1},
-            ]
-        },
-    )
-    assert r.status_code == 200, r.text
+    register(http, now, {"db-1": "server", "db-2": "function"})
     body = write_request(
         [
             ({"__name__": "up", "instance": "web-1", "job": "node"}, [(1.0, now * 1000)]),
@@ -97,16 +97,7 @@ def test_a_request_of_conflicts_only_is_answered_2xx_with_nothing_stored(
     http: httpx.Client,
 ) -> None:
     now = int(time.time()) - 5
-    r = http.post(
-        "/v1/metrics",
-        headers=bearer("ingest"),
-        json={
-            "samples": [
-                {"entity": "db-1", "kind": "server", "metric": "requests", "ts": now, "value": 1}
-            ]
-        },
-    )
-    assert r.status_code == 200
+    register(http, now, {"db-1": "server"})
     r = post(http, write_request([({"__name__": "up", "instance": "db-1"}, [(1.0, now * 1000)])]))
     assert r.status_code == 200 and r.json()["stored"] == 0, r.text
     assert r.json()["skipped"]["kind_conflict"] == 1
