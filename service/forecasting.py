@@ -284,18 +284,22 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
     ``TIDEWISE_FORECAST_MODEL``) is trained on the first 75 % of each active series' last
     ``forecast_context_steps`` buckets, then the candidate and the current model (or, with
     none registered, the per-series ``last`` fallback) are scored by CRPS over the held-out
-    25 %. A better candidate is saved under ``TIDEWISE_MODEL_DIR/<metric>/<version>`` and
-    registered as ``daemon:<metric>``, current; otherwise nothing changes.
+    25 %. A better candidate is saved under ``TIDEWISE_MODEL_DIR`` in the folder
+    :func:`service.artifacts.artifact_folder` derives from its name and version (never the
+    raw metric name) and registered as ``daemon:<metric>``, current; otherwise nothing
+    changes. A metric whose candidate cannot be saved or registered is reported ``skipped``
+    and the others go on.
 
     Returns:
         one report per metric: ``metric``, ``outcome`` (``registered``, ``kept``,
         ``skipped``), scores.
 
     """
-    import pathlib
+    import shutil
 
     from models.base import get_estimator, load_predictor
     from models.data import Series
+    from service.artifacts import artifact_folder
 
     s = store.settings
     step, n, horizon = s.forecast_step_s, s.forecast_context_steps, s.forecast_horizon_steps
@@ -349,15 +353,23 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
             reports.append(report)
             continue
         version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{model}"
-        folder = pathlib.Path(s.model_dir) / metric.replace("/", "_") / version
-        candidate.save(folder)
-        with store.write_sessions() as session, session.begin():
-            repository.register_model(
-                session, daemon_model_name(metric), version, str(folder.resolve()),
-                trained_on=f"{len(series)} series of {metric!r}, last {n} x {step} s before {now}",
-                metrics={"holdout_crps": cand_score, "incumbent": label,
-                         "incumbent_crps": inc_score, "model": model},
-            )
+        folder = artifact_folder(s.model_dir, daemon_model_name(metric), version)
+        try:
+            candidate.save(folder)
+            with store.write_sessions() as session, session.begin():
+                repository.register_model(
+                    session, daemon_model_name(metric), version, str(folder.resolve()),
+                    trained_on=f"{len(series)} series of {metric!r}, last {n} x {step} s "
+                    f"before {now}",
+                    metrics={"holdout_crps": cand_score, "incumbent": label,
+                             "incumbent_crps": inc_score, "model": model},
+                )
+        except Exception as exc:  # noqa: BLE001 - one metric must not stop the others
+            log.warning("retrain of %r: candidate not saved: %s", metric, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            report.update(outcome="skipped", reason=f"{type(exc).__name__}: {exc}")
+            reports.append(report)
+            continue
         report.update(outcome="registered", version=version, artifact=str(folder))
         reports.append(report)
     return reports

@@ -11,9 +11,16 @@ Sample object fields:
     metric (str, required)   metric name, 1-128 characters
     ts     (required)        unix seconds (number) or an RFC 3339 string with an offset;
                              fractions of a second are dropped (1-second resolution)
-    value  (number, required) finite
-    labels (object, optional) free labels of the entity (the batch's last one wins)
+    value  (number, required) finite, at most :data:`MAX_ABS_VALUE` in magnitude
+    labels (object, optional) labels of the entity (the batch's last one wins): a flat map of
+                             label names to strings, numbers or booleans, bounded by
+                             :data:`MAX_LABELS`, :data:`MAX_LABEL_NAME`,
+                             :data:`MAX_LABEL_VALUE` and :data:`MAX_LABELS_BYTES`
     unit   (str, optional)   unit of the metric, kept when the series is created
+
+Every text (entity, metric, unit, label names and string values) must be valid Unicode
+without control characters: a lone surrogate cannot be stored or encoded as UTF-8, and a NUL
+or a newline in a name breaks file names, logs and the Prometheus notation downstream.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import orjson
@@ -32,6 +40,23 @@ from service.tables import KINDS
 MIN_TS = 946_684_800
 #: How many problems one error answer lists at most.
 MAX_PROBLEMS = 20
+#: Largest magnitude of a sample value. Sums of a month of per-second samples at this bound
+#: stay ~10^8 times below float64 overflow, and squares (variances) stay within float32 for
+#: the neural models; 1.7e308 was accepted once and made every sum over it infinite.
+MAX_ABS_VALUE = 1e15
+#: Labels of one entity: most labels, longest name and string value (characters), and the
+#: most UTF-8 bytes of all names and values together.
+MAX_LABELS = 64
+MAX_LABEL_NAME = 128
+MAX_LABEL_VALUE = 1024
+MAX_LABELS_BYTES = 16384
+#: Largest magnitude of a numeric label value: integers up to 2^53 are exact in every JSON
+#: reader, the dashboard's JavaScript included.
+MAX_LABEL_NUMBER = 2**53
+#: Longest unit (characters).
+MAX_UNIT = 64
+#: C0 and C1 control characters, DEL and lone (unpaired) surrogates.
+_BAD_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _KIND_SET = frozenset(KINDS)
 _REQUIRED = ("entity", "kind", "metric", "ts", "value")
 _ALLOWED = frozenset(_REQUIRED + ("labels", "unit"))
@@ -155,7 +180,9 @@ def _loads_lenient(data: bytes) -> Any:
     except orjson.JSONDecodeError as fast_exc:
         try:
             return json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        except (ValueError, RecursionError):
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so is an integer of
+            # more than 4300 digits (sys.get_int_max_str_digits): all malformed input.
             raise fast_exc from None
 
 
@@ -233,6 +260,154 @@ def parse_ts(raw: Any) -> int:
     raise ValueError(f"must be unix seconds or an RFC 3339 string, got {type(raw).__name__}")
 
 
+def _json_type(v: Any) -> str:  # noqa: ANN401
+    """Name the JSON type of a parsed value, for messages."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, dict):
+        return "object"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, int | float):
+        return "number"
+    return "string" if isinstance(v, str) else type(v).__name__
+
+
+def brief(v: Any, limit: int = 60) -> str:  # noqa: ANN401
+    """``repr`` of a client's value for an error message: short, and safe to encode.
+
+    ``repr`` escapes control characters and lone surrogates (which would make the error
+    answer itself unencodable); containers are named by type, never echoed whole.
+    """
+    if isinstance(v, dict | list):
+        return f"a JSON {_json_type(v)} of {len(v)} entries"
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**limit:
+        return f"an integer of more than {limit} digits"
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def text_problem(text: str) -> str | None:
+    r"""Why ``text`` cannot be stored as a name or label, or None when it can.
+
+    Refused: C0/C1 control characters (NUL, newline, tab, ESC…), DEL and lone surrogates
+    (``\udfff`` escapes in JSON: not valid Unicode, so not encodable as UTF-8 in the store).
+    """
+    m = _BAD_TEXT.search(text)
+    if m is None:
+        return None
+    ch = m.group()
+    if "\ud800" <= ch <= "\udfff":
+        return f"holds a lone surrogate {ch!r} at character {m.start()} (not valid Unicode)"
+    return f"holds the control character {ch!r} at character {m.start()}"
+
+
+def label_problems(labels: Any) -> list[tuple[str, str]]:  # noqa: ANN401
+    """Every (field, message) wrong with the labels of an entity; empty when they can be stored.
+
+    Labels are a flat JSON object: names are non-empty strings of at most
+    :data:`MAX_LABEL_NAME` characters; values are strings of at most
+    :data:`MAX_LABEL_VALUE` characters, booleans, or finite numbers within
+    ±:data:`MAX_LABEL_NUMBER`; at most :data:`MAX_LABELS` labels and
+    :data:`MAX_LABELS_BYTES` bytes of UTF-8 in all. No text may hold a control character or
+    a lone surrogate (:func:`text_problem`). The field of a problem is ``labels.NAME`` when
+    the name itself is fine, else ``labels``.
+    """
+    if type(labels) is not dict:
+        return [
+            ("labels", f"must be a JSON object of label names to values, got {_json_type(labels)}")
+        ]
+    if len(labels) > MAX_LABELS:
+        return [("labels", f"{len(labels)} labels, at most {MAX_LABELS} allowed")]
+    out: list[tuple[str, str]] = []
+    size = 0
+    for k, v in labels.items():
+        if type(k) is not str or not k:
+            out.append(("labels", f"label name {brief(k)} must be a non-empty string"))
+            continue
+        bad = text_problem(k)
+        if bad is not None:
+            out.append(("labels", f"label name {brief(k)} {bad}"))
+            continue
+        if len(k) > MAX_LABEL_NAME:
+            out.append(
+                (
+                    "labels",
+                    f"label name {brief(k)} is longer than {MAX_LABEL_NAME} characters ({len(k)})",
+                )
+            )
+            continue
+        field = f"labels.{k}"
+        size += len(k.encode())
+        t = type(v)
+        if t is str:
+            bad = text_problem(v)
+            if bad is not None:
+                out.append((field, f"value {brief(v)} {bad}"))
+            elif len(v) > MAX_LABEL_VALUE:
+                out.append((field, f"value is longer than {MAX_LABEL_VALUE} characters ({len(v)})"))
+            else:
+                size += len(v.encode())
+        elif t is bool:
+            size += 5
+        elif t is int or t is float:
+            if v != v or v in (float("inf"), float("-inf")):
+                out.append((field, f"must be a finite number, got {v!r}"))
+            elif not -MAX_LABEL_NUMBER <= v <= MAX_LABEL_NUMBER:
+                out.append(
+                    (
+                        field,
+                        f"{brief(v)} is beyond ±2^53 ({MAX_LABEL_NUMBER}); send "
+                        "large numbers as strings",
+                    )
+                )
+            else:
+                size += len(repr(v))
+        else:
+            out.append(
+                (
+                    field,
+                    f"must be a string, number or boolean, got {_json_type(v)} "
+                    "(labels are one flat object)",
+                )
+            )
+    if not out and size > MAX_LABELS_BYTES:
+        out.append(
+            ("labels", f"names and values take {size} bytes of UTF-8, at most {MAX_LABELS_BYTES}")
+        )
+    return out
+
+
+def _name_problem(v: Any, limit: int, empty_ok: bool = False) -> str | None:  # noqa: ANN401
+    """Why ``v`` is not a valid entity, metric or unit name of at most ``limit`` characters."""
+    if not isinstance(v, str) or not (v or empty_ok):
+        return f"must be a {'' if empty_ok else 'non-empty '}string, got {brief(v)}"
+    if len(v) > limit:
+        return f"longer than {limit} characters ({len(v)})"
+    bad = text_problem(v)
+    return None if bad is None else f"{brief(v)} {bad}"
+
+
+def _value_problem(v: Any) -> str | None:  # noqa: ANN401
+    """Why ``v`` is not a storable sample value, or None."""
+    if type(v) is bool or not isinstance(v, int | float):
+        return f"must be a number, got {brief(v)}"
+    try:
+        f = float(v)
+    except OverflowError:
+        f = float("inf")
+    if f - f != 0:
+        return f"must be finite, got {brief(v)}"
+    if not -MAX_ABS_VALUE <= f <= MAX_ABS_VALUE:
+        return (
+            f"{brief(v)} is beyond ±{MAX_ABS_VALUE:.0e}, the largest magnitude stored; "
+            "send the value in a larger unit (e.g. GB instead of bytes)"
+        )
+    return None
+
+
 def _diagnose(
     sample: Any, now: int, max_future_s: int, oldest: int
 ) -> list[tuple[str | None, str]]:
@@ -245,13 +420,11 @@ def _diagnose(
             out.append((name, "missing required field"))
     for name, limit in (("entity", 255), ("metric", 128)):
         if name in sample:
-            v = sample[name]
-            if not isinstance(v, str) or not v:
-                out.append((name, f"must be a non-empty string, got {v!r}"))
-            elif len(v) > limit:
-                out.append((name, f"longer than {limit} characters"))
-    if "kind" in sample and sample["kind"] not in _KIND_SET:
-        out.append(("kind", f"unknown kind {sample['kind']!r}; use one of {', '.join(KINDS)}"))
+            bad = _name_problem(sample[name], limit)
+            if bad is not None:
+                out.append((name, bad))
+    if "kind" in sample and (type(sample["kind"]) is not str or sample["kind"] not in _KIND_SET):
+        out.append(("kind", f"unknown kind {brief(sample['kind'])}; use one of {', '.join(KINDS)}"))
     if "ts" in sample:
         try:
             t = parse_ts(sample["ts"])
@@ -275,20 +448,15 @@ def _diagnose(
                     ("ts", f"{t} is {t - now} s in the future (at most {max_future_s} s allowed)")
                 )
     if "value" in sample:
-        v = sample["value"]
-        if type(v) is bool or not isinstance(v, int | float):
-            out.append(("value", f"must be a number, got {v!r}"))
-        else:
-            try:
-                f = float(v)
-            except OverflowError:
-                f = float("inf")
-            if f - f != 0:
-                out.append(("value", f"must be finite, got {v!r}"))
-    if "labels" in sample and not isinstance(sample["labels"], dict):
-        out.append(("labels", "must be a JSON object of label names to values"))
-    if "unit" in sample and not isinstance(sample["unit"], str):
-        out.append(("unit", "must be a string"))
+        bad = _value_problem(sample["value"])
+        if bad is not None:
+            out.append(("value", bad))
+    if sample.get("labels") is not None:
+        out.extend(label_problems(sample["labels"]))
+    if sample.get("unit") is not None:
+        bad = _name_problem(sample["unit"], MAX_UNIT, empty_ok=True)
+        if bad is not None:
+            out.append(("unit", bad))
     for name in sorted(sample.keys() - _ALLOWED):
         out.append((name, f"unknown field; allowed: {', '.join(sorted(_ALLOWED))}"))
     return out
@@ -320,6 +488,9 @@ def validate(
     kinds, first_item = batch.kinds, batch.first_item
     hi = now + max_future_s
     lo = max(MIN_TS, oldest)
+    vmax = MAX_ABS_VALUE
+    bad_text = _BAD_TEXT.search
+    clean: set[str] = set()  # entity and metric names checked for control characters
     problems: list[Problem] = []
     for i, s in enumerate(items):
         # Fast path: well-formed samples pass these checks with a handful of dict lookups.
@@ -343,10 +514,16 @@ def validate(
                 and type(metric) is str
                 and kind in _KIND_SET
                 and lo <= t <= hi
-                and v - v == 0
+                and -vmax <= v <= vmax  # also False for NaN
                 and 0 < len(name) <= 255
                 and 0 < len(metric) <= 128
             )
+            if ok and (name not in clean or metric not in clean):
+                # Once per distinct name: a batch repeats few names many times.
+                ok = bad_text(name) is None and bad_text(metric) is None
+                if ok:
+                    clean.add(name)
+                    clean.add(metric)
         except (KeyError, TypeError, ValueError, OverflowError):
             ok = False
         if not ok:
@@ -379,14 +556,21 @@ def validate(
                 continue
             labels = s.get("labels")
             if labels is not None:
-                if type(labels) is not dict:
-                    problems.append(batch.problem(i, "must be a JSON object", "labels"))
-                    continue
+                # Equal to labels already checked (the common case: every sample of an
+                # entity repeats them): valid too, since equal numbers share the bounds.
+                if type(labels) is not dict or labels != batch.labels.get(name):
+                    wrong = label_problems(labels)
+                    if wrong:
+                        problems.extend(batch.problem(i, m, f) for f, m in wrong)
+                        if len(problems) >= MAX_PROBLEMS:
+                            break
+                        continue
                 batch.labels[name] = labels
             unit = s.get("unit")
             if unit is not None:
-                if type(unit) is not str or len(unit) > 64:
-                    problems.append(batch.problem(i, "must be a string of <= 64 chars", "unit"))
+                bad = _name_problem(unit, MAX_UNIT, empty_ok=True)
+                if bad is not None:
+                    problems.append(batch.problem(i, bad, "unit"))
                     continue
                 batch.units[(name, metric)] = unit
         keys.append((name, metric))

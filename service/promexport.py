@@ -5,6 +5,9 @@ process — tests, several daemons — never share counters). Metric families:
 
 * ``tidewise_ingest_requests_total{outcome}`` — ingest requests by ``stored`` / ``refused``;
 * ``tidewise_ingest_samples_total`` — samples stored;
+* ``tidewise_remote_write_skipped_samples_total{reason}`` — remote-write samples not stored
+  (``kind_conflict``, ``invalid_label``, ``out_of_range``, ``stale``…, see
+  :mod:`service.remote_write`);
 * ``tidewise_job_runs_total{job,outcome}`` — scheduled runs: ``ok``, ``failed``, or
   ``skipped`` (another daemon held the period's lease);
 * ``tidewise_job_duration_seconds{job}`` — run time of the jobs that ran (histogram);
@@ -79,6 +82,12 @@ class Telemetry:
             registry=r,
         )
         self.actions = Counter("tidewise_actions", "Actions logged.", registry=r)
+        self.rw_skipped = Counter(
+            "tidewise_remote_write_skipped_samples",
+            "Remote-write samples not stored, by reason (see POST /api/v1/write).",
+            ["reason"],
+            registry=r,
+        )
 
     # -- hooks called by the API and the jobs -------------------------------------------------
     def ingested(self, samples: int) -> None:
@@ -89,6 +98,12 @@ class Telemetry:
     def ingest_refused(self) -> None:
         """Count a refused ingest request (bad input, store busy…)."""
         self.ingest_requests.labels("refused").inc()
+
+    def remote_write_skipped(self, skipped: dict[str, int]) -> None:
+        """Count the samples of one remote-write request skipped, by reason."""
+        for reason, n in skipped.items():
+            if n:
+                self.rw_skipped.labels(reason).inc(n)
 
     def job(self, name: str, outcome: str, seconds: float | None = None) -> None:
         """Count a scheduled run: ``ok``, ``failed`` or ``skipped``."""

@@ -30,20 +30,24 @@ Mapping of a Prometheus series to a Tidewise series (settings ``TIDEWISE_REMOTE_
 * **time**: Prometheus' millisecond timestamps are floored to the second (the store's
   resolution); several samples of one series in one second: the last one wins.
 
-Samples that are skipped rather than rejected (counted in the answer's ``skipped``):
-native histogram samples (no single value to forecast; exemplars are ignored), staleness
-markers (Prometheus' special NaN that ends a series — not a value), any other NaN
-or ±Inf (legal in Prometheus, e.g. a summary quantile without observations, but not a
-number the store keeps) and samples older than the raw retention (a sender replaying its
-WAL after an outage). Rejecting these would make Prometheus drop the whole batch: it treats
-every 4xx as final and retries only 5xx.
+Samples that are skipped rather than rejected (counted in the answer's ``skipped`` and in
+``tidewise_remote_write_skipped_samples_total{reason}`` on ``/metrics``): native histogram
+samples (no single value to forecast; exemplars are ignored), staleness markers
+(Prometheus' special NaN that ends a series — not a value), any other NaN or ±Inf (legal in
+Prometheus, e.g. a summary quantile without observations, but not a number the store keeps),
+values beyond ±:data:`service.ingest.MAX_ABS_VALUE` (``out_of_range``), samples older than
+the raw retention (a sender replaying its WAL after an outage), series whose entity, metric
+or entity labels the shared checks refuse (``invalid_label``: a control character, an
+``instance`` over 255 characters, labels over the limits) and series of an instance already
+registered with another kind (``kind_conflict``; the rest of the request is stored).
+Rejecting these would make Prometheus drop the whole batch: it treats every 4xx as final
+and retries only 5xx.
 
 Errors: 400 malformed snappy/protobuf, a series without ``__name__``, or a sample the shared
 validation rejects (e.g. a timestamp far in the future: check the clocks); 415 wrong
 Content-Type/Content-Encoding (including remote-write 2.0 ``proto=io.prometheus.write.v2.Request``);
 413 body (compressed or decompressed) over ``TIDEWISE_MAX_BODY_BYTES``; 401/403 without an
-``ingest`` token; 409 an instance already registered with another kind; 503 store busy
-(Prometheus retries).
+``ingest`` token; 503 store busy (Prometheus retries).
 """
 
 from __future__ import annotations
@@ -65,11 +69,15 @@ from service.config import Settings
 from service.db import Store
 from service.deps import SettingsDep, StoreDep
 from service.ingest import (
+    MAX_ABS_VALUE,
     BatchError,
     BodyTooLargeError,
+    ConflictError,
     MalformedBodyError,
     Problem,
     UnsupportedMediaTypeError,
+    label_problems,
+    text_problem,
 )
 
 log = logging.getLogger("tidewise.remote_write")
@@ -77,6 +85,19 @@ log = logging.getLogger("tidewise.remote_write")
 #: The one protobuf message this receiver reads (remote-write 1.0).
 PROTO_V1 = "prometheus.WriteRequest"
 _METRIC_MAX = 128  # characters, as POST /v1/metrics
+_ENTITY_MAX = 255  # characters, as POST /v1/metrics
+#: Why samples are skipped rather than stored (the answer's ``skipped`` keys, in order).
+SKIP_REASONS = (
+    "stale",
+    "non_finite",
+    "out_of_range",
+    "too_old",
+    "no_entity_label",
+    "metric_too_long",
+    "invalid_label",
+    "kind_conflict",
+    "histogram",
+)
 _SNAPPY_STREAM_MAGIC = b"\xff\x06\x00\x00sNaPpY"
 #: Unit from a Prometheus name suffix (first match wins; order matters: _seconds_total
 #: before _total).
@@ -95,15 +116,14 @@ _UNIT_SUFFIXES = (
 )
 
 
-
-
 class RemoteWriteResult(BaseModel):
     """Answer of POST /api/v1/write (Prometheus ignores the body; for people and tests)."""
 
     stored: int = Field(description="Samples written (samples).")
     skipped: dict[str, int] = Field(
-        description="Samples not stored, by reason: stale, non_finite, too_old, "
-        "no_entity_label, metric_too_long, histogram (samples)."
+        description="Samples not stored, by reason: stale, non_finite, out_of_range, "
+        "too_old, no_entity_label, metric_too_long, invalid_label, kind_conflict, "
+        "histogram (samples)."
     )
 
 
@@ -184,12 +204,10 @@ def decompress(body: bytes, limit: int) -> bytes:
         raise MalformedBodyError(
             [Problem("body is snappy *framed* (stream) format; remote-write uses the block format")]
         )
-    try:
-        # The block format starts with the decompressed length: checked before inflating, so
-        # a small body cannot make the server allocate gigabytes.
-        size = cramjam.snappy.decompress_raw_len(body)
-    except Exception as exc:  # noqa: BLE001 - cramjam raises its own DecompressionError
-        raise MalformedBodyError([Problem(f"malformed snappy body: {exc}")]) from None
+    # The block format starts with the decompressed length: checked before inflating, so a
+    # small body cannot make the server allocate gigabytes. Read here rather than by cramjam,
+    # which calls a length over 4 GiB malformed: it is a body too large (413), as documented.
+    size = _declared_length(body)
     if size > limit:
         raise BodyTooLargeError(
             f"decompressed body of {size} bytes exceeds the limit of {limit} bytes "
@@ -200,6 +218,24 @@ def decompress(body: bytes, limit: int) -> bytes:
         return bytes(cramjam.snappy.decompress_raw(body))
     except Exception as exc:  # noqa: BLE001
         raise MalformedBodyError([Problem(f"malformed snappy body: {exc}")]) from None
+
+
+def _declared_length(body: bytes) -> int:
+    """Return the decompressed length a snappy block announces (its leading uvarint).
+
+    Raises:
+        MalformedBodyError: no complete varint in the first 10 bytes (HTTP 400).
+
+    """
+    size = shift = 0
+    for byte in body[:10]:
+        size |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return size
+        shift += 7
+    raise MalformedBodyError(
+        [Problem("malformed snappy body: no decompressed-length header at its start")]
+    )
 
 
 def decode(data: bytes) -> Any:  # noqa: ANN401 - a prompb.WriteRequest
@@ -235,9 +271,7 @@ def convert(req: Any, cfg: Settings, oldest: int) -> Converted:  # noqa: ANN401
     """
     from service import prompb
 
-    skipped = dict.fromkeys(
-        ("stale", "non_finite", "too_old", "no_entity_label", "metric_too_long", "histogram"), 0
-    )
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
     items: list[dict[str, Any]] = []
     origin: list[tuple[int, int]] = []
     names: list[str] = []
@@ -268,11 +302,22 @@ def convert(req: Any, cfg: Settings, oldest: int) -> Converted:  # noqa: ANN401
             skipped["metric_too_long"] += len(series.samples)
             examples.setdefault("metric_too_long", metric)
             continue
+        invalid = _invalid_label(entity, metric, ent_labels)
+        if invalid is not None:
+            # Prometheus label values may hold any Unicode, control characters included;
+            # skipped rather than refused, or Prometheus would drop the whole batch for good.
+            skipped["invalid_label"] += len(series.samples)
+            examples.setdefault("invalid_label", invalid)
+            continue
         unit = unit_of(name)
         for k, sample in enumerate(series.samples):
             v = sample.value
             if not isfinite(v):
                 skipped["stale" if is_stale(v) else "non_finite"] += 1
+                continue
+            if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
+                skipped["out_of_range"] += 1
+                examples.setdefault("out_of_range", f"{metric} = {v!r}")
                 continue
             t = sample.timestamp // 1000  # ms -> s, floored (also for negative ms)
             if t < oldest:
@@ -294,6 +339,21 @@ def convert(req: Any, cfg: Settings, oldest: int) -> Converted:  # noqa: ANN401
     return Converted(items, origin, names, skipped, examples)
 
 
+def _invalid_label(entity: str, metric: str, ent_labels: dict[str, str]) -> str | None:
+    """Say what in a series cannot be stored (entity, metric or entity labels), or None."""
+    if len(entity) > _ENTITY_MAX:
+        return f"entity {entity[:40]!r}... longer than {_ENTITY_MAX} characters"
+    for what, text in (("entity", entity), ("metric", metric)):
+        bad = text_problem(text)
+        if bad is not None:
+            return f"{what} {text[:80]!r} {bad}"
+    wrong = label_problems(ent_labels)
+    if wrong:
+        field, message = wrong[0]
+        return f"{metric}: entity {field} {message}"
+    return None
+
+
 def store_write_request(
     store: Store, settings: Settings, body: bytes, now: int
 ) -> RemoteWriteResult:
@@ -310,18 +370,50 @@ def store_write_request(
         batch = ingest.validate(conv.items, now, settings.max_future_s, oldest=oldest)
     except BatchError as exc:
         raise _in_write_request_terms(exc, conv) from None
-    try:
-        stored = repository.ingest(store, batch)
-    except BatchError as exc:  # e.g. an instance registered with another kind (409)
-        raise _in_write_request_terms(exc, conv) from None
+    while True:
+        try:
+            stored = repository.ingest(store, batch)
+            break
+        except ConflictError as exc:
+            # An instance registered with another kind (e.g. a `server` fed by POST
+            # /v1/metrics): its series are skipped, the rest stored. The failed transaction
+            # wrote nothing; every conflict of the batch is named at once, so the retry on
+            # the rest normally succeeds (it shrinks the batch each time, so it ends).
+            _without_conflicts(exc, conv, batch)
+            batch = ingest.validate(conv.items, now, settings.max_future_s, oldest=oldest)
     dropped = {k: v for k, v in conv.skipped.items() if v and k != "stale"}
     if dropped:
         _log_skipped(stored, dropped, conv.examples)
     return RemoteWriteResult(stored=stored, skipped=conv.skipped)
 
 
+def _without_conflicts(exc: ConflictError, conv: Converted, batch: ingest.Batch) -> None:
+    """Drop the items of the entities ``exc`` names from ``conv``, counting them skipped.
+
+    Raises:
+        BatchError: ``exc`` names no item of the batch (nothing to drop; the 409 stands).
+
+    """
+    names = {batch.keys[p.item][0] for p in exc.problems if p.item is not None}
+    keep = [i for i, item in enumerate(conv.items) if item["entity"] not in names]
+    if len(keep) == len(conv.items):  # nothing to drop: the retry could not end
+        raise _in_write_request_terms(exc, conv) from None
+    conv.skipped["kind_conflict"] += len(conv.items) - len(keep)
+    conv.examples.setdefault("kind_conflict", exc.problems[0].message)
+    conv.items = [conv.items[i] for i in keep]
+    conv.origin = [conv.origin[i] for i in keep]
+
+
 #: Reasons that point at the sender's configuration, warned about at most once per period.
-_CONFIG_REASONS = ("no_entity_label", "metric_too_long", "too_old", "histogram")
+_CONFIG_REASONS = (
+    "no_entity_label",
+    "metric_too_long",
+    "invalid_label",
+    "kind_conflict",
+    "out_of_range",
+    "too_old",
+    "histogram",
+)
 _WARN_EVERY_S = 600.0
 _last_warned: dict[str, float] = {}
 _warn_lock = threading.Lock()
@@ -409,6 +501,6 @@ async def remote_write(
     check_headers(request.headers.get("content-type"), request.headers.get("content-encoding"))
     body = await intake.read_body(request, settings.max_body_bytes)
     # Decoding and the commit run in a worker thread, as POST /v1/metrics.
-    return await run_in_threadpool(
-        store_write_request, store, settings, body, int(time.time())
-    )
+    result = await run_in_threadpool(store_write_request, store, settings, body, int(time.time()))
+    request.app.state.telemetry.remote_write_skipped(result.skipped)
+    return result

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from common.errors import InputError, TidewiseError
 from service.db import Store, write_tx
-from service.ingest import Batch, ConflictError
+from service.ingest import MAX_LABEL_VALUE, Batch, ConflictError, label_problems, text_problem
 from service.tables import (
     ActionRecord,
     DecisionRecord,
@@ -223,9 +223,35 @@ def list_entities(session: Session, kind: str | None = None) -> list[dict[str, A
     ):
         metrics.setdefault(eid, []).append({"metric": metric, "unit": unit})
     return [
-        {"name": e.name, "kind": e.kind, "labels": e.labels, "metrics": metrics.get(e.id, [])}
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "labels": readable_labels(e.labels),
+            "metrics": metrics.get(e.id, []),
+        }
         for e in entities
     ]
+
+
+def readable_labels(labels: Any) -> dict[str, Any]:  # noqa: ANN401
+    """Return stored labels as they are, or a readable copy of labels ingest now refuses.
+
+    Stores written before ingest validated labels may hold lone surrogates (which no JSON
+    answer can encode), nested objects or NaN: such names and values are replaced by their
+    ASCII ``repr`` (cut to :data:`service.ingest.MAX_LABEL_VALUE` characters), so reading
+    the entities keeps answering instead of failing for every reader.
+    """
+    if not labels:
+        return {}
+    if not isinstance(labels, dict):
+        return {"labels": ascii(labels)[:MAX_LABEL_VALUE]}
+    if not label_problems(labels):
+        return labels
+    out: dict[str, Any] = {}
+    for k, v in labels.items():
+        key = k if isinstance(k, str) and text_problem(k) is None else ascii(k)
+        out[key] = v if not label_problems({key: v}) else ascii(v)[:MAX_LABEL_VALUE]
+    return out
 
 
 @dataclasses.dataclass

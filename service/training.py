@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 from common.errors import ConfigError, ModelError
 from models.training import beats, load_split, score
+from service.artifacts import artifact_folder
 
 
 @dataclass
@@ -110,8 +110,9 @@ def train_and_register(
 ) -> TrainResult:
     """Fit ``model`` on the training split of ``data``, score, save and register it.
 
-    The artifact is written to ``model_dir/<name>/<version>`` (default: the store's
-    ``TIDEWISE_MODEL_DIR``) and removed again if registering fails.
+    The artifact is written under ``model_dir`` (default: the store's ``TIDEWISE_MODEL_DIR``)
+    in the folder :func:`service.artifacts.artifact_folder` derives from name and version,
+    and removed again if registering fails.
 
     Raises:
         ConfigError: unknown model or parameter.
@@ -166,7 +167,7 @@ def train_and_register(
 
     version = _version(model, existing)
     root = Path(model_dir if model_dir is not None else store.settings.model_dir)
-    folder = root / re.sub(r"[^A-Za-z0-9._-]+", "_", name) / version
+    folder = artifact_folder(root, name, version)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{version}."))
     try:
