@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from models.base import Predictor, load_predictor
-from models.training import train_and_register
 from service import forecasting, repository
 from service.artifacts import artifact_folder, path_component
 from service.ingest import Batch
+from service.training import train_and_register
 from tests.daemon.conftest import send
 
 NAMES = ["..", ".", "n/x", "n_x", "n:x", "\x00z", "a/../../b", "/etc/passwd", "", "\udfff", "é"]

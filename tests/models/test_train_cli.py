@@ -136,7 +136,10 @@ def test_train_list_use_and_the_daemon_forecasts_with_the_current_model(
     assert trained["indicators"] == ["cpu"] and trained["entities"] == 2
     assert trained["path"] == str(csv.resolve())
     assert trained["start"] == "2023-11-14T22:14:00Z"
-    assert Path(last.artifact_path).parent == (env / "daemon_cpu").resolve()
+    from service.artifacts import artifact_folder
+
+    assert Path(last.artifact_path) == artifact_folder(env, "daemon:cpu", last.version)
+    assert Path(last.artifact_path).parent.name.startswith("daemon_cpu-")
 
     # the artifact loads and predicts: the next value of a ramp
     from models.base import load_predictor
