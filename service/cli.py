@@ -38,6 +38,7 @@ def version() -> None:
 
 def _register() -> None:
     from models import cli as models_cli
+    from service import backtest as backtest_cli
     from service import commands as service_commands
     from service import models_cli as train_cli
     from traces import cli as traces_cli
@@ -46,6 +47,7 @@ def _register() -> None:
     traces_cli.register(app)
     models_cli.register(app)
     train_cli.register(app)
+    backtest_cli.register(app)
 
 
 _register()

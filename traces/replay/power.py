@@ -11,7 +11,9 @@ Reference model
   for the nameplate the trace does not record; pass the real one when known.
 * **Budget.** The row's budget is sized for ``budget_servers`` servers at nameplate:
   ``budget_w = budget_servers · p_max_w`` (``budget_servers`` defaults to the number of
-  series in the trace).
+  series in the trace). A declared row passes its own ``budget_w`` instead (then
+  ``budget_servers = floor(budget_w / p_max_w)``, what the budget holds at nameplate) and
+  may name its low-priority servers (``low_priority``, series names) instead of a share.
 * **Oversubscription.** The row hosts ``servers`` servers (default
   ``round(oversubscription · budget_servers)``, ``oversubscription`` = 1.3). Server ``i``
   replays series ``i mod S`` (S series), shifted circularly by ``(i div S) · floor(T / R)``
@@ -158,6 +160,8 @@ class PowerScenario(Scenario):
         "low_priority_share": 0.5,    # share of low-priority servers
         "delay_s": 40.0,              # s, cap actuation delay
         "align": "auto",              # time, start or auto
+        "budget_w": None,             # W, the row's budget; None: budget_servers x p_max_w
+        "low_priority": None,         # series names that are low priority; None: the share
     }
 
     def __init__(self, **config: Any) -> None:
@@ -176,6 +180,9 @@ class PowerScenario(Scenario):
              and 0 <= c["low_priority_share"] <= 1),
             ("delay_s", _num(c["delay_s"]) and c["delay_s"] >= 0),
             ("align", c["align"] in ("auto", "time", "start")),
+            ("budget_w", c["budget_w"] is None or (_num(c["budget_w"]) and c["budget_w"] > 0)),
+            ("low_priority", c["low_priority"] is None
+             or isinstance(c["low_priority"], list | tuple | set | frozenset)),
         ]
         for key, ok in checks:
             if not ok:
@@ -232,6 +239,10 @@ class PowerScenario(Scenario):
                               f"p_idle_w={p_idle:g} W; pass p_max_w")
 
         n0 = int(c["budget_servers"]) if c["budget_servers"] is not None else n_s
+        budget_w = n0 * p_max
+        if c["budget_w"] is not None:  # a declared row: its own budget (backtest)
+            budget_w = float(c["budget_w"])
+            n0 = max(1, min(n_s, int(budget_w // p_max)))  # servers the budget holds at peak
         n = int(c["servers"]) if c["servers"] is not None else int(
             round(c["oversubscription"] * n0))
         if n < n0:
@@ -245,15 +256,19 @@ class PowerScenario(Scenario):
             cols.append(np.roll(demand[:, s], -k * shift))
             ids.append(f"s{i:03d}:{names[s]}" + (f"+{k * shift}" if k else ""))
         d = np.stack(cols, axis=1)  # (T, N)
-        low = low_priority_mask(n, float(c["low_priority_share"]))
+        if c["low_priority"] is not None:
+            named = {str(x) for x in c["low_priority"]}
+            low = np.array([names[i % n_s] in named for i in range(n)], dtype=bool)
+        else:
+            low = low_priority_mask(n, float(c["low_priority_share"]))
         t0 = 0.0 if align == "start" else float(np.min(rows["ts"]))
         return PowerData(
             demand_w=d, ts=t0 + step * np.arange(n_t), server_ids=tuple(ids),
-            low_priority=low, budget_servers=n0, budget_w=n0 * p_max, p_max_w=p_max,
+            low_priority=low, budget_servers=n0, budget_w=budget_w, p_max_w=p_max,
             p_idle_w=p_idle, step_s=step,
             resolved={"metric": metric, "align": align, "p_max_w": p_max, "p_idle_w": p_idle,
                       "idle_outside_span_steps": int(outside.sum()),
-                      "budget_servers": n0, "servers": n, "budget_w": n0 * p_max,
+                      "budget_servers": n0, "servers": n, "budget_w": budget_w,
                       "series": n_s, "steps": n_t, "step_s": step,
                       "cycle_offset_steps": shift if reps > 1 else 0,
                       "low_priority_servers": int(low.sum())})
