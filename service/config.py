@@ -12,6 +12,8 @@ and hand it to the factories (:func:`service.api.create_app`, :func:`service.db.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -75,8 +77,9 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server (port).")
     allow_public_bind: bool = Field(
         False,
-        description="In production, allow `host=0.0.0.0`/`::` (bool); the API speaks plain "
-        "HTTP, so bearer tokens cross the network in clear unless a TLS proxy is in front.",
+        description="In production, allow a host that resolves to an unspecified address "
+        "(`0.0.0.0`, `::`, `0`, `000.0.0.0`, `::0`, ...: every interface) (bool); the API speaks "
+        "plain HTTP, so bearer tokens cross the network in clear unless a TLS proxy is in front.",
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
@@ -115,11 +118,15 @@ class Settings(BaseSettings):
         "info", description="Log level of the daemon (no unit)."
     )
     forecast_interval_s: float = Field(
-        15.0, ge=1, le=3600,
+        15.0,
+        ge=1,
+        le=3600,
         description="Period of the forecast refresh, followed by a decision per target (seconds).",
     )
     forecast_step_s: int = Field(
-        15, ge=1, le=3600,
+        15,
+        ge=1,
+        le=3600,
         description="Width of the buckets a series is averaged into before forecasting (seconds).",
     )
     forecast_context_steps: int = Field(
@@ -134,7 +141,9 @@ class Settings(BaseSettings):
         "from the models registry (`last`, `window-mean`, `seasonal-naive`, ...).",
     )
     retrain_interval_s: float = Field(
-        3600.0, ge=60, le=30 * 86_400,
+        3600.0,
+        ge=60,
+        le=30 * 86_400,
         description="Period of the retraining job (seconds).",
     )
     model_dir: str = Field(
@@ -246,11 +255,12 @@ class Settings(BaseSettings):
                     "sqlite_synchronous=NORMAL can lose acknowledged batches on power loss; "
                     "use FULL in production"
                 )
-            if self.host in ("0.0.0.0", "::") and not self.allow_public_bind:
+            every = unspecified_addresses(self.host)
+            if every and not self.allow_public_bind:
                 raise ValueError(
-                    f"host={self.host} serves plain HTTP (bearer tokens in clear) on every "
-                    "interface; bind 127.0.0.1 behind a TLS proxy or set "
-                    "TIDEWISE_ALLOW_PUBLIC_BIND=true"
+                    f"host={self.host} resolves to {', '.join(every)}, which serves plain HTTP "
+                    "(bearer tokens in clear) on every interface; bind 127.0.0.1 behind a TLS "
+                    "proxy or set TIDEWISE_ALLOW_PUBLIC_BIND=true"
                 )
         return self
 
@@ -278,6 +288,29 @@ class Settings(BaseSettings):
     def rollup_retention_s(self) -> int:
         """Rollup retention in seconds."""
         return int(self.rollup_retention_days * 86400)
+
+
+def unspecified_addresses(host: str) -> list[str]:
+    """Return the unspecified ("every interface") addresses ``host`` binds to, if any.
+
+    The host is resolved as the server's ``bind`` resolves it (``getaddrinfo``), so every
+    spelling counts: ``0``, ``0.0.0.00``, ``000.000.000.000``, ``0x0``, ``::0``,
+    ``0:0:0:0:0:0:0:0`` and ``::ffff:0.0.0.0`` all mean every interface. A name that does not
+    resolve returns nothing here; ``tidewise serve`` reports it when it tries to listen.
+    """
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    found: list[str] = []
+    for *_, sockaddr in infos:
+        addr = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        mapped = getattr(addr, "ipv4_mapped", None)
+        if (addr.is_unspecified or (mapped is not None and mapped.is_unspecified)) and str(
+            addr
+        ) not in found:
+            found.append(str(addr))
+    return found
 
 
 def _label_set(names: str) -> frozenset[str]:
