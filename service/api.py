@@ -29,6 +29,7 @@ from common.errors import InputError, TidewiseError
 from service import dashboard, intake, migrate, remote_write, repository
 from service import ingest as ingest_service
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
+from service.bodies import BodyBudget, BodyGuard, ServerBusyError
 from service.config import Settings, get_settings
 from service.db import Store
 from service.deps import SessionDep, SettingsDep, StoreDep
@@ -149,7 +150,7 @@ def _error_response(exc: Exception) -> JSONResponse:
         status = 404
     elif isinstance(exc, InputError):
         status = getattr(exc, "status_code", 422)
-    elif isinstance(exc, OperationalError):
+    elif isinstance(exc, (OperationalError, ServerBusyError)):
         status = 503
     else:
         status = 500
@@ -209,6 +210,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     # Refuses an open API outside development before anything is served.
     app.state.tokens = check_startup(settings)
     app.state.telemetry = Telemetry()
+    app.state.body_budget = BodyBudget(settings.max_buffered_bytes)
+    # Token, size and memory checks before any body is read (service/bodies.py).
+    app.add_middleware(BodyGuard, error_response=_error_response)
 
     @app.exception_handler(AuthError)
     async def _auth_error(_request: Request, exc: AuthError) -> JSONResponse:

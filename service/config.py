@@ -85,7 +85,30 @@ class Settings(BaseSettings):
         32 * 1024 * 1024,
         ge=1024,
         le=1024**3,
-        description="Largest accepted request body (bytes); bigger bodies get 413.",
+        description="Largest accepted request body of the ingest routes (`POST /v1/metrics`, "
+        "remote-write) (bytes); bigger bodies get 413, checked while streaming.",
+    )
+    max_json_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest body of the small JSON routes (`POST /v1/targets`, action acks) "
+        "(bytes), capped by max_body_bytes; bigger bodies get 413.",
+    )
+    max_buffered_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024**3,
+        description="Most request-body bytes held in memory at once, all requests together "
+        "(bytes); a request that finds no room waits up to body_wait_s, then gets 503 with "
+        "Retry-After. At least max_body_bytes.",
+    )
+    body_wait_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="How long a request body waits for room under max_buffered_bytes before "
+        "the request gets 503 (seconds).",
     )
     max_future_s: int = Field(
         300,
@@ -246,6 +269,12 @@ class Settings(BaseSettings):
                 f"rollup_retention_days={self.rollup_retention_days} keeps rollups for less "
                 f"time than raw samples (raw_retention_hours={self.raw_retention_hours}); "
                 "rollups must outlive the raw data they summarise"
+            )
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_bytes={self.max_buffered_bytes} is smaller than max_body_bytes="
+                f"{self.max_body_bytes}: a body of the largest accepted size could never be "
+                "read; raise TIDEWISE_MAX_BUFFERED_BYTES or lower TIDEWISE_MAX_BODY_BYTES"
             )
         if self.rollup_interval_s > self.raw_retention_hours * 3600:
             raise ValueError("rollup_interval_s must be shorter than raw retention")
