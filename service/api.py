@@ -29,7 +29,7 @@ from common.errors import InputError, TidewiseError
 from service import dashboard, intake, migrate, remote_write, repository
 from service import ingest as ingest_service
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
-from service.bodies import BodyBudget, BodyGuard, ServerBusyError
+from service.bodies import BodyBudget, BodyGuard
 from service.config import Settings, get_settings
 from service.db import Store
 from service.deps import SessionDep, SettingsDep, StoreDep
@@ -150,11 +150,12 @@ def _error_response(exc: Exception) -> JSONResponse:
         status = 404
     elif isinstance(exc, InputError):
         status = getattr(exc, "status_code", 422)
-    elif isinstance(exc, (OperationalError, ServerBusyError)):
+    elif isinstance(exc, OperationalError):
         status = 503
-    else:
-        status = 500
-    body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+    else:  # e.g. ServerBusyError, UnusableDecisionError: 503
+        status = getattr(exc, "status_code", 500)
+    name = getattr(exc, "error", None) or type(exc).__name__
+    body: dict[str, Any] = {"error": name, "detail": str(exc)}
     if isinstance(exc, OperationalError):
         body["detail"] = "the store is unavailable or busy; retry the request"
     if problems:
@@ -184,18 +185,24 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         sched = None
         if settings.scheduler_enabled:
             from service.forecasting import warm_up
-            from service.scheduler import make_scheduler
+            from service.scheduler import JobHealth, make_scheduler, periods
 
             await run_in_threadpool(warm_up)
-            sched = make_scheduler(app.state.store, app.state.telemetry)
+            app.state.job_health = JobHealth(periods(app.state.store))
+            sched = make_scheduler(
+                app.state.store, app.state.telemetry, health=app.state.job_health
+            )
             sched.start()
+            app.state.job_health.start(time.time())
+        app.state.scheduler = sched
         try:
             yield
         finally:
             if sched is not None:
                 from service.scheduler import forget
 
-                sched.shutdown(wait=True)
+                if sched.running:  # an operator (or a test) may have stopped it already
+                    sched.shutdown(wait=True)
                 forget(app.state.store)
             if own:
                 app.state.store.close()
@@ -326,7 +333,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="The store is reachable and migrated to the newest revision")
+    @app.get(
+        "/readyz",
+        summary="The store is reachable and migrated, and the scheduled jobs are running",
+    )
     def readyz(request: Request, store: StoreDep) -> JSONResponse:
         heads = request.app.state.heads
         try:
@@ -347,11 +357,35 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 },
                 status_code=503,
             )
-        return JSONResponse({"status": "ok", "revision": list(current)})
+        jobs_ok, jobs = _jobs_health(request.app)
+        if not jobs_ok:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "detail": "; ".join(jobs["problems"]),
+                    "revision": list(current),
+                    "jobs": jobs,
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "revision": list(current), "jobs": jobs})
 
     app.include_router(remote_write.router)  # POST /api/v1/write (Prometheus)
     app.include_router(dashboard.router)  # GET /dashboard/, GET /v1/replay/report
     return app
+
+
+def _jobs_health(app: FastAPI) -> tuple[bool, dict[str, Any]]:
+    """Health of this daemon's scheduled jobs for /readyz (see :class:`JobHealth`)."""
+    settings: Settings = app.state.settings
+    sched = getattr(app.state, "scheduler", None)
+    health = getattr(app.state, "job_health", None)
+    if not settings.scheduler_enabled or health is None:
+        return True, {"running": False, "problems": [], "jobs": {}, "disabled": True}
+    from apscheduler.schedulers.base import STATE_RUNNING
+
+    running = sched is not None and sched.state == STATE_RUNNING
+    return health.report(time.time(), running, settings.ready_job_periods)
 
 
 def _query_ts(raw: str, name: str) -> int:

@@ -173,6 +173,20 @@ class Settings(BaseSettings):
         "./tidewise-models",
         description="Folder where retrained model artifacts are saved (path).",
     )
+    refuse_fallback_decisions: bool = Field(
+        False,
+        description="KEDA (`/v1/keda/...`) and the External Metrics API answer 503 for a "
+        "decision that came from a fallback (the policy fell back, or a scaling policy read the "
+        "per-series fallback forecast), so the orchestrator's own fallback applies (bool). "
+        "Stale decisions always get 503.",
+    )
+    ready_job_periods: float = Field(
+        3.0,
+        ge=1.5,
+        le=1000,
+        description="/readyz answers 503 when a scheduled job has not succeeded for this many "
+        "of its periods, or the scheduler is not running (periods).",
+    )
     tokens: SecretStr | None = Field(
         None,
         description="Bearer tokens with scopes (no unit): `name:token:scope+scope,...` or a "
