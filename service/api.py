@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -22,8 +23,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import InputError, TidewiseError
 from service import dashboard, intake, migrate, remote_write, repository
@@ -34,6 +36,7 @@ from service.config import Settings, get_settings
 from service.db import Store
 from service.deps import SessionDep, SettingsDep, StoreDep
 from service.ingest import BatchError, Problem
+from service.openapi import errors
 from service.promexport import CONTENT_TYPE_LATEST, Telemetry
 
 log = logging.getLogger("tidewise.api")
@@ -68,6 +71,21 @@ class EntitiesOut(BaseModel):
     """Answer of GET /v1/entities."""
 
     entities: list[EntityOut]
+
+
+class ReadyOut(BaseModel):
+    """Answer of GET /readyz (200 ready, 503 not ready)."""
+
+    status: Literal["ok", "unavailable"]
+    detail: str | None = Field(None, description="why not ready")
+    revision: list[str] | None = Field(None, description="the store's migration revision")
+    current: list[str] | None = None
+    head: list[str] | None = None
+    jobs: dict[str, Any] | None = Field(
+        None,
+        description="running (the scheduler), problems, and per job: period_s, "
+        "last_success_unix, last_run_unix, last_outcome",
+    )
 
 
 class SeriesOut(BaseModel):
@@ -212,6 +230,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         summary="Per-second metric ingest and query for cloud resource forecasting.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs is served from vendored files (service/dashboard.py), never from a CDN;
+        # ReDoc and the OAuth2 redirect page would load from one, and are not needed.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     # Refuses an open API outside development before anything is served.
@@ -245,6 +268,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         }
         return JSONResponse(body, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # No such route (404), method not allowed (405): in the one error shape too.
+        name = HTTPStatus(exc.status_code).phrase.replace(" ", "") if exc.status_code else "Error"
+        return JSONResponse(
+            {"error": name, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
     @app.exception_handler(OperationalError)
     async def _db_error(_request: Request, exc: OperationalError) -> JSONResponse:
         log.warning("store error: %s", exc)
@@ -253,6 +286,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @app.post(
         "/v1/metrics",
         response_model=IngestResult,
+        responses=errors(400, 401, 403, 409, 413, 415, 422, 503),
         openapi_extra=_INGEST_OPENAPI,
         summary="Ingest samples (JSON or NDJSON); the batch is stored whole or not at all",
     )
@@ -274,7 +308,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         request.app.state.telemetry.ingested(stored)
         return IngestResult(stored=stored)
 
-    @app.get("/v1/entities", response_model=EntitiesOut, summary="Entities and their series")
+    @app.get(
+        "/v1/entities",
+        response_model=EntitiesOut,
+        responses=errors(401, 403, 422, 503),
+        summary="Entities and their series",
+    )
     def get_entities(
         session: SessionDep,
         _who: ReadAuth,
@@ -284,12 +323,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @app.get(
         "/v1/series/{entity}/{metric}",
-        responses={200: {"model": SeriesOut}},
+        responses={200: {"model": SeriesOut}, **errors(401, 403, 404, 422, 503)},
         summary="Points of one series, raw or aggregated by step",
     )
     @app.get(
         "/v1/series",
-        responses={200: {"model": SeriesOut}},
+        responses={200: {"model": SeriesOut}, **errors(401, 403, 404, 422, 503)},
         summary="The same, entity and metric as query parameters (for names holding '/')",
     )
     def get_series(
@@ -324,7 +363,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         "/metrics",
         summary="The daemon's own health in the Prometheus text format",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **errors(401, 403)},
     )
     def metrics(request: Request, _who: ReadAuth) -> Response:
         return Response(request.app.state.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
@@ -336,6 +375,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @app.get(
         "/readyz",
         summary="The store is reachable and migrated, and the scheduled jobs are running",
+        responses={
+            200: {"model": ReadyOut},
+            503: {"model": ReadyOut, "description": "not ready: detail says why"},
+        },
     )
     def readyz(request: Request, store: StoreDep) -> JSONResponse:
         heads = request.app.state.heads

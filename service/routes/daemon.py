@@ -23,6 +23,7 @@ from service import actions as actions_view
 from service import forecasting, repository, targets
 from service.auth import ActAuth, ReadAuth
 from service.deps import SessionDep
+from service.openapi import ErrorOut, errors
 
 router = APIRouter()
 
@@ -77,6 +78,11 @@ class AckIn(BaseModel):
 @router.post(
     "/v1/targets",
     response_model=TargetDeclared,
+    responses={
+        201: {"model": TargetDeclared, "description": "Created"},
+        200: {"description": "Replaced"},
+        **errors(400, 401, 403, 413, 422, 503),
+    },
     summary="Declare (or replace) a target: scaling, serverless or power",
     tags=["targets"],
 )
@@ -91,13 +97,23 @@ def post_target(
     return JSONResponse({"name": target.name, "created": created}, status_code=status)
 
 
-@router.get("/v1/targets", summary="Every declared target", tags=["targets"])
+@router.get(
+    "/v1/targets",
+    summary="Every declared target",
+    tags=["targets"],
+    responses=errors(401, 403, 503),
+)
 def get_targets(session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
     """List every declared target."""
     return {"targets": [targets.describe(t) for t in repository.list_targets(session)]}
 
 
-@router.get("/v1/targets/{name}", summary="One declared target", tags=["targets"])
+@router.get(
+    "/v1/targets/{name}",
+    summary="One declared target",
+    tags=["targets"],
+    responses=errors(401, 403, 404, 422, 503),
+)
 def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
     """Describe one declared target."""
     return targets.describe(repository.get_target(session, name))
@@ -106,6 +122,7 @@ def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[st
 @router.delete(
     "/v1/targets/{name}",
     status_code=204,
+    responses=errors(401, 403, 404, 422, 503),
     summary="Forget a target (its actions stay logged)",
     tags=["targets"],
 )
@@ -121,6 +138,7 @@ def delete_target(request: Request, name: TargetName, _who: ActAuth) -> Response
 @router.get(
     "/v1/forecasts/{entity}",
     response_model=ForecastOut,
+    responses=errors(401, 403, 404, 422, 503),
     summary="The latest forecast of one series: mean and quantiles per step",
     tags=["forecasts"],
 )
@@ -166,6 +184,7 @@ def _recommendation(request: Request, name: str) -> dict[str, Any]:
 
 @router.get(
     "/v1/recommendations/{target}",
+    responses=errors(401, 403, 404, 422, 503),
     summary="The latest decision for a target: desired setting and its explanation",
     tags=["recommendations"],
 )
@@ -199,7 +218,12 @@ def _number(raw: str) -> bool:
         return False
 
 
-@router.get("/v1/actions", summary="The action log, oldest first", tags=["actions"])
+@router.get(
+    "/v1/actions",
+    summary="The action log, oldest first",
+    tags=["actions"],
+    responses=errors(401, 403, 422, 503),
+)
 def get_actions(
     session: SessionDep,
     _who: ReadAuth,
@@ -215,6 +239,7 @@ def get_actions(
 
 @router.post(
     "/v1/actions/{action_id}/ack",
+    responses=errors(401, 403, 404, 422, 503),
     summary="Acknowledge that an action was carried out (idempotent)",
     tags=["actions"],
 )
@@ -324,13 +349,18 @@ def unusable(request: Request, session: Any, name: str, rec: Any) -> tuple[str, 
     summary="KEDA metrics-api trigger: desiredReplicas at a stable JSON path",
     tags=["orchestrators"],
     response_model=KedaOut,
-    responses={
-        503: {
-            "model": KedaUnavailable,
-            "description": "stale decision, or one from a "
-            "fallback with TIDEWISE_REFUSE_FALLBACK_DECISIONS: KEDA's fallback applies",
-        }
-    },
+    responses=errors(
+        401,
+        403,
+        404,
+        422,
+        s503={
+            "model": KedaUnavailable | ErrorOut,
+            "description": "stale decision, or one from a fallback with "
+            "TIDEWISE_REFUSE_FALLBACK_DECISIONS (the KEDA body plus error and detail: KEDA's "
+            "fallback applies); or the store is busy",
+        },
+    ),
 )
 async def get_keda(request: Request, target: TargetName, _who: ReadAuth) -> Response:
     """Serve the desired replicas in the KEDA metrics-api shape (503 when it must not be used)."""
@@ -373,6 +403,7 @@ def quantity(value: float) -> str:
 
 @router.get(
     "/apis/external.metrics.k8s.io/v1beta1",
+    responses=errors(401, 403),
     summary="Discovery of the external metrics served (APIResourceList)",
     tags=["orchestrators"],
 )
@@ -397,6 +428,18 @@ def external_discovery(_who: ReadAuth) -> dict[str, Any]:
 
 @router.get(
     "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}",
+    responses=errors(
+        401,
+        403,
+        404,
+        422,
+        503,
+        s503={
+            "model": ErrorOut,
+            "description": "a selected target's decision is stale (or "
+            "a fallback, with TIDEWISE_REFUSE_FALLBACK_DECISIONS), or the store is busy",
+        },
+    ),
     summary="Kubernetes External Metrics API: desired replicas/warm per target",
     tags=["orchestrators"],
 )
