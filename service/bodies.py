@@ -40,8 +40,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.errors import TidewiseError
 from service.auth import AuthError, auth_error_body, route_scope
-from service.errors import TidewiseError
 from service.ingest import BodyTooLargeError
 
 #: What the early answers say about the connection (see the module docstring).

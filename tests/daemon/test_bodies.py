@@ -18,7 +18,7 @@ import pytest
 from service import migrate
 from tests.daemon.conftest import TOKENS, scaling_target, serve_in_thread
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 HUGE = 100 * 2**20  # announced, never sent
 #: (path, content type, scope) of every route that takes a body.
@@ -88,6 +88,7 @@ def samples(n: int, entity: str = "vm-1") -> dict:
     }
 
 
+@SQLITE
 @pytest.mark.parametrize(("path", "content_type", "scope"), BODY_ROUTES)
 def test_no_token_gets_401_before_the_body_is_read(live_url, path, content_type, scope):
     with connect(live_url) as sock:
@@ -103,6 +104,7 @@ def test_no_token_gets_401_before_the_body_is_read(live_url, path, content_type,
     assert took < 2
 
 
+@SQLITE
 @pytest.mark.parametrize(("path", "content_type", "scope"), BODY_ROUTES)
 def test_a_token_without_the_scope_gets_403_before_the_body_is_read(
     live_url, path, content_type, scope
@@ -115,6 +117,7 @@ def test_a_token_without_the_scope_gets_403_before_the_body_is_read(
     assert status == 403 and body["scope"] == scope, body
 
 
+@SQLITE
 def test_a_declared_length_over_the_limit_is_413_at_once(settings_factory):
     s = settings_factory(max_body_bytes=200_000, max_json_body_bytes=4096)
     migrate.upgrade(s)
@@ -133,6 +136,7 @@ def test_a_declared_length_over_the_limit_is_413_at_once(settings_factory):
             assert headers["connection"] == "close"
 
 
+@SQLITE
 @pytest.mark.parametrize(("path", "scope"), [("/v1/targets", "act"), ("/v1/metrics", "ingest")])
 def test_a_chunked_body_is_cut_while_it_streams(settings_factory, path, scope):
     s = settings_factory(max_body_bytes=200_000, max_json_body_bytes=4096)
@@ -149,6 +153,7 @@ def test_a_chunked_body_is_cut_while_it_streams(settings_factory, path, scope):
     assert status == 413 and str(limit) in body["detail"], body
 
 
+@SQLITE
 def test_targets_and_ingest_still_work_under_the_guard(http):
     r = http.post("/v1/targets", json=scaling_target())
     assert r.status_code == 201, r.text
@@ -158,6 +163,7 @@ def test_targets_and_ingest_still_work_under_the_guard(http):
     assert r.status_code == 422  # a broken body still reaches the route's own validation
 
 
+@SQLITE
 def test_buffered_bodies_are_bounded_503_with_retry_after(settings_factory):
     size = 100_000
     s = settings_factory(max_body_bytes=size, max_buffered_bytes=2 * size, body_wait_s=0.3)
@@ -186,6 +192,7 @@ def test_buffered_bodies_are_bounded_503_with_retry_after(settings_factory):
         assert response(d, timeout=10)[:1] == (200,)
 
 
+@SQLITE
 def test_a_request_waits_for_room_within_the_bounded_wait(settings_factory):
     size = 100_000
     s = settings_factory(max_body_bytes=size, max_buffered_bytes=size, body_wait_s=10)
@@ -203,6 +210,7 @@ def test_a_request_waits_for_room_within_the_bounded_wait(settings_factory):
         assert (status, ok) == (200, {"stored": 5})
 
 
+@SQLITE
 def test_healthz_answers_while_a_big_body_streams(settings_factory):
     s = settings_factory()
     migrate.upgrade(s)
@@ -214,3 +222,12 @@ def test_healthz_answers_while_a_big_body_streams(settings_factory):
         status, _, body = response(probe, timeout=3)
         assert (status, body) == (200, {"status": "ok"})
         assert time.monotonic() - t0 < 1
+
+
+def test_a_budget_smaller_than_one_body_is_refused_at_start():
+    from common.errors import ConfigError
+    from service.config import load_settings
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(max_body_bytes=64 * 2**20, max_buffered_bytes=32 * 2**20)
+    assert "TIDEWISE_MAX_BUFFERED_BYTES" in str(info.value)

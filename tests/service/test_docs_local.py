@@ -41,3 +41,31 @@ def test_other_docs_pages_and_files_are_not_served(http):
     r = http.get("/docs/swagger-ui.LICENSE.txt")
     assert r.status_code == 404 and "no docs file" in r.text
     assert http.get("/docs/..%2Fdb.py").status_code == 404
+
+
+def test_docs_render_in_headless_chromium_with_every_other_host_unreachable(live_url, tmp_path):
+    """Swagger UI runs under the page's CSP and draws every operation, air-gapped."""
+    import subprocess
+
+    from tests.daemon.conftest_io import need_binaries
+    from tests.daemon.test_dashboard import CHROMIUM_FLAGS
+
+    binary = need_binaries("chromium")["chromium"]
+    proc = subprocess.run(
+        [
+            binary,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            # every host but the daemon's is unreachable: a CDN reference could not load
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--dump-dom",
+            f"{live_url}/docs",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout.decode()
+    assert "swagger-ui" in dom and 'class="opblock' in dom, dom[:2000]  # operations drawn
+    for path in ("/v1/metrics", "/v1/targets", "/v1/keda/{target}", "/readyz"):
+        assert path in dom, path

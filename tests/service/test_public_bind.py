@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import ConfigError
 from service.config import Settings, load_settings, unspecified_addresses
-from service.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
