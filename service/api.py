@@ -413,7 +413,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             )
         return JSONResponse({"status": "ok", "revision": list(current), "jobs": jobs})
 
-    app.include_router(remote_write.router)  # POST /api/v1/write (Prometheus)
+    # POST /api/v1/write (Prometheus); its errors documented here, with those of every route
+    app.include_router(
+        remote_write.router, responses=errors(400, 401, 403, 409, 413, 415, 422, 503)
+    )
     app.include_router(dashboard.router)  # GET /dashboard/, GET /v1/replay/report
     return app
 

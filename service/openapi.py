@@ -54,7 +54,7 @@ _AUTH_HEADER = {
 
 #: What each status means, wherever it is given.
 MEANING = {
-    400: "Malformed body (not JSON / NDJSON / gzip)",
+    400: "Malformed body (not valid JSON, NDJSON, gzip, snappy or protobuf)",
     401: "No bearer token, or an unknown one",
     403: "The token lacks the scope this route needs",
     404: "No such entity, series, target, action or report (or no decision yet)",
