@@ -7,6 +7,7 @@ a decision that must not drive scaling is answered 503 (with the usual JSON body
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import httpx
@@ -54,41 +55,49 @@ def test_a_stale_decision_is_503_for_keda_and_the_external_metrics_api(http, sto
     assert http.get(EXT, params={"labelSelector": "target=web"}).status_code == 200
 
 
-def _served(settings_factory, **kw):  # noqa: ANN001, ANN202
+@contextlib.contextmanager
+def _live(settings_factory, **kw):  # noqa: ANN001, ANN202
+    """A migrated store with settings ``kw``, its app served over a socket, and a client."""
     s = settings_factory(**kw)
     migrate.upgrade(s)
-    return Store(s)
+    store = Store(s)
+    app = create_app(store=store)
+    try:
+        with (
+            serve_in_thread(app) as url,
+            httpx.Client(base_url=url, headers=bearer("all"), timeout=30) as http,
+        ):
+            yield store, app, http
+    finally:
+        store.close()
+
+
+def _boom(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
+    raise RuntimeError("model exploded")
 
 
 @SQLITE
 def test_a_policy_fallback_is_503_only_with_the_setting(settings_factory, monkeypatch):
-    store = _served(settings_factory, refuse_fallback_decisions=True)
-    try:
-        with (
-            serve_in_thread(store.settings) as url,
-            httpx.Client(base_url=url, headers=bearer("all"), timeout=30) as http,
-        ):
-            now = int(time.time())
-            send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
-            http.post("/v1/targets", json=scaling_target())
-            decisions.decide_all(store, now)
-            assert http.get("/v1/keda/web").status_code == 200  # a valid, model-based decision
+    with _live(settings_factory, refuse_fallback_decisions=True) as (store, _app, http):
+        now = int(time.time())
+        send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
+        http.post("/v1/targets", json=scaling_target())
+        decisions.decide_all(store, now)
+        assert http.get("/v1/keda/web").status_code == 200  # a valid, model-based decision
 
-            def boom(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
-                raise RuntimeError("model exploded")
+        def boom(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
+            raise RuntimeError("model exploded")
 
-            monkeypatch.setattr(registry.get("hpa", "vm"), "decide", boom)
-            decisions.decide_all(store, int(time.time()))
-            r = http.get("/v1/keda/web")
-            assert r.status_code == 503, r.text
-            body = r.json()
-            assert body["error"] == "FallbackDecision" and body["fallback"] is True
-            assert "model exploded" in body["detail"]
-            assert "TIDEWISE_REFUSE_FALLBACK_DECISIONS" in body["detail"]
-            r = http.get(EXT, params={"labelSelector": "target=web"})
-            assert r.status_code == 503 and r.json()["error"] == "FallbackDecision"
-    finally:
-        store.close()
+        monkeypatch.setattr(registry.get("hpa", "vm"), "decide", boom)
+        decisions.decide_all(store, int(time.time()))
+        r = http.get("/v1/keda/web")
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body["error"] == "FallbackDecision" and body["fallback"] is True
+        assert "model exploded" in body["detail"]
+        assert "TIDEWISE_REFUSE_FALLBACK_DECISIONS" in body["detail"]
+        r = http.get(EXT, params={"labelSelector": "target=web"})
+        assert r.status_code == 503 and r.json()["error"] == "FallbackDecision"
 
 
 @SQLITE
@@ -97,11 +106,7 @@ def test_a_policy_fallback_is_served_by_default(http, store, monkeypatch):
     send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
     http.post("/v1/targets", json=scaling_target())
     decisions.decide_all(store, now)
-
-    def boom(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
-        raise RuntimeError("model exploded")
-
-    monkeypatch.setattr(registry.get("hpa", "vm"), "decide", boom)
+    monkeypatch.setattr(registry.get("hpa", "vm"), "decide", _boom)
     decisions.decide_all(store, int(time.time()))
     r = http.get("/v1/keda/web")
     assert r.status_code == 200 and r.json()["fallback"] is True
@@ -109,71 +114,56 @@ def test_a_policy_fallback_is_served_by_default(http, store, monkeypatch):
 
 @SQLITE
 def test_a_decision_on_the_fallback_forecast_is_503_with_the_setting(settings_factory, tmp_path):
-    store = _served(settings_factory, refuse_fallback_decisions=True)
-    try:
-        with (
-            serve_in_thread(store.settings) as url,
-            httpx.Client(base_url=url, headers=bearer("all"), timeout=30) as http,
-        ):
-            now = int(time.time())
-            send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 5.0))
-            http.post("/v1/targets", json=scaling_target(policy="bayes", params={}))
-            with store.write_sessions() as session, session.begin():  # artifact missing
-                repository.register_model(
-                    session,
-                    forecasting.daemon_model_name("cpu_cores"),
-                    "v1",
-                    str(tmp_path / "missing"),
-                )
-            assert run_once(DaemonContext(store), "forecast", now) == "ok"
-            rec = http.get("/v1/recommendations/web").json()
-            assert rec["valid"] is True and rec["fallback"] is False  # the policy did not fall back
-            r = http.get("/v1/keda/web")
-            assert r.status_code == 503, r.text
-            assert r.json()["error"] == "FallbackDecision"
-            assert "'fallback:last'" in r.json()["detail"]
-    finally:
-        store.close()
+    with _live(settings_factory, refuse_fallback_decisions=True) as (store, _app, http):
+        now = int(time.time())
+        send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 5.0))
+        http.post("/v1/targets", json=scaling_target(policy="bayes", params={}))
+        with store.write_sessions() as session, session.begin():  # artifact missing
+            repository.register_model(
+                session,
+                forecasting.daemon_model_name("cpu_cores"),
+                "v1",
+                str(tmp_path / "missing"),
+            )
+        assert run_once(DaemonContext(store), "forecast", now) == "ok"
+        rec = http.get("/v1/recommendations/web").json()
+        assert rec["valid"] is True and rec["fallback"] is False  # the policy did not fall back
+        r = http.get("/v1/keda/web")
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "FallbackDecision"
+        assert "'fallback:last'" in r.json()["detail"]
 
 
 @SQLITE
 def test_readyz_and_keda_with_the_jobs_stopped(settings_factory):
-    store = _served(
+    with _live(
         settings_factory,
         scheduler_enabled=True,
         forecast_interval_s=1,
         rollup_interval_s=1,
         retention_interval_s=10,
-    )
-    app = create_app(store=store)
-    try:
-        with (
-            serve_in_thread(app) as url,
-            httpx.Client(base_url=url, headers=bearer("all"), timeout=30) as http,
-        ):
-            now = int(time.time())
-            send(http, "web-vm", "vm", "cpu_cores", _flat(now, 300, 7.0))
-            http.post("/v1/targets", json=scaling_target())
-            deadline = time.monotonic() + 30
-            while http.get("/v1/keda/web").status_code != 200:  # the jobs decide on their own
-                assert time.monotonic() < deadline, "the forecast job never decided"
-                time.sleep(0.2)
-            ready = http.get("/readyz")
-            assert ready.status_code == 200, ready.text
-            jobs = ready.json()["jobs"]
-            assert jobs["running"] and jobs["jobs"]["forecast"]["last_outcome"] == "ok"
+    ) as (_store, app, http):
+        now = int(time.time())
+        send(http, "web-vm", "vm", "cpu_cores", _flat(now, 300, 7.0))
+        http.post("/v1/targets", json=scaling_target())
+        deadline = time.monotonic() + 30
+        while http.get("/v1/keda/web").status_code != 200:  # the jobs decide on their own
+            assert time.monotonic() < deadline, "the forecast job never decided"
+            time.sleep(0.2)
+        ready = http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        jobs = ready.json()["jobs"]
+        assert jobs["running"] and jobs["jobs"]["forecast"]["last_outcome"] == "ok"
 
-            app.state.scheduler.pause()  # the jobs stop
-            ready = http.get("/readyz")
-            assert ready.status_code == 503
-            assert "the scheduler is not running" in ready.json()["detail"]
-            time.sleep(3.5)  # three forecast periods of 1 s pass without a decision
-            r = http.get("/v1/keda/web")
-            assert r.status_code == 503 and r.json()["error"] == "StaleDecision"
-            detail = http.get("/readyz").json()["detail"]
-            assert "job 'forecast' has not succeeded" in detail
-    finally:
-        store.close()
+        app.state.scheduler.pause()  # the jobs stop
+        ready = http.get("/readyz")
+        assert ready.status_code == 503
+        assert "the scheduler is not running" in ready.json()["detail"]
+        time.sleep(3.5)  # three forecast periods of 1 s pass without a decision
+        r = http.get("/v1/keda/web")
+        assert r.status_code == 503 and r.json()["error"] == "StaleDecision"
+        detail = http.get("/readyz").json()["detail"]
+        assert "job 'forecast' has not succeeded" in detail
 
 
 def test_job_health_counts_periods_without_success():
