@@ -271,7 +271,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # No such route (404), method not allowed (405): in the one error shape too.
-        name = HTTPStatus(exc.status_code).phrase.replace(" ", "") if exc.status_code else "Error"
+        try:
+            name = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+        except ValueError:
+            name = "HTTPError"
         return JSONResponse(
             {"error": name, "detail": str(exc.detail)},
             status_code=exc.status_code,
