@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -22,17 +23,20 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import InputError, TidewiseError
 from service import dashboard, intake, migrate, remote_write, repository
 from service import ingest as ingest_service
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
+from service.bodies import BodyBudget, BodyGuard
 from service.config import Settings, get_settings
 from service.db import Store
 from service.deps import SessionDep, SettingsDep, StoreDep
 from service.ingest import BatchError, Problem
+from service.openapi import errors
 from service.promexport import CONTENT_TYPE_LATEST, Telemetry
 
 log = logging.getLogger("tidewise.api")
@@ -67,6 +71,21 @@ class EntitiesOut(BaseModel):
     """Answer of GET /v1/entities."""
 
     entities: list[EntityOut]
+
+
+class ReadyOut(BaseModel):
+    """Answer of GET /readyz (200 ready, 503 not ready)."""
+
+    status: Literal["ok", "unavailable"]
+    detail: str | None = Field(None, description="why not ready")
+    revision: list[str] | None = Field(None, description="the store's migration revision")
+    current: list[str] | None = None
+    head: list[str] | None = None
+    jobs: dict[str, Any] | None = Field(
+        None,
+        description="running (the scheduler), problems, and per job: period_s, "
+        "last_success_unix, last_run_unix, last_outcome",
+    )
 
 
 class SeriesOut(BaseModel):
@@ -151,9 +170,10 @@ def _error_response(exc: Exception) -> JSONResponse:
         status = getattr(exc, "status_code", 422)
     elif isinstance(exc, OperationalError):
         status = 503
-    else:
-        status = 500
-    body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+    else:  # e.g. ServerBusyError, UnusableDecisionError: 503
+        status = getattr(exc, "status_code", 500)
+    name = getattr(exc, "error", None) or type(exc).__name__
+    body: dict[str, Any] = {"error": name, "detail": str(exc)}
     if isinstance(exc, OperationalError):
         body["detail"] = "the store is unavailable or busy; retry the request"
     if problems:
@@ -183,18 +203,24 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         sched = None
         if settings.scheduler_enabled:
             from service.forecasting import warm_up
-            from service.scheduler import make_scheduler
+            from service.scheduler import JobHealth, make_scheduler, periods
 
             await run_in_threadpool(warm_up)
-            sched = make_scheduler(app.state.store, app.state.telemetry)
+            app.state.job_health = JobHealth(periods(app.state.store))
+            sched = make_scheduler(
+                app.state.store, app.state.telemetry, health=app.state.job_health
+            )
             sched.start()
+            app.state.job_health.start(time.time())
+        app.state.scheduler = sched
         try:
             yield
         finally:
             if sched is not None:
                 from service.scheduler import forget
 
-                sched.shutdown(wait=True)
+                if sched.running:  # an operator (or a test) may have stopped it already
+                    sched.shutdown(wait=True)
                 forget(app.state.store)
             if own:
                 app.state.store.close()
@@ -204,11 +230,19 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         summary="Per-second metric ingest and query for cloud resource forecasting.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs is served from vendored files (service/dashboard.py), never from a CDN;
+        # ReDoc and the OAuth2 redirect page would load from one, and are not needed.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     # Refuses an open API outside development before anything is served.
     app.state.tokens = check_startup(settings)
     app.state.telemetry = Telemetry()
+    app.state.body_budget = BodyBudget(settings.max_buffered_bytes)
+    # Token, size and memory checks before any body is read (service/bodies.py).
+    app.add_middleware(BodyGuard, error_response=_error_response)
 
     @app.exception_handler(AuthError)
     async def _auth_error(_request: Request, exc: AuthError) -> JSONResponse:
@@ -234,6 +268,19 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         }
         return JSONResponse(body, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # No such route (404), method not allowed (405): in the one error shape too.
+        try:
+            name = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+        except ValueError:
+            name = "HTTPError"
+        return JSONResponse(
+            {"error": name, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
     @app.exception_handler(OperationalError)
     async def _db_error(_request: Request, exc: OperationalError) -> JSONResponse:
         log.warning("store error: %s", exc)
@@ -242,6 +289,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @app.post(
         "/v1/metrics",
         response_model=IngestResult,
+        responses=errors(400, 401, 403, 409, 413, 415, 422, 503),
         openapi_extra=_INGEST_OPENAPI,
         summary="Ingest samples (JSON or NDJSON); the batch is stored whole or not at all",
     )
@@ -263,7 +311,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         request.app.state.telemetry.ingested(stored)
         return IngestResult(stored=stored)
 
-    @app.get("/v1/entities", response_model=EntitiesOut, summary="Entities and their series")
+    @app.get(
+        "/v1/entities",
+        response_model=EntitiesOut,
+        responses=errors(401, 403, 422, 503),
+        summary="Entities and their series",
+    )
     def get_entities(
         session: SessionDep,
         _who: ReadAuth,
@@ -273,12 +326,12 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @app.get(
         "/v1/series/{entity}/{metric}",
-        responses={200: {"model": SeriesOut}},
+        responses={200: {"model": SeriesOut}, **errors(401, 403, 404, 422, 503)},
         summary="Points of one series, raw or aggregated by step",
     )
     @app.get(
         "/v1/series",
-        responses={200: {"model": SeriesOut}},
+        responses={200: {"model": SeriesOut}, **errors(401, 403, 404, 422, 503)},
         summary="The same, entity and metric as query parameters (for names holding '/')",
     )
     def get_series(
@@ -313,7 +366,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         "/metrics",
         summary="The daemon's own health in the Prometheus text format",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **errors(401, 403)},
     )
     def metrics(request: Request, _who: ReadAuth) -> Response:
         return Response(request.app.state.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
@@ -322,7 +375,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="The store is reachable and migrated to the newest revision")
+    @app.get(
+        "/readyz",
+        summary="The store is reachable and migrated, and the scheduled jobs are running",
+        responses={
+            200: {"model": ReadyOut},
+            503: {"model": ReadyOut, "description": "not ready: detail says why"},
+        },
+    )
     def readyz(request: Request, store: StoreDep) -> JSONResponse:
         heads = request.app.state.heads
         try:
@@ -343,11 +403,38 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 },
                 status_code=503,
             )
-        return JSONResponse({"status": "ok", "revision": list(current)})
+        jobs_ok, jobs = _jobs_health(request.app)
+        if not jobs_ok:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "detail": "; ".join(jobs["problems"]),
+                    "revision": list(current),
+                    "jobs": jobs,
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "revision": list(current), "jobs": jobs})
 
-    app.include_router(remote_write.router)  # POST /api/v1/write (Prometheus)
+    # POST /api/v1/write (Prometheus); its errors documented here, with those of every route
+    app.include_router(
+        remote_write.router, responses=errors(400, 401, 403, 409, 413, 415, 422, 503)
+    )
     app.include_router(dashboard.router)  # GET /dashboard/, GET /v1/replay/report
     return app
+
+
+def _jobs_health(app: FastAPI) -> tuple[bool, dict[str, Any]]:
+    """Health of this daemon's scheduled jobs for /readyz (see :class:`JobHealth`)."""
+    settings: Settings = app.state.settings
+    sched = getattr(app.state, "scheduler", None)
+    health = getattr(app.state, "job_health", None)
+    if not settings.scheduler_enabled or health is None:
+        return True, {"running": False, "problems": [], "jobs": {}, "disabled": True}
+    from apscheduler.schedulers.base import STATE_RUNNING
+
+    running = sched is not None and sched.state == STATE_RUNNING
+    return health.report(time.time(), running, settings.ready_job_periods)
 
 
 def _query_ts(raw: str, name: str) -> int:

@@ -176,6 +176,42 @@ class TokenBook:
                 found = t.principal
         return found
 
+    def authorize(self, scheme: str | None, token: str | None, scope: str) -> Principal:
+        """Return who holds ``token`` when it carries ``scope``; the one place that decides.
+
+        ``scheme`` and ``token`` are the two parts of the ``Authorization`` header (None when
+        it is absent). Used by the route dependencies and, before any body is read, by
+        :class:`service.bodies.BodyGuard`.
+
+        Raises:
+            AuthError: no bearer token or an unknown one (401), or one without ``scope`` (403).
+
+        """
+        if self.open:
+            return ANONYMOUS
+        if not token or scheme is None or scheme.lower() != "bearer":
+            raise AuthError(
+                f"this endpoint needs a bearer token with scope {scope!r} "
+                "(header Authorization: Bearer TOKEN)",
+                401,
+                scope,
+            )
+        principal = self.lookup(token)
+        if principal is None:
+            raise AuthError(
+                f"the bearer token is not valid; this endpoint needs scope {scope!r}",
+                401,
+                scope,
+            )
+        if scope not in principal.scopes:
+            raise AuthError(
+                f"token {principal.name!r} lacks scope {scope!r} needed by this endpoint "
+                f"(it has {sorted(principal.scopes)})",
+                403,
+                scope,
+            )
+        return principal
+
 
 def check_startup(settings: Any) -> TokenBook:  # noqa: ANN401 - Settings (no import cycle)
     """Build the app's :class:`TokenBook`, refusing an open API outside development.
@@ -221,35 +257,24 @@ def require_scope(scope: str) -> Any:  # noqa: ANN401 - an Annotated dependency 
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
         book: TokenBook = request.app.state.tokens
-        if book.open:
-            principal = ANONYMOUS
-        else:
-            if creds is None or creds.scheme.lower() != "bearer":
-                raise AuthError(
-                    f"this endpoint needs a bearer token with scope {scope!r} "
-                    "(header Authorization: Bearer TOKEN)",
-                    401,
-                    scope,
-                )
-            principal = book.lookup(creds.credentials)
-            if principal is None:
-                raise AuthError(
-                    f"the bearer token is not valid; this endpoint needs scope {scope!r}",
-                    401,
-                    scope,
-                )
-            if scope not in principal.scopes:
-                raise AuthError(
-                    f"token {principal.name!r} lacks scope {scope!r} needed by this endpoint "
-                    f"(it has {sorted(principal.scopes)})",
-                    403,
-                    scope,
-                )
+        principal = book.authorize(
+            creds.scheme if creds else None, creds.credentials if creds else None, scope
+        )
         request.state.principal = principal
         return principal
 
     dependency.__name__ = f"require_{scope}"
+    dependency.tidewise_scope = scope  # type: ignore[attr-defined] - read by route_scope
     return Annotated[Principal, Depends(dependency)]
+
+
+def route_scope(dependant: Any) -> str | None:  # noqa: ANN401 - a fastapi Dependant
+    """Return the scope a route's dependencies require (None: the route is open)."""
+    for dep in dependant.dependencies:
+        scope = getattr(dep.call, "tidewise_scope", None) or route_scope(dep)
+        if scope:
+            return scope
+    return None
 
 
 #: Ready-made aliases.

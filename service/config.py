@@ -12,6 +12,8 @@ and hand it to the factories (:func:`service.api.create_app`, :func:`service.db.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -75,14 +77,38 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server (port).")
     allow_public_bind: bool = Field(
         False,
-        description="In production, allow `host=0.0.0.0`/`::` (bool); the API speaks plain "
-        "HTTP, so bearer tokens cross the network in clear unless a TLS proxy is in front.",
+        description="In production, allow a host that resolves to an unspecified address "
+        "(`0.0.0.0`, `::`, `0`, `000.0.0.0`, `::0`, ...: every interface) (bool); the API speaks "
+        "plain HTTP, so bearer tokens cross the network in clear unless a TLS proxy is in front.",
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
         ge=1024,
         le=1024**3,
-        description="Largest accepted request body (bytes); bigger bodies get 413.",
+        description="Largest accepted request body of the ingest routes (`POST /v1/metrics`, "
+        "remote-write) (bytes); bigger bodies get 413, checked while streaming.",
+    )
+    max_json_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest body of the small JSON routes (`POST /v1/targets`, action acks) "
+        "(bytes), capped by max_body_bytes; bigger bodies get 413.",
+    )
+    max_buffered_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024**3,
+        description="Most request-body bytes held in memory at once, all requests together "
+        "(bytes); a request that finds no room waits up to body_wait_s, then gets 503 with "
+        "Retry-After. At least max_body_bytes.",
+    )
+    body_wait_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="How long a request body waits for room under max_buffered_bytes before "
+        "the request gets 503 (seconds).",
     )
     max_future_s: int = Field(
         300,
@@ -115,11 +141,15 @@ class Settings(BaseSettings):
         "info", description="Log level of the daemon (no unit)."
     )
     forecast_interval_s: float = Field(
-        15.0, ge=1, le=3600,
+        15.0,
+        ge=1,
+        le=3600,
         description="Period of the forecast refresh, followed by a decision per target (seconds).",
     )
     forecast_step_s: int = Field(
-        15, ge=1, le=3600,
+        15,
+        ge=1,
+        le=3600,
         description="Width of the buckets a series is averaged into before forecasting (seconds).",
     )
     forecast_context_steps: int = Field(
@@ -139,12 +169,28 @@ class Settings(BaseSettings):
         "from the models registry (`last`, `window-mean`, `seasonal-naive`, ...).",
     )
     retrain_interval_s: float = Field(
-        3600.0, ge=60, le=30 * 86_400,
+        3600.0,
+        ge=60,
+        le=30 * 86_400,
         description="Period of the retraining job (seconds).",
     )
     model_dir: str = Field(
         "./tidewise-models",
         description="Folder where retrained model artifacts are saved (path).",
+    )
+    refuse_fallback_decisions: bool = Field(
+        False,
+        description="KEDA (`/v1/keda/...`) and the External Metrics API answer 503 for a "
+        "decision that came from a fallback (the policy fell back, or a scaling policy read the "
+        "per-series fallback forecast), so the orchestrator's own fallback applies (bool). "
+        "Stale decisions always get 503.",
+    )
+    ready_job_periods: float = Field(
+        3.0,
+        ge=1.5,
+        le=1000,
+        description="/readyz answers 503 when a scheduled job has not succeeded for this many "
+        "of its periods, or the scheduler is not running (periods).",
     )
     tokens: SecretStr | None = Field(
         None,
@@ -243,6 +289,12 @@ class Settings(BaseSettings):
                 f"time than raw samples (raw_retention_hours={self.raw_retention_hours}); "
                 "rollups must outlive the raw data they summarise"
             )
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_bytes={self.max_buffered_bytes} is smaller than max_body_bytes="
+                f"{self.max_body_bytes}: a body of the largest accepted size could never be "
+                "read; raise TIDEWISE_MAX_BUFFERED_BYTES or lower TIDEWISE_MAX_BODY_BYTES"
+            )
         if self.rollup_interval_s > self.raw_retention_hours * 3600:
             raise ValueError("rollup_interval_s must be shorter than raw retention")
         if self.environment == "production":
@@ -251,11 +303,12 @@ class Settings(BaseSettings):
                     "sqlite_synchronous=NORMAL can lose acknowledged batches on power loss; "
                     "use FULL in production"
                 )
-            if self.host in ("0.0.0.0", "::") and not self.allow_public_bind:
+            every = unspecified_addresses(self.host)
+            if every and not self.allow_public_bind:
                 raise ValueError(
-                    f"host={self.host} serves plain HTTP (bearer tokens in clear) on every "
-                    "interface; bind 127.0.0.1 behind a TLS proxy or set "
-                    "TIDEWISE_ALLOW_PUBLIC_BIND=true"
+                    f"host={self.host} resolves to {', '.join(every)}, which serves plain HTTP "
+                    "(bearer tokens in clear) on every interface; bind 127.0.0.1 behind a TLS "
+                    "proxy or set TIDEWISE_ALLOW_PUBLIC_BIND=true"
                 )
         return self
 
@@ -288,6 +341,29 @@ class Settings(BaseSettings):
     def rollup_retention_s(self) -> int:
         """Rollup retention in seconds."""
         return int(self.rollup_retention_days * 86400)
+
+
+def unspecified_addresses(host: str) -> list[str]:
+    """Return the unspecified ("every interface") addresses ``host`` binds to, if any.
+
+    The host is resolved as the server's ``bind`` resolves it (``getaddrinfo``), so every
+    spelling counts: ``0``, ``0.0.0.00``, ``000.000.000.000``, ``0x0``, ``::0``,
+    ``0:0:0:0:0:0:0:0`` and ``::ffff:0.0.0.0`` all mean every interface. A name that does not
+    resolve returns nothing here; ``tidewise serve`` reports it when it tries to listen.
+    """
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    found: list[str] = []
+    for *_, sockaddr in infos:
+        addr = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        mapped = getattr(addr, "ipv4_mapped", None)
+        if (addr.is_unspecified or (mapped is not None and mapped.is_unspecified)) and str(
+            addr
+        ) not in found:
+            found.append(str(addr))
+    return found
 
 
 def _label_set(names: str) -> frozenset[str]:

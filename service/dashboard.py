@@ -1,5 +1,7 @@
 """The web dashboard: static HTML/JS/CSS served by the daemon, reading the JSON API only.
 
+``GET /docs`` serves Swagger UI from the vendored files in ``service/static/`` (no CDN).
+
 ``GET /`` redirects to ``GET /dashboard/``, a single page (``service/static/``) that shows,
 for every declared target, its recent metric with the forecast fan (quantile bands), the
 latest decision and the action log, a free series browser, and the latest replay
@@ -17,18 +19,20 @@ its folder ``DIR``, or a folder of such folders (the newest ``*/report.json`` is
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from service.auth import ReadAuth
 from service.config import Settings
 from service.deps import SettingsDep
+from service.openapi import errors
 from service.repository import NotFoundError
 
 log = logging.getLogger("tidewise.dashboard")
@@ -49,6 +53,37 @@ _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+#: Swagger UI (``GET /docs``), vendored from swagger-ui-dist 5.35.0 (Apache-2.0, licence and
+#: notice beside the files): the page where operators paste tokens loads nothing from a CDN,
+#: and works air-gapped.
+DOCS_FILES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-init.js": "text/javascript; charset=utf-8",
+}
+#: Swagger UI sets inline styles (React), and shows its icons as data: images.
+_DOCS_HEADERS = {
+    **_HEADERS,
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+}
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Tidewise API</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{root}/docs/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi="{root}/openapi.json"></div>
+<script src="{root}/docs/swagger-ui-bundle.js"></script>
+<script src="{root}/docs/swagger-init.js"></script>
+</body>
+</html>
+"""
 
 
 class NoReportError(NotFoundError):
@@ -135,7 +170,28 @@ def dashboard_file(name: str = "index.html") -> Response:
     return FileResponse(STATIC / name, media_type=FILES[name], headers=_HEADERS)
 
 
-@router.get("/v1/replay/report", summary="The latest replay report (TIDEWISE_REPLAY_REPORT)")
+@router.get("/docs", include_in_schema=False)
+def docs_page(request: Request) -> Response:
+    """Serve Swagger UI for ``/openapi.json``, every asset from the daemon itself."""
+    root = html.escape(request.scope.get("root_path", "").rstrip("/"), quote=True)
+    return HTMLResponse(_DOCS_PAGE.format(root=root), headers=_DOCS_HEADERS)
+
+
+@router.get("/docs/{name}", include_in_schema=False)
+def docs_file(name: str) -> Response:
+    """Serve one file of Swagger UI (only the files listed in :data:`DOCS_FILES`)."""
+    if name not in DOCS_FILES:
+        return Response(f"no docs file {name!r}", status_code=404, media_type="text/plain")
+    # The files only change with a Tidewise release: cache them for a day.
+    headers = {**_DOCS_HEADERS, "Cache-Control": "public, max-age=86400"}
+    return FileResponse(STATIC / name, media_type=DOCS_FILES[name], headers=headers)
+
+
+@router.get(
+    "/v1/replay/report",
+    summary="The latest replay report (TIDEWISE_REPLAY_REPORT)",
+    responses=errors(401, 403, 404),
+)
 def replay_report(_who: ReadAuth, cfg: SettingsDep) -> dict[str, Any]:
     """Return ``{"path", "modified" (unix s), "report"}`` of the configured replay report."""
     return load_report(cfg.replay_report)

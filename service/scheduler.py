@@ -57,12 +57,74 @@ class DaemonContext:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
     cache: Any = None
+    health: JobHealth | None = None
 
     def __post_init__(self) -> None:
         if self.cache is None:
             from service.forecasting import ModelCache
 
             self.cache = ModelCache()
+
+
+class JobHealth:
+    """When each job last ran and last succeeded in this daemon, for ``/readyz`` (thread-safe).
+
+    A ``skipped`` run counts as a success: another daemon holds the period's lease, so the job
+    does run (that daemon's own ``/readyz`` reports its outcome). Before a job's first run the
+    time the scheduler started stands in for its last success, so a daemon is ready while it
+    is still within the allowed number of periods of starting.
+    """
+
+    def __init__(self, periods: dict[str, float]) -> None:
+        self.periods = dict(periods)
+        self.started_at: float | None = None
+        self._last: dict[str, tuple[float, str]] = {}
+        self._last_ok: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def start(self, now: float) -> None:
+        """Note when the scheduler started."""
+        self.started_at = now
+
+    def record(self, name: str, outcome: str, now: float) -> None:
+        """Note a run of job ``name``: ``ok``, ``skipped`` or ``failed``."""
+        with self._lock:
+            self._last[name] = (now, outcome)
+            if outcome in ("ok", "skipped"):
+                self._last_ok[name] = now
+
+    def report(
+        self, now: float, running: bool, allowed_periods: float
+    ) -> tuple[bool, dict[str, Any]]:
+        """Say whether the jobs are healthy, with per job what is known.
+
+        Unhealthy when the scheduler is not running, or a job has not succeeded for more than
+        ``allowed_periods`` of its periods (counted from the start before its first run).
+        """
+        problems: list[str] = [] if running else ["the scheduler is not running"]
+        jobs: dict[str, Any] = {}
+        with self._lock:
+            for name, period in self.periods.items():
+                ok_at = self._last_ok.get(name)
+                since = ok_at if ok_at is not None else self.started_at
+                last = self._last.get(name)
+                jobs[name] = {
+                    "period_s": period,
+                    "last_success_unix": ok_at,
+                    "last_run_unix": last[0] if last else None,
+                    "last_outcome": last[1] if last else None,
+                }
+                if since is None:
+                    continue
+                quiet = now - since
+                if quiet > allowed_periods * period:
+                    what = "succeeded" if ok_at is not None else "run successfully since start"
+                    problems.append(
+                        f"job {name!r} has not {what} for {quiet:.0f} s, more than "
+                        f"{allowed_periods:g} periods of {period:g} s (last outcome: "
+                        f"{last[1] if last else 'none'}); see the daemon's log"
+                    )
+        return not problems, {"running": running, "problems": problems, "jobs": jobs}
 
 
 _CONTEXTS: dict[str, DaemonContext] = {}
@@ -100,8 +162,12 @@ def forecast_job(ctx: DaemonContext, now: float) -> None:
     if ctx.telemetry is not None:
         ctx.telemetry.forecast_error(len(res.errors))
     outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry)
-    log.debug("forecast refresh: %d series, %d fallbacks; %d decisions", res.forecasts,
-              res.fallbacks, len(outcomes))
+    log.debug(
+        "forecast refresh: %d series, %d fallbacks; %d decisions",
+        res.forecasts,
+        res.fallbacks,
+        len(outcomes),
+    )
 
 
 def retrain_job(ctx: DaemonContext, now: float) -> None:
@@ -156,6 +222,8 @@ def run_once(ctx: DaemonContext, name: str, now: float | None = None) -> str:
         outcome, took = "failed", None
     if ctx.telemetry is not None:
         ctx.telemetry.job(name, outcome, took)
+    if ctx.health is not None:
+        ctx.health.record(name, outcome, time.time())
     return outcome
 
 
@@ -168,16 +236,22 @@ def run_job(key: str, name: str) -> None:
     run_once(ctx, name)
 
 
-def make_scheduler(store: Store, telemetry: Any = None,  # noqa: ANN401
-                   jobs: tuple[str, ...] | None = None) -> BackgroundScheduler:
+def make_scheduler(
+    store: Store,
+    telemetry: Any = None,  # noqa: ANN401
+    jobs: tuple[str, ...] | None = None,
+    health: JobHealth | None = None,
+) -> BackgroundScheduler:
     """Build a scheduler holding the jobs (not started); ``jobs`` limits which.
+
+    ``health`` (optional) records every run for ``/readyz``.
 
     The jobs are (re)written into the database's job store with ``replace_existing``, so a
     changed period in the settings takes effect at the next start.
     """
     key = context_key(store)
     with _CONTEXTS_LOCK:
-        _CONTEXTS[key] = DaemonContext(store, telemetry)
+        _CONTEXTS[key] = DaemonContext(store, telemetry, health=health)
     sched = BackgroundScheduler(
         timezone="UTC",
         jobstores={"default": SQLAlchemyJobStore(engine=store.engine)},

@@ -8,6 +8,7 @@ acknowledge actions (:mod:`service.auth`).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Annotated, Any
@@ -17,13 +18,24 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from common.errors import InputError
+from common.errors import InputError, TidewiseError
 from service import actions as actions_view
 from service import forecasting, repository, targets
 from service.auth import ActAuth, ReadAuth
 from service.deps import SessionDep
+from service.openapi import ErrorOut, errors
 
 router = APIRouter()
+
+
+class UnusableDecisionError(TidewiseError):
+    """A decision is stale or a refused fallback (HTTP 503); ``error`` says which."""
+
+    status_code = 503
+
+    def __init__(self, message: str, error: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 TargetName = Annotated[str, Path(min_length=1, max_length=255)]
@@ -66,6 +78,11 @@ class AckIn(BaseModel):
 @router.post(
     "/v1/targets",
     response_model=TargetDeclared,
+    responses={
+        201: {"model": TargetDeclared, "description": "Created"},
+        200: {"description": "Replaced"},
+        **errors(400, 401, 403, 413, 422, 503),
+    },
     summary="Declare (or replace) a target: scaling, serverless or power",
     tags=["targets"],
 )
@@ -80,20 +97,33 @@ def post_target(
     return JSONResponse({"name": target.name, "created": created}, status_code=status)
 
 
-@router.get("/v1/targets", summary="Every declared target", tags=["targets"])
+@router.get(
+    "/v1/targets",
+    summary="Every declared target",
+    tags=["targets"],
+    responses=errors(401, 403, 503),
+)
 def get_targets(session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
     """List every declared target."""
     return {"targets": [targets.describe(t) for t in repository.list_targets(session)]}
 
 
-@router.get("/v1/targets/{name}", summary="One declared target", tags=["targets"])
+@router.get(
+    "/v1/targets/{name}",
+    summary="One declared target",
+    tags=["targets"],
+    responses=errors(401, 403, 404, 422, 503),
+)
 def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
     """Describe one declared target."""
     return targets.describe(repository.get_target(session, name))
 
 
 @router.delete(
-    "/v1/targets/{name}", status_code=204, summary="Forget a target (its actions stay logged)",
+    "/v1/targets/{name}",
+    status_code=204,
+    responses=errors(401, 403, 404, 422, 503),
+    summary="Forget a target (its actions stay logged)",
     tags=["targets"],
 )
 def delete_target(request: Request, name: TargetName, _who: ActAuth) -> Response:
@@ -108,6 +138,7 @@ def delete_target(request: Request, name: TargetName, _who: ActAuth) -> Response
 @router.get(
     "/v1/forecasts/{entity}",
     response_model=ForecastOut,
+    responses=errors(401, 403, 404, 422, 503),
     summary="The latest forecast of one series: mean and quantiles per step",
     tags=["forecasts"],
 )
@@ -127,8 +158,13 @@ def get_forecast(
     cols = ["mean", *forecasting.QUANTILES]
     steps = [{"ts": p["times"][h], **{c: p[c][h] for c in cols}} for h in range(n)]
     return {
-        "entity": entity, "metric": metric, "model": rec.model, "fallback": rec.fallback,
-        "computed_at": actions_view.iso(rec.computed_at), "step_s": rec.step, "horizon": n,
+        "entity": entity,
+        "metric": metric,
+        "model": rec.model,
+        "fallback": rec.fallback,
+        "computed_at": actions_view.iso(rec.computed_at),
+        "step_s": rec.step,
+        "horizon": n,
         "steps": steps,
     }
 
@@ -148,6 +184,7 @@ def _recommendation(request: Request, name: str) -> dict[str, Any]:
 
 @router.get(
     "/v1/recommendations/{target}",
+    responses=errors(401, 403, 404, 422, 503),
     summary="The latest decision for a target: desired setting and its explanation",
     tags=["recommendations"],
 )
@@ -181,7 +218,12 @@ def _number(raw: str) -> bool:
         return False
 
 
-@router.get("/v1/actions", summary="The action log, oldest first", tags=["actions"])
+@router.get(
+    "/v1/actions",
+    summary="The action log, oldest first",
+    tags=["actions"],
+    responses=errors(401, 403, 422, 503),
+)
 def get_actions(
     session: SessionDep,
     _who: ReadAuth,
@@ -197,6 +239,7 @@ def get_actions(
 
 @router.post(
     "/v1/actions/{action_id}/ack",
+    responses=errors(401, 403, 404, 422, 503),
     summary="Acknowledge that an action was carried out (idempotent)",
     tags=["actions"],
 )
@@ -220,30 +263,130 @@ def _desired_replicas(rec: dict[str, Any]) -> int:
     if rec["kind"] == "power":
         raise InputError(
             f"target {rec['target']!r} is a {rec['kind']} target; KEDA and the HPA scale "
-            "scaling or serverless targets", where="target")
+            "scaling or serverless targets",
+            where="target",
+        )
     if "replicas" not in desired:
         raise repository.NotFoundError(
             f"target {rec['target']!r} has no valid decision yet (no data?); one follows "
-            "each forecast refresh")
+            "each forecast refresh"
+        )
     return int(desired["replicas"])
+
+
+class KedaOut(BaseModel):
+    """Answer of GET /v1/keda/{target} (KEDA's metrics-api scaler reads desiredReplicas)."""
+
+    desiredReplicas: int  # noqa: N815 - the JSON path KEDA's valueLocation names
+    target: str
+    valid: bool
+    fallback: bool
+    stale: bool
+    computedAt: str | None  # noqa: N815
+
+
+class KedaUnavailable(KedaOut):
+    """503 of GET /v1/keda/{target}: the decision must not drive scaling (KEDA's fallback)."""
+
+    error: str = Field(description="StaleDecision or FallbackDecision")
+    detail: str
+
+
+@functools.lru_cache(maxsize=256)
+def _reads_forecast(policy: str, scenario: str) -> bool:
+    from policies import registry
+
+    try:
+        return bool(registry.get(policy, scenario).needs_forecast)
+    except KeyError:
+        return False
+
+
+def unusable(request: Request, session: Any, name: str, rec: Any) -> tuple[str, str] | None:  # noqa: ANN401
+    """Say why a stored decision must not drive an orchestrator, as (error, detail), or None.
+
+    * stale (always): older than three forecast periods, i.e. the jobs are not running;
+    * from a fallback (when ``TIDEWISE_REFUSE_FALLBACK_DECISIONS``): the policy fell back
+      (``fallback`` on the decision), or a scaling target's policy decided on the per-series
+      fallback forecast (the stored forecast it read was ``fallback:…``).
+    """
+    cfg = request.app.state.settings
+    period = cfg.forecast_interval_s
+    age = max(0.0, time.time() - rec.computed_at)
+    if age > 3 * period:
+        return "StaleDecision", (
+            f"the decision for target {name!r} is {age:.0f} s old, more than three forecast "
+            f"periods ({3 * period:g} s): the daemon's jobs are not running (see /readyz); "
+            "answered 503 so the orchestrator's own fallback applies"
+        )
+    if not cfg.refuse_fallback_decisions:
+        return None
+    if rec.fallback:
+        return "FallbackDecision", (
+            f"the decision for target {name!r} is a fallback ({rec.why}); "
+            "TIDEWISE_REFUSE_FALLBACK_DECISIONS=true answers 503 so the orchestrator's own "
+            "fallback applies"
+        )
+    target = repository.get_target(session, name)
+    if target.kind == "vm" and _reads_forecast(target.policy, target.kind):
+        try:
+            fc = repository.latest_forecast(session, target.spec["entity"], target.spec["metric"])
+        except repository.NotFoundError:
+            return None
+        # the decision read the stored forecast only when it was at most 3 periods old
+        if fc.fallback and 0 <= rec.computed_at - fc.computed_at <= 3 * period:
+            return "FallbackDecision", (
+                f"the decision for target {name!r} was made on the fallback forecast "
+                f"{fc.model!r} of {target.spec['entity']}/{target.spec['metric']}; "
+                "TIDEWISE_REFUSE_FALLBACK_DECISIONS=true answers 503 so the orchestrator's own "
+                "fallback applies"
+            )
+    return None
 
 
 @router.get(
     "/v1/keda/{target}",
     summary="KEDA metrics-api trigger: desiredReplicas at a stable JSON path",
     tags=["orchestrators"],
+    response_model=KedaOut,
+    responses=errors(
+        401,
+        403,
+        404,
+        422,
+        s503={
+            "model": KedaUnavailable | ErrorOut,
+            "description": "stale decision, or one from a fallback with "
+            "TIDEWISE_REFUSE_FALLBACK_DECISIONS (the KEDA body plus error and detail: KEDA's "
+            "fallback applies); or the store is busy",
+        },
+    ),
 )
 async def get_keda(request: Request, target: TargetName, _who: ReadAuth) -> Response:
-    """Serve the desired replicas in the KEDA metrics-api shape."""
-    rec = _recommendation(request, target)
-    return _json({
-        "desiredReplicas": _desired_replicas(rec),
-        "target": rec["target"],
-        "valid": rec["valid"],
-        "fallback": rec["fallback"],
-        "stale": rec["stale"],
-        "computedAt": rec["computed_at"],
-    })
+    """Serve the desired replicas in the KEDA metrics-api shape (503 when it must not be used)."""
+    store = request.app.state.store
+    with store.sessions() as session:
+        t, row = repository.target_and_decision(session, target)
+        rec = actions_view.describe_recommendation(
+            t, row, request.app.state.settings.forecast_interval_s, time.time()
+        )
+        body: dict[str, Any] = {
+            "desiredReplicas": _desired_replicas(rec),
+            "target": rec["target"],
+            "valid": rec["valid"],
+            "fallback": rec["fallback"],
+            "stale": rec["stale"],
+            "computedAt": rec["computed_at"],
+        }
+        refused = unusable(request, session, target, row)
+    if refused is None:
+        return _json(body)
+    error, detail = refused
+    return Response(
+        orjson.dumps({**body, "error": error, "detail": detail}),
+        status_code=503,
+        media_type="application/json",
+    )
 
 
 EXTERNAL_GROUP = "external.metrics.k8s.io/v1beta1"
@@ -260,6 +403,7 @@ def quantity(value: float) -> str:
 
 @router.get(
     "/apis/external.metrics.k8s.io/v1beta1",
+    responses=errors(401, 403),
     summary="Discovery of the external metrics served (APIResourceList)",
     tags=["orchestrators"],
 )
@@ -270,8 +414,13 @@ def external_discovery(_who: ReadAuth) -> dict[str, Any]:
         "apiVersion": "v1",
         "groupVersion": EXTERNAL_GROUP,
         "resources": [
-            {"name": m, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList",
-             "verbs": ["get"]}
+            {
+                "name": m,
+                "singularName": "",
+                "namespaced": True,
+                "kind": "ExternalMetricValueList",
+                "verbs": ["get"],
+            }
             for m in EXTERNAL_METRICS
         ],
     }
@@ -279,6 +428,18 @@ def external_discovery(_who: ReadAuth) -> dict[str, Any]:
 
 @router.get(
     "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}",
+    responses=errors(
+        401,
+        403,
+        404,
+        422,
+        503,
+        s503={
+            "model": ErrorOut,
+            "description": "a selected target's decision is stale (or "
+            "a fallback, with TIDEWISE_REFUSE_FALLBACK_DECISIONS), or the store is busy",
+        },
+    ),
     summary="Kubernetes External Metrics API: desired replicas/warm per target",
     tags=["orchestrators"],
 )
@@ -295,7 +456,8 @@ def external_metric(
     """Serve one external metric as an ExternalMetricValueList."""
     if metric not in EXTERNAL_METRICS:
         raise repository.NotFoundError(
-            f"no external metric {metric!r}; served: {sorted(EXTERNAL_METRICS)}")
+            f"no external metric {metric!r}; served: {sorted(EXTERNAL_METRICS)}"
+        )
     wanted = _selector(labelSelector)
     key = EXTERNAL_METRICS[metric]
     items = []
@@ -305,12 +467,17 @@ def external_metric(
         rec = repository.latest_decision(session, t.id)
         if rec is None or key not in (rec.desired or {}):
             continue
-        items.append({
-            "metricName": metric,
-            "metricLabels": {"target": t.name},
-            "timestamp": actions_view.iso(rec.computed_at),
-            "value": quantity(float(rec.desired[key])),
-        })
+        refused = unusable(request, session, t.name, rec)
+        if refused is not None:  # the HPA keeps its current scale on an error
+            raise UnusableDecisionError(refused[1], refused[0])
+        items.append(
+            {
+                "metricName": metric,
+                "metricLabels": {"target": t.name},
+                "timestamp": actions_view.iso(rec.computed_at),
+                "value": quantity(float(rec.desired[key])),
+            }
+        )
     return {
         "kind": "ExternalMetricValueList",
         "apiVersion": EXTERNAL_GROUP,
@@ -330,10 +497,12 @@ def _selector(raw: str | None) -> dict[str, str]:
         if not sep or not k or not v or "!" in k:
             raise repository.QueryError(
                 f"{part.strip()!r}: only equality selectors like target=web are supported",
-                where="labelSelector")
+                where="labelSelector",
+            )
         out[k] = v
     unknown = sorted(set(out) - {"target"})
     if unknown:
-        raise repository.QueryError(f"unknown label(s) {unknown}; use target=NAME",
-                                    where="labelSelector")
+        raise repository.QueryError(
+            f"unknown label(s) {unknown}; use target=NAME", where="labelSelector"
+        )
     return out
