@@ -8,6 +8,9 @@ as the cluster would report them — and the daemon's own path decides at every 
 its collector reads the store, the same step runs, and the policy's memory and forecaster
 state cross the database as JSON between calls. Every decision must match: validity,
 fallback, the ``why`` sentence, the action and the desired setting.
+
+End to end, a slice fed over HTTP period by period on a simulated clock, decided by the
+scheduler's own forecast job, must leave an action log equal to the replay's setting changes.
 """
 
 from __future__ import annotations
@@ -236,3 +239,62 @@ def test_power_daemon_decides_as_the_replay(policy, settings_factory, monkeypatc
         _compare(store, target, calls, desired)
     finally:
         store.close()
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_daemon_jobs_fed_over_http_on_a_simulated_clock_log_the_replays_actions(
+    http, store, monkeypatch  # noqa: ANN001
+):
+    """The real trace slice arrives over HTTP period by period, the scheduler's forecast job
+    decides at each simulated time, and the action log equals the replay's setting changes."""
+    import traces.replay.vm as vm_mod
+    from service.scheduler import DaemonContext, run_once
+    from tests.daemon.conftest import bearer
+
+    step = int(store.settings.forecast_step_s)
+    assert store.settings.forecast_interval_s == step
+    raw = traces.load(traces.resolve("azure-llm-code"))
+    req = raw[raw["metric"] == "requests"]
+    secs = np.floor(req["ts"].to_numpy() - req["ts"].min()).astype(np.int64)
+    per_s = np.bincount(secs, weights=req["value"].to_numpy())
+    n = min(len(per_s) // step, 120)  # half an hour
+    demand = per_s[: n * step].reshape(n, step).mean(axis=1)
+    t0 = _t0(n * step, step)
+    frame = pd.DataFrame({"entity": "llm", "metric": "requests",
+                          "ts": t0 + step * np.arange(n, dtype=float), "value": demand})
+    frame.attrs["step"] = float(step)
+    cap = float(demand.max()) / 5
+    sc = get_scenario("vm")(capacity=cap, boot_s=45.0, sync_s=float(step), min_replicas=1,
+                            max_replicas=40)
+    pol = registry.create("hpa", "vm")
+    calls = _record(monkeypatch, vm_mod)
+    sc.run(pol, sc.prepare(frame), seed=0, forecaster=forecaster_for(pol, 0))
+    assert len(calls) == n
+
+    body = {"kind": "scaling", "name": "llm", "entity": "llm", "metric": "requests",
+            "capacity": cap, "min_replicas": 1, "max_replicas": 40, "boot_s": 45,
+            "policy": "hpa", "ready_metric": "ready", "requested_metric": "requested",
+            "replicas_entity": "llm-deploy"}
+    assert http.post("/v1/targets", json=body).status_code == 201
+    ctx = DaemonContext(store)
+    expected, prev = [], None
+    for j, c in enumerate(calls):
+        now = int(c["now"])
+        samples = [{"entity": "llm-deploy", "kind": "vm", "metric": m, "ts": now, "value": v}
+                   for m, v in (("ready", c["obs"].ready), ("requested", c["obs"].replicas))]
+        if j:  # the bucket that completed since the last period
+            samples.append({"entity": "llm", "kind": "vm", "metric": "requests",
+                            "ts": now - step, "value": float(demand[j - 1])})
+        r = http.post("/v1/metrics", json={"samples": samples}, headers=bearer("ingest"))
+        assert r.status_code == 200, r.text
+        assert run_once(ctx, "forecast", now) == "ok"
+        want = c["desired"].as_dict()
+        if want != prev:
+            expected.append((now, want))
+        prev = want
+    acts = http.get("/v1/actions", params={"target": "llm", "limit": 1000}).json()["actions"]
+    got = [(a["created_at_unix"], {k: v["to"] for k, v in a["changes"].items()}) for a in acts]
+    assert len(expected) > 3
+    assert got == expected
