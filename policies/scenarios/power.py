@@ -17,6 +17,7 @@ import numpy as np
 
 from models.forecast import Forecast
 from policies.base import Decision
+from policies.scenarios import policy_horizon, stepped_history
 
 NAME = "power"
 
@@ -122,14 +123,9 @@ def inputs(spec: Spec, obs: Observation, memory: Any) -> tuple[dict[str, Any], d
     return d, state
 
 
-def history(obs: Observation) -> np.ndarray | None:
-    """Return what the forecaster reads: per-server power ``(t, N)``, None at ``t = 0``."""
-    return obs.history if obs.t > 0 else None
-
-
-def horizon(spec: Spec, policy: Any) -> int:  # noqa: ANN401
-    """Return the steps to forecast: the policy's ``horizon`` parameter (default 1)."""
-    return int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+#: what the forecaster reads (per-server power (t, N)), and how far it forecasts
+history = stepped_history
+horizon = policy_horizon
 
 
 def apply(decision: Decision, spec: Spec, current: Desired | None) -> Desired | None:

@@ -98,21 +98,28 @@ def _t0(duration_s: float, step: int) -> int:
 # ----------------------------------------------------------------------------- vm
 
 
+def _llm_demand(step: int, limit: int | None = None) -> tuple[np.ndarray, int, pd.DataFrame]:
+    """The bundled Azure LLM code trace as requests/s per ``step`` bucket, ending near now."""
+    raw = traces.load(traces.resolve("azure-llm-code"))
+    req = raw[raw["metric"] == "requests"]
+    secs = np.floor(req["ts"].to_numpy() - req["ts"].min()).astype(np.int64)
+    per_s = np.bincount(secs, weights=req["value"].to_numpy())
+    n = len(per_s) // step if limit is None else min(len(per_s) // step, limit)
+    demand = per_s[: n * step].reshape(n, step).mean(axis=1)
+    t0 = _t0(n * step, step)
+    frame = pd.DataFrame({"entity": "llm", "metric": "requests",
+                          "ts": t0 + step * np.arange(n, dtype=float), "value": demand})
+    frame.attrs["step"] = float(step)
+    return demand, t0, frame
+
+
 @pytest.mark.parametrize("policy", ["bayes", "hpa"])
 def test_vm_daemon_decides_as_the_replay(policy, settings_factory, monkeypatch):  # noqa: ANN001
     import traces.replay.vm as vm_mod
 
     step = 15
-    raw = traces.load(traces.resolve("azure-llm-code"))
-    req = raw[raw["metric"] == "requests"]
-    secs = np.floor(req["ts"].to_numpy() - req["ts"].min()).astype(np.int64)
-    per_s = np.bincount(secs, weights=req["value"].to_numpy())
-    n = len(per_s) // step
-    demand = per_s[: n * step].reshape(n, step).mean(axis=1)  # requests/s per 15 s bucket
-    t0 = _t0(n * step, step)
-    frame = pd.DataFrame({"entity": "llm", "metric": "requests",
-                          "ts": t0 + step * np.arange(n, dtype=float), "value": demand})
-    frame.attrs["step"] = float(step)
+    demand, t0, frame = _llm_demand(step)
+    n = len(demand)
     cap = float(demand.max()) / 6
     sc = get_scenario("vm")(capacity=cap, boot_s=30.0, sync_s=float(step), min_replicas=1,
                             max_replicas=50)
@@ -255,16 +262,8 @@ def test_daemon_jobs_fed_over_http_on_a_simulated_clock_log_the_replays_actions(
 
     step = int(store.settings.forecast_step_s)
     assert store.settings.forecast_interval_s == step
-    raw = traces.load(traces.resolve("azure-llm-code"))
-    req = raw[raw["metric"] == "requests"]
-    secs = np.floor(req["ts"].to_numpy() - req["ts"].min()).astype(np.int64)
-    per_s = np.bincount(secs, weights=req["value"].to_numpy())
-    n = min(len(per_s) // step, 120)  # half an hour
-    demand = per_s[: n * step].reshape(n, step).mean(axis=1)
-    t0 = _t0(n * step, step)
-    frame = pd.DataFrame({"entity": "llm", "metric": "requests",
-                          "ts": t0 + step * np.arange(n, dtype=float), "value": demand})
-    frame.attrs["step"] = float(step)
+    demand, _, frame = _llm_demand(step, limit=120)  # half an hour
+    n = len(demand)
     cap = float(demand.max()) / 5
     sc = get_scenario("vm")(capacity=cap, boot_s=45.0, sync_s=float(step), min_replicas=1,
                             max_replicas=40)
