@@ -540,3 +540,54 @@ def default_forecaster(scenario: str, seed: int = 0) -> Any:
             seed=seed,
         )
     raise ValueError(f"no default forecaster for scenario {scenario!r}")
+
+
+class PredictorForecaster:
+    """A trained model (a :class:`models.base.Predictor`) fed to policies like an online one.
+
+    Each call forecasts from the last ``context_length`` rows of ``history``, taken to end at
+    ``now`` (step 0 is the sample in progress, as with the online forecasters). A univariate
+    model given a history of M columns forecasts each column as its own entity, in one batch
+    (a row's servers, a day's functions). Too little history, or a horizon beyond the model's,
+    is a :class:`~common.errors.NoDataError`: the policy falls back and says so. Calls are
+    seeded in sequence, so a replay is reproducible.
+    """
+
+    def __init__(self, predictor: Any, seed: int = 0, name: str | None = None) -> None:  # noqa: ANN401
+        self.predictor = predictor
+        self.seed = int(seed)
+        self.calls = 0
+        self.name = name or f"model:{predictor.model_name or 'predictor'}"
+
+    def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:  # noqa: ANN401
+        """Forecast ``horizon`` steps from ``now`` (see the class doc)."""
+        from common.errors import NoDataError
+
+        y, names = _as_matrix(history)
+        n_rows, m = y.shape
+        p = self.predictor
+        ctx, h_model = p.context_length, p.prediction_length
+        if horizon > h_model:
+            raise NoDataError(f"{self.name} forecasts {h_model} steps, {horizon} wanted")
+        if n_rows < ctx:
+            raise NoDataError(f"{self.name} reads {ctx} rows of context, {n_rows} so far")
+        k = len(p.indicators)
+        if k == m:
+            x = y[-ctx:][None]  # (1, L, M)
+        elif k == 1:
+            x = y[-ctx:].T[:, :, None]  # (M, L, 1): each column its own entity
+        else:
+            raise ValueError(f"{self.name} forecasts {k} indicators, the history has {m}")
+        t = now + step * np.arange(-ctx, h_model, dtype=np.float64)  # (L + H,)
+        t = np.broadcast_to(t, (x.shape[0], t.size))
+        self.calls += 1
+        outs = p.predict_windows(x, t, seed=self.seed + self.calls)
+        bad = [o for o in outs if not isinstance(o, Forecast)]
+        if bad:
+            raise NoDataError(f"{self.name}: {bad[0].reason}")
+        if k == m:
+            samples = outs[0].samples[:, :horizon, :]
+        else:
+            samples = np.stack([o.samples[:, :horizon, 0] for o in outs], axis=-1)  # (S, h, M)
+        return Forecast(samples=np.maximum(samples, 0.0), start=now, step=step,
+                        indicators=names, model=self.name)

@@ -35,6 +35,21 @@ def replay(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every run.")] = 0,
+    forecaster: Annotated[
+        str | None,
+        typer.Option("--forecaster", help="Feed forecast-reading policies a trained model: a "
+                     "model name (trained on the trace before --train-until) or an artifact "
+                     "folder; all policies are then scored after --train-until only."),
+    ] = None,
+    train_until: Annotated[
+        str, typer.Option("--train-until", help="End of training: a share (0.5), a unix time "
+                          "or an ISO date.")
+    ] = "0.5",
+    forecaster_param: Annotated[
+        list[str] | None,
+        typer.Option("--forecaster-param", help="context_length=N or a model parameter "
+                     "key=value (repeatable)."),
+    ] = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = True,
@@ -49,6 +64,8 @@ def replay(
         report = run_replay(
             trace, scenario, policy, sweep=sweep, out_dir=out, seed=seed,
             options=parse_options(option), fmt=format, step=step, progress=progress,
+            model=forecaster, train_until=train_until,
+            model_params=parse_options(forecaster_param),
         )
     except TidewiseError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
@@ -62,6 +79,12 @@ def replay(
                 f"{f}={r['totals'][f]:.6g}" for f in figures if r["totals"].get(f) is not None
             )
             typer.echo(f"{name}{knob}: {shown}")
+    info = report["config"].get("model")
+    if info:
+        sc = info["scored"]
+        typer.echo(f"forecaster {info['name']}: scored {info['scored_span'][0]:.0f}.."
+                   f"{info['scored_span'][1]:.0f}, crps={sc['crps']:.6g} mse={sc['mse']:.6g} "
+                   f"coverage_90={sc['coverage_90']:.3f} over {sc['windows']} windows")
     typer.echo(f"wrote {out / 'report.json'}")
 
 

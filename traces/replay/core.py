@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from common.errors import InputError, TidewiseError, TraceFormatError
+from policies.forecasters import PredictorForecaster
 from policies.pipeline import forecaster_for
 
 
@@ -148,6 +149,93 @@ def load_trace(trace: str | Path, fmt: str | None, step: float | None) -> pd.Dat
         raise TraceFormatError(f"cannot read the trace: {exc}", str(path)) from None
 
 
+def split_frame(frame: pd.DataFrame, until: float | str) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                 dict[str, Any]]:
+    """Split a frame at ``until`` (a share of its span, a unix time or an ISO date).
+
+    Raises:
+        InputError: an unreadable ``until``, or one that leaves either part empty.
+
+    """
+    ts = frame["ts"].to_numpy(dtype=np.float64)
+    t0, t1 = float(ts.min()), float(ts.max())
+    try:
+        value = float(until)
+    except (TypeError, ValueError):
+        try:
+            stamp = pd.Timestamp(str(until))
+            value = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).timestamp()
+        except (ValueError, TypeError):
+            raise InputError(f"expected a share (0.5), a unix time or an ISO date, got "
+                             f"{until!r}", where="--train-until") from None
+    cut = t0 + value * (t1 - t0) if 0 < value < 1 else value
+    if not t0 < cut <= t1:
+        raise InputError(f"{until!r} leaves nothing to train on or nothing to score (the trace "
+                         f"spans {t0:.0f}..{t1:.0f})", where="--train-until")
+    train, test = frame[ts < cut], frame[ts >= cut]
+    for part in (train, test):
+        part.attrs.update(frame.attrs)
+    return train, test, {"train_span": [t0, cut], "scored_span": [cut, t1]}
+
+
+def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any,  # noqa: ANN401
+                     classes: list[type], overrides: dict[str, dict[str, Any]], seed: int,
+                     params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Load or train the model fed to the policies; return it and what the report says of it.
+
+    A saved artifact folder is loaded; a registered model name is trained on the scenario's
+    forecast series of the training part (its last fifth as validation), with a horizon that
+    covers every chosen policy, and scored (CRPS, MSE, coverage) on the scored part.
+
+    Raises:
+        InputError: an unknown model, a bad parameter, or too little data to train or score.
+
+    """
+    from models.base import available_models, get_estimator, load_predictor
+    from models.training import score
+
+    horizons = [sc.forecast_horizon(cls(**overrides.get(cls.name, {})), data)
+                for cls in classes if getattr(cls, "needs_forecast", False)]
+    need = max(horizons, default=1)
+    scored = sc.forecast_series(data)
+    params = dict(params)
+    context = int(params.pop("context_length", 72))
+    try:
+        if Path(model).is_dir():
+            predictor = load_predictor(model)
+            info: dict[str, Any] = {"name": f"model:{Path(model).name}", "artifact": model}
+            context = predictor.context_length
+        else:
+            if model not in available_models():
+                raise InputError(f"no model {model!r}; known: {', '.join(available_models())}"
+                                 " (or give a saved artifact folder)", where="--forecaster")
+            est = get_estimator(model, context_length=context, prediction_length=need + 1,
+                                seed=seed, **params)
+            series = sc.forecast_series(sc.prepare(train_frame))
+            cut = [int(len(s) * 0.8) for s in series]
+            train = [_rows(s, 0, c) for s, c in zip(series, cut, strict=True)]
+            val = [_rows(s, max(0, c - context), len(s)) for s, c in zip(series, cut, strict=True)]
+            t0 = time.perf_counter()
+            predictor = est.fit(train, val)
+            info = {"name": f"model:{model}", "model": model, "params": _jsonable(params),
+                    "train_seconds": round(time.perf_counter() - t0, 3)}
+        metrics = score(predictor, scored, context, min(need, predictor.prediction_length))
+    except TidewiseError as exc:
+        if isinstance(exc, InputError) and exc.where == "--forecaster":
+            raise
+        raise InputError(str(exc), where="--forecaster") from None
+    info.update(context_length=context, prediction_length=predictor.prediction_length,
+                horizon_needed=need, scored={k: metrics[k] for k in
+                                             ("crps", "mse", "mae", "coverage_90", "windows")})
+    return predictor, _jsonable(info)
+
+
+def _rows(s: Any, a: int, b: int) -> Any:  # noqa: ANN401
+    from models.data import Series
+
+    return Series(s.values[a:b], s.ts[a:b], s.indicators, s.entity, s.step)
+
+
 def run_replay(
     trace: str | Path | pd.DataFrame,
     scenario: str,
@@ -162,6 +250,9 @@ def run_replay(
     progress: bool = False,
     forecaster: Callable | None | str = "auto",
     plots: bool = True,
+    model: str | None = None,
+    train_until: float | str = 0.5,
+    model_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Replay ``trace`` through each policy (or each point of its sweep) and report.
 
@@ -183,6 +274,14 @@ def run_replay(
         forecaster: for ``needs_forecast`` policies: ``"auto"`` (the policy's or the
             scenario's default), None (no forecast: the policy falls back) or a callable.
         plots: draw the plots when writing ``out_dir``.
+        model: feed ``needs_forecast`` policies a trained model instead of their online
+            forecaster: a registered model name (trained here on the part of the trace before
+            ``train_until``) or a saved artifact folder. Every policy, the peers included, is
+            then replayed and scored on the part after ``train_until`` only, and the report
+            records the model, the two spans and the model's own CRPS on the scored part.
+        train_until: where training ends: a share of the trace's span (0 < x < 1), a unix
+            time, or an ISO date.
+        model_params: ``context_length`` (default 72) and the model's own parameters.
 
     Returns:
         The report dict (also written as ``out_dir/report.json``).
@@ -218,6 +317,9 @@ def run_replay(
         frame, trace_name = trace, str(trace.attrs.get("source", "<frame>"))
     else:
         frame, trace_name = load_trace(trace, fmt, step), str(trace)
+    model_info: dict[str, Any] | None = None
+    if model is not None:
+        train_frame, frame, spans = split_frame(frame, train_until)
     try:
         data = sc.prepare(frame)
     except TidewiseError:
@@ -225,6 +327,11 @@ def run_replay(
     except (ValueError, KeyError) as exc:
         raise InputError(f"cannot prepare the trace for scenario {scenario!r}: {exc}",
                          where=trace_name) from None
+    if model is not None:
+        predictor, model_info = model_forecaster(
+            model, sc, train_frame, data, classes, overrides, seed, model_params or {})
+        model_info.update(spans)
+        forecaster = "model"
 
     jobs = [(cls, ps) for cls in classes for ps in param_sets(cls, sweep)]
     report_policies: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
@@ -246,7 +353,11 @@ def run_replay(
                 pol = cls(**{**overrides.get(cls.name, {}), **ps})
             except (ValueError, TypeError) as exc:
                 raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
-            fc = forecaster_for(pol, seed) if forecaster == "auto" else forecaster
+            if forecaster == "model":
+                fc = PredictorForecaster(predictor, seed, model_info["name"]) if getattr(
+                    pol, "needs_forecast", False) else None
+            else:
+                fc = forecaster_for(pol, seed) if forecaster == "auto" else forecaster
             want_tl = ps == _timeline_point(cls, sweep)
             t0 = time.perf_counter()
             res = sc.run(pol, data, seed=seed, timeline=want_tl, forecaster=fc)
@@ -283,6 +394,7 @@ def run_replay(
         "forecaster": (forecaster if isinstance(forecaster, str) or forecaster is None
                        else getattr(forecaster, "name", type(forecaster).__name__)),
         "forecasters_used": forecasters_used,  # family -> forecaster, needs_forecast only
+        "model": model_info,  # the trained model fed to the policies (None: online ones)
         "cost_figure": sc.cost_figure,
         "sla_figure": sc.sla_figure,
         # figures the CLI prints per run (a scenario may name more with summary_figures)

@@ -274,6 +274,17 @@ class PowerScenario(Scenario):
                       "low_priority_servers": int(low.sum())})
 
     # ---------------------------------------------------------------------- run
+    def forecast_series(self, data: PowerData) -> list[Any]:
+        """Return the series a forecaster of this scenario is fed: each server's power."""
+        from models.data import Series
+
+        return [Series(data.demand_w[:, i], data.ts, ("demand",), sid, data.step_s)
+                for i, sid in enumerate(data.server_ids)]
+
+    def forecast_horizon(self, policy: Policy, data: PowerData) -> int:
+        """Return the steps a forecast for ``policy`` must cover: its ``horizon`` parameter."""
+        return int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+
     def run(self, policy: Policy, data: PowerData, *, seed: int = 0, timeline: bool = False,
             forecaster: Any = None) -> RunResult:
         """Replay ``policy`` over the row; deterministic (the model has no randomness)."""

@@ -241,6 +241,17 @@ class ServerlessScenario(Scenario):
             duration_ms=dur, memory_mb=mem, step_s=step,
             resolved={"step_s": step, "functions": len(ents), "steps": n_t})
 
+    def forecast_series(self, data: ServerlessData) -> list[Any]:
+        """Return the series a forecaster of this scenario is fed: each function's concurrency."""
+        from models.data import Series
+
+        return [Series(data.concurrency[:, f].astype(np.float64), data.ts, ("demand",), e,
+                       data.step_s) for f, e in enumerate(data.entities)]
+
+    def forecast_horizon(self, policy: Policy, data: ServerlessData) -> int:
+        """Return the steps a forecast for ``policy`` must cover: its ``horizon`` parameter."""
+        return int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+
     def run(self, policy: Policy, data: ServerlessData, *, seed: int = 0,
             timeline: bool = False, forecaster: Any = None) -> RunResult:
         """Replay ``policy`` over ``data``; deterministic (the model has no randomness)."""

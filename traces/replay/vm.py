@@ -289,6 +289,18 @@ class VmScenario(Scenario):
             return float(self.config["sync_s"])
         return float(policy.params.get("sync_s", 15.0))
 
+    def forecast_series(self, data: VmData) -> list[Any]:
+        """Return the series a forecaster of this scenario is fed: each service's demand."""
+        from models.data import Series
+
+        return [Series(svc.demand[:, None], svc.start_s + svc.step_s * np.arange(len(svc.demand)),
+                       ("demand",), svc.name, svc.step_s) for svc in data.services]
+
+    def forecast_horizon(self, policy: Policy, data: VmData) -> int:
+        """Return the steps a forecast for ``policy`` must cover: boot plus decision period."""
+        step = data.services[0].step_s if data.services else 1.0
+        return max(1, math.ceil((float(self.config["boot_s"]) + self.sync_for(policy)) / step))
+
     def run(self, policy: Policy, data: VmData, *, seed: int = 0, timeline: bool = False,
             forecaster: Any = None) -> RunResult:
         """Simulate ``policy`` over every service; totals summed over services."""
