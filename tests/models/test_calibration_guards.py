@@ -1,0 +1,61 @@
+"""The conformal spread factor by hand: its rank and its bounds (issue 12, item 11)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.calibration import MAX_FACTOR, MIN_FACTOR, spread_factors
+
+# every forecast's samples: 101 evenly spaced values on [-1, 1] -> mean 0, q05 -0.9, q95 0.9
+GRID = np.linspace(-1.0, 1.0, 101)
+
+
+def forecasts(y):
+    """Samples (N, 101, 1, 1) around 0 for N observations ``y`` (N,) -> (N, 1, 1)."""
+    y = np.asarray(y, dtype=np.float64)
+    s = np.broadcast_to(GRID[None, :, None, None], (len(y), len(GRID), 1, 1)).copy()
+    return s, y[:, None, None]
+
+
+@pytest.mark.parametrize(("n", "rank"), [(20, 19), (30, 28), (100, 91), (10, 10), (9, 9)])
+def test_the_factor_is_the_conformal_order_statistic(n, rank):
+    # per-point factors u, 2u, ..., nu with u = 15 / n (within the clip bounds), from
+    # observations 0.9 * i * u above the mean, or below it for odd i, in shuffled order:
+    # the conformal factor is the ceil((n + 1) * 0.9)-th smallest one
+    u = 15.0 / n
+    i = np.arange(1, n + 1, dtype=np.float64)
+    y = np.where(i % 2 == 0, 0.9 * i * u, -0.9 * i * u)
+    rng = np.random.default_rng(n)
+    s, yy = forecasts(rng.permutation(y))
+    fac = spread_factors(s, yy)
+    assert fac.shape == (1,)
+    assert fac[0] == pytest.approx(rank * u, rel=1e-9)
+    assert rank == int(np.ceil((n + 1) * 0.9 - 1e-9))
+
+
+def test_coverage_of_a_fresh_point_is_at_least_90_percent_on_small_splits():
+    # exchangeable: calibrate on 20 points, test on the 21st, many times over. The conformal
+    # rank gives P(cover) = 19 / 21 = 0.905 exactly; one rank lower (the ceil(n * 0.9)-th)
+    # would give 18 / 21 = 0.857
+    rng = np.random.default_rng(7)
+    trials, n = 4000, 20
+    z = np.abs(rng.standard_normal((trials, n + 1)))  # |y - mean| / half-width, continuous
+    covered = 0
+    for row in z:
+        s, yy = forecasts(0.9 * row[:n])
+        fac = spread_factors(s, yy)[0]
+        covered += row[n] <= fac
+    assert covered / trials == pytest.approx(19 / 21, abs=0.015)
+
+
+def test_factors_are_clipped_to_their_bounds():
+    # every observation 100 half-widths out: the factor would be 100; it is held at 20
+    s, yy = forecasts(np.full(30, 90.0))
+    assert spread_factors(s, yy)[0] == MAX_FACTOR == 20.0
+    # every observation exactly at the mean: the factor would be 0 (collapse); held at 0.05
+    s, yy = forecasts(np.zeros(30))
+    assert spread_factors(s, yy)[0] == MIN_FACTOR == 0.05
+    # in between: left alone
+    s, yy = forecasts(np.full(30, 4.5))
+    assert spread_factors(s, yy)[0] == pytest.approx(5.0)
