@@ -1,0 +1,65 @@
+"""Two promises of the replay models that a one-line change used to break unnoticed.
+
+* vm: scale-down cancels the *newest* booting replicas first (those furthest from ready);
+* power: no cap takes a running server below idle power (a cap below idle is clipped to
+  ``p_idle_w``, as the module documents), in both segments of a step under actuation delay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policies.base import Decision, Policy
+from tests.replay.test_vm import Scripted, frame
+from traces.replay.power import PowerScenario, build_frame
+from traces.replay.vm import VmScenario
+
+
+def test_scale_down_cancels_the_newest_booting_replicas_first():
+    # d = 3 throughout, capacity 1, boot 4 s, one replica ready at t=0.
+    # t=1 ask 3: two boot, ready at 5; t=3 ask 5: two more boot, ready at 7;
+    # t=4 ask 3: cancel two booting ones -> the newest (ready at 7) go, the t=1 pair stays.
+    # ready: [0,5) 1, [5,10) 3 -> short 2 for 5 s: violation 0.5, unserved 10 / 30
+    # (cancelling the oldest instead would leave [0,7) at 1 replica: 0.7 and 14 / 30)
+    sc = VmScenario(capacity=1, boot_s=4, sync_s=1, initial_replicas=1)
+    data = sc.prepare(frame([3] * 10))
+    r = sc.run(Scripted(plan={1.0: 3, 3.0: 5, 4.0: 3}), data, timeline=True)
+    assert r.totals["violation_rate"] == pytest.approx(0.5)
+    assert r.totals["unserved_fraction"] == pytest.approx(10 / 30)
+    assert r.timeline["capacity_ready"].tolist() == [1] * 5 + [3] * 5
+    # requested: [0,1) 1, [1,3) 3, [3,4) 5, [4,10) 3 -> 1 + 6 + 5 + 18 = 30
+    assert r.totals["replica_seconds"] == pytest.approx(30.0)
+
+
+class FixedCaps(Policy):
+    """Caps every server at ``cap_w`` from the first step on."""
+
+    name = "fixed-caps"
+    scenario = "power"
+    defaults = {"cap_w": 0.0}
+
+    def decide(self, spec, state, forecast, now):
+        return Decision({"caps": np.full(spec["servers"], float(self.params["cap_w"]))})
+
+
+# two machines at full load (300 W each, idle 100 W), 4 one-minute steps, row of 2 servers
+UTIL = np.full((4, 2), 100.0)
+
+
+@pytest.mark.parametrize("cap_w", [0.0, 50.0, 99.0])
+@pytest.mark.parametrize("delay_s", [0.0, 30.0])
+def test_a_cap_below_idle_holds_the_server_at_idle_not_below(cap_w, delay_s):
+    sc = PowerScenario(servers=2, delay_s=delay_s)
+    data = sc.prepare(build_frame(UTIL, step_s=60.0))
+    assert data.p_idle_w == 100.0 and data.budget_w == 600.0
+    r = sc.run(FixedCaps(cap_w=cap_w), data, timeline=True)
+    # delay 0: capped from step 0, each server draws max(cap, idle) = 100 W -> row 200 W.
+    # delay 30 s: step 0 is uncapped for its first half (600 W), then 200 W -> 400 W mean;
+    # from step 1 on both halves are under the cap -> 200 W.
+    first = 0.2 if delay_s == 0 else 0.4
+    np.testing.assert_allclose(r.timeline["row_power_kw"], [first, 0.2, 0.2, 0.2])
+    # the clipped energy is what lies above idle, never idle power itself
+    lost = (4 * 200.0 - (0 if delay_s == 0 else 100.0)) * 2 / (4 * 600.0)
+    assert r.totals["performance_lost"] == pytest.approx(lost)
+    assert r.totals["energy_clipped_kwh"] <= r.totals["energy_demanded_kwh"] * (2 / 3) + 1e-12
