@@ -18,7 +18,9 @@ def forecasts(y):
     return s, y[:, None, None]
 
 
-@pytest.mark.parametrize(("n", "rank"), [(20, 19), (30, 28), (100, 91), (10, 10), (9, 9)])
+@pytest.mark.parametrize(
+    ("n", "rank"), [(20, 19), (30, 28), (100, 91), (10, 10), (9, 9), (19, 18), (29, 27)]
+)
 def test_the_factor_is_the_conformal_order_statistic(n, rank):
     # per-point factors u, 2u, ..., nu with u = 15 / n (within the clip bounds), from
     # observations 0.9 * i * u above the mean, or below it for odd i, in shuffled order:
@@ -59,3 +61,24 @@ def test_factors_are_clipped_to_their_bounds():
     # in between: left alone
     s, yy = forecasts(np.full(30, 4.5))
     assert spread_factors(s, yy)[0] == pytest.approx(5.0)
+
+
+def test_each_side_is_scaled_by_its_own_half_width():
+    # skewed forecasts: mean 0, q95 = +1 (short upper tail), q05 = -3 (long lower tail)
+    x = np.concatenate([np.full(10, -3.4), np.linspace(-3.0, 1.0, 81), np.full(10, 1.0)])
+    s = np.broadcast_to((x - x.mean())[None, :, None, None], (30, len(x), 1, 1)).copy()
+    lo, hi = np.quantile(s[0, :, 0, 0], [0.05, 0.95])
+    assert hi - 0 < 0 - lo  # the upper half interval is the narrower one
+    # observations 2 above the mean need 2 / (q95 - mean); 2 below need 2 / (mean - q05)
+    up = spread_factors(s, np.full((30, 1, 1), 2.0))[0]
+    down = spread_factors(s, np.full((30, 1, 1), -2.0))[0]
+    assert up == pytest.approx(2.0 / hi) and down == pytest.approx(2.0 / -lo)
+
+
+def test_one_factor_per_indicator_over_all_steps():
+    # N=40 forecasts, H=3 steps, M=2 indicators; indicator 0 misses by 2 half-widths,
+    # indicator 1 by 5, at every step
+    s = np.broadcast_to(GRID[None, :, None, None], (40, len(GRID), 3, 2)).copy()
+    y = np.empty((40, 3, 2))
+    y[..., 0], y[..., 1] = 0.9 * 2.0, -0.9 * 5.0
+    np.testing.assert_allclose(spread_factors(s, y), [2.0, 5.0])

@@ -83,3 +83,49 @@ def test_caps_lift_once_the_margin_has_held_for_release_hold_s():
     d0 = pol.decide(SPEC, state(np.full(3, np.inf)), joint(4), 0.0)
     x = pol.decide(SPEC, state(d0.action["caps"], d0.state), joint(1, paths=40), 1.0)
     assert x.details["p_breach_uncapped"] == 0.025 and x.why.startswith("lift all")
+
+
+def test_the_default_release_margin_is_a_quarter_of_the_target():
+    # defaults: target 1 %, release_ratio 0.25, release_hold_s 10 -> lift only at <= 0.25 %
+    pol = BayesPower()
+    assert (pol.params["target_breach"], pol.params["release_ratio"]) == (0.01, 0.25)
+    caps, memory = np.full(3, np.inf), None
+    for t, (hot, paths) in enumerate([(20, 200)] + [(1, 200)] * 12):  # then 0.5 % for 12 s
+        d = pol.decide(SPEC, state(caps, memory), joint(hot, paths), float(t))
+        caps, memory = np.asarray(d.action["caps"], dtype=float), d.state
+        assert np.isfinite(caps).sum() == 1, (t, d.why)  # capped, then held, never lifted
+    for t in range(13, 24):  # 0 % from t=13: calm for 10 s at t=23
+        d = pol.decide(SPEC, state(caps, memory), joint(0, 200), float(t))
+        caps, memory = np.asarray(d.action["caps"], dtype=float), d.state
+        assert np.isfinite(caps).any() == (t < 23), (t, d.why)
+
+
+def test_the_decision_reports_the_window_its_caps_govern():
+    spec = dict(SPEC, delay_s=40.0, step_s=15.0)
+    x = np.repeat(np.asarray([CALM] * 10, dtype=float)[:, None, :], 8, axis=1)
+    fc = Forecast(samples=x, start=0.0, step=15.0, indicators=("s0", "s1", "s2"), model="h")
+    d = BayesPower().decide(spec, state(np.full(3, np.inf)), fc, 0.0)
+    assert d.details["window_s"] == [40.0, 55.0]
+    assert "[now+40s, now+55s]" in d.why
+
+
+def test_the_planning_cli_turns_cpu_util_into_power(tmp_path, capsys):
+    import json
+
+    from policies.bayes_power import main
+
+    # two servers at 100 % for 10 of 100 s, else 0 %; idle 100 W, peak 300 W ->
+    # the power_w example of test_plan_row_from_long_frame_and_no_data
+    ts = np.arange(100)
+    util = np.where(ts < 90, 0.0, 100.0)
+    rows = ["entity,metric,ts,value"] + [
+        f"{e},cpu_util,{t},{u}" for e in ("a", "b") for t, u in zip(ts, util, strict=True)
+    ]
+    path = tmp_path / "util.csv"
+    path.write_text("\n".join(rows) + "\n")
+    rc = main([str(path), "--budget-w", "1000", "--target", "0.2", "--rows", "4000"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    plan = json.loads(out.out)
+    assert plan["pool"] == 2 and plan["servers_at_peak"] == 3
+    assert plan["servers"] == 10

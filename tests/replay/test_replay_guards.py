@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from policies.base import Decision, Policy
+from service.errors import ConfigError, InputError
 from tests.replay.test_vm import Scripted, frame
 from traces.replay.power import PowerScenario, build_frame
 from traces.replay.vm import VmScenario
@@ -63,3 +64,32 @@ def test_a_cap_below_idle_holds_the_server_at_idle_not_below(cap_w, delay_s):
     lost = (4 * 200.0 - (0 if delay_s == 0 else 100.0)) * 2 / (4 * 600.0)
     assert r.totals["performance_lost"] == pytest.approx(lost)
     assert r.totals["energy_clipped_kwh"] <= r.totals["energy_demanded_kwh"] * (2 / 3) + 1e-12
+
+
+def test_zero_demand_is_valid_and_auto_capacity_of_an_idle_trace_is_one():
+    # negative demand is refused, zero is not (an idle service); with capacity auto and a
+    # peak of 0 the capacity falls back to 1 unit instead of 0 (no division by zero)
+    sc = VmScenario(boot_s=0, sync_s=1)
+    data = sc.prepare(frame([0.0, 0.0, 0.0, 0.0]))
+    assert [s.capacity for s in data.services] == [1.0]
+    r = sc.run(Scripted(plan={}), data)
+    assert r.totals["violation_rate"] == 0 and r.totals["unserved_fraction"] == 0
+    assert r.timeline is None  # only when asked for
+    data = VmScenario(capacity=1, boot_s=0, sync_s=1).prepare(frame([0.0, 2.0, 0.0]))
+    assert data.services[0].demand.tolist() == [0.0, 2.0, 0.0]
+    # the error names the negative sample (not the zero before it)
+    with pytest.raises(InputError, match=r"negative demand -0.5 for entity 'svc' at ts 2.0"):
+        VmScenario(capacity=1).prepare(frame([1.0, 0.0, -0.5, 2.0]))
+
+
+@pytest.mark.parametrize("opt", [{"budget_servers": 0}, {"servers": 0}])
+def test_a_row_of_no_servers_is_refused(opt):
+    with pytest.raises(ConfigError, match=next(iter(opt))):
+        PowerScenario(**opt)
+
+
+def test_cpu_util_outside_0_100_is_clipped_to_idle_and_nameplate():
+    # P = 100 + u/100 * 200 W with u clipped to [0, 100] %: -20 % -> 100 W, 150 % -> 300 W
+    util = np.array([[-20.0, 150.0], [50.0, 0.0]])
+    data = PowerScenario(servers=2).prepare(build_frame(util, step_s=60.0))
+    np.testing.assert_allclose(data.demand_w, [[100.0, 300.0], [200.0, 100.0]])
