@@ -82,3 +82,27 @@ def test_one_factor_per_indicator_over_all_steps():
     y = np.empty((40, 3, 2))
     y[..., 0], y[..., 1] = 0.9 * 2.0, -0.9 * 5.0
     np.testing.assert_allclose(spread_factors(s, y), [2.0, 5.0])
+
+
+def test_apply_spread_keeps_the_skew_and_factor_one_is_the_identity():
+    from models.calibration import apply_spread
+
+    x = np.array([0.0, 0.0, 0.0, 1.0, 9.0])  # mean 2, long upper tail
+    s = x[None, :, None, None]
+    np.testing.assert_allclose(apply_spread(s, np.array([1.0])), s)
+    np.testing.assert_allclose(apply_spread(s, np.array([2.0]))[0, :, 0, 0], [-2, -2, -2, 0, 16])
+
+
+def test_coverage_is_per_indicator_over_all_steps():
+    from models.calibration import coverage
+
+    s = np.broadcast_to(GRID[None, :, None, None], (10, len(GRID), 3, 2)).copy()
+    y = np.zeros((10, 3, 2))
+    y[:5, :, 1] = 5.0  # indicator 1 missed in half the forecasts, at every step
+    np.testing.assert_allclose(coverage(s, y), [1.0, 0.5])
+
+
+def test_a_zero_width_forecast_needs_no_factor_when_hit_and_the_largest_when_missed():
+    s = np.ones((30, 50, 1, 1))  # every sample 1.0: no spread at all
+    assert spread_factors(s, np.ones((30, 1, 1)))[0] == MIN_FACTOR  # exact hits
+    assert spread_factors(s, np.full((30, 1, 1), 1.5))[0] == MAX_FACTOR  # misses

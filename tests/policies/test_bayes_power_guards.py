@@ -7,6 +7,7 @@ forecast a little hotter caps again. Issue 12, item 11.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.forecast import Forecast
 from policies.bayes_power import BayesPower
@@ -129,3 +130,20 @@ def test_the_planning_cli_turns_cpu_util_into_power(tmp_path, capsys):
     plan = json.loads(out.out)
     assert plan["pool"] == 2 and plan["servers_at_peak"] == 3
     assert plan["servers"] == 10
+
+
+def test_a_row_exactly_at_its_budget_is_not_a_breach():
+    from policies.bayes_power import row_breach_probability, select_caps
+
+    x = np.asarray([[400.0, 300.0, 300.0]] * 10)[:, None, :]  # row 1000 W = budget
+    assert row_breach_probability(x, 1000.0, np.full(3, np.inf), IDLE) == 0.0
+    caps, p = select_caps(x, 1000.0, np.zeros(3), 0.0, idle_w=IDLE, max_w=PMAX)
+    assert p == 0.0 and not np.isfinite(caps).any()
+
+
+@pytest.mark.parametrize("target", [1.0, -0.1])
+def test_planning_refuses_a_target_outside_0_1(target):
+    from policies.bayes_power import plan_servers
+
+    with pytest.raises(ValueError, match="target"):
+        plan_servers(np.full((10, 2), 200.0), 1000.0, target)

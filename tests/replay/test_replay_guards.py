@@ -93,3 +93,39 @@ def test_cpu_util_outside_0_100_is_clipped_to_idle_and_nameplate():
     util = np.array([[-20.0, 150.0], [50.0, 0.0]])
     data = PowerScenario(servers=2).prepare(build_frame(util, step_s=60.0))
     np.testing.assert_allclose(data.demand_w, [[100.0, 300.0], [200.0, 100.0]])
+
+
+def test_auto_capacity_is_a_tenth_of_a_small_peak():
+    data = VmScenario(boot_s=0, sync_s=1).prepare(frame([0.0, 0.5, 0.25]))
+    assert data.services[0].capacity == pytest.approx(0.05)
+
+
+def test_a_sync_period_of_zero_is_refused():
+    with pytest.raises(ValueError, match="sync_s"):
+        VmScenario(sync_s=0)
+
+
+def test_a_row_budgeted_for_one_server_is_valid():
+    data = PowerScenario(budget_servers=1, servers=2).prepare(build_frame(UTIL, step_s=60.0))
+    assert data.budget_w == 300.0 and data.demand_w.shape == (4, 2)
+
+
+def test_runs_aligned_on_their_own_start_are_cut_to_the_shortest_in_steps():
+    import pandas as pd
+
+    # step 10 s: run a spans 0..50 s (6 samples), run b 1000..1030 s (4 samples) -> 4 steps
+    a = pd.DataFrame(
+        {"entity": "a", "metric": "power_w", "ts": np.arange(6) * 10.0, "value": np.arange(6) + 1.0}
+    )
+    b = pd.DataFrame(
+        {
+            "entity": "b",
+            "metric": "power_w",
+            "ts": 1000.0 + np.arange(4) * 10.0,
+            "value": np.arange(4) + 7.0,
+        }
+    )
+    f = pd.concat([a, b], ignore_index=True)
+    f.attrs["step"] = 10.0
+    data = PowerScenario(p_max_w=20.0, p_idle_w=0.0, servers=2, align="start").prepare(f)
+    np.testing.assert_allclose(data.demand_w, [[1, 7], [2, 8], [3, 9], [4, 10]])
