@@ -7,6 +7,8 @@
 #   TIDEWISE_DEMO_EXIT=1   exit after feeding (used by the test of this script)
 #   TIDEWISE_DEMO_SETUP=0  skip scripts/setup.sh (the environment is set up already)
 #   TIDEWISE_DEMO_REPLAY   folder of the demo replay (default runs/demo-replay)
+#   TIDEWISE_DEMO_PYTHON   the Python with Tidewise installed (default .venv/bin/python);
+#                          the CLI is run as `$TIDEWISE_DEMO_PYTHON -m service.cli`
 #   TIDEWISE_DB_URL, TIDEWISE_HOST, TIDEWISE_PORT   as for `tidewise serve`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,23 +19,24 @@ export TIDEWISE_DB_URL="${TIDEWISE_DB_URL:-sqlite:///./tidewise.db}"
 export TIDEWISE_HOST="${TIDEWISE_HOST:-127.0.0.1}"
 export TIDEWISE_PORT="${TIDEWISE_PORT:-8080}"
 BASE="http://${TIDEWISE_HOST}:${TIDEWISE_PORT}"
-TW=.venv/bin/tidewise
+PY="${TIDEWISE_DEMO_PYTHON:-.venv/bin/python}"
+TW=("$PY" -m service.cli)  # = .venv/bin/tidewise, without needing the console script
 DEMO_REPLAY="${TIDEWISE_DEMO_REPLAY:-runs/demo-replay}"
 
-"$TW" db upgrade
+"${TW[@]}" db upgrade
 # A replay of a bundled real trace through our policy and the peers', so the dashboard has a
 # comparison to show (runs/ is git-ignored).
-"$TW" replay --trace alibaba-datacenter-10s --scenario vm --policy hpa,kpa,bayes,oracle \
+"${TW[@]}" replay --trace alibaba-datacenter-10s --scenario vm --policy hpa,kpa,bayes,oracle \
   --out "$DEMO_REPLAY" >/dev/null
 export TIDEWISE_REPLAY_REPORT="${TIDEWISE_REPLAY_REPORT:-$DEMO_REPLAY}"
-"$TW" serve &
+"${TW[@]}" serve &
 SERVER=$!
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Wait until the daemon answers /readyz (or has died, e.g. because the port is taken).
-.venv/bin/python - "$BASE" "$SERVER" <<'PY'
+"$PY" - "$BASE" "$SERVER" <<'PY'
 import os, sys, time
 import httpx
 base, pid = sys.argv[1], int(sys.argv[2])
@@ -51,11 +54,11 @@ for _ in range(300):
 sys.exit("demo: tidewise serve did not become ready in 30 s")
 PY
 
-"$TW" feed --trace azure-llm-code --shift-to-now --url "$BASE"
+"${TW[@]}" feed --trace azure-llm-code --shift-to-now --url "$BASE"
 
 # Declare what to manage: the LLM service, one replica per 2 requests/s, decided by `bayes`.
 # The forecast job (every TIDEWISE_FORECAST_INTERVAL_S) then forecasts and decides on it.
-.venv/bin/python - "$BASE" <<'PY'
+"$PY" - "$BASE" <<'PY'
 import sys
 import httpx
 target = {"kind": "scaling", "name": "llm-api", "entity": "azure-llm-code",

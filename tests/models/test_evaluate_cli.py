@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from service.cli import main
-
-from .conftest import make_series
+from tests.models.conftest import make_series
 
 N_ROWS = 300
 

@@ -16,8 +16,7 @@ from models.harmony import (
     sample_crps,
 )
 from models.heads import HEADS, FlowHead
-
-from .conftest import TINY
+from tests.models.conftest import TINY
 
 
 @pytest.mark.parametrize("transform", ["spline", "affine"])
@@ -125,8 +124,7 @@ def test_harmony_learns_a_bimodal_indicator():
 
 def test_harmony_with_gaussian_head_fits_saves_and_predicts(tmp_path):
     from models.base import Predictor
-
-    from .conftest import make_series
+    from tests.models.conftest import make_series
 
     est = HarmonyEstimator(
         12,
@@ -171,7 +169,7 @@ def test_sample_crps_is_the_fair_crps_of_the_head_samples_and_trains_the_flow():
 def test_level_features_let_the_network_see_the_absolute_level():
     """Two windows of the same shape at different levels: identical forecasts after instance
     normalisation alone, different ones once the level is a token feature."""
-    from .conftest import make_series
+    from tests.models.conftest import make_series
 
     train = make_series(200, seed=1)
     x = make_series(40, seed=3).values[-12:][None]  # (1, L, M)
@@ -194,8 +192,7 @@ def test_level_features_let_the_network_see_the_absolute_level():
 
 def test_ensemble_mixes_its_members_and_round_trips(tmp_path):
     from models.base import Predictor
-
-    from .conftest import make_series
+    from tests.models.conftest import make_series
 
     est = HarmonyEstimator(12, 2, num_samples=101, **{**TINY["harmony"], "members": 2})
     pred = est.fit(make_series(150, seed=1), make_series(60, seed=2))
@@ -216,8 +213,7 @@ def test_ensemble_mixes_its_members_and_round_trips(tmp_path):
 
 def test_ensemble_members_must_be_positive():
     from common.errors import ConfigError
-
-    from .conftest import make_series
+    from tests.models.conftest import make_series
 
     est = HarmonyEstimator(12, 1, **{**TINY["harmony"], "members": 0})
     with pytest.raises(ConfigError, match="members"):
@@ -254,8 +250,7 @@ def test_sample_crps_is_smallest_at_the_true_spread(recentre):
 
 def test_crps_term_needs_two_samples():
     from common.errors import ConfigError
-
-    from .conftest import make_series
+    from tests.models.conftest import make_series
 
     est = HarmonyEstimator(12, 1, **{**TINY["harmony"], "crps_samples": 1})
     with pytest.raises(ConfigError, match="crps_samples"):
@@ -266,8 +261,7 @@ def test_a_model_saved_before_level_features_and_ensembles_still_loads(tmp_path)
     """Artifacts written before these knobs existed have neither the config keys nor the
     level state; they must load as the single instance-normalised network they were."""
     from models.base import Predictor
-
-    from .conftest import make_series
+    from tests.models.conftest import make_series
 
     est = HarmonyEstimator(
         12, 1, calibrate=False, **{**TINY["harmony"], "level_features": False, "crps_weight": 0}

@@ -109,6 +109,9 @@ def test_demo_script_feeds_the_bundled_trace(tmp_path, port):
         os.environ,
         TIDEWISE_DEMO_EXIT="1",
         TIDEWISE_DEMO_SETUP="0",
+        # this interpreter runs the CLI (`-m service.cli`): no .venv/bin/tidewise needed in the
+        # checkout, and the code under test is this checkout's whatever the install points at
+        TIDEWISE_DEMO_PYTHON=sys.executable,
         TIDEWISE_PORT=str(port),
         TIDEWISE_DB_URL=f"sqlite:///{tmp_path}/demo.db",
         TIDEWISE_DEMO_REPLAY=str(tmp_path / "replay"),

@@ -9,8 +9,7 @@ from common.errors import ConfigError, InputError, NoDataError
 from models.base import NoData, Predictor, available_models, get_estimator
 from models.data import Series
 from models.forecast import Forecast
-
-from .conftest import INDICATORS, TINY, make_series
+from tests.models.conftest import INDICATORS, TINY, make_series
 
 L, H = 24, 2
 MODELS = available_models()

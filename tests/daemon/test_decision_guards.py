@@ -1,0 +1,78 @@
+"""Guards of the decision job that a one-line change used to slip past (issue 12, item 11).
+
+Tested through public behaviour only — ingest over HTTP, the forecast job, the decision job
+(:func:`service.decisions.decide_all`) and the recommendation/action endpoints — so the
+module's internals may move freely.
+"""
+
+from __future__ import annotations
+
+import time
+
+from policies import registry
+from policies.base import Decision
+from service import decisions, forecasting
+from tests.daemon.conftest import scaling_target, send
+
+
+def _flat(now: int, seconds: int, value: float) -> list[tuple[int, float]]:
+    return [(now - seconds + i, value) for i in range(seconds)]
+
+
+def test_an_invalid_first_decision_recommends_nothing_even_with_data(http, store, monkeypatch):
+    """README: invalid before any setting -> no recommendation, never a scale to a guess.
+
+    With demand stored, the daemon's own starting point would be ceil(7 / 2) = 4 replicas;
+    recommending it would make an orchestrator scale an existing deployment to 4 on a
+    decision the policy itself called invalid.
+    """
+    now = int(time.time())
+    send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
+    assert http.post("/v1/targets", json=scaling_target()).status_code == 201
+
+    def invalid(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
+        return Decision(action={"replicas": 1}, valid=False, why="cannot tell", state=state)
+
+    monkeypatch.setattr(registry.get("hpa", "vm"), "decide", invalid)
+    out = decisions.decide_all(store, now)
+    assert [(o.valid, o.desired, o.action_id) for o in out] == [(False, {}, None)]
+    rec = http.get("/v1/recommendations/web").json()
+    assert rec["valid"] is False and rec["desired"] == {}
+    assert http.get("/v1/actions").json()["actions"] == []
+    r = http.get("/v1/keda/web")
+    assert r.status_code == 404 and "no valid decision yet" in r.json()["detail"]
+
+    # once a valid setting exists, a later invalid decision keeps it (no action either)
+    monkeypatch.undo()
+    decisions.decide_all(store, now + 15)
+    assert http.get("/v1/recommendations/web").json()["desired"] == {"replicas": 4}
+    monkeypatch.setattr(registry.get("hpa", "vm"), "decide", invalid)
+    out = decisions.decide_all(store, now + 30)
+    assert [(o.valid, o.desired) for o in out] == [(False, {"replicas": 4})]
+    assert len(http.get("/v1/actions").json()["actions"]) == 1
+
+
+def _bayes_forecast_model(http, store, stored_at: int, decide_at: int) -> str:  # noqa: ANN001
+    """Store a forecast at ``stored_at``, decide at ``decide_at``; the model bayes used."""
+    send(http, "web-vm", "vm", "cpu_cores", _flat(stored_at, 900, 5.0))
+    res = forecasting.refresh(store, stored_at)
+    assert (res.forecasts, res.fallbacks) == (1, 0)
+    assert (
+        http.post("/v1/targets", json=scaling_target(policy="bayes", params={})).status_code == 201
+    )
+    decisions.decide_all(store, decide_at)
+    rec = http.get("/v1/recommendations/web").json()
+    assert rec["valid"] is True and rec["desired"]["replicas"] >= 3, rec  # 5 cores / 2
+    return rec["details"]["forecast_model"]
+
+
+def test_bayes_decides_on_its_replay_forecaster_even_beside_a_fresh_stored_forecast(
+    http, store  # noqa: ANN001
+):
+    """One pipeline: the daemon feeds bayes the forecaster the replay feeds it (the online
+    growth bootstrap), not the refresh's stored forecast of TIDEWISE_FORECAST_MODEL, which
+    /v1/forecasts serves. (This replaced the three-period stale-forecast rule.)"""
+    now = int(time.time())
+    now -= now % 15
+    used = _bayes_forecast_model(http, store, now, now)
+    assert used == "growth-bootstrap" != store.settings.forecast_model

@@ -1,0 +1,131 @@
+"""Two promises of the replay models that a one-line change used to break unnoticed.
+
+* vm: scale-down cancels the *newest* booting replicas first (those furthest from ready);
+* power: no cap takes a running server below idle power (a cap below idle is clipped to
+  ``p_idle_w``, as the module documents), in both segments of a step under actuation delay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.errors import ConfigError, InputError
+from policies.base import Decision, Policy
+from tests.replay.test_vm import Scripted, frame
+from traces.replay.power import PowerScenario, build_frame
+from traces.replay.vm import VmScenario
+
+
+def test_scale_down_cancels_the_newest_booting_replicas_first():
+    # d = 3 throughout, capacity 1, boot 4 s, one replica ready at t=0.
+    # t=1 ask 3: two boot, ready at 5; t=3 ask 5: two more boot, ready at 7;
+    # t=4 ask 3: cancel two booting ones -> the newest (ready at 7) go, the t=1 pair stays.
+    # ready: [0,5) 1, [5,10) 3 -> short 2 for 5 s: violation 0.5, unserved 10 / 30
+    # (cancelling the oldest instead would leave [0,7) at 1 replica: 0.7 and 14 / 30)
+    sc = VmScenario(capacity=1, boot_s=4, sync_s=1, initial_replicas=1)
+    data = sc.prepare(frame([3] * 10))
+    r = sc.run(Scripted(plan={1.0: 3, 3.0: 5, 4.0: 3}), data, timeline=True)
+    assert r.totals["violation_rate"] == pytest.approx(0.5)
+    assert r.totals["unserved_fraction"] == pytest.approx(10 / 30)
+    assert r.timeline["capacity_ready"].tolist() == [1] * 5 + [3] * 5
+    # requested: [0,1) 1, [1,3) 3, [3,4) 5, [4,10) 3 -> 1 + 6 + 5 + 18 = 30
+    assert r.totals["replica_seconds"] == pytest.approx(30.0)
+
+
+class FixedCaps(Policy):
+    """Caps every server at ``cap_w`` from the first step on."""
+
+    name = "fixed-caps"
+    scenario = "power"
+    defaults = {"cap_w": 0.0}
+
+    def decide(self, spec, state, forecast, now):
+        return Decision({"caps": np.full(spec["servers"], float(self.params["cap_w"]))})
+
+
+# two machines at full load (300 W each, idle 100 W), 4 one-minute steps, row of 2 servers
+UTIL = np.full((4, 2), 100.0)
+
+
+@pytest.mark.parametrize("cap_w", [0.0, 50.0, 99.0])
+@pytest.mark.parametrize("delay_s", [0.0, 30.0])
+def test_a_cap_below_idle_holds_the_server_at_idle_not_below(cap_w, delay_s):
+    sc = PowerScenario(servers=2, delay_s=delay_s)
+    data = sc.prepare(build_frame(UTIL, step_s=60.0))
+    assert data.p_idle_w == 100.0 and data.budget_w == 600.0
+    r = sc.run(FixedCaps(cap_w=cap_w), data, timeline=True)
+    # delay 0: capped from step 0, each server draws max(cap, idle) = 100 W -> row 200 W.
+    # delay 30 s: step 0 is uncapped for its first half (600 W), then 200 W -> 400 W mean;
+    # from step 1 on both halves are under the cap -> 200 W.
+    first = 0.2 if delay_s == 0 else 0.4
+    np.testing.assert_allclose(r.timeline["row_power_kw"], [first, 0.2, 0.2, 0.2])
+    # the clipped energy is what lies above idle, never idle power itself
+    lost = (4 * 200.0 - (0 if delay_s == 0 else 100.0)) * 2 / (4 * 600.0)
+    assert r.totals["performance_lost"] == pytest.approx(lost)
+    assert r.totals["energy_clipped_kwh"] <= r.totals["energy_demanded_kwh"] * (2 / 3) + 1e-12
+
+
+def test_zero_demand_is_valid_and_auto_capacity_of_an_idle_trace_is_one():
+    # negative demand is refused, zero is not (an idle service); with capacity auto and a
+    # peak of 0 the capacity falls back to 1 unit instead of 0 (no division by zero)
+    sc = VmScenario(boot_s=0, sync_s=1)
+    data = sc.prepare(frame([0.0, 0.0, 0.0, 0.0]))
+    assert [s.capacity for s in data.services] == [1.0]
+    r = sc.run(Scripted(plan={}), data)
+    assert r.totals["violation_rate"] == 0 and r.totals["unserved_fraction"] == 0
+    assert r.timeline is None  # only when asked for
+    data = VmScenario(capacity=1, boot_s=0, sync_s=1).prepare(frame([0.0, 2.0, 0.0]))
+    assert data.services[0].demand.tolist() == [0.0, 2.0, 0.0]
+    # the error names the negative sample (not the zero before it)
+    with pytest.raises(InputError, match=r"negative demand -0.5 for entity 'svc' at ts 2.0"):
+        VmScenario(capacity=1).prepare(frame([1.0, 0.0, -0.5, 2.0]))
+
+
+@pytest.mark.parametrize("opt", [{"budget_servers": 0}, {"servers": 0}])
+def test_a_row_of_no_servers_is_refused(opt):
+    with pytest.raises(ConfigError, match=next(iter(opt))):
+        PowerScenario(**opt)
+
+
+def test_cpu_util_outside_0_100_is_clipped_to_idle_and_nameplate():
+    # P = 100 + u/100 * 200 W with u clipped to [0, 100] %: -20 % -> 100 W, 150 % -> 300 W
+    util = np.array([[-20.0, 150.0], [50.0, 0.0]])
+    data = PowerScenario(servers=2).prepare(build_frame(util, step_s=60.0))
+    np.testing.assert_allclose(data.demand_w, [[100.0, 300.0], [200.0, 100.0]])
+
+
+def test_auto_capacity_is_a_tenth_of_a_small_peak():
+    data = VmScenario(boot_s=0, sync_s=1).prepare(frame([0.0, 0.5, 0.25]))
+    assert data.services[0].capacity == pytest.approx(0.05)
+
+
+def test_a_sync_period_of_zero_is_refused():
+    with pytest.raises(ValueError, match="sync_s"):
+        VmScenario(sync_s=0)
+
+
+def test_a_row_budgeted_for_one_server_is_valid():
+    data = PowerScenario(budget_servers=1, servers=2).prepare(build_frame(UTIL, step_s=60.0))
+    assert data.budget_w == 300.0 and data.demand_w.shape == (4, 2)
+
+
+def test_runs_aligned_on_their_own_start_are_cut_to_the_shortest_in_steps():
+    import pandas as pd
+
+    # step 10 s: run a spans 0..50 s (6 samples), run b 1000..1030 s (4 samples) -> 4 steps
+    a = pd.DataFrame(
+        {"entity": "a", "metric": "power_w", "ts": np.arange(6) * 10.0, "value": np.arange(6) + 1.0}
+    )
+    b = pd.DataFrame(
+        {
+            "entity": "b",
+            "metric": "power_w",
+            "ts": 1000.0 + np.arange(4) * 10.0,
+            "value": np.arange(4) + 7.0,
+        }
+    )
+    f = pd.concat([a, b], ignore_index=True)
+    f.attrs["step"] = 10.0
+    data = PowerScenario(p_max_w=20.0, p_idle_w=0.0, servers=2, align="start").prepare(f)
+    np.testing.assert_allclose(data.demand_w, [[1, 7], [2, 8], [3, 9], [4, 10]])
