@@ -65,6 +65,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/daemon/test_decisions.py",
             "tests/daemon/test_decision_guards.py",
             "tests/daemon/test_orchestrators.py",
+            "tests/daemon/test_parity.py",
         ],
     ),
     "calibration": (
@@ -91,14 +92,15 @@ LISTED: list[tuple[str, str, str, str]] = [
     (
         "invalid first vm decision recommends the current count",
         "decisions",
-        'desired = {"replicas": current} if prev else {}',
-        'desired = {"replicas": current}',
+        "current=current)\n    return spec, obs, None",
+        "current=current or c.Desired(requested_n))\n    return spec, obs, None",
     ),
     (
-        "stale-forecast cut-off 3 -> 30 refresh periods",
+        "the forecaster's state not restored between decisions (was: the stale-forecast"
+        " cut-off, a rule the one-pipeline change retired)",
         "decisions",
-        "> 3 * store.settings.forecast_interval_s",
-        "> 30 * store.settings.forecast_interval_s",
+        "fc.load_state_dict(fc_state)",
+        "pass",
     ),
     (
         "bayes power releases below target, not release_ratio x target",

@@ -7,7 +7,8 @@ or invocations or the power each server drew, plus, for vm, the ready and reques
 as the cluster would report them — and the daemon's own path decides at every recorded time:
 its collector reads the store, the same step runs, and the policy's memory and forecaster
 state cross the database as JSON between calls. Every decision must match: validity,
-fallback, the ``why`` sentence, the action and the desired setting.
+fallback, the ``why`` sentence, the action, every number in its details (probabilities,
+expected costs, the learnt risk) and the desired setting.
 
 End to end, a slice fed over HTTP period by period on a simulated clock, decided by the
 scheduler's own forecast job, must leave an action log equal to the replay's setting changes.
@@ -41,7 +42,8 @@ def _record(monkeypatch, module) -> list[dict]:  # noqa: ANN001
         dec, desired, mem = real(policy, forecaster, spec, obs, memory, now)
         calls.append({"now": now, "obs": obs, "spec": spec, "valid": bool(dec.valid),
                       "fallback": bool(dec.fallback), "why": dec.why,
-                      "action": jsonable(dec.action), "desired": desired})
+                      "action": jsonable(dec.action), "details": jsonable(dec.details),
+                      "desired": desired})
         return dec, desired, mem
 
     monkeypatch.setattr(module, "step_policy", recording)
@@ -72,7 +74,10 @@ def _declare(store: Store, body: dict) -> object:
         return repository.get_target(session, body["name"])
 
 
-def _compare(store: Store, target, calls: list[dict], desired_of) -> None:  # noqa: ANN001
+def _compare(store: Store, target, calls: list[dict], desired_of,  # noqa: ANN001
+             reaffirm_s: int | None = None) -> None:
+    """Decide at every recorded time and compare; with ``reaffirm_s``, also decide that many
+    seconds later within the same step, which must re-affirm, not decide again."""
     assert len(calls) > 50
     for i, call in enumerate(calls):
         now = int(call["now"])
@@ -81,12 +86,19 @@ def _compare(store: Store, target, calls: list[dict], desired_of) -> None:  # no
         with store.sessions() as session:
             rec = repository.latest_decision(session, target.id)
         want = desired_of(call)
+        details = {k: v for k, v in (rec.details or {}).items() if k != "step_start_s"}
         got = {"valid": rec.valid, "fallback": rec.fallback, "why": rec.why,
-               "action": rec.action, "desired": rec.desired}
+               "action": rec.action, "details": details, "desired": rec.desired}
         exp = {"valid": call["valid"], "fallback": call["fallback"], "why": call["why"][:2000],
-               "action": call["action"], "desired": want}
+               "action": call["action"], "details": call["details"], "desired": want}
         assert got == exp, f"decision {i} at t={now - int(calls[0]['now'])} s differs"
         assert out.desired == want
+        if reaffirm_s is not None:
+            again = decisions.decide_target(store, target, now + reaffirm_s)
+            with store.sessions() as session:
+                rec = repository.latest_decision(session, target.id)
+            assert rec.computed_at == now + reaffirm_s and rec.why == exp["why"]
+            assert again.desired == want
 
 
 def _t0(duration_s: float, step: int) -> int:
@@ -189,13 +201,9 @@ def test_serverless_daemon_decides_as_the_replay(policy, settings_factory, monke
         def desired(c: dict) -> dict:
             return {} if c["desired"] is None else {"warm": int(c["desired"].warm[0])}
 
-        _compare(store, target, calls, desired)
-        # within a step the decision is re-affirmed, not made again
-        again = decisions.decide_target(store, target, int(calls[-1]["now"]) + 30)
-        with store.sessions() as session:
-            rec = repository.latest_decision(session, target.id)
-        assert rec.computed_at == int(calls[-1]["now"]) + 30 and rec.why == calls[-1]["why"]
-        assert again.desired == desired(calls[-1])
+        # within a step the decision is re-affirmed, not made again (the forecaster and the
+        # policy see each step once, or later decisions would drift from the replay's)
+        _compare(store, target, calls, desired, reaffirm_s=30)
     finally:
         store.close()
 
