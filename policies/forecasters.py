@@ -591,3 +591,28 @@ class PredictorForecaster:
             samples = np.stack([o.samples[:, :horizon, 0] for o in outs], axis=-1)  # (S, h, M)
         return Forecast(samples=np.maximum(samples, 0.0), start=now, step=step,
                         indicators=names, model=self.name)
+
+
+class TruthForecaster:
+    """Perfect foresight written as a Forecast: the realised future in its one sample.
+
+    Built from the whole series of a replay (``(T, M)``, the columns the scenario's forecaster
+    is fed), it answers a history of ``t`` rows with rows ``t .. t + horizon - 1`` (the last
+    row held past the end). Fed to ``bayes`` it separates what the policy loses from what the
+    forecaster loses: where ``bayes`` with the truth is still far from the ``oracle``, the
+    policy is to blame.
+    """
+
+    name = "truth"
+
+    def __init__(self, series: np.ndarray) -> None:
+        y = np.asarray(series, dtype=np.float64)
+        self.y = y[:, None] if y.ndim == 1 else y
+
+    def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:  # noqa: ANN401
+        """Return the realised rows after ``history`` (see the class doc)."""
+        t = len(history)
+        idx = np.minimum(np.arange(t, t + int(horizon)), len(self.y) - 1)
+        names = _names(history)
+        return Forecast(samples=self.y[idx][None], start=now, step=step, indicators=names,
+                        model=self.name)

@@ -81,3 +81,23 @@ def test_predictor_forecaster_batches_columns_and_refuses_what_it_cannot_do():
         fc(hist, now=1200.0, step=60.0, horizon=4)
     with pytest.raises(NoDataError, match="8 rows of context, 5 so far"):
         fc(hist[:5], now=1200.0, step=60.0, horizon=1)
+
+
+def test_perfect_foresight_forecaster_hands_bayes_the_realised_future():
+    frame = _frame()
+    rep = run_replay(frame, "vm", ["bayes", "oracle"], options=OPTS, model="truth")
+    assert rep["config"]["model"]["name"] == "truth"
+    assert rep["config"]["forecasters_used"] == {"bayes": "truth"}
+    # foresight beats the online forecaster's bayes on the same part, and the oracle bounds it
+    _, test, _ = split_frame(frame, 0.5)
+    online = run_replay(test, "vm", ["bayes"], options=OPTS)["policies"]["bayes"][0]["totals"]
+    truth = rep["policies"]["bayes"][0]["totals"]
+    oracle = rep["policies"]["oracle"][0]["totals"]
+    assert truth["violation_rate"] <= online["violation_rate"]
+    assert oracle["replica_seconds"] <= truth["replica_seconds"] < online["replica_seconds"]
+
+    from policies.forecasters import TruthForecaster
+
+    fc = TruthForecaster(np.arange(10.0))
+    out = fc(np.zeros((7, 1)), now=0.0, step=1.0, horizon=5)
+    np.testing.assert_array_equal(out.samples[0, :, 0], [7, 8, 9, 9, 9])

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from common.errors import InputError, TidewiseError, TraceFormatError
-from policies.forecasters import PredictorForecaster
+from policies.forecasters import PredictorForecaster, TruthForecaster
 from policies.pipeline import forecaster_for
 
 
@@ -200,6 +200,13 @@ def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any, 
     scored = sc.forecast_series(data)
     params = dict(params)
     context = int(params.pop("context_length", 72))
+    if model == "truth":  # perfect foresight over the scored part (no training)
+        cols = [s.values[:, 0] for s in scored]
+        if len({len(c) for c in cols}) != 1:
+            raise InputError("the truth forecaster needs series of one length (vm: "
+                             "entities=aggregate)", where="--forecaster")
+        info = {"name": "truth", "model": "truth", "horizon_needed": need}
+        return TruthForecaster(np.column_stack(cols)), info
     try:
         if Path(model).is_dir():
             predictor = load_predictor(model)
@@ -276,7 +283,8 @@ def run_replay(
         plots: draw the plots when writing ``out_dir``.
         model: feed ``needs_forecast`` policies a trained model instead of their online
             forecaster: a registered model name (trained here on the part of the trace before
-            ``train_until``) or a saved artifact folder. Every policy, the peers included, is
+            ``train_until``), a saved artifact folder, or ``truth`` (perfect foresight: the
+            realised future as a one-sample Forecast). Every policy, the peers included, is
             then replayed and scored on the part after ``train_until`` only, and the report
             records the model, the two spans and the model's own CRPS on the scored part.
         train_until: where training ends: a share of the trace's span (0 < x < 1), a unix
@@ -354,8 +362,10 @@ def run_replay(
             except (ValueError, TypeError) as exc:
                 raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
             if forecaster == "model":
-                fc = PredictorForecaster(predictor, seed, model_info["name"]) if getattr(
-                    pol, "needs_forecast", False) else None
+                fc = None
+                if getattr(pol, "needs_forecast", False):
+                    fc = predictor if isinstance(predictor, TruthForecaster) else \
+                        PredictorForecaster(predictor, seed, model_info["name"])
             else:
                 fc = forecaster_for(pol, seed) if forecaster == "auto" else forecaster
             want_tl = ps == _timeline_point(cls, sweep)
