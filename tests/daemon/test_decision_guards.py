@@ -76,3 +76,20 @@ def test_bayes_decides_on_its_replay_forecaster_even_beside_a_fresh_stored_forec
     now -= now % 15
     used = _bayes_forecast_model(http, store, now, now)
     assert used == "growth-bootstrap" != store.settings.forecast_model
+
+
+def test_a_target_on_a_missing_metric_does_not_warn_every_period(http, store, caplog):  # noqa: ANN001
+    """The collector reads a series that does not exist as no data: an invalid decision that
+    says so, never a failed decision logged at WARNING each period."""
+    import logging
+
+    now = int(time.time())
+    body = scaling_target(metric="no_such_metric")
+    assert http.post("/v1/targets", json=body).status_code == 201
+    with caplog.at_level(logging.WARNING, logger="tidewise.decisions"):
+        for k in range(3):
+            out = decisions.decide_all(store, now + 15 * k)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [(o.valid, o.desired) for o in out] == [(False, {})]
+    rec = http.get("/v1/recommendations/web").json()
+    assert rec["valid"] is False and "no" in rec["why"].lower() and rec["fallback"] is False
