@@ -558,6 +558,44 @@ class PredictorForecaster:
         self.seed = int(seed)
         self.calls = 0
         self.name = name or f"model:{predictor.model_name or 'predictor'}"
+        self._known: np.ndarray | None = None  # (T, M) series whose forecasts are cached
+        self._cache: dict[int, np.ndarray] = {}  # rows of history -> (S, H, M) samples
+
+    def precompute(self, series: np.ndarray, start: float, step: float,
+                   batch_size: int = 1024) -> None:
+        """Forecast after every prefix of a known series in a few batched calls.
+
+        A replay asks after each decision's history, one window at a time, which costs a
+        model call each (half a second for ``quantile-gbm`` on 2 cores); the windows are all
+        known in advance, so they are forecast in batches here and looked up by length later
+        (a history that differs from ``series`` is still forecast on the spot).
+        """
+        y = np.asarray(series, dtype=np.float64)
+        y = y[:, None] if y.ndim == 1 else y
+        p = self.predictor
+        ctx, h = p.context_length, p.prediction_length
+        k = len(p.indicators)
+        if k not in (1, y.shape[1]):
+            return
+        lengths = np.arange(ctx, len(y) + 1)
+        if lengths.size == 0:
+            return
+        win = np.stack([y[t - ctx:t] for t in lengths])  # (W, L, M)
+        if k == 1 and y.shape[1] > 1:  # each column its own entity
+            x = win.transpose(0, 2, 1).reshape(-1, ctx, 1)  # (W*M, L, 1)
+            starts = np.repeat(lengths, y.shape[1])
+        else:
+            x, starts = win, lengths
+        t = start + step * (starts[:, None] + np.arange(-ctx, h)[None, :])  # (N, L + H)
+        outs = p.predict_windows(x, t, seed=self.seed, batch_size=batch_size)
+        if not all(isinstance(o, Forecast) for o in outs):
+            return
+        samples = np.stack([o.samples for o in outs])  # (N, S, H, k)
+        if k == 1 and y.shape[1] > 1:
+            samples = samples.reshape(len(lengths), y.shape[1], *samples.shape[1:3])
+            samples = samples.transpose(0, 2, 3, 1)  # (W, S, H, M)
+        self._known = y
+        self._cache = {int(n): samples[i] for i, n in enumerate(lengths)}
 
     def __call__(self, history: Any, now: float, step: float, horizon: int) -> Forecast:  # noqa: ANN401
         """Forecast ``horizon`` steps from ``now`` (see the class doc)."""
@@ -565,6 +603,11 @@ class PredictorForecaster:
 
         y, names = _as_matrix(history)
         n_rows, m = y.shape
+        hit = self._cache.get(n_rows)
+        if (hit is not None and horizon <= hit.shape[1] and hit.shape[2] == m
+                and np.array_equal(y[-1], self._known[n_rows - 1])):
+            return Forecast(samples=np.maximum(hit[:, :horizon, :], 0.0), start=now, step=step,
+                            indicators=names, model=self.name)
         p = self.predictor
         ctx, h_model = p.context_length, p.prediction_length
         if horizon > h_model:

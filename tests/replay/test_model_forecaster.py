@@ -101,3 +101,21 @@ def test_perfect_foresight_forecaster_hands_bayes_the_realised_future():
     fc = TruthForecaster(np.arange(10.0))
     out = fc(np.zeros((7, 1)), now=0.0, step=1.0, horizon=5)
     np.testing.assert_array_equal(out.samples[0, :, 0], [7, 8, 9, 9, 9])
+
+
+def test_precomputed_windows_are_served_and_a_different_history_is_forecast_on_the_spot():
+    rng = np.random.default_rng(2)
+    y = rng.random((200, 2)) * 10
+    pred = get_estimator("window-mean", context_length=8, prediction_length=3).fit(
+        Series(y[:, :1], 60.0 * np.arange(200), ("demand",), "x", 60.0))
+    fc = PredictorForecaster(pred, seed=3)
+    fc.precompute(y, start=0.0, step=60.0)
+    out = fc(y[:50], now=3000.0, step=60.0, horizon=2)
+    assert fc.calls == 0 and out.samples.shape[1:] == (2, 2)  # served from the batch
+    # the batch forecast each column from its own last 8 rows: window means
+    np.testing.assert_allclose(out.samples[:, 0, :].mean(axis=0), y[42:50].mean(axis=0),
+                               rtol=0.25)
+    other = y[:50].copy()
+    other[-1] += 1.0
+    fc(other, now=3000.0, step=60.0, horizon=2)
+    assert fc.calls == 1  # not the known series: forecast on the spot

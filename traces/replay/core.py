@@ -340,6 +340,12 @@ def run_replay(
             model, sc, train_frame, data, classes, overrides, seed, model_params or {})
         model_info.update(spans)
         forecaster = "model"
+        if not isinstance(predictor, TruthForecaster):  # one shared instance, its windows
+            predictor = PredictorForecaster(predictor, seed, model_info["name"])  # batched
+            series = sc.forecast_series(data)
+            if len({len(s) for s in series}) == 1 and len(series[0]) * len(series) <= 200_000:
+                predictor.precompute(np.column_stack([s.values[:, 0] for s in series]),
+                                     float(series[0].ts[0]), float(series[0].step))
 
     jobs = [(cls, ps) for cls in classes for ps in param_sets(cls, sweep)]
     report_policies: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
@@ -362,10 +368,7 @@ def run_replay(
             except (ValueError, TypeError) as exc:
                 raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
             if forecaster == "model":
-                fc = None
-                if getattr(pol, "needs_forecast", False):
-                    fc = predictor if isinstance(predictor, TruthForecaster) else \
-                        PredictorForecaster(predictor, seed, model_info["name"])
+                fc = predictor if getattr(pol, "needs_forecast", False) else None
             else:
                 fc = forecaster_for(pol, seed) if forecaster == "auto" else forecaster
             want_tl = ps == _timeline_point(cls, sweep)
