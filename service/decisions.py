@@ -138,10 +138,7 @@ def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int = 6
             res = repository.query_series(session, entity, metric, now - max_age_s, now)
         except repository.NotFoundError:
             return None
-    for _, v in reversed(res.points):
-        if v is not None and math.isfinite(v):
-            return float(v)
-    return None
+    return float(res.points[-1][1]) if res.points else None  # ingest stores finite values
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:

@@ -93,3 +93,29 @@ def test_a_target_on_a_missing_metric_does_not_warn_every_period(http, store, ca
     assert [(o.valid, o.desired) for o in out] == [(False, {})]
     rec = http.get("/v1/recommendations/web").json()
     assert rec["valid"] is False and "no" in rec["why"].lower() and rec["fallback"] is False
+
+
+def test_the_clusters_replica_counts_are_used_while_at_most_ten_minutes_old(http, store):  # noqa: ANN001
+    """ready/requested come from the named metrics when a sample is at most 600 s old; an
+    older one is ignored and the daemon assumes its own starting point (ceil(7 / 2) = 4)."""
+    now = int(time.time())
+    now -= now % 15
+    send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
+    for age, expect in ((600, "9 -> 4: "), (601, "hold 4: ")):
+        deploy = f"web-deploy-{age}"  # its own series: only the sample of this age exists
+        body = scaling_target(ready_metric="ready", requested_metric="requested",
+                              replicas_entity=deploy)
+        assert http.post("/v1/targets", json=body).status_code in (200, 201)
+        send(http, deploy, "vm", "requested", [(now - age, 9.0)])
+        send(http, deploy, "vm", "ready", [(now - age, 9.0)])
+        with store.write_sessions() as session, session.begin():
+            from sqlalchemy import delete
+
+            from service.tables import DecisionRecord
+
+            session.execute(delete(DecisionRecord))
+        decisions.decide_all(store, now)
+        rec = http.get("/v1/recommendations/web").json()
+        # hpa: 7 cores at 2 per replica need 4; from the cluster's 9 it scales down, from its
+        # own starting point (ceil(7 / 2) = 4) it holds
+        assert rec["why"].startswith(expect), (age, rec["why"])
