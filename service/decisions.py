@@ -211,8 +211,8 @@ def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any]
     d_ms, mem = float(sp["duration_ms"]), float(sp["memory_mb"])
     spec = c.Spec(entities=(target.name,), duration_ms=np.array([d_ms]),
                   memory_mb=np.array([mem]), step_s=float(step))
-    conc = np.where(inv > 0, np.maximum(1, np.ceil(inv * d_ms / 1000.0 / step - 1e-9)), 0)
-    hist = _read_only(conc.astype(np.int64).reshape(-1, 1))  # (t, 1)
+    conc = c.required_concurrency(inv[:, None], spec.duration_ms, float(step))  # (t, 1)
+    hist = _read_only(conc)
     t = len(hist)
     current = c.desired_from(prev, spec)
     warm_last = current.warm if current is not None else np.zeros(1, dtype=np.int64)

@@ -136,6 +136,27 @@ def apply(decision: Decision, spec: Spec, current: Desired | None) -> Desired | 
     return Desired(np.ceil(w).astype(np.int64))
 
 
+def required_concurrency(invocations: np.ndarray, duration_ms: np.ndarray,
+                         step_s: float) -> np.ndarray:
+    """Compute the required concurrency of the reference model.
+
+    Args:
+        invocations: invocations per step, (T, F).
+        duration_ms: mean execution time per function, (F,).
+        step_s: step length in seconds.
+
+    Returns:
+        ``c`` (T, F) int64: 0 where no invocation, else ``max(1, ceil(n·d/Δ))``.
+
+    """
+    n = np.asarray(invocations, dtype=np.float64)  # (T, F)
+    # n·d is an exact integer for the integer-millisecond durations of the Azure trace, so
+    # ceil sees no rounding noise at exact multiples of the step
+    need = np.ceil(n * np.asarray(duration_ms, dtype=np.float64)[None, :] / (step_s * 1000.0))
+    c = np.where(n > 0, np.maximum(1.0, need), 0.0)
+    return c.astype(np.int64)
+
+
 def recent_max(history: np.ndarray, k: np.ndarray | int) -> np.ndarray:
     """Per-function max over the last ``k_f`` rows of ``history`` (0 where ``k_f <= 0``).
 

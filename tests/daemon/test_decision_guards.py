@@ -119,3 +119,29 @@ def test_the_clusters_replica_counts_are_used_while_at_most_ten_minutes_old(http
         # hpa: 7 cores at 2 per replica need 4; from the cluster's 9 it scales down, from its
         # own starting point (ceil(7 / 2) = 4) it holds
         assert rec["why"].startswith(expect), (age, rec["why"])
+
+
+def test_serverless_history_is_the_replays_required_concurrency(http, store):  # noqa: ANN001
+    """One invocation of a 100 ms function needs one instance; 700 of 100 ms in a minute
+    need ceil(70 s / 60 s) = 2 (the replay's reference model, one function shared)."""
+    now = int(time.time())
+    now -= now % 60
+    send(http, "fn", "function", "invocations",
+         [(now - 180, 1.0), (now - 120, 0.0), (now - 60, 700.0)])
+    body = {"kind": "serverless", "name": "f", "entity": "fn", "memory_mb": 128,
+            "duration_ms": 100, "policy": "keepalive-10m"}
+    assert http.post("/v1/targets", json=body).status_code == 201
+    from service import repository
+
+    with store.sessions() as session:
+        target = repository.get_target(session, "f")
+    _, obs, step_start = decisions.collect_serverless(store, target, now + 5, None)
+    assert obs.history[:, 0].tolist() == [1, 0, 2] and step_start == now
+    assert obs.invocations_last.tolist() == [700] and obs.current is None
+
+    body["metric"] = "no_such_metric"
+    assert http.post("/v1/targets", json=body).status_code == 200
+    with store.sessions() as session:
+        target = repository.get_target(session, "f")
+    _, obs, _ = decisions.collect_serverless(store, target, now + 5, None)
+    assert obs.t == 0 and obs.history.shape == (0, 1)

@@ -71,6 +71,7 @@ from models.forecast import Forecast
 from policies.base import Policy
 from policies.pipeline import step as step_policy
 from policies.scenarios import serverless as contract
+from policies.scenarios.serverless import required_concurrency
 from traces.replay.base import (
     RunResult,
     Scenario,
@@ -105,27 +106,6 @@ class ServerlessData:
     memory_mb: np.ndarray
     step_s: float
     resolved: dict[str, Any] = field(default_factory=dict)
-
-
-def required_concurrency(invocations: np.ndarray, duration_ms: np.ndarray,
-                         step_s: float) -> np.ndarray:
-    """Compute the required concurrency of the reference model.
-
-    Args:
-        invocations: invocations per step, (T, F).
-        duration_ms: mean execution time per function, (F,).
-        step_s: step length in seconds.
-
-    Returns:
-        ``c`` (T, F) int64: 0 where no invocation, else ``max(1, ceil(n·d/Δ))``.
-
-    """
-    n = np.asarray(invocations, dtype=np.float64)  # (T, F)
-    # n·d is an exact integer for the integer-millisecond durations of the Azure trace, so
-    # ceil sees no rounding noise at exact multiples of the step
-    need = np.ceil(n * np.asarray(duration_ms, dtype=np.float64)[None, :] / (step_s * 1000.0))
-    c = np.where(n > 0, np.maximum(1.0, need), 0.0)
-    return c.astype(np.int64)
 
 
 def build_frame(invocations: np.ndarray, duration_ms, memory_mb, *, step_s: float = 60.0,
