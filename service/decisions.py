@@ -51,6 +51,7 @@ import numpy as np
 from policies import memory as memory_codec
 from policies.base import Decision
 from policies.pipeline import contract, forecaster_for, step
+from policies.scenarios import read_only
 from service import forecasting, repository
 from service.db import Store
 
@@ -141,11 +142,6 @@ def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int = 6
     return float(res.points[-1][1]) if res.points else None  # ingest stores finite values
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
-
-
 # --------------------------------------------------------------------------- collectors
 # Each returns (spec, observation, step_start): step_start is the start of the step being
 # decided for scenarios that decide once per completed step, else None.
@@ -164,7 +160,7 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None 
             ts, values = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step, n)
         except repository.NotFoundError:
             ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)
-    demand = _read_only(np.ascontiguousarray(_held(values), dtype=np.float64))
+    demand = read_only(np.ascontiguousarray(_held(values), dtype=np.float64))
     start_s = float(ts[len(ts) - len(demand)]) if len(demand) else float(now)
     spec = c.Spec(capacity=float(sp["capacity"]), min_replicas=int(sp["min_replicas"]),
                   max_replicas=int(sp["max_replicas"]), step_s=float(step),
@@ -212,7 +208,7 @@ def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any]
     spec = c.Spec(entities=(target.name,), duration_ms=np.array([d_ms]),
                   memory_mb=np.array([mem]), step_s=float(step))
     conc = c.required_concurrency(inv[:, None], spec.duration_ms, float(step))  # (t, 1)
-    hist = _read_only(conc)
+    hist = read_only(conc)
     t = len(hist)
     current = c.desired_from(prev, spec)
     warm_last = current.warm if current is not None else np.zeros(1, dtype=np.int64)
@@ -250,12 +246,12 @@ def collect_power(store: Store, target: Any, now: int, prev: dict[str, Any] | No
         obs[:, j] = np.concatenate([np.full(len(col) - len(held), p_idle), held])
     low = np.array([sp["priorities"].get(x, "high") == "low" for x in servers])
     spec = c.Spec(server_ids=servers, budget_w=float(sp["budget_w"]),
-                  p_max_w=float(sp["p_max_w"]), p_idle_w=p_idle, low_priority=_read_only(low),
+                  p_max_w=float(sp["p_max_w"]), p_idle_w=p_idle, low_priority=read_only(low),
                   step_s=float(step), delay_s=float(sp["delay_s"]))
     current = c.desired_from(prev, spec)
     caps = current.caps if current is not None else np.full(len(servers), np.inf)
     step_start = now - now % step
-    seen_obs = c.Observation(t=len(obs), history=_read_only(obs), caps_w=caps,
+    seen_obs = c.Observation(t=len(obs), history=read_only(obs), caps_w=caps,
                              start_s=float(step_start), current=current)
     return spec, seen_obs, step_start
 

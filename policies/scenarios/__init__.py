@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def stepped_history(obs: Any) -> Any:  # noqa: ANN401
     """Return the history a stepped scenario's forecaster reads, None at ``t = 0``."""
@@ -17,3 +19,10 @@ def stepped_history(obs: Any) -> Any:  # noqa: ANN401
 def policy_horizon(spec: Any, policy: Any) -> int:  # noqa: ANN401
     """Return the steps to forecast: the policy's ``horizon`` parameter (default 1)."""
     return int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """Return a read-only view of ``a``: what a policy is handed, it cannot change."""
+    v = a.view()
+    v.flags.writeable = False
+    return v

@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
 from policies.base import Policy
+from policies.scenarios import read_only  # noqa: F401 - the scenarios' import point
 
 
 @dataclass
@@ -100,10 +100,3 @@ def get_scenario(name: str) -> type[Scenario]:
         return _SCENARIOS[name]
     except KeyError:
         raise KeyError(f"unknown scenario {name!r}; known: {sorted(_SCENARIOS)}") from None
-
-
-def read_only(a: np.ndarray) -> np.ndarray:
-    """Return a read-only view of ``a``: what a policy is handed, it cannot change."""
-    v = a.view()
-    v.flags.writeable = False
-    return v
