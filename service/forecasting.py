@@ -4,10 +4,12 @@ Every ``TIDEWISE_FORECAST_INTERVAL_S`` the scheduler calls :func:`refresh`. For 
 with a raw sample in the last ``forecast_context_steps x forecast_step_s`` seconds:
 
 1. its history is averaged into epoch-aligned buckets of ``forecast_step_s`` seconds; only
-   *complete* buckets (ending at or before ``now``) are used, and empty buckets are NaN (the
-   models gap-fill or fall back, :mod:`models.base`);
+   *complete* buckets (ending at or before ``now``) are used, and empty buckets are NaN:
+   gaps are normal (missed scrapes), the model imputes them and, where it reads a mask,
+   knows which they were (:mod:`models.base`); only a context less than half observed
+   goes to the fallback, and it says so;
 2. the forecaster is the current registered model of the metric (model name
-   ``daemon:<metric>`` in the ``models`` table, trained by :mod:`service.retrain`), else the
+   ``daemon:<metric>`` in the ``models`` table, trained by :func:`retrain`), else the
    cheap ``TIDEWISE_FORECAST_MODEL`` fitted on the spot to this series;
 3. whatever fails — loading the artifact, fitting, predicting — gives the per-series
    fallback forecast (``model = "fallback:last"``, ``info["reason"]`` says why), never an
@@ -156,9 +158,15 @@ def forecast_series(
     from models.base import NoData, get_estimator
     from models.data import Series
 
+    from models.base import fill_gaps
+
     first = int(np.argmax(np.isfinite(values)))
+    # the model reads the history with its gaps (NaN): it imputes and masks them itself and
+    # falls back only when more than half of its context is missing; fitting on the spot
+    # needs complete rows, so it trains on the imputed copy
     series = Series(values[first:, None], ts[first:].astype(np.float64), ("value",),
                     entity=entity, step=step)
+    filled = Series(fill_gaps(series.values), series.ts, ("value",), entity=entity, step=step)
     try:
         current = cache.current(store, metric)
         if current is not None:
@@ -171,7 +179,7 @@ def forecast_series(
             est = get_estimator(settings.forecast_model, context_length=ctx,
                                 prediction_length=horizon, num_samples=STORED_SAMPLES,
                                 calibrate=False)
-            predictor = est.fit(series)
+            predictor = est.fit(filled)
             label = settings.forecast_model
             out = predictor.predict_outcomes(series)[0]
         if isinstance(out, NoData):

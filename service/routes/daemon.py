@@ -58,6 +58,9 @@ class ForecastOut(BaseModel):
     metric: str
     model: str
     fallback: bool
+    reason: str | None = Field(
+        None, description="why the fallback answered (no data, a model failure, ...); null "
+        "for a model forecast")
     computed_at: str
     step_s: float
     horizon: int
@@ -162,6 +165,7 @@ def get_forecast(
         "metric": metric,
         "model": rec.model,
         "fallback": rec.fallback,
+        "reason": (p.get("info") or {}).get("reason") if rec.fallback else None,
         "computed_at": actions_view.iso(rec.computed_at),
         "step_s": rec.step,
         "horizon": n,
