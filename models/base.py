@@ -154,6 +154,16 @@ class Predictor:
 
     model_name: ClassVar[str] = ""
 
+    @property
+    def reads_mask(self) -> bool:
+        """True when :meth:`_sample` takes ``observed``, the mask of the imputed rows.
+
+        Missing context rows are imputed (:func:`fill_gaps`) for every model; a model that
+        reads the mask also knows which rows were imputed (``harmony`` takes it as an input
+        feature), so a held value is not mistaken for a flat series.
+        """
+        return False
+
     def __init__(self, config: dict[str, Any], state: dict[str, np.ndarray] | None = None):
         self.config = dict(config)
         self.state: dict[str, np.ndarray] = dict(state or {})
@@ -187,8 +197,11 @@ class Predictor:
     ) -> np.ndarray:
         """Draw samples for finite windows.
 
+        A predictor whose :attr:`reads_mask` is True is called with ``observed=`` ``(N, L, M)``
+        too: 1.0 where the context value was observed, 0.0 where it was imputed.
+
         Args:
-            x: ``(N, L, M)`` finite context values.
+            x: ``(N, L, M)`` finite context values (gaps imputed).
             t: ``(N, L + H)`` unix seconds of the context and target rows.
             num_samples: S.
             rng: the random generator to use (seeded per call for repeatability).
@@ -248,6 +261,8 @@ class Predictor:
         reasons: dict[int, str] = {}
         model_idx: list[int] = []
         ready = np.empty((n, n_ctx, x.shape[2])) if x.shape[1] >= n_ctx else None
+        masked = self.reads_mask
+        observed = np.ones((n, n_ctx, x.shape[2])) if masked and ready is not None else None
         for i in range(n):
             xi = x[i]
             finite = np.isfinite(xi)
@@ -268,13 +283,19 @@ class Predictor:
                 )
                 continue
             ready[i] = fill_gaps(win) if missing.any() else win
+            if observed is not None and missing.any():
+                observed[i] = np.isfinite(win)
             model_idx.append(i)
 
         t_model = t[:, -(n_ctx + h) :]
         for b in range(0, len(model_idx), batch_size):
             idx = np.asarray(model_idx[b : b + batch_size])
             try:
-                samples = self._sample(ready[idx], t_model[idx], s, rng)  # (B, S, H, M)
+                if observed is not None:
+                    samples = self._sample(ready[idx], t_model[idx], s, rng,
+                                           observed=observed[idx])  # (B, S, H, M)
+                else:
+                    samples = self._sample(ready[idx], t_model[idx], s, rng)
             except Exception as exc:  # a model failure must not cost the whole batch
                 log.warning("model %s failed on %d windows: %s", self.model_name, idx.size, exc)
                 for i in idx:

@@ -82,7 +82,7 @@ import torch
 from torch import nn
 
 from common.errors import ConfigError
-from models.base import Estimator, Predictor, register_model
+from models.base import Estimator, Predictor, fill_gaps, register_model
 from models.data import Series, calendar_features, make_windows
 from models.heads import HEADS
 
@@ -142,7 +142,9 @@ class HarmonyNet(nn.Module):
         ell, h, d = int(cfg["context_length"]), int(cfg["prediction_length"]), int(cfg["d_model"])
         self.m, self.h = m, h
         self.n_stats = n_stats(cfg)
-        self.value_embed = nn.Linear(ell + self.n_stats, d)  # window + its statistics -> token
+        # window (+ its observed mask) + its statistics -> token
+        self.mask_feature = bool(cfg.get("mask_feature", False))
+        self.value_embed = nn.Linear(ell * (2 if self.mask_feature else 1) + self.n_stats, d)
         self.ind_embed = nn.Parameter(torch.randn(m, d) * 0.02)
         self.cal_embed = nn.Linear(ell + h, d)
         self.cal_type = nn.Parameter(torch.randn(self.N_CAL, d) * 0.02)
@@ -179,7 +181,8 @@ class HarmonyNet(nn.Module):
         self.register_buffer("mask", mask, persistent=False)
 
     def encode(
-        self, xz: torch.Tensor, stats: torch.Tensor, cal: torch.Tensor
+        self, xz: torch.Tensor, stats: torch.Tensor, cal: torch.Tensor,
+        obs: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Point forecast and head context.
 
@@ -190,12 +193,17 @@ class HarmonyNet(nn.Module):
                 (``level_features``) the last value and window mean in units of the
                 indicator's training mean and std.
             cal: ``(B, L + H, 4)`` calendar features.
+            obs: ``(B, L, M)`` 1 where the context value was observed, 0 where imputed
+                (read with ``mask_feature``; None: all observed).
 
         Returns:
             ``mu (B, H, M)`` normalised point forecast, ``ctx (B, H, C)`` head context.
 
         """
-        feats = torch.cat([xz.transpose(1, 2), stats], dim=2)  # (B, M, L + n_stats)
+        parts = [xz.transpose(1, 2)]
+        if self.mask_feature:
+            parts.append((torch.ones_like(xz) if obs is None else obs).transpose(1, 2))
+        feats = torch.cat([*parts, stats], dim=2)  # (B, M, L [+ L] + n_stats)
         tok = self.value_embed(feats) + self.ind_embed  # (B, M, d)
         ctok = self.cal_embed(cal.transpose(1, 2)) + self.cal_type  # (B, 4, d)
         hid = self.encoder(torch.cat([tok, ctok], dim=1), mask=self.mask)  # (B, M + 4, d)
@@ -291,7 +299,12 @@ class HarmonyPredictor(Predictor):
         super()._load_state(folder)
         self._build()
 
-    def _tensors(self, x: np.ndarray, t: np.ndarray):
+    @property
+    def reads_mask(self) -> bool:
+        """Models trained with ``mask_feature`` read which context rows were imputed."""
+        return bool(self.config.get("mask_feature", False))
+
+    def _tensors(self, x: np.ndarray, t: np.ndarray, observed: np.ndarray | None = None):
         floor = self.state["floor"]
         xz, loc, in_scale, scale = _normalise(x, floor, self.config.get("target_scale", "value"))
         clip = float(self.config["clip"])
@@ -305,15 +318,16 @@ class HarmonyPredictor(Predictor):
         stats = np.stack(cols, axis=-1)  # (N, M, n_stats)
         cal = calendar_features(t)
         f = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-        return f(xz), f(stats), f(cal), loc, scale
+        obs = None if observed is None else f(observed)
+        return f(xz), f(stats), f(cal), loc, scale, obs
 
-    def _sample(self, x, t, num_samples, rng):
+    def _sample(self, x, t, num_samples, rng, observed=None):
         assert self.nets, "predictor has no trained network"
-        xz, ls, cal, loc, scale = self._tensors(x, t)
+        xz, ls, cal, loc, scale, obs = self._tensors(x, t, observed)
         k = len(self.nets)
         counts = [num_samples // k + (i < num_samples % k) for i in range(k)]
         zs = [
-            self._member_sample(net, xz, ls, cal, n, int(rng.integers(2**31)))
+            self._member_sample(net, xz, ls, cal, n, int(rng.integers(2**31)), obs)
             for net, n in zip(self.nets, counts, strict=True)
             if n > 0
         ]
@@ -322,13 +336,13 @@ class HarmonyPredictor(Predictor):
             z = z[:, rng.permutation(num_samples)]
         return loc[:, None, None, :] + scale[:, None, None, :] * z
 
-    def _member_sample(self, net, xz, ls, cal, n: int, seed: int) -> np.ndarray:
+    def _member_sample(self, net, xz, ls, cal, n: int, seed: int, obs=None) -> np.ndarray:
         """``n`` sample paths of one member in normalised units, ``(B, n, H, M)``."""
         b, h, m = xz.shape[0], self.prediction_length, xz.shape[2]
         threads = torch_threads(int(self.config.get("num_threads", 1)))
         with threads, torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            mu, ctx = net.encode(xz, ls, cal)  # (B, H, M), (B, H, C)
+            mu, ctx = net.encode(xz, ls, cal, obs)  # (B, H, M), (B, H, C)
             r = net.head.sample(n, ctx.reshape(b * h, -1))  # (B*H, n, M)
         r = r.reshape(b, h, n, m).permute(0, 2, 1, 3).double().numpy()  # (B, n, H, M)
         clip = float(self.config["clip"])
@@ -336,6 +350,48 @@ class HarmonyPredictor(Predictor):
         if self.config["recentre"] and n > 1:  # one draw stays a draw, not the mean
             r = r - r.mean(axis=1, keepdims=True)
         return mu.double().numpy()[:, None] + r
+
+
+def simulate_gaps(
+    x: np.ndarray, share: float, rng: np.random.Generator, max_missing: float = 0.4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give a ``share`` of training windows the gaps production has, imputed as at prediction.
+
+    Each chosen window loses, per indicator, one to three runs of rows (together at most
+    ``max_missing`` of the context; the last row stays observed as often as not) that are
+    then forward/backward filled exactly as :meth:`models.base.Predictor.predict_windows`
+    fills a real gap.
+
+    Args:
+        x: ``(N, L, M)`` complete windows.
+        share: fraction of windows to damage, in [0, 1).
+        rng: the generator (seeded by the estimator).
+
+    Returns:
+        ``(x, observed)``: the windows (a copy where damaged) and ``(N, L, M)`` 1.0/0.0.
+
+    """
+    n, ell, m = x.shape
+    observed = np.ones_like(x)
+    if share <= 0 or ell < 4:
+        return x, observed
+    x = x.copy()
+    chosen = np.where(rng.random(n) < share)[0]
+    for i in chosen:
+        for j in range(m):
+            budget = int(rng.uniform(0.05, max_missing) * ell)
+            for _ in range(int(rng.integers(1, 4))):
+                run = int(rng.integers(1, max(2, budget + 1)))
+                start = int(rng.integers(0, ell - run + 1))
+                observed[i, start:start + run, j] = 0.0
+                budget -= run
+                if budget <= 0:
+                    break
+            if not observed[i, :, j].any():
+                observed[i, -1, j] = 1.0
+        win = np.where(observed[i] > 0, x[i], np.nan)
+        x[i] = fill_gaps(win)
+    return x, observed
 
 
 def sample_crps(
@@ -417,6 +473,11 @@ class HarmonyEstimator(Estimator):
             after each epoch [s].
         max_windows: training windows kept per epoch (random subset) to bound time.
         num_threads: torch intra-op threads for training and sampling.
+        mask_feature: each indicator token also reads which context rows were observed
+            (1) and which imputed (0): missed scrapes are normal in production, and a held
+            value is not a flat series.
+        mask_augment: share of training windows given simulated gaps (runs of missing rows,
+            imputed as at prediction) so the network learns what the mask means [0, 1).
     """
 
     name = "harmony"
@@ -457,6 +518,8 @@ class HarmonyEstimator(Estimator):
         "max_train_seconds": 270.0,
         "max_windows": 20000,
         "num_threads": 1,
+        "mask_feature": True,
+        "mask_augment": 0.3,
     }
 
     def _config(self, train: list[Series]) -> dict[str, Any]:
@@ -498,18 +561,23 @@ class HarmonyEstimator(Estimator):
             "level_sd": allv.std(axis=0) + floor,
         }
 
-        def prep(series):
+        gap_rng = np.random.default_rng(self.seed + 7919)
+
+        def prep(series, augment: float):
             x, y, t = make_windows(series, self.context_length, self.prediction_length)
-            xz, ls, cal, loc, scale = pred._tensors(x, t)
+            observed = None
+            if p.get("mask_feature", False):
+                x, observed = simulate_gaps(x, augment, gap_rng)
+            xz, ls, cal, loc, scale, obs = pred._tensors(x, t, observed)
             yz = (y - loc[:, None]) / scale[:, None]
             yz = torch.as_tensor(np.clip(yz, -p["clip"], p["clip"]), dtype=torch.float32)
             # Weight of each window's CRPS term: its target unit in units of the
             # indicator's training std, so the term is a CRPS in the data's own scale.
             wt = torch.as_tensor(scale / pred.state["level_sd"][None], dtype=torch.float32)
-            return xz, ls, cal, yz, wt
+            return xz, ls, cal, yz, wt, obs
 
-        tr = prep(train)
-        va = prep(validation) if validation else None
+        tr = prep(train, float(p.get("mask_augment", 0.0)))
+        va = prep(validation, 0.0) if validation else None
         # Each indicator's MSE is divided by its training second moment of the target, so
         # an indicator with rare large normalised jumps cannot dominate the shared weights.
         mse_norm = (tr[3] ** 2).mean(dim=(0, 1)).clamp_min(1e-4)  # (M,)
@@ -556,8 +624,8 @@ class HarmonyEstimator(Estimator):
         k_crps = int(p["crps_samples"])
 
         def loss_of(batch, noise: bool):
-            xz, ls, cal, yz, wt = batch
-            mu, ctx = net.encode(xz, ls, cal)  # (B, H, M), (B, H, C)
+            xz, ls, cal, yz, wt, obs = batch
+            mu, ctx = net.encode(xz, ls, cal, obs)  # (B, H, M), (B, H, C)
             target = yz + p["jitter"] * torch.randn_like(yz) if noise else yz
             resid = (target - mu.detach()).reshape(-1, m)  # (B*H, M)
             flat_ctx = ctx.reshape(resid.shape[0], -1)
@@ -576,7 +644,7 @@ class HarmonyEstimator(Estimator):
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(12345)
                 for i in range(0, va[0].shape[0], 1024):
-                    b = tuple(a[i : i + 1024] for a in va)
+                    b = tuple(None if a is None else a[i : i + 1024] for a in va)
                     loss, _, _ = loss_of(b, noise=True)
                     tot += loss.item() * b[0].shape[0]
                     n += b[0].shape[0]
@@ -593,7 +661,8 @@ class HarmonyEstimator(Estimator):
             run = 0.0
             for i in range(0, order.size, int(p["batch_size"])):
                 idx = torch.as_tensor(order[i : i + int(p["batch_size"])])
-                loss, _, _ = loss_of(tuple(a[idx] for a in tr), noise=True)
+                loss, _, _ = loss_of(tuple(None if a is None else a[idx] for a in tr),
+                                     noise=True)
                 opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -20,15 +20,21 @@ from policies.base import Decision
 from policies.scenarios import power, serverless, vm
 
 
-def forecaster_for(policy: Any, seed: int = 0) -> Callable | None:  # noqa: ANN401
+def forecaster_for(policy: Any, seed: int = 0, chosen: Callable | None = None  # noqa: ANN401
+                   ) -> Callable | None:
     """Make the forecaster fed to ``policy`` (None when it reads no forecast).
 
-    A policy may supply its own with a ``make_forecaster(seed)`` method; otherwise the
-    scenario's online forecaster (:func:`policies.forecasters.default_forecaster`) is used;
-    a scenario without one gives None and the policy falls back (and says so).
+    ``chosen`` is a forecaster the caller was asked for by name (the replay's
+    ``--forecaster``, a daemon target's ``forecaster: stored``): a policy that reads
+    forecasts gets it. Otherwise a policy may supply its own with a ``make_forecaster(seed)``
+    method, else the scenario's online forecaster
+    (:func:`policies.forecasters.default_forecaster`) is used; a scenario without one gives
+    None and the policy falls back (and says so).
     """
     if not getattr(policy, "needs_forecast", False):
         return None
+    if chosen is not None:
+        return chosen
     make = getattr(policy, "make_forecaster", None)
     if callable(make):
         return make(seed)

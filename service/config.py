@@ -163,10 +163,33 @@ class Settings(BaseSettings):
     forecast_horizon_steps: int = Field(
         20, ge=1, le=10_000, description="Steps forecast ahead (buckets)."
     )
+    forecast_joint: bool = Field(
+        True,
+        description="Forecast an entity's metrics jointly, as the indicators of one model "
+        "(HARMONY's multi-indicator forecast; each sample path is one joint draw), rather "
+        "than each metric alone (bool).",
+    )
+    forecast_max_indicators: int = Field(
+        8, ge=1, le=64,
+        description="Most metrics in one joint forecast; an entity with more is split into "
+        "groups in metric order (indicators).",
+    )
+    forecast_hierarchy: dict[str, dict[str, int]] = Field(
+        {},
+        description="HARMONY's indicator hierarchy per entity kind, for models that read one "
+        "(`harmony`): JSON `{kind: {metric: level}}`, level 0 on top (load, requests), 1 for "
+        "CPU and memory, 2 for I/O and network (the default by name when unset).",
+    )
     forecast_model: str = Field(
         "window-mean",
         description="Model used when no model is registered as current (no unit): a name "
         "from the models registry (`last`, `window-mean`, `seasonal-naive`, ...).",
+    )
+    train_history_s: float = Field(
+        86_400.0, ge=60, le=365 * 86_400,
+        description="History the retraining job trains on (seconds), per entity: a day by "
+        "default, so daily seasons are seen; capped at the raw retention, or at the rollup "
+        "retention when TIDEWISE_FORECAST_STEP_S is a multiple of 60 (the rollups serve it).",
     )
     retrain_interval_s: float = Field(
         3600.0,
@@ -331,6 +354,14 @@ class Settings(BaseSettings):
     def decision_window_s(self) -> int:
         """History a scaling decision reads: ``decision_history_s`` within the raw retention."""
         return int(min(self.decision_history_s, self.raw_retention_hours * 3600))
+
+    @property
+    def train_window_s(self) -> int:
+        """History the retraining job reads: ``train_history_s`` within the retention that
+        serves buckets of ``forecast_step_s`` (raw samples, or rollups for whole minutes)."""
+        keep = (self.rollup_retention_days * 86400 if self.forecast_step_s % 60 == 0
+                else self.raw_retention_hours * 3600)
+        return int(min(self.train_history_s, keep))
 
     @property
     def raw_retention_s(self) -> int:

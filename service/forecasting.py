@@ -67,9 +67,76 @@ def warm_up() -> None:
     registry.load_all()
 
 
-def daemon_model_name(metric: str) -> str:
-    """Name under which the retraining job registers models of ``metric``."""
-    return f"daemon:{metric}"
+def daemon_model_name(metrics: str | tuple[str, ...]) -> str:
+    """Name under which the retraining job registers models of a metric or indicator set.
+
+    One metric: ``daemon:<metric>`` (a one-indicator model, indicator ``value``). Several,
+    forecast jointly: ``daemon:<m1>+<m2>+...`` in sorted order (indicators named by metric).
+    """
+    if isinstance(metrics, str):
+        return f"daemon:{metrics}"
+    ms = tuple(sorted(metrics))
+    return f"daemon:{ms[0]}" if len(ms) == 1 else "daemon:" + "+".join(ms)
+
+
+def indicator_names(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """Indicators of the model for ``metrics``: ``("value",)`` alone, else the metric names."""
+    return ("value",) if len(metrics) == 1 else tuple(metrics)
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Series of one entity forecast together (one joint Forecast over their indicators)."""
+
+    entity: str
+    kind: str
+    items: tuple[Any, ...]  # ActiveSeries, sorted by metric
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The group's metrics (sorted): the joint forecast's indicators."""
+        return tuple(a.metric for a in self.items)
+
+
+def joint_groups(active: list[Any], settings: Any, declared: dict[str, list[tuple[str, ...]]]  # noqa: ANN401
+                 ) -> list[Group]:
+    """Split the active series into the groups forecast jointly.
+
+    Per entity: first each indicator set a scaling target declares (``indicators``, its
+    demand metric included), then the entity's other metrics together, at most
+    ``forecast_max_indicators`` per group (sorted by metric). With
+    ``TIDEWISE_FORECAST_JOINT=false`` every series is its own group.
+    """
+    by_entity: dict[str, list[Any]] = {}
+    for a in active:
+        by_entity.setdefault(a.entity, []).append(a)
+    cap = max(1, int(settings.forecast_max_indicators))
+    groups = []
+    for entity, items in by_entity.items():
+        items = sorted(items, key=lambda a: a.metric)
+        if not settings.forecast_joint:
+            groups.extend(Group(entity, a.kind, (a,)) for a in items)
+            continue
+        left = {a.metric: a for a in items}
+        for wanted in declared.get(entity, []):
+            got = tuple(left.pop(m) for m in sorted(set(wanted)) if m in left)
+            if got:
+                groups.append(Group(entity, got[0].kind, got))
+        rest = [left[m] for m in sorted(left)]
+        for i in range(0, len(rest), cap):
+            chunk = tuple(rest[i:i + cap])
+            groups.append(Group(entity, chunk[0].kind, chunk))
+    return groups
+
+
+def declared_indicators(session: Any) -> dict[str, list[tuple[str, ...]]]:  # noqa: ANN401
+    """Indicator sets scaling targets declare, by entity (see :func:`joint_groups`)."""
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for t in repository.list_targets(session):
+        ind = t.spec.get("indicators") if t.kind == "vm" else None
+        if ind:
+            out.setdefault(t.spec["entity"], []).append(tuple(ind))
+    return out
 
 
 def bucketed(
@@ -111,14 +178,16 @@ class ModelCache:
         self._loaded: dict[str, tuple[int, Any]] = {}
         self._lock = threading.Lock()
 
-    def current(self, store: Store, metric: str) -> tuple[Any, str] | None:
-        """Return the current model of ``metric`` (predictor, ``name@version``), or None.
+    def current(self, store: Store, metrics: str | tuple[str, ...]
+                ) -> tuple[Any, str] | None:
+        """Return the current model of a metric or indicator set (predictor,
+        ``name@version``), or None.
 
         Raises:
             Exception: the artifact cannot be loaded (the caller falls back).
 
         """
-        name = daemon_model_name(metric)
+        name = daemon_model_name(metrics)
         with store.sessions() as session:
             rec = repository.current_model(session, name)
         if rec is None:
@@ -133,42 +202,55 @@ class ModelCache:
 
 
 def _fallback(history: np.ndarray, start: float, step: float, horizon: int, reason: str,
-              samples: int) -> Forecast:
+              samples: int, indicators: tuple[str, ...] = ("value",)) -> Forecast:
     from models.base import fallback_samples
 
-    s = fallback_samples(history[:, None], horizon, samples, "last")  # (S, H, 1)
-    return Forecast(s, start, step, ("value",), model="fallback:last", info={"reason": reason})
+    hist = history[:, None] if history.ndim == 1 else history
+    s = fallback_samples(hist, horizon, samples, "last")  # (S, H, M)
+    return Forecast(s, start, step, indicators, model="fallback:last", info={"reason": reason})
 
 
 def forecast_series(
-    store: Store, cache: ModelCache, metric: str, ts: np.ndarray, values: np.ndarray,
-    horizon: int, entity: str = "entity",
+    store: Store, cache: ModelCache, metric: str | tuple[str, ...], ts: np.ndarray,
+    values: np.ndarray, horizon: int, entity: str = "entity",
 ) -> Forecast:
-    """Forecast one bucketed series: current model, else the cheap model, else fallback.
+    """Forecast one bucketed series or one entity's indicator set jointly.
+
+    The model is the current registered one of the metric (or of the indicator set), else
+    ``TIDEWISE_FORECAST_MODEL`` fitted on the spot to this history, else the per-series
+    fallback. ``values`` is ``(T,)`` for one metric or ``(T, M)`` for the metrics
+    ``metric`` names, in that order; the Forecast's indicators are ``("value",)`` for one
+    metric, the metric names for several (sample ``s`` of every indicator is one joint draw).
 
     Raises:
-        NoDataError: the history has no finite value (nothing can be said).
+        NoDataError: an indicator has no finite value in the history (nothing can be said).
 
     """
+    from models.base import fill_gaps
+
     settings = store.settings
+    metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[:, None] if vals.ndim == 1 else vals
     step = float(settings.forecast_step_s)
     start = float(ts[-1] + step)
-    if not np.isfinite(values).any():
-        raise NoDataError(f"{entity!r}/{metric!r}: no sample in the last {len(values)} buckets")
+    dead = [m for m, ok in zip(metrics, np.isfinite(vals).any(axis=0), strict=True) if not ok]
+    if dead:
+        raise NoDataError(f"{entity!r}/{', '.join(map(repr, dead))}: no sample in the last "
+                          f"{len(vals)} buckets")
     from models.base import NoData, get_estimator
     from models.data import Series
 
-    from models.base import fill_gaps
-
-    first = int(np.argmax(np.isfinite(values)))
+    indicators = indicator_names(metrics)
+    first = int(np.argmax(np.isfinite(vals).any(axis=1)))
     # the model reads the history with its gaps (NaN): it imputes and masks them itself and
     # falls back only when more than half of its context is missing; fitting on the spot
     # needs complete rows, so it trains on the imputed copy
-    series = Series(values[first:, None], ts[first:].astype(np.float64), ("value",),
-                    entity=entity, step=step)
-    filled = Series(fill_gaps(series.values), series.ts, ("value",), entity=entity, step=step)
+    series = Series(vals[first:], ts[first:].astype(np.float64), indicators, entity=entity,
+                    step=step)
+    filled = Series(fill_gaps(series.values), series.ts, indicators, entity=entity, step=step)
     try:
-        current = cache.current(store, metric)
+        current = cache.current(store, metrics if len(metrics) > 1 else metrics[0])
         if current is not None:
             predictor, label = current
             out = predictor.predict_outcomes(series, num_samples=STORED_SAMPLES)[0]
@@ -186,39 +268,135 @@ def forecast_series(
             raise NoDataError(out.reason)
         if out.horizon < horizon:
             raise ValueError(f"model forecasts {out.horizon} steps, {horizon} needed")
-        samples = out.samples[:, :horizon, :1]  # (S, H, 1)
-        fc = Forecast(samples, start, step, ("value",), model=out.model
+        samples = out.samples[:, :horizon, : len(indicators)]  # (S, H, M)
+        fc = Forecast(samples, start, step, indicators, model=out.model
                       if out.model.startswith("fallback") else label, info=dict(out.info))
         return fc
     except Exception as exc:  # noqa: BLE001 - any model failure: per-series fallback
         reason = f"{type(exc).__name__}: {exc}"
-        log.debug("forecast of %s/%s falls back: %s", entity, metric, reason)
-        return _fallback(values[first:], start, step, horizon, reason, STORED_SAMPLES)
+        log.debug("forecast of %s/%s falls back: %s", entity, "+".join(metrics), reason)
+        return _fallback(vals[first:], start, step, horizon, reason, STORED_SAMPLES, indicators)
 
 
-def payload(fc: Forecast) -> dict[str, Any]:
-    """Build the stored/served form of a one-indicator Forecast."""
+def payload(fc: Forecast, j: int = 0, indicators: tuple[str, ...] | None = None
+            ) -> dict[str, Any]:
+    """Build the stored/served form of indicator ``j`` of a Forecast.
+
+    ``indicators`` names the metrics forecast jointly with this one (in the Forecast's
+    column order); the samples of every series of a joint forecast share their draw index,
+    so :func:`joint_forecast` rebuilds the joint distribution from the stored records.
+    """
     out: dict[str, Any] = {
         "times": [float(t) for t in fc.times()],
-        "mean": [float(v) for v in fc.mean[:, 0]],
+        "mean": [float(v) for v in fc.mean[:, j]],
     }
     for name, q in QUANTILES.items():
-        out[name] = [float(v) for v in fc.quantile(q)[:, 0]]
-    out["samples"] = np.round(fc.samples[:, :, 0], 6).tolist()  # (S, H)
+        out[name] = [float(v) for v in fc.quantile(q)[:, j]]
+    out["samples"] = np.round(fc.samples[:, :, j], 6).tolist()  # (S, H)
+    out["indicators"] = list(indicators) if indicators is not None else [
+        str(x) for x in fc.indicators]
     out["info"] = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                    for k, v in fc.info.items()}
     return out
 
 
 def to_forecast(rec: Any, indicator: str = "demand") -> Forecast:  # noqa: ANN401 - a ForecastRecord
-    """Rebuild the joint Forecast from a stored record (one indicator)."""
+    """Rebuild the Forecast of one stored series (one indicator)."""
     samples = np.asarray(rec.payload["samples"], dtype=np.float64)[:, :, None]  # (S, H, 1)
     return Forecast(samples, rec.start, rec.step, (indicator,), model=rec.model)
 
 
+def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa: ANN401
+    """Rebuild the joint Forecast a series was stored with: all its indicators, one draw
+    index (see :func:`payload`); a series forecast alone gives a one-indicator Forecast.
+
+    Raises:
+        NotFoundError: no such series or no forecast of it yet.
+
+    """
+    rec = repository.latest_forecast(session, entity, metric)
+    names = [str(x) for x in rec.payload.get("indicators") or [metric]]
+    if len(names) <= 1 or metric not in names:
+        return Forecast(np.asarray(rec.payload["samples"], dtype=np.float64)[:, :, None],
+                        rec.start, rec.step, (metric,), model=rec.model)
+    cols = []
+    for m in names:
+        other = rec if m == metric else repository.latest_forecast(session, entity, m)
+        if other.computed_at != rec.computed_at or other.start != rec.start:
+            raise repository.NotFoundError(
+                f"the joint forecast of {entity!r} is incomplete ({m!r} was not refreshed "
+                "with it)")
+        cols.append(np.asarray(other.payload["samples"], dtype=np.float64))
+    return Forecast(np.stack(cols, axis=-1), rec.start, rec.step, tuple(names), model=rec.model)
+
+
+class StoredForecast:
+    """The forecaster of a scaling target with ``forecaster: stored``: the refresh's joint
+    forecast of its entity, not a model fitted for the decision.
+
+    Called like any forecaster (``(history, now, step, horizon) -> Forecast``), it reads the
+    latest stored joint forecast of the target's demand metric (:func:`joint_forecast`),
+    puts the demand metric first (the policy reads column 0; the other indicators follow),
+    and re-aligns it to the decision's grid: step 0 begins at the end of the last complete
+    bucket before ``now``; steps already past are dropped and a horizon beyond the stored one
+    repeats its last step. A missing forecast, one older than ``max_age_s`` or on another
+    step is no forecast (``NoDataError``: the policy falls back and says so).
+    """
+
+    def __init__(self, store: Store, entity: str, metric: str, max_age_s: float) -> None:
+        self.store, self.entity, self.metric, self.max_age_s = store, entity, metric, max_age_s
+        self.indicators: tuple[str, ...] = ()
+
+    def __call__(self, history: np.ndarray, now: float, step: float, horizon: int) -> Forecast:
+        """Return the stored joint forecast, demand first, on the decision's grid."""
+        try:
+            with self.store.sessions() as session:
+                fc = joint_forecast(session, self.entity, self.metric)
+                computed = repository.latest_forecast(session, self.entity,
+                                                      self.metric).computed_at
+        except repository.NotFoundError as exc:
+            raise NoDataError(str(exc)) from None
+        if now - computed > self.max_age_s:
+            raise NoDataError(f"the stored forecast of {self.entity!r}/{self.metric!r} is "
+                              f"{now - computed:.0f} s old (more than {self.max_age_s:g} s)")
+        if abs(fc.step - step) > 1e-9:
+            raise NoDataError(f"the stored forecast's step is {fc.step:g} s, the decision's "
+                              f"{step:g} s")
+        origin = float(now - now % step)
+        skip = int(round((origin - fc.start) / step))
+        if skip < 0 or skip >= fc.horizon:
+            raise NoDataError(f"the stored forecast of {self.entity!r}/{self.metric!r} does "
+                              f"not cover the decision's time {origin:.0f}")
+        names = list(fc.indicators)
+        order = [names.index(self.metric)] + [i for i in range(len(names))
+                                              if names[i] != self.metric]
+        samples = fc.samples[:, skip:, :][:, :, order]
+        if samples.shape[1] < horizon:
+            pad = np.repeat(samples[:, -1:], horizon - samples.shape[1], axis=1)
+            samples = np.concatenate([samples, pad], axis=1)
+        self.indicators = tuple(names[i] for i in order)
+        return Forecast(samples[:, :horizon], origin, step, self.indicators, model=fc.model,
+                        info={"source": "stored", "computed_at": computed})
+
+
+def _observed_share(values: np.ndarray) -> float:
+    ok = np.isfinite(values)
+    if not ok.any():
+        return 0.0
+    return float(ok[int(np.argmax(ok)):].mean()) if len(values) else 0.0
+
+
 def refresh(store: Store, now: int, cache: ModelCache | None = None,
             telemetry: Any = None) -> RefreshResult:  # noqa: ANN401
-    """Forecast every series with recent data and store the forecasts (see module doc)."""
+    """Forecast every series with recent data and store the forecasts (see module doc).
+
+    Series are forecast jointly per entity (:func:`joint_groups`): one model call per group,
+    its indicators sharing each sample path. A series with no sample in the context is an
+    error of its own; one observed less than half of its context (since its first sample) is
+    forecast alone, so it cannot send its group to the fallback; a member with a current
+    registered model of its own (``daemon:<metric>``) and no registered model of the group
+    keeps that model.
+    """
     cache = cache or ModelCache()
     s = store.settings
     step, n, horizon = s.forecast_step_s, s.forecast_context_steps, s.forecast_horizon_steps
@@ -226,28 +404,56 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     records = []
     with store.sessions() as session:
         active = repository.active_series(session, now - n * step)
-    for a in active:
-        result.series += 1
-        try:
-            with store.sessions() as session:
-                ts, values = bucketed(session, a.entity, a.metric, now, step, n)
-            fc = forecast_series(store, cache, a.metric, ts, values, horizon, a.entity)
-        except NoDataError as exc:
-            result.errors.append(str(exc))
-            continue
-        except Exception as exc:  # noqa: BLE001 - one bad series must not stop the others
-            log.exception("forecast of %s/%s failed", a.entity, a.metric)
-            result.errors.append(f"{a.entity}/{a.metric}: {type(exc).__name__}: {exc}")
-            continue
-        is_fb = fc.model.startswith("fallback")
-        result.forecasts += 1
-        result.fallbacks += is_fb
-        if telemetry is not None:
-            telemetry.forecast(fc.model, is_fb)
-        records.append({
-            "series_id": a.series_id, "computed_at": now, "start": fc.start, "step": fc.step,
-            "model": fc.model[:128], "fallback": is_fb, "payload": payload(fc),
-        })
+        declared = declared_indicators(session) if s.forecast_joint else {}
+    for group in joint_groups(active, s, declared):
+        result.series += len(group.items)
+        hist: dict[str, np.ndarray] = {}
+        ts = None
+        for a in group.items:
+            try:
+                with store.sessions() as session:
+                    ts, hist[a.metric] = bucketed(session, a.entity, a.metric, now, step, n)
+            except Exception as exc:  # noqa: BLE001 - one bad series must not stop the others
+                log.exception("reading %s/%s failed", a.entity, a.metric)
+                result.errors.append(f"{a.entity}/{a.metric}: {type(exc).__name__}: {exc}")
+        units: list[tuple[Any, ...]] = []  # members forecast together
+        joint = [a for a in group.items if a.metric in hist
+                 and _observed_share(hist[a.metric]) >= 0.5]
+        alone = [a for a in group.items if a.metric in hist and a not in joint]
+        if len(joint) > 1 and cache.current(store, tuple(a.metric for a in joint)) is None:
+            own = [a for a in joint if cache.current(store, a.metric) is not None]
+            alone += own
+            joint = [a for a in joint if a not in own]
+        if len(joint) > 1:
+            units.append(tuple(joint))
+        else:
+            alone += joint
+        units += [(a,) for a in sorted(alone, key=lambda a: a.metric)]
+        for unit in units:
+            metrics = tuple(a.metric for a in unit)
+            try:
+                values = np.stack([hist[m] for m in metrics], axis=1)
+                fc = forecast_series(store, cache, metrics if len(metrics) > 1 else metrics[0],
+                                     ts, values, horizon, group.entity)
+            except NoDataError as exc:
+                result.errors.append(str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad unit must not stop the others
+                log.exception("forecast of %s/%s failed", group.entity, "+".join(metrics))
+                result.errors.append(f"{group.entity}/{'+'.join(metrics)}: "
+                                     f"{type(exc).__name__}: {exc}")
+                continue
+            is_fb = fc.model.startswith("fallback")
+            for j, a in enumerate(unit):
+                result.forecasts += 1
+                result.fallbacks += is_fb
+                if telemetry is not None:
+                    telemetry.forecast(fc.model, is_fb)
+                records.append({
+                    "series_id": a.series_id, "computed_at": now, "start": fc.start,
+                    "step": fc.step, "model": fc.model[:128], "fallback": is_fb,
+                    "payload": payload(fc, j, metrics),
+                })
     repository.save_forecasts(store, records)
     return result
 
@@ -269,43 +475,82 @@ def _holdout_crps(predictor: Any, series: list[Any], origins: int, horizon: int)
     scores = []
     for s in series:
         n = len(s)
+        # indicators in units of their own spread, so a large-valued one does not decide alone
+        scale = np.nanstd(s.values, axis=0) + 1e-9
         first = int(n * (1 - HOLDOUT_SHARE))
         for o in np.linspace(first, n - horizon, origins).astype(int):
             if o < 2:
                 continue
             past = Series(s.values[:o], s.ts[:o], s.indicators, entity=s.entity, step=s.step)
             out = predictor.predict_outcomes(past)[0]
-            y = s.values[o:o + horizon, 0]
+            y = s.values[o:o + horizon]  # (H, M)
             if isinstance(out, NoData) or not np.isfinite(y).all():
                 continue
-            pred = out.samples[:, :horizon, 0]  # (S, H)
-            scores.append(float(crps_samples(pred.T[:, :, None], y[:, None]).mean()))
+            pred = out.samples[:, :horizon]  # (S, H, M)
+            crps = crps_samples(pred.transpose(1, 0, 2), y)  # (H, M)
+            scores.append(float((crps / scale).mean() if s.values.shape[1] > 1
+                                else crps.mean()))
     if not scores:
         raise NoDataError("no scorable origin in the held-out data")
     return float(np.mean(scores))
 
 
-def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, Any]]:
-    """Train a candidate per metric on recent data; register it only when it beats the current.
+def training_history(store: Store, group: Group, now: int) -> Any | None:  # noqa: ANN401
+    """The group's joint training series over ``TIDEWISE_TRAIN_HISTORY_S`` (gaps held), or None.
 
-    For every metric with recent data the candidate (``model``, default
-    ``TIDEWISE_FORECAST_MODEL``) is trained on the first 75 % of each active series' last
-    ``forecast_context_steps`` buckets, then the candidate and the current model (or, with
-    none registered, the per-series ``last`` fallback) are scored by CRPS over the held-out
-    25 %. A better candidate is saved under ``TIDEWISE_MODEL_DIR`` in the folder
-    :func:`service.artifacts.artifact_folder` derives from its name and version (never the
-    raw metric name) and registered as ``daemon:<metric>``, current; otherwise nothing
-    changes. A metric whose candidate cannot be saved or registered is reported ``skipped``
-    and the others go on.
+    Buckets of ``forecast_step_s`` seconds up to the last complete one before ``now``, from
+    the series' first sample in that span; the rollups serve buckets a multiple of a minute
+    wide (:func:`service.repository.query_series`), so the span may then exceed the raw
+    retention. None when fewer than four horizons of buckets are observed.
+    """
+    from models.base import fill_gaps
+    from models.data import Series
+
+    s = store.settings
+    step, horizon = s.forecast_step_s, s.forecast_horizon_steps
+    n = max(s.forecast_context_steps, int(s.train_window_s // step))
+    cols = []
+    ts = None
+    for a in group.items:
+        with store.sessions() as session:
+            ts, v = bucketed(session, a.entity, a.metric, now, step, n)
+        cols.append(v)
+    values = np.stack(cols, axis=1)  # (n, M)
+    ok = np.isfinite(values).any(axis=1)
+    if ok.sum() < 4 * horizon or not np.isfinite(values).any(axis=0).all():
+        return None
+    first = int(np.argmax(ok))
+    return Series(fill_gaps(values[first:]), ts[first:].astype(np.float64),
+                  indicator_names(group.metrics), entity=group.entity, step=float(step))
+
+
+def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, Any]]:
+    """Train a candidate per indicator set on recent data; register it only when it beats
+    the current one.
+
+    The groups are the forecast refresh's (:func:`joint_groups`: an entity's metrics
+    together, or the ``indicators`` a scaling target names; each metric alone with
+    ``TIDEWISE_FORECAST_JOINT=false``), and entities with the same set of metrics share one
+    global model, trained on all of them. For every set the candidate (``model``, default
+    ``TIDEWISE_FORECAST_MODEL``; HARMONY's indicator levels from
+    ``TIDEWISE_FORECAST_HIERARCHY`` for the entities' kind) is trained on the first 75 % of
+    each entity's history over ``TIDEWISE_TRAIN_HISTORY_S`` (:func:`training_history`), then
+    the candidate and the current model (or, with none registered, the ``last`` fallback)
+    are scored by CRPS over the held-out 25 %. A better candidate is saved under
+    ``TIDEWISE_MODEL_DIR`` in the folder :func:`service.artifacts.artifact_folder` derives
+    from its name and version (never the raw metric name) and registered as
+    ``daemon:<metric>`` (one metric) or ``daemon:<m1>+<m2>+...``, current; otherwise nothing
+    changes. A set whose candidate cannot be saved or registered is reported ``skipped`` and
+    the others go on.
 
     Returns:
-        one report per metric: ``metric``, ``outcome`` (``registered``, ``kept``,
-        ``skipped``), scores.
+        one report per indicator set: ``metric`` (the set joined by ``+``), ``metrics``,
+        ``outcome`` (``registered``, ``kept``, ``skipped``), scores.
 
     """
     import shutil
 
-    from models.base import get_estimator, load_predictor
+    from models.base import get_estimator, get_estimator_class, load_predictor
     from models.data import Series
     from service.artifacts import artifact_folder
 
@@ -314,34 +559,34 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
     model = model or s.forecast_model
     with store.sessions() as session:
         active = repository.active_series(session, now - n * step)
-    by_metric: dict[str, list[Any]] = {}
-    for a in active:
-        with store.sessions() as session:
-            ts, values = bucketed(session, a.entity, a.metric, now, step, n)
-        ok = np.isfinite(values)
-        if ok.sum() < 4 * horizon:
-            continue
-        first = int(np.argmax(ok))
-        v = values[first:].copy()
-        idx = np.where(np.isfinite(v), np.arange(len(v)), 0)  # hold over gaps
-        np.maximum.accumulate(idx, out=idx)
-        by_metric.setdefault(a.metric, []).append(
-            Series(v[idx][:, None], ts[first:].astype(np.float64), ("value",), entity=a.entity,
-                   step=float(step)))
+        declared = declared_indicators(session) if s.forecast_joint else {}
+    by_set: dict[tuple[str, ...], list[Any]] = {}
+    kinds: dict[tuple[str, ...], str] = {}
+    for group in joint_groups(active, s, declared):
+        series = training_history(store, group, now)
+        if series is not None:
+            by_set.setdefault(group.metrics, []).append(series)
+            kinds.setdefault(group.metrics, group.kind)
     reports = []
-    for metric, series in sorted(by_metric.items()):
-        report: dict[str, Any] = {"metric": metric, "series": len(series)}
+    for metrics, series in sorted(by_set.items()):
+        name = daemon_model_name(metrics if len(metrics) > 1 else metrics[0])
+        report: dict[str, Any] = {"metric": "+".join(metrics), "metrics": list(metrics),
+                                  "series": len(series)}
         try:
             cut = [Series(x.values[: int(len(x) * (1 - HOLDOUT_SHARE))],
                           x.ts[: int(len(x) * (1 - HOLDOUT_SHARE))], x.indicators,
                           entity=x.entity, step=x.step) for x in series]
             ctx = max(2, min(n, min(len(c) for c in cut) - horizon))
+            params: dict[str, Any] = {}
+            levels = s.forecast_hierarchy.get(kinds[metrics])
+            if levels and len(metrics) > 1 and "levels" in get_estimator_class(model).defaults:
+                params["levels"] = {m: int(levels.get(m, 2)) for m in metrics}
             est = get_estimator(model, context_length=ctx, prediction_length=horizon,
-                                num_samples=STORED_SAMPLES, calibrate=False)
+                                num_samples=STORED_SAMPLES, calibrate=False, **params)
             candidate = est.fit(cut)
             cand_score = _holdout_crps(candidate, series, HOLDOUT_ORIGINS, horizon)
             with store.sessions() as session:
-                current = repository.current_model(session, daemon_model_name(metric))
+                current = repository.current_model(session, name)
             if current is not None:
                 incumbent = load_predictor(current.artifact_path)
                 label = f"{current.name}@{current.version}"
@@ -361,19 +606,21 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
             reports.append(report)
             continue
         version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + f"-{model}"
-        folder = artifact_folder(s.model_dir, daemon_model_name(metric), version)
+        folder = artifact_folder(s.model_dir, name, version)
+        span = int(len(series[0]) * step)
         try:
             candidate.save(folder)
             with store.write_sessions() as session, session.begin():
                 repository.register_model(
-                    session, daemon_model_name(metric), version, str(folder.resolve()),
-                    trained_on=f"{len(series)} series of {metric!r}, last {n} x {step} s "
-                    f"before {now}",
+                    session, name, version, str(folder.resolve()),
+                    trained_on=f"{len(series)} entities with {'+'.join(metrics)!r}, up to "
+                    f"{span} s before {now}",
                     metrics={"holdout_crps": cand_score, "incumbent": label,
-                             "incumbent_crps": inc_score, "model": model},
+                             "incumbent_crps": inc_score, "model": model,
+                             "indicators": list(metrics)},
                 )
-        except Exception as exc:  # noqa: BLE001 - one metric must not stop the others
-            log.warning("retrain of %r: candidate not saved: %s", metric, exc)
+        except Exception as exc:  # noqa: BLE001 - one set must not stop the others
+            log.warning("retrain of %r: candidate not saved: %s", name, exc)
             shutil.rmtree(folder, ignore_errors=True)
             report.update(outcome="skipped", reason=f"{type(exc).__name__}: {exc}")
             reports.append(report)

@@ -101,6 +101,29 @@ class ScalingTarget(_TargetBase):
         None, min_length=1, max_length=255,
         description="entity of ready_metric / requested_metric (default: entity)",
     )
+    indicators: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        None, min_length=2, max_length=64,
+        description="metrics of the entity forecast jointly with the demand metric (which "
+        "must be one of them), as the indicators of one model, e.g. [requests, cpu_cores, "
+        "mem_gb]; unset: the entity's metrics, TIDEWISE_FORECAST_MAX_INDICATORS at most",
+    )
+    forecaster: Literal["online", "stored"] = Field(
+        "online",
+        description="what a forecast-reading policy decides on: `online`, the scenario's "
+        "online forecaster over the demand history (what `tidewise replay` and `backtest` "
+        "measure); `stored`, the forecast refresh's joint forecast of the entity (the "
+        "registered model, else TIDEWISE_FORECAST_MODEL), demand first",
+    )
+
+    @model_validator(mode="after")
+    def _check_indicators(self) -> ScalingTarget:
+        if self.indicators is not None:
+            dup = sorted({m for m in self.indicators if self.indicators.count(m) > 1})
+            if dup:
+                raise ValueError(f"indicators: listed twice: {dup}")
+            if self.metric not in self.indicators:
+                raise ValueError(f"indicators: must include the demand metric {self.metric!r}")
+        return self
 
     @model_validator(mode="before")
     @classmethod

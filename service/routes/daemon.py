@@ -56,6 +56,9 @@ class ForecastOut(BaseModel):
 
     entity: str
     metric: str
+    indicators: list[str] = Field(
+        description="the metrics of this entity forecast jointly with this one, by the same "
+        "model call (sample paths shared); just this metric when forecast alone")
     model: str
     fallback: bool
     reason: str | None = Field(
@@ -163,6 +166,8 @@ def get_forecast(
     return {
         "entity": entity,
         "metric": metric,
+        "indicators": list(p.get("indicators") or [metric]) if len(p.get("indicators") or [])
+        > 1 else [metric],
         "model": rec.model,
         "fallback": rec.fallback,
         "reason": (p.get("info") or {}).get("reason") if rec.fallback else None,
@@ -311,8 +316,8 @@ def unusable(request: Request, session: Any, name: str, rec: Any) -> tuple[str, 
 
     * stale (always): older than three forecast periods, i.e. the jobs are not running;
     * from a fallback (when ``TIDEWISE_REFUSE_FALLBACK_DECISIONS``): the policy fell back
-      (``fallback`` on the decision), or a scaling target's policy decided on the per-series
-      fallback forecast (the stored forecast it read was ``fallback:…``).
+      (``fallback`` on the decision), or a scaling target with ``forecaster: stored`` decided
+      on the refresh's fallback forecast (the stored forecast it read was ``fallback:…``).
     """
     cfg = request.app.state.settings
     period = cfg.forecast_interval_s
@@ -332,7 +337,8 @@ def unusable(request: Request, session: Any, name: str, rec: Any) -> tuple[str, 
             "fallback applies"
         )
     target = repository.get_target(session, name)
-    if target.kind == "vm" and _reads_forecast(target.policy, target.kind):
+    if (target.kind == "vm" and target.spec.get("forecaster") == "stored"
+            and _reads_forecast(target.policy, target.kind)):
         try:
             fc = repository.latest_forecast(session, target.spec["entity"], target.spec["metric"])
         except repository.NotFoundError:

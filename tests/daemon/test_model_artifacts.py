@@ -55,8 +55,8 @@ def test_retrain_keeps_each_metric_in_its_own_folder_inside_the_model_dir(
     now = int(time.time())
     now -= now % 15
     metrics = ["..", "n/x", "n_x"]
-    for i, metric in enumerate(metrics):
-        send(http, "web-vm", "vm", metric, _noisy(now, i))
+    for i, metric in enumerate(metrics):  # one entity each: each metric its own model
+        send(http, f"web-vm-{i}", "vm", metric, _noisy(now, i))
     # A name stored before ingest refused NUL (SQLite keeps it): written past the validation.
     legacy = _noisy(now, 9)
     batch = Batch(
@@ -94,7 +94,7 @@ def test_a_save_failure_skips_that_metric_only(http, store, monkeypatch) -> None
     now = int(time.time())
     now -= now % 15
     for i, metric in enumerate(["a", "b"]):
-        send(http, "web-vm", "vm", metric, _noisy(now, i))
+        send(http, f"web-vm-{i}", "vm", metric, _noisy(now, i))
 
     def broken_save(self, folder):  # noqa: ANN001, ANN202
         if "daemon_a-" in str(folder):

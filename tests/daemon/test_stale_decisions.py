@@ -117,7 +117,10 @@ def test_a_decision_on_the_fallback_forecast_is_503_with_the_setting(settings_fa
     with _live(settings_factory, refuse_fallback_decisions=True) as (store, _app, http):
         now = int(time.time())
         send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 5.0))
-        http.post("/v1/targets", json=scaling_target(policy="bayes", params={}))
+        # a target deciding on the refresh's stored forecast, and one on its online forecaster
+        http.post("/v1/targets", json=scaling_target(policy="bayes", params={},
+                                                     forecaster="stored"))
+        http.post("/v1/targets", json=scaling_target("web-online", policy="bayes", params={}))
         with store.write_sessions() as session, session.begin():  # artifact missing
             repository.register_model(
                 session,
@@ -132,6 +135,9 @@ def test_a_decision_on_the_fallback_forecast_is_503_with_the_setting(settings_fa
         assert r.status_code == 503, r.text
         assert r.json()["error"] == "FallbackDecision"
         assert "'fallback:last'" in r.json()["detail"]
+        assert rec["details"]["forecast_model"] == "fallback:last"
+        # the online target never read the stored forecast: its decision stands
+        assert http.get("/v1/keda/web-online").status_code == 200
 
 
 @SQLITE

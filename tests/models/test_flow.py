@@ -181,7 +181,7 @@ def test_level_features_let_the_network_see_the_absolute_level():
             12, 1, calibrate=False, level_features=level, **{**TINY["harmony"], "max_epochs": 1}
         )
         pred = est.fit(train)
-        xz, stats, cal, loc, scale = pred._tensors(x2, t)
+        xz, stats, cal, loc, scale, _ = pred._tensors(x2, t)
         assert stats.shape[-1] == n_stats(pred.config)
         with torch.no_grad():
             mu, _ = pred.net.encode(xz, stats, cal)
@@ -280,3 +280,57 @@ def test_a_model_saved_before_level_features_and_ensembles_still_loads(tmp_path)
     assert len(back.nets) == 1
     (got,) = back.predict(s)
     np.testing.assert_allclose(got.samples, want.samples)
+
+
+def test_missing_rows_are_imputed_and_the_mask_reaches_the_network():
+    """Missed scrapes: harmony forecasts from a context with gaps (no fallback), and the mask
+    of imputed rows is an input, so the same imputed values read differently when the
+    network knows they were held."""
+    from models.data import make_windows
+    from models.harmony import simulate_gaps
+    from tests.models.conftest import make_series
+
+    s = make_series(300)
+    est = HarmonyEstimator(16, 4, **{**TINY["harmony"], "max_epochs": 1})
+    pred = est.fit([s])
+    assert pred.reads_mask and pred.config["mask_feature"] is True
+    x, _, t = make_windows([s], 16, 4)
+    x, t = x[-1:].copy(), t[-1:]
+    gappy = x.copy()
+    gappy[0, [3, 4, 5, 11], :] = np.nan  # 25 % missing: imputed, not a fallback
+    out = pred.predict_windows(gappy, t, num_samples=20, seed=1)[0]
+    assert not out.model.startswith("fallback") and np.isfinite(out.samples).all()
+    # the same filled values, told they were observed, give another forecast
+    from models.base import fill_gaps
+
+    told = pred.predict_windows(fill_gaps(gappy[0])[None], t, num_samples=20, seed=1)[0]
+    assert not np.allclose(out.samples, told.samples)
+    # the network's token input depends on the mask
+    xz, ls, cal, *_ = pred._tensors(fill_gaps(gappy[0])[None], t)
+    ones = torch.ones_like(xz)
+    holes = ones.clone()
+    holes[0, [3, 4, 5, 11], :] = 0.0
+    with torch.no_grad():
+        assert not torch.allclose(pred.net.encode(xz, ls, cal, ones)[0],
+                                  pred.net.encode(xz, ls, cal, holes)[0])
+    # training augmentation: gaps in about the asked share of windows, imputed, last row kept
+    rng = np.random.default_rng(0)
+    xs, _, _ = make_windows([s], 16, 4)
+    filled, obs = simulate_gaps(xs, 0.3, rng)
+    damaged = (obs == 0).any(axis=(1, 2))
+    assert 0.2 < damaged.mean() < 0.4 and np.isfinite(filled).all()
+    assert np.array_equal(filled[~damaged], xs[~damaged])
+    assert (obs == 0).mean(axis=1).max() <= 0.4 + 1e-9
+
+
+def test_a_model_saved_without_the_mask_feature_still_loads_and_forecasts(tmp_path):
+    from tests.models.conftest import make_series
+
+    s = make_series(200)
+    pred = HarmonyEstimator(16, 4, **{**TINY["harmony"], "max_epochs": 1,
+                                      "mask_feature": False}).fit([s])
+    assert not pred.reads_mask
+    pred.save(tmp_path / "m")
+    back = HarmonyPredictor.load(tmp_path / "m")
+    assert not back.reads_mask
+    assert np.isfinite(back.predict([s], num_samples=10)[0].samples).all()

@@ -368,9 +368,9 @@ def run_replay(
             except (ValueError, TypeError) as exc:
                 raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
             if forecaster == "model":
-                fc = predictor if getattr(pol, "needs_forecast", False) else None
+                fc = forecaster_for(pol, seed, predictor)
             else:
-                fc = forecaster_for(pol, seed) if forecaster == "auto" else forecaster
+                fc = forecaster_for(pol, seed, None if forecaster == "auto" else forecaster)
             want_tl = ps == _timeline_point(cls, sweep)
             t0 = time.perf_counter()
             res = sc.run(pol, data, seed=seed, timeline=want_tl, forecaster=fc)
