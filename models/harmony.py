@@ -219,6 +219,32 @@ class HarmonyNet(nn.Module):
         return mu, ctx
 
 
+def resolve_device(name: str, strict: bool = True) -> torch.device:
+    """The torch device for ``name``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (a GPU when one
+    is present, else the CPU).
+
+    Raises:
+        ConfigError: (``strict``) a GPU asked for by name and none is usable, or a bad name.
+            Not strict (loading a saved model), a missing GPU means the CPU.
+
+    """
+    name = str(name or "cpu").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        if strict:
+            raise ConfigError(f"device {name!r} asked for, but torch sees no usable GPU "
+                              "(torch.cuda.is_available() is False); use cpu or auto")
+        return torch.device("cpu")
+    return dev
+
+
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run with ``n`` intra-op threads, restoring the previous setting after.
@@ -268,8 +294,15 @@ class HarmonyPredictor(Predictor):
     def __init__(self, config, state=None):
         super().__init__(config, state)
         self.nets: list[HarmonyNet] = []
+        self.device = resolve_device(self.config.get("device", "cpu"), strict=False)
         if state:
             self._build()
+
+    def set_device(self, name: str) -> None:
+        """Run sampling on ``name`` (see :func:`resolve_device`; no GPU means the CPU)."""
+        self.device = resolve_device(name, strict=False)
+        for net in self.nets:
+            net.to(self.device)
 
     @property
     def net(self) -> HarmonyNet | None:
@@ -292,6 +325,7 @@ class HarmonyPredictor(Predictor):
                 if k.startswith(pre)
             }
             net.load_state_dict(weights)
+            net.to(self.device)
             net.eval()
             self.nets.append(net)
 
@@ -340,10 +374,14 @@ class HarmonyPredictor(Predictor):
         """``n`` sample paths of one member in normalised units, ``(B, n, H, M)``."""
         b, h, m = xz.shape[0], self.prediction_length, xz.shape[2]
         threads = torch_threads(int(self.config.get("num_threads", 1)))
+        dev = self.device
         with threads, torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            mu, ctx = net.encode(xz, ls, cal, obs)  # (B, H, M), (B, H, C)
+            mu, ctx = net.encode(xz.to(dev), ls.to(dev), cal.to(dev),
+                                 None if obs is None else obs.to(dev))  # (B, H, M), (B, H, C)
             r = net.head.sample(n, ctx.reshape(b * h, -1))  # (B*H, n, M)
+            mu = mu.cpu()
+            r = r.cpu()
         r = r.reshape(b, h, n, m).permute(0, 2, 1, 3).double().numpy()  # (B, n, H, M)
         clip = float(self.config["clip"])
         r = np.clip(r, -2 * clip, 2 * clip)
@@ -478,6 +516,9 @@ class HarmonyEstimator(Estimator):
             value is not a flat series.
         mask_augment: share of training windows given simulated gaps (runs of missing rows,
             imputed as at prediction) so the network learns what the mask means [0, 1).
+        device: where training and sampling run: ``cpu`` (default), ``cuda``, ``cuda:N`` or
+            ``auto`` (a GPU when present). Nothing requires a GPU; a saved model loads on the
+            CPU where none is present.
     """
 
     name = "harmony"
@@ -520,6 +561,7 @@ class HarmonyEstimator(Estimator):
         "num_threads": 1,
         "mask_feature": True,
         "mask_augment": 0.3,
+        "device": "cpu",
     }
 
     def _config(self, train: list[Series]) -> dict[str, Any]:
@@ -576,8 +618,11 @@ class HarmonyEstimator(Estimator):
             wt = torch.as_tensor(scale / pred.state["level_sd"][None], dtype=torch.float32)
             return xz, ls, cal, yz, wt, obs
 
-        tr = prep(train, float(p.get("mask_augment", 0.0)))
-        va = prep(validation, 0.0) if validation else None
+        dev = resolve_device(p.get("device", "cpu"), strict=True)
+        pred.device = dev
+        to_dev = lambda b: tuple(None if a is None else a.to(dev) for a in b)  # noqa: E731
+        tr = to_dev(prep(train, float(p.get("mask_augment", 0.0))))
+        va = to_dev(prep(validation, 0.0)) if validation else None
         # Each indicator's MSE is divided by its training second moment of the target, so
         # an indicator with rare large normalised jumps cannot dominate the shared weights.
         mse_norm = (tr[3] ** 2).mean(dim=(0, 1)).clamp_min(1e-4)  # (M,)
@@ -595,7 +640,8 @@ class HarmonyEstimator(Estimator):
             )
             pred.nets.append(net)
             pre = HarmonyPredictor.member_prefix(i)
-            pred.state.update({f"{pre}{k}": v.numpy().copy() for k, v in net.state_dict().items()})
+            pred.state.update({f"{pre}{k}": v.detach().cpu().numpy().copy()
+                               for k, v in net.state_dict().items()})
             infos.append(info)
         pred.config["members"] = len(pred.nets)
         if members == 1:
@@ -617,7 +663,8 @@ class HarmonyEstimator(Estimator):
         """
         p = self.params
         torch.manual_seed(seed)
-        net = HarmonyNet(m, cfg)
+        dev = tr[0].device
+        net = HarmonyNet(m, cfg).to(dev)
         rng = np.random.default_rng(seed)
         opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
 
@@ -660,7 +707,7 @@ class HarmonyEstimator(Estimator):
             order = rng.permutation(n_tr)[: int(p["max_windows"])]
             run = 0.0
             for i in range(0, order.size, int(p["batch_size"])):
-                idx = torch.as_tensor(order[i : i + int(p["batch_size"])])
+                idx = torch.as_tensor(order[i : i + int(p["batch_size"])], device=dev)
                 loss, _, _ = loss_of(tuple(None if a is None else a[idx] for a in tr),
                                      noise=True)
                 opt.zero_grad()

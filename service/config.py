@@ -185,6 +185,13 @@ class Settings(BaseSettings):
         description="Model used when no model is registered as current (no unit): a name "
         "from the models registry (`last`, `window-mean`, `seasonal-naive`, ...).",
     )
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$",
+        description="Where models that can use a GPU (`harmony`) train and forecast (no "
+        "unit): `cpu`, `cuda`, `cuda:N` or `auto` (a GPU when one is present). Nothing "
+        "requires one; a model saved on a GPU machine forecasts on the CPU where none is.",
+    )
     train_history_s: float = Field(
         86_400.0, ge=60, le=365 * 86_400,
         description="History the retraining job trains on (seconds), per entity: a day by "

@@ -197,7 +197,10 @@ class ModelCache:
             if hit is None or hit[0] != rec.id:
                 from models.base import load_predictor
 
-                self._loaded[name] = (rec.id, load_predictor(rec.artifact_path))
+                pred = load_predictor(rec.artifact_path)
+                if hasattr(pred, "set_device"):
+                    pred.set_device(store.settings.device)
+                self._loaded[name] = (rec.id, pred)
             return self._loaded[name][1], f"{name}@{rec.version}"
 
 
@@ -578,6 +581,8 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
                           entity=x.entity, step=x.step) for x in series]
             ctx = max(2, min(n, min(len(c) for c in cut) - horizon))
             params: dict[str, Any] = {}
+            if "device" in get_estimator_class(model).defaults:
+                params["device"] = s.device
             levels = s.forecast_hierarchy.get(kinds[metrics])
             if levels and len(metrics) > 1 and "levels" in get_estimator_class(model).defaults:
                 params["levels"] = {m: int(levels.get(m, 2)) for m in metrics}

@@ -334,3 +334,33 @@ def test_a_model_saved_without_the_mask_feature_still_loads_and_forecasts(tmp_pa
     back = HarmonyPredictor.load(tmp_path / "m")
     assert not back.reads_mask
     assert np.isfinite(back.predict([s], num_samples=10)[0].samples).all()
+
+
+def test_device_setting_cpu_by_default_and_a_missing_gpu_is_a_clear_error(tmp_path):
+    from common.errors import ConfigError
+    from models.harmony import resolve_device
+    from tests.models.conftest import make_series
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="cpu, cuda, cuda:N or auto"):
+        resolve_device("tpu")
+    if torch.cuda.is_available():  # pragma: no cover - no GPU on the CI machine
+        pytest.skip("a GPU is present: the refusal below cannot be shown")
+    with pytest.raises(ConfigError, match="no usable GPU"):
+        resolve_device("cuda")
+    # training asks strictly; a saved model that names a GPU loads on the CPU
+    s = make_series(150)
+    with pytest.raises(ConfigError, match="no usable GPU"):
+        HarmonyEstimator(16, 4, **{**TINY["harmony"], "max_epochs": 1, "device": "cuda"}).fit([s])
+    pred = HarmonyEstimator(16, 4, **{**TINY["harmony"], "max_epochs": 1}).fit([s])
+    assert pred.config["device"] == "cpu"
+    import json
+
+    pred.save(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "config.json").read_text())
+    doc["config"]["device"] = "cuda"  # trained on a GPU machine
+    (tmp_path / "m" / "config.json").write_text(json.dumps(doc))
+    back = HarmonyPredictor.load(tmp_path / "m")
+    assert back.device.type == "cpu"
+    assert np.isfinite(back.predict([s], num_samples=5)[0].samples).all()
