@@ -205,13 +205,15 @@ def fallback_reason(text: str) -> str:
 
     The text comes from :func:`service.forecasting.forecast_series` (``"<Exception>: …"``) or
     from the model's own fallback (:mod:`models.base`: history shorter than the context, too
-    much of the context missing, the model failed or produced NaN).
+    much of the context missing, the model failed or produced NaN). A model fitted on the
+    spot that refuses missing buckets (``InputError: … fill or drop missing values …``, e.g.
+    after the input stopped) counts as ``gaps``.
     """
     t = str(text or "")
     if "shorter than the context" in t or t.startswith("NoDataError: only "):
         return "short_history"
-    if "of the context of indicator" in t and "missing" in t:
-        return "gaps"
+    if ("of the context of indicator" in t and "missing" in t) or "missing values" in t:
+        return "gaps"  # too much of the window missing, or a model that cannot take gaps
     if t.startswith("NoDataError"):
         return "no_data"
     if t.startswith("model failed") or "NaN or Inf" in t or _ERROR_PREFIX.match(t):

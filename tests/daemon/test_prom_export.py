@@ -187,6 +187,8 @@ def test_fallback_forecast_carries_a_bounded_reason(make_store):
     ("NoDataError: only 1 buckets of history", "short_history"),
     ("history of 3 rows is shorter than the context 8", "short_history"),
     ("40% of the context of indicator 'value' is missing (more than 20%)", "gaps"),
+    ("InputError: train series 'e' row 220, indicator 'value': NaN or Inf value (fill or "
+     "drop missing values before training; 20 such values)", "gaps"),
     ("NoDataError: nothing", "no_data"),
     ("model failed: RuntimeError: boom", "model_error"),
     ("model produced NaN or Inf samples", "model_error"),
