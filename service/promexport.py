@@ -28,7 +28,9 @@ What the daemon forecasts and decides, read from the store at each scrape
   ``horizon_s`` seconds after the forecast's origin (``TIDEWISE_EXPORT_HORIZONS_S``; the
   step is ``ceil(horizon_s / step) - 1``). A level the store keeps as a column (0.05, 0.1,
   0.25, 0.5, 0.75, 0.9, 0.95) is that column, exactly what ``GET /v1/forecasts`` serves;
-  another is computed from the stored sample paths (``numpy.quantile``, linear);
+  another is computed from the stored sample paths (``numpy.quantile``, linear). Left out
+  for a forecast older than three forecast periods (no refresh replaced it: its input
+  stopped, or the job did);
 * ``tidewise_forecast_fallback{entity,metric,reason}`` — 1 when the latest forecast is
   the per-series fallback, with ``reason`` one of :data:`FALLBACK_REASONS`; else 0 (no
   ``reason``);
@@ -382,7 +384,10 @@ class StoredExport:
 
         for h in heads:
             hit = cache.get(h.series_id)
-            values = hit[1] if hit is not None else {}
+            # a forecast no refresh replaced for three periods (its input stopped, or the
+            # job did) is not shown as if current: its quantiles are left out
+            fresh = now - h.computed_at <= stale_after
+            values = hit[1] if hit is not None and fresh else {}
             reason = hit[2] if hit is not None else "other"
             size = len(values) + 1 + (h.last_sample_ts is not None)
             if used + size > budget:

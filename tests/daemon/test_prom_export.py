@@ -134,6 +134,19 @@ def test_quantiles_are_the_stored_forecast_at_each_horizon(make_store):
     assert "tidewise_ingest_samples_total" in got
 
 
+def test_a_forecast_no_refresh_replaced_loses_its_quantiles(make_store):
+    store = make_store(export_quantiles="0.5", export_horizons_s="15", forecast_interval_s=15)
+    _forecast(store, _series(store, "gone", "m", last_ts=NOW - 300), np.full((10, 2), 1.0),
+              computed_at=NOW - 46)  # more than three 15-s periods ago
+    _forecast(store, _series(store, "live", "m", last_ts=NOW), np.full((10, 2), 2.0),
+              computed_at=NOW - 45)
+    got = _samples(Telemetry().render(store, now=NOW).decode())
+    assert [lab["entity"] for lab, _ in got["tidewise_forecast"]] == ["live"]
+    # the input age still says why, and the flag is still there
+    assert _one(got, "tidewise_input_age_seconds", entity="gone") == 300
+    assert _one(got, "tidewise_forecast_fallback", entity="gone") == 0
+
+
 def test_label_values_are_escaped(make_store):
     store = make_store(export_quantiles="0.5", export_horizons_s="15")
     entity = 'we"b\\vm\nx'  # a quote, a backslash and a newline
