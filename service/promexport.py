@@ -237,13 +237,16 @@ class _Families:
         return iter(self._families)
 
 
-def _flat_settings(kind: str, desired: dict[str, Any]) -> list[tuple[dict[str, str], float]]:
-    """Return the numeric settings of a stored ``desired`` as (extra labels, value)."""
-    out: list[tuple[dict[str, str], float]] = []
+def _flat_settings(kind: str, desired: dict[str, Any]) -> list[tuple[tuple[str, str], float]]:
+    """Return the numeric settings of a stored ``desired`` as ((setting, server), value).
+
+    ``server`` is empty (no label, to Prometheus) except for a power row's caps.
+    """
+    out: list[tuple[tuple[str, str], float]] = []
     if kind == "power":
         for server, cap in sorted((desired.get("caps") or {}).items()):
             if isinstance(cap, (int, float)) and not isinstance(cap, bool):
-                out.append(({"setting": "cap_w", "server": str(server)}, float(cap)))
+                out.append((("cap_w", str(server)), float(cap)))
         return out
 
     def walk(prefix: str, value: Any) -> None:  # noqa: ANN401
@@ -251,7 +254,7 @@ def _flat_settings(kind: str, desired: dict[str, Any]) -> list[tuple[dict[str, s
             for k in sorted(value, key=str):
                 walk(f"{prefix}.{k}" if prefix else str(k), value[k])
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.append(({"setting": prefix}, float(value)))
+            out.append(((prefix, ""), float(value)))
 
     walk("", desired)
     return out
@@ -319,6 +322,7 @@ class StoredExport:
         fb = GaugeMetricFamily(
             "tidewise_forecast_fallback",
             "1 when the latest forecast of the series is the per-series fallback, else 0.",
+            labels=["entity", "metric", "reason"],
         )
         age = GaugeMetricFamily(
             "tidewise_input_age_seconds", "Seconds since the newest raw sample of the series.",
@@ -326,6 +330,7 @@ class StoredExport:
         )
         desired = GaugeMetricFamily(
             "tidewise_desired", "Desired setting of the latest decision of a target.",
+            labels=["target", "kind", "setting", "server"],
         )
         dec_age = GaugeMetricFamily(
             "tidewise_decision_age_seconds", "Seconds since the latest decision of a target.",
@@ -342,7 +347,7 @@ class StoredExport:
             dropped_targets = max(0, n_targets - len(targets))
             # Targets first: they drive scaling. Then forecasts, whole series at a time.
             for t in targets:
-                rows: list[tuple[dict[str, str], float]] = []
+                rows: list[tuple[tuple[str, str], float]] = []
                 if t.computed_at is not None:
                     a = max(0.0, now - t.computed_at)
                     usable = a <= stale_after and not (s.refuse_fallback_decisions and t.fallback)
@@ -354,10 +359,8 @@ class StoredExport:
                     continue
                 used += size
                 kind = KIND_OF_SCENARIO.get(t.kind, t.kind)
-                for labels, value in rows:
-                    desired.add_sample(
-                        "tidewise_desired", {"target": t.name, "kind": kind, **labels}, value
-                    )
+                for (setting, server), value in rows:
+                    desired.add_metric([t.name, kind, setting, server], value)
                 if t.computed_at is not None:
                     dec_age.add_metric([t.name], max(0.0, now - t.computed_at))
                     dec_fb.add_metric([t.name], 1.0 if t.fallback else 0.0)
@@ -396,12 +399,9 @@ class StoredExport:
             used += size
             for (q, hz), v in sorted(values.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 fc.add_metric([h.entity, h.metric, _level_label(q), str(hz)], v)
-            if h.fallback:
-                fb.add_sample("tidewise_forecast_fallback",
-                              {"entity": h.entity, "metric": h.metric, "reason": reason}, 1.0)
-            else:
-                fb.add_sample("tidewise_forecast_fallback",
-                              {"entity": h.entity, "metric": h.metric}, 0.0)
+            # an empty label is no label to Prometheus: ``reason`` only on a fallback
+            fb.add_metric([h.entity, h.metric, reason if h.fallback else ""],
+                          1.0 if h.fallback else 0.0)
             if h.last_sample_ts is not None:
                 age.add_metric([h.entity, h.metric], max(0.0, now - h.last_sample_ts))
         dropped += max(0, n_forecasts - len(heads)) * per_forecast  # estimated for unread rows

@@ -127,7 +127,7 @@ def test_quantiles_are_the_stored_forecast_at_each_horizon(make_store):
     assert {lab["horizon_s"] for lab, _ in got["tidewise_forecast"]} == {"15", "60", "300"}
     assert len(got["tidewise_forecast"]) == 12
     assert _one(got, "tidewise_forecast_fallback", entity="web-vm", metric="cpu_cores") == 0.0
-    assert "reason" not in got["tidewise_forecast_fallback"][0][0]
+    assert got["tidewise_forecast_fallback"][0][0]["reason"] == ""  # no label to Prometheus
     assert _one(got, "tidewise_input_age_seconds", entity="web-vm", metric="cpu_cores") == 5.0
     assert _one(got, "tidewise_export_dropped_series") == 0.0
     # the daemon's own families are still there
