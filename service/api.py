@@ -364,12 +364,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @app.get(
         "/metrics",
-        summary="The daemon's own health in the Prometheus text format",
+        summary="The daemon's health, forecasts and decisions in the Prometheus text format",
+        description="The daemon's own counters, and the latest stored forecasts (quantiles at "
+        "a few horizons), desired settings and input/decision ages, at most "
+        "TIDEWISE_EXPORT_MAX_SERIES of those series (see service/promexport.py).",
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **errors(401, 403)},
     )
     def metrics(request: Request, _who: ReadAuth) -> Response:
-        return Response(request.app.state.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
+        state = request.app.state
+        body = state.telemetry.render(getattr(state, "store", None))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", summary="The process is up")
     def healthz() -> dict[str, str]:

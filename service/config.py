@@ -222,6 +222,25 @@ class Settings(BaseSettings):
         description="/readyz answers 503 when a scheduled job has not succeeded for this many "
         "of its periods, or the scheduler is not running (periods).",
     )
+    export_quantiles: str = Field(
+        "0.1,0.5,0.9,0.99",
+        description="Quantile levels of each stored forecast exported on /metrics as "
+        "`tidewise_forecast{quantile}` (comma-separated levels in (0, 1), at most 10).",
+    )
+    export_horizons_s: str = Field(
+        "60,300",
+        description="Horizons of each stored forecast exported on /metrics as "
+        "`tidewise_forecast{horizon_s}` (comma-separated seconds after the forecast's origin, "
+        "at most 10); a horizon past a forecast's last step is left out.",
+    )
+    export_max_series: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Most forecast and decision series one /metrics scrape exports (series); "
+        "the rest are left out whole per entity/metric or target and counted in "
+        "`tidewise_export_dropped_series`. 0 turns these series off.",
+    )
     tokens: SecretStr | None = Field(
         None,
         description="Bearer tokens with scopes (no unit): `name:token:scope+scope,...` or a "
@@ -264,6 +283,18 @@ class Settings(BaseSettings):
                 parse_tokens(value.get_secret_value())
             except ConfigError as exc:
                 raise ValueError(str(exc).removeprefix("TIDEWISE_TOKENS")) from None
+        return value
+
+    @field_validator("export_quantiles")
+    @classmethod
+    def _check_export_quantiles(cls, value: str) -> str:
+        _levels(value)
+        return value
+
+    @field_validator("export_horizons_s")
+    @classmethod
+    def _check_export_horizons(cls, value: str) -> str:
+        _horizons(value)
         return value
 
     @field_validator("db_url")
@@ -358,6 +389,16 @@ class Settings(BaseSettings):
         return _label_set(self.remote_write_drop_labels)
 
     @property
+    def export_quantile_levels(self) -> tuple[float, ...]:
+        """The forecast quantile levels /metrics exports, ascending."""
+        return _levels(self.export_quantiles)
+
+    @property
+    def export_horizon_list(self) -> tuple[int, ...]:
+        """The forecast horizons (seconds) /metrics exports, ascending."""
+        return _horizons(self.export_horizons_s)
+
+    @property
     def decision_window_s(self) -> int:
         """History a scaling decision reads: ``decision_history_s`` within the raw retention."""
         return int(min(self.decision_history_s, self.raw_retention_hours * 3600))
@@ -407,6 +448,34 @@ def unspecified_addresses(host: str) -> list[str]:
 def _label_set(names: str) -> frozenset[str]:
     """Split a comma-separated list of label names, ignoring blanks."""
     return frozenset(x.strip() for x in names.split(",") if x.strip())
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    parts = [x.strip() for x in text.split(",") if x.strip()]
+    if len(parts) > 10:
+        raise ValueError(f"at most 10 {what}, got {len(parts)}")
+    try:
+        return [float(x) for x in parts]
+    except ValueError:
+        raise ValueError(f"{text!r}: give comma-separated numbers") from None
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    """Parse quantile levels ``"0.1,0.5,0.9"`` (each in (0, 1)), sorted without repeats."""
+    levels = _numbers(text, "quantile levels")
+    bad = [q for q in levels if not 0.0 < q < 1.0]
+    if bad:
+        raise ValueError(f"quantile levels must be in (0, 1), got {bad}")
+    return tuple(sorted(set(levels)))
+
+
+def _horizons(text: str) -> tuple[int, ...]:
+    """Parse horizons in seconds ``"60,300"`` (positive whole seconds), sorted without repeats."""
+    hs = _numbers(text, "horizons")
+    bad = [h for h in hs if h <= 0 or h != int(h) or h > 10 * 365 * 86_400]
+    if bad:
+        raise ValueError(f"horizons must be positive whole seconds, got {bad}")
+    return tuple(sorted({int(h) for h in hs}))
 
 
 def load_settings(**overrides: object) -> Settings:
