@@ -396,7 +396,8 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     Series are forecast jointly per entity (:func:`joint_groups`): one model call per group,
     its indicators sharing each sample path. A series with no sample in the context is an
     error of its own; one observed less than half of its context (since its first sample) is
-    forecast alone, so it cannot send its group to the fallback; a member with a current
+    forecast alone, and a joint forecast that falls back is redone member by member, so one
+    series cannot send its group to the fallback; a member with a current
     registered model of its own (``daemon:<metric>``) and no registered model of the group
     keeps that model.
     """
@@ -432,12 +433,18 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
         else:
             alone += joint
         units += [(a,) for a in sorted(alone, key=lambda a: a.metric)]
-        for unit in units:
+        while units:
+            unit = units.pop(0)
             metrics = tuple(a.metric for a in unit)
             try:
                 values = np.stack([hist[m] for m in metrics], axis=1)
                 fc = forecast_series(store, cache, metrics if len(metrics) > 1 else metrics[0],
                                      ts, values, horizon, group.entity)
+                if len(unit) > 1 and fc.model.startswith("fallback"):
+                    # one member's gaps (or failure) must not cost the others their model:
+                    # forecast each alone, so only the one that cannot be forecast falls back
+                    units = [(a,) for a in unit] + units
+                    continue
             except NoDataError as exc:
                 result.errors.append(str(exc))
                 continue

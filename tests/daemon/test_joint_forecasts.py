@@ -192,3 +192,25 @@ def test_retrain_fits_one_global_model_per_indicator_set_over_the_training_histo
         assert seen["window-mean"][0]["levels"] == {"cpu_cores": 1, "mem_gb": 2}
     finally:
         store.close()
+
+
+def test_a_member_that_cannot_be_forecast_does_not_cost_the_others_their_model(
+        http, settings_factory):
+    from service.db import Store
+
+    # 80 buckets read, a model context of 60: mem_gb stopped 35 buckets ago is observed over
+    # 56 % of what is read (so it starts in the joint group) but misses 58 % of the model's
+    # context, so the joint forecast falls back and is redone member by member
+    store = Store(settings_factory(forecast_context_steps=80, forecast_horizon_steps=20))
+    try:
+        now = _now()
+        send(http, "web-vm", "vm", "cpu_cores", _series(now, 80 * STEP, 5.0, 0))
+        send(http, "web-vm", "vm", "mem_gb", _series(now - 35 * STEP, 45 * STEP, 9.0, 1))
+        res = forecasting.refresh(store, now)
+        assert (res.series, res.forecasts, res.fallbacks) == (2, 2, 1)
+        cpu = http.get("/v1/forecasts/web-vm", params={"metric": "cpu_cores"}).json()
+        mem = http.get("/v1/forecasts/web-vm", params={"metric": "mem_gb"}).json()
+        assert cpu["model"] == "window-mean" and cpu["indicators"] == ["cpu_cores"]
+        assert mem["fallback"] is True and "missing" in mem["reason"]
+    finally:
+        store.close()

@@ -78,6 +78,9 @@ def test_prometheus_scrapes_forecasts_and_desired_replicas(tmp_path: Path) -> No
         TIDEWISE_FORECAST_INTERVAL_S="2",
         TIDEWISE_FORECAST_STEP_S="1",
         TIDEWISE_FORECAST_HORIZON_STEPS="60",
+        # 80 buckets read, 20 of context for the model fitted on the spot: a series that
+        # stops falls back (more than half its context missing) within about 11 s
+        TIDEWISE_FORECAST_CONTEXT_STEPS="80",
         TIDEWISE_EXPORT_HORIZONS_S="5,60",
         TIDEWISE_MODEL_DIR=str(tmp_path / "models"),
     ) as tw_url:
