@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/api.py                     # 500 recommendations/s for 20 s, then ingest
     .venv/bin/python bench/api.py --rate 1000 --seconds 10 --targets 50
     .venv/bin/python bench/api.py --db-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/api.py --retrain harmony   # p99 again while harmony trains in-process
 
 What it does:
 
@@ -222,6 +223,16 @@ async def _ingest(url: str, seconds: float, clients: int, batch: int) -> None:
              f", {len(lat) * batch / wall:,.0f} samples/s")
 
 
+def _retrain_status(url: str) -> None:
+    """Say whether the retraining job was still running when the phase ended."""
+    body = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"},
+                     timeout=10).text
+    done = [ln for ln in body.splitlines()
+            if ln.startswith('tidewise_job_runs_total{job="retrain"')]
+    print("   retrain runs finished by the end of that phase: "
+          + (", ".join(ln.split("{", 1)[1] for ln in done) if done else "none (still training)"))
+
+
 def main() -> None:
     """Parse the options, run both phases and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -233,6 +244,10 @@ def main() -> None:
     ap.add_argument("--ingest-clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=1000, help="samples per ingest batch")
     ap.add_argument("--db-url", default=None, help="PostgreSQL URL (default: temp SQLite)")
+    ap.add_argument("--retrain", default=None, metavar="MODEL",
+                    help="also measure the recommendations while the daemon's retraining job "
+                    "trains MODEL (e.g. harmony) in the same process: the job runs 60 s after "
+                    "start; the phase is repeated from 65 s and both are printed")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="tidewise-bench-")
@@ -259,10 +274,20 @@ def main() -> None:
                TIDEWISE_MODEL_DIR=f"{tmp}/models")
     if schema:
         env["TIDEWISE_DB_SCHEMA"] = schema
+    if args.retrain:
+        env.update(TIDEWISE_RETRAIN_MODEL=args.retrain, TIDEWISE_RETRAIN_INTERVAL_S="60")
     try:
         with _server(env, url):
+            started = time.monotonic()
             asyncio.run(_recommendations(url, args.rate, args.seconds, args.targets,
                                          args.connections))
+            if args.retrain:
+                time.sleep(max(0.0, 65 - (time.monotonic() - started)))
+                print(f"-- while the retraining job trains {args.retrain} "
+                      f"(from {time.monotonic() - started:.0f} s after start):")
+                asyncio.run(_recommendations(url, args.rate, args.seconds, args.targets,
+                                             args.connections))
+                _retrain_status(url)
             asyncio.run(_ingest(url, args.ingest_seconds, args.ingest_clients, args.batch))
     finally:
         if schema:

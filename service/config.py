@@ -198,6 +198,12 @@ class Settings(BaseSettings):
         "default, so daily seasons are seen; capped at the raw retention, or at the rollup "
         "retention when TIDEWISE_FORECAST_STEP_S is a multiple of 60 (the rollups serve it).",
     )
+    retrain_model: str | None = Field(
+        None,
+        description="Model the retraining job trains and registers when it beats the current "
+        "one (no unit), e.g. `harmony`; unset: TIDEWISE_FORECAST_MODEL. The refresh keeps "
+        "fitting the cheap TIDEWISE_FORECAST_MODEL on the spot until a trained one is current.",
+    )
     retrain_interval_s: float = Field(
         3600.0,
         ge=60,

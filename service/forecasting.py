@@ -542,7 +542,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
     together, or the ``indicators`` a scaling target names; each metric alone with
     ``TIDEWISE_FORECAST_JOINT=false``), and entities with the same set of metrics share one
     global model, trained on all of them. For every set the candidate (``model``, default
-    ``TIDEWISE_FORECAST_MODEL``; HARMONY's indicator levels from
+    ``TIDEWISE_RETRAIN_MODEL``, else ``TIDEWISE_FORECAST_MODEL``; HARMONY's indicator levels from
     ``TIDEWISE_FORECAST_HIERARCHY`` for the entities' kind) is trained on the first 75 % of
     each entity's history over ``TIDEWISE_TRAIN_HISTORY_S`` (:func:`training_history`), then
     the candidate and the current model (or, with none registered, the ``last`` fallback)
@@ -566,7 +566,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
 
     s = store.settings
     step, n, horizon = s.forecast_step_s, s.forecast_context_steps, s.forecast_horizon_steps
-    model = model or s.forecast_model
+    model = model or s.retrain_model or s.forecast_model
     with store.sessions() as session:
         active = repository.active_series(session, now - n * step)
         declared = declared_indicators(session) if s.forecast_joint else {}

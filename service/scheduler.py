@@ -4,10 +4,12 @@
   ranges written since the last run (see :func:`service.repository.run_rollups`).
 * ``retention``: every ``retention_interval_s``, delete raw samples older than
   ``raw_retention_hours`` and rollups older than ``rollup_retention_days``.
-* ``forecast``: every ``forecast_interval_s``, forecast every series with recent data
-  (:mod:`service.forecasting`), then decide for every target (:mod:`service.decisions`).
-* ``retrain``: every ``retrain_interval_s``, train a candidate model per metric and register
-  it only when it beats the current one on recent data (:func:`service.forecasting.retrain`).
+* ``forecast``: every ``forecast_interval_s``, forecast every series with recent data, an
+  entity's metrics jointly (:mod:`service.forecasting`), then decide for every target
+  (:mod:`service.decisions`).
+* ``retrain``: every ``retrain_interval_s``, train a candidate model per indicator set
+  (``TIDEWISE_RETRAIN_MODEL``) over ``TIDEWISE_TRAIN_HISTORY_S`` and register it only when it
+  beats the current one on held-out recent data (:func:`service.forecasting.retrain`).
 
 The jobs live in the ``apscheduler_jobs`` table (``SQLAlchemyJobStore`` on the store's own
 engine), so their next run times survive a restart. Several daemons may share one database:
