@@ -204,6 +204,12 @@ class Settings(BaseSettings):
         "one (no unit), e.g. `harmony`; unset: TIDEWISE_FORECAST_MODEL. The refresh keeps "
         "fitting the cheap TIDEWISE_FORECAST_MODEL on the spot until a trained one is current.",
     )
+    retrain_isolation: Literal["process", "thread"] = Field(
+        "process",
+        description="Where the retraining job trains (no unit): `process`, a child process at "
+        "a lower CPU priority, so a long fit cannot stall the API; `thread`, in the daemon's "
+        "own process (no start-up cost, for small models).",
+    )
     retrain_interval_s: float = Field(
         3600.0,
         ge=60,

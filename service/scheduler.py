@@ -172,11 +172,44 @@ def forecast_job(ctx: DaemonContext, now: float) -> None:
     )
 
 
+def _retrain_in_child(settings: Any, now: int) -> list[dict[str, Any]]:  # noqa: ANN401
+    """Run :func:`service.forecasting.retrain` in a child process on its own store connection."""
+    import os
+
+    from service import forecasting
+    from service.db import Store
+
+    try:
+        os.nice(10)  # training yields the CPU to the API and the forecast job
+    except OSError:
+        pass
+    store = Store(settings)
+    try:
+        return forecasting.retrain(store, now)
+    finally:
+        store.close()
+
+
 def retrain_job(ctx: DaemonContext, now: float) -> None:
-    """Train candidates and register those that beat the current models."""
+    """Train candidates and register those that beat the current models.
+
+    With ``TIDEWISE_RETRAIN_ISOLATION=process`` (the default) training runs in a child
+    process (spawned, so it shares nothing but the store), at a lower CPU priority: a
+    harmony fit holds Python's interpreter lock for most of its minutes, and in the daemon's
+    own process it would stall the API (measured with ``bench/api.py --retrain harmony``).
+    The registered model reaches the forecast job through the store, as before.
+    """
     from service import forecasting
 
-    for report in forecasting.retrain(ctx.store, int(now)):
+    if ctx.store.settings.retrain_isolation == "process":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            reports = pool.submit(_retrain_in_child, ctx.store.settings, int(now)).result()
+    else:
+        reports = forecasting.retrain(ctx.store, int(now))
+    for report in reports:
         log.info("retrain %s: %s", report["metric"], report["outcome"])
 
 

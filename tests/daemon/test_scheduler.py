@@ -169,3 +169,23 @@ def test_metrics_endpoint_counts_ingest_jobs_and_decisions(store):
         "tidewise_actions_total 1.0",
     ):
         assert line in body, line
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_the_retrain_job_registers_from_a_child_process_or_in_process(http, settings_factory,
+                                                                      isolation):
+    from service.db import Store
+
+    store = Store(settings_factory(retrain_isolation=isolation))
+    try:
+        now = int(time.time())
+        now -= now % 15
+        rng = np.random.default_rng(0)
+        send(http, "web-vm", "vm", "cpu_cores", [(now - 3600 + i, float(10 + rng.normal()))
+                                                  for i in range(3600)])
+        assert run_once(DaemonContext(store), "retrain", now) == "ok"
+        with store.sessions() as session:
+            current = repository.current_model(session, "daemon:cpu_cores")
+        assert current is not None and current.metrics["model"] == "window-mean"
+    finally:
+        store.close()
