@@ -204,6 +204,23 @@ class Settings(BaseSettings):
         "one (no unit), e.g. `harmony`; unset: TIDEWISE_FORECAST_MODEL. The refresh keeps "
         "fitting the cheap TIDEWISE_FORECAST_MODEL on the spot until a trained one is current.",
     )
+    forecaster_candidates: str = Field(
+        "online,quantile-gbm",
+        pattern=r"^[A-Za-z0-9_.:-]+(,[A-Za-z0-9_.:-]+)*$",
+        description="Forecasters the `choose` job backtests for each `forecaster: auto` scaling "
+        "target (no unit): comma-separated model names, `online` for the scenario's online "
+        "forecaster.",
+    )
+    choose_interval_s: float = Field(
+        21_600.0, ge=60, le=30 * 86_400,
+        description="Period of the `choose` job, which re-picks each auto target's forecaster "
+        "from a backtest on its own history (seconds).",
+    )
+    choose_history_s: float = Field(
+        172_800.0, ge=3600, le=365 * 86_400,
+        description="History the `choose` job backtests on (seconds): trained on its first "
+        "half, scored on the second; capped at the raw retention.",
+    )
     retrain_isolation: Literal["process", "thread"] = Field(
         "process",
         description="Where the retraining job trains (no unit): `process`, a child process at "

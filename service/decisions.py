@@ -283,11 +283,16 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
                 and rec.details.get("step_start_s") == step_start):
             # this step was decided already: re-affirm it, the policy sees each step once
             return _reaffirm(store, target, rec, now, telemetry)
-        chosen = None
-        if target.kind == "vm" and target.spec.get("forecaster") == "stored":
+        chosen, choice = None, {}
+        source = target.spec.get("forecaster", "auto") if target.kind == "vm" else None
+        if source == "stored":
             chosen = forecasting.StoredForecast(
                 store, target.spec["entity"], target.spec["metric"],
                 max_age_s=3 * float(store.settings.forecast_interval_s))
+        elif source == "auto" and policy.needs_forecast:
+            from service.choosing import chosen_forecaster
+
+            chosen, choice = chosen_forecaster(store, target)
         fc = forecaster_for(policy, 0, chosen)
         if fc is not None and fc_state is not None and hasattr(fc, "load_state_dict"):
             try:
@@ -300,8 +305,10 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
         desired = (want.as_dict() if target.kind == "vm" else want.as_dict(spec)) if want else {}
         if step_start is not None:
             dec.details = {**dec.details, "step_start_s": step_start}
-        if chosen is not None and chosen.indicators:
+        if isinstance(chosen, forecasting.StoredForecast) and chosen.indicators:
             dec.details = {**dec.details, "forecast_indicators": list(chosen.indicators)}
+        if choice:
+            dec.details = {**dec.details, **choice}
     except Exception as exc:  # noqa: BLE001 - a failing policy or forecaster: keep the setting
         log.warning("decision for target %r failed: %s: %s", target.name, type(exc).__name__, exc)
         dec = Decision(action={}, valid=False, fallback=True,

@@ -10,6 +10,8 @@
 * ``retrain``: every ``retrain_interval_s``, train a candidate model per indicator set
   (``TIDEWISE_RETRAIN_MODEL``) over ``TIDEWISE_TRAIN_HISTORY_S`` and register it only when it
   beats the current one on held-out recent data (:func:`service.forecasting.retrain`).
+* ``choose``: every ``choose_interval_s``, backtest the forecaster candidates on each auto
+  scaling target's own history and register the pick (:mod:`service.choosing`).
 
 The jobs live in the ``apscheduler_jobs`` table (``SQLAlchemyJobStore`` on the store's own
 engine), so their next run times survive a restart. Several daemons may share one database:
@@ -190,6 +192,45 @@ def _retrain_in_child(settings: Any, now: int) -> list[dict[str, Any]]:  # noqa:
         store.close()
 
 
+def _choose_in_child(settings: Any, now: int) -> list[dict[str, Any]]:  # noqa: ANN401
+    """Run :func:`service.choosing.choose_all` in a child process on its own store connection."""
+    import os
+
+    from service import choosing
+    from service.db import Store
+
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    store = Store(settings)
+    try:
+        return choosing.choose_all(store, now)
+    finally:
+        store.close()
+
+
+def _in_child(ctx: DaemonContext, fn: Callable[[Any, int], Any], now: float) -> Any:  # noqa: ANN401
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, ctx.store.settings, int(now)).result()
+
+
+def choose_job(ctx: DaemonContext, now: float) -> None:
+    """Re-pick each auto scaling target's forecaster by a backtest on its own history."""
+    from service import choosing
+
+    if ctx.store.settings.retrain_isolation == "process":
+        reports = _in_child(ctx, _choose_in_child, now)
+    else:
+        reports = choosing.choose_all(ctx.store, int(now))
+    for report in reports:
+        log.info("forecaster of %s: %s %s", report["target"], report["outcome"],
+                 report.get("chosen", report.get("reason", "")))
+
+
 def retrain_job(ctx: DaemonContext, now: float) -> None:
     """Train candidates and register those that beat the current models.
 
@@ -202,11 +243,7 @@ def retrain_job(ctx: DaemonContext, now: float) -> None:
     from service import forecasting
 
     if ctx.store.settings.retrain_isolation == "process":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            reports = pool.submit(_retrain_in_child, ctx.store.settings, int(now)).result()
+        reports = _in_child(ctx, _retrain_in_child, now)
     else:
         reports = forecasting.retrain(ctx.store, int(now))
     for report in reports:
@@ -218,6 +255,7 @@ JOBS: dict[str, Callable[[DaemonContext, float], None]] = {
     "retention": retention_job,
     "forecast": forecast_job,
     "retrain": retrain_job,
+    "choose": choose_job,
 }
 
 
@@ -229,6 +267,7 @@ def periods(store: Store) -> dict[str, float]:
         "retention": s.retention_interval_s,
         "forecast": s.forecast_interval_s,
         "retrain": s.retrain_interval_s,
+        "choose": s.choose_interval_s,
     }
 
 

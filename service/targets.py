@@ -107,12 +107,14 @@ class ScalingTarget(_TargetBase):
         "must be one of them), as the indicators of one model, e.g. [requests, cpu_cores, "
         "mem_gb]; unset: the entity's metrics, TIDEWISE_FORECAST_MAX_INDICATORS at most",
     )
-    forecaster: Literal["online", "stored"] = Field(
-        "online",
-        description="what a forecast-reading policy decides on: `online`, the scenario's "
-        "online forecaster over the demand history (what `tidewise replay` and `backtest` "
-        "measure); `stored`, the forecast refresh's joint forecast of the entity (the "
-        "registered model, else TIDEWISE_FORECAST_MODEL), demand first",
+    forecaster: Literal["auto", "online", "stored"] = Field(
+        "auto",
+        description="what a forecast-reading policy decides on: `auto`, the candidate of "
+        "TIDEWISE_FORECASTER_CANDIDATES that did best on this target's own history (the "
+        "`choose` job backtests them; the online forecaster until then); `online`, the "
+        "scenario's online forecaster over the demand history (what `tidewise replay` and "
+        "`backtest` measure by default); `stored`, the forecast refresh's joint forecast of "
+        "the entity (the registered model, else TIDEWISE_FORECAST_MODEL), demand first",
     )
 
     @model_validator(mode="after")

@@ -54,7 +54,7 @@ def test_jobs_live_in_the_database_and_keep_their_next_run_across_restarts(store
     sched.start(paused=True)
     first = {j.id: j.next_run_time for j in sched.get_jobs()}
     sched.shutdown(wait=False)
-    assert set(first) == {"rollups", "retention", "forecast", "retrain"}
+    assert set(first) == {"rollups", "retention", "forecast", "retrain", "choose"}
     with store.engine.connect() as conn:
         rows = dict(conn.execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all())
     assert set(rows) == set(first)
