@@ -274,7 +274,7 @@ class BayesVM(Policy):
         eps: float,
         forecast: Forecast | None,
     ) -> Decision:
-        demand = obs.latest()
+        demand = obs.latest_demand()
         reason = "no forecast" if forecast is None else "forecast has no samples"
         if demand is None:
             return Decision(

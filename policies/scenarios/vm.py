@@ -113,7 +113,7 @@ class Observation:
             cs = self.cumsum
         return (float(cs[n]) - float(cs[n - k])) / k
 
-    def latest(self) -> float | None:
+    def latest_demand(self) -> float | None:
         """Return the newest demand sample, None when there is none or it is not finite."""
         if len(self.demand) == 0:
             return None
