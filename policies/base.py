@@ -1,7 +1,14 @@
 """The decision contract shared by trace replay and the daemon.
 
-``decide(spec, state, forecast, now) -> Decision`` is pure: no I/O, time passed in.
-A policy is one class in its own file, registered by name in :mod:`policies.registry`.
+``decide(spec, obs, forecast, now, memory=None) -> Decision`` is pure: no I/O, time passed
+in, inputs never edited. ``spec`` and ``obs`` are the frozen, typed ``Spec`` and
+``Observation`` of the policy's scenario (:mod:`policies.scenarios.vm`, ``.serverless``,
+``.power``): a policy reads their attributes, never a dict, and derived values (running
+sums, row power, priorities) come from their properties. ``memory`` is what the policy
+returned last time as ``Decision.state`` (None at first), plain data that
+:mod:`policies.memory` stores as JSON. The one caller is :func:`policies.pipeline.step`,
+for the replay and the daemon alike. A policy is one class in its own file, registered by
+name in :mod:`policies.registry`.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ class Decision:
         why: a short human-readable explanation.
         details: numbers behind the decision (quantile used, P(violation), expected cost...).
         fallback: True when a fallback rule was used instead of the policy's main logic.
-        state: the policy's memory to pass as ``state`` into the next call (policies keep
-            no hidden state; the caller, replay or daemon, owns and stores it).
+        state: the policy's memory, passed back as ``memory`` into the next call (policies
+            keep no hidden state; the caller, replay or daemon, owns and stores it). Plain
+            data only (see :mod:`policies.memory`).
 
     """
 
@@ -63,6 +71,19 @@ class Policy:
             )
         self.params = {**self.defaults, **params}
 
-    def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
-        """Return the decision for ``now`` (unix or simulated seconds)."""
+    def decide(self, spec: Any, obs: Any, forecast: Forecast | None, now: float,
+               memory: Any = None) -> Decision:
+        """Return the decision for ``now`` (unix or simulated seconds).
+
+        Args:
+            spec: the scenario's ``Spec`` (static: capacity and bounds, functions, the row).
+            obs: the scenario's ``Observation`` known at ``now`` (history, the setting in
+                force; hindsight fields only for ``reads_future`` policies in the replay).
+            forecast: the forecast fed to a ``needs_forecast`` policy (None when there is
+                none: the policy falls back and says so), or the truth for ``reads_future``
+                policies; None for the others.
+            now: decision time (unix or trace seconds).
+            memory: this policy's previous ``Decision.state`` (None at the first call).
+
+        """
         raise NotImplementedError

@@ -24,11 +24,12 @@ observed row power — cap the lowest-priority servers at idle, one by one, whil
 above ``fallback_cap_frac * budget``; lift every cap below ``fallback_uncap_frac * budget``;
 hold in between — with ``fallback=True`` and the rule in ``why``.
 
-Spec and state are those of :mod:`traces.replay.power`: ``spec`` has ``servers`` (N),
-``server_ids``, ``budget_w``, ``p_max_w``, ``p_idle_w``, ``priority`` (N,) (lower is capped
-first), ``step_s``, ``delay_s``; ``state`` has ``server_power_w`` (N,) observed, ``caps_w``
-(N,) in force (``inf`` = none) and ``memory`` (this policy's previous ``Decision.state``:
-when the row last became calm). The forecast's step 0 is the step starting at ``now``.
+Reads the ``power`` contract (:mod:`policies.scenarios.power`): ``spec.servers`` (N),
+``spec.server_ids``, ``spec.budget_w``, ``spec.p_max_w``, ``spec.p_idle_w``,
+``spec.priority`` (N,) (lower is capped first), ``spec.step_s``, ``spec.delay_s``;
+``obs.server_power_w`` (N,) observed and ``obs.caps_w`` (N,) in force (``inf`` = none).
+Memory (this policy's previous ``Decision.state``): when the row last became calm. The
+forecast's step 0 is the step starting at ``now``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ import numpy as np
 from models.forecast import Forecast
 from policies.base import Decision, Policy
 from policies.bayes_common import window_steps
-from policies.bayes_vm import spec_get
 from policies.registry import register
+from policies.scenarios.power import Observation, Spec
 
 
 def row_breach_probability(
@@ -275,22 +276,20 @@ class BayesPower(Policy):
 
         return default_forecaster(self.scenario, seed=seed)
 
-    def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Forecast | None, now: float,
+               memory: Any = None) -> Decision:
         """Caps for the step starting at ``now``: ``{"caps": (N,) watts, inf = none}``."""
-        state = state or {}
-        memory = dict(spec_get(state, "memory") or {})
-        n = int(spec_get(spec, "servers"))
-        budget = float(spec_get(spec, "budget_w"))
-        idle = float(spec_get(spec, "p_idle_w", 0.0))
-        pmax = float(spec_get(spec, "p_max_w"))
-        step = float(spec_get(spec, "step_s", 1.0))
-        delay = float(spec_get(spec, "delay_s", 0.0))
-        prio = spec_get(spec, "priority")
-        prio = np.zeros(n) if prio is None else np.asarray(prio, dtype=np.float64)
-        caps_now = spec_get(state, "caps_w")
-        caps_now = np.full(n, np.inf) if caps_now is None else np.asarray(caps_now, float)
+        memory = dict(memory or {})
+        n = spec.servers
+        budget = float(spec.budget_w)
+        idle = float(spec.p_idle_w)
+        pmax = float(spec.p_max_w)
+        step = float(spec.step_s)
+        delay = float(spec.delay_s)
+        prio = spec.priority
+        caps_now = np.asarray(obs.caps_w, dtype=np.float64)
         if forecast is None or forecast.num_samples == 0 or forecast.horizon == 0:
-            return self._fallback(spec, state, memory, n, budget, idle, prio, caps_now)
+            return self._fallback(obs, memory, n, budget, idle, prio, caps_now)
         eps = float(self.params["target_breach"])
         x = self._matrix(spec, forecast, n)  # (S, H, N)
         # caps decided now act from now + delay until the next decision's act a step later
@@ -341,20 +340,18 @@ class BayesPower(Policy):
             state=memory,
         )
 
-    def _matrix(self, spec: Any, forecast: Forecast, n: int) -> np.ndarray:
-        ids = spec_get(spec, "server_ids")
-        if ids is not None:
-            pos = {name: j for j, name in enumerate(forecast.indicators)}
-            if all(str(i) in pos for i in ids):
-                return forecast.samples[:, :, [pos[str(i)] for i in ids]]
+    def _matrix(self, spec: Spec, forecast: Forecast, n: int) -> np.ndarray:
+        ids = spec.server_ids
+        pos = {name: j for j, name in enumerate(forecast.indicators)}
+        if all(str(i) in pos for i in ids):
+            return forecast.samples[:, :, [pos[str(i)] for i in ids]]
         if forecast.samples.shape[2] != n:
             raise ValueError(f"forecast has {forecast.samples.shape[2]} indicators for {n} servers")
         return forecast.samples
 
     def _fallback(
         self,
-        spec: Any,
-        state: Any,
+        obs: Observation,
         memory: dict,
         n: int,
         budget: float,
@@ -362,8 +359,7 @@ class BayesPower(Policy):
         prio: np.ndarray,
         caps_now: np.ndarray,
     ) -> Decision:
-        obs = spec_get(state, "server_power_w")
-        power = np.zeros(n) if obs is None else np.asarray(obs, dtype=np.float64)
+        power = np.asarray(obs.server_power_w, dtype=np.float64)
         row = float(power.sum())
         hi = float(self.params["fallback_cap_frac"]) * budget
         lo = float(self.params["fallback_uncap_frac"]) * budget

@@ -28,8 +28,8 @@ Fallback (no forecast: the first step, or a failed forecaster): the fixed keep-a
 passes, with ``fallback=True``; with no history either, nothing is warmed (and the
 Decision says so).
 
-Spec and state are those of :mod:`traces.replay.serverless`: ``spec`` has ``entities``
-(F ids), ``memory_mb`` (F,), ``step_s``; ``state`` has ``history`` (t, F) of past required
+Reads the ``serverless`` contract (:mod:`policies.scenarios.serverless`): ``spec.entities``
+(F ids), ``spec.memory_mb`` (F,), ``spec.step_s``; ``obs.history`` (t, F) of past required
 concurrency. The policy keeps no memory of its own (``Decision.state`` is None).
 """
 
@@ -42,8 +42,8 @@ import numpy as np
 from models.forecast import Forecast
 from policies.base import Decision, Policy
 from policies.bayes_common import newsvendor_counts
-from policies.bayes_vm import spec_get
 from policies.registry import register
+from policies.scenarios.serverless import Observation, Spec
 
 MB_PER_GB = 1024.0
 
@@ -64,13 +64,12 @@ def critical_fractile(cold_start_gb_s: float, memory_mb: np.ndarray, step_s: flo
     return cold_start_gb_s / (cold_start_gb_s + np.maximum(idle, 1e-12))
 
 
-def _columns(spec: Any, forecast: Forecast, n: int) -> np.ndarray:
-    """``(S, H, F)`` samples in the order of ``spec["entities"]``."""
-    ents = spec_get(spec, "entities")
-    if ents is not None:
-        pos = {name: j for j, name in enumerate(forecast.indicators)}
-        if all(str(e) in pos for e in ents):
-            return forecast.samples[:, :, [pos[str(e)] for e in ents]]
+def _columns(spec: Spec, forecast: Forecast, n: int) -> np.ndarray:
+    """``(S, H, F)`` samples in the order of ``spec.entities``."""
+    ents = spec.entities
+    pos = {name: j for j, name in enumerate(forecast.indicators)}
+    if all(str(e) in pos for e in ents):
+        return forecast.samples[:, :, [pos[str(e)] for e in ents]]
     if forecast.samples.shape[2] != n:
         raise ValueError(f"forecast has {forecast.samples.shape[2]} indicators for {n} functions")
     return forecast.samples
@@ -105,14 +104,15 @@ class BayesServerless(Policy):
 
         return default_forecaster(self.scenario, seed=seed)
 
-    def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Forecast | None, now: float,
+               memory: Any = None) -> Decision:
         """Warm instances ``{"warm": (F,) int}`` for the step starting at ``now``."""
-        mem = np.asarray(spec_get(spec, "memory_mb"), dtype=np.float64).ravel()  # (F,)
+        mem = np.asarray(spec.memory_mb, dtype=np.float64).ravel()  # (F,)
         n = mem.size
-        step = float(spec_get(spec, "step_s", 60.0))
+        step = float(spec.step_s)
         kappa = float(self.params["cold_start_gb_s"])
         if forecast is None or forecast.num_samples == 0 or forecast.horizon == 0:
-            return self._fallback(state, n, "no forecast")
+            return self._fallback(obs, n, "no forecast")
         x = _columns(spec, forecast, n)  # (S, H, F)
         h = max(1, min(int(self.params["horizon"]), x.shape[1]))
         demand = np.ceil(x[:, :h, :].max(axis=1) - 1e-9)  # (S, F) concurrency over the window
@@ -147,10 +147,10 @@ class BayesServerless(Policy):
             state=None,
         )
 
-    def _fallback(self, state: Any, n: int, reason: str) -> Decision:
-        hist = None if state is None else spec_get(state, "history")
+    def _fallback(self, obs: Observation, n: int, reason: str) -> Decision:
+        hist = obs.history
         k = int(self.params["fallback_keepalive_steps"])
-        if hist is None or len(hist) == 0:
+        if len(hist) == 0:
             return Decision(
                 action={"warm": np.zeros(n, dtype=np.int64)},
                 valid=True,

@@ -25,21 +25,20 @@ Fallback (no forecast, or a forecast without usable samples): the reactive rule
 stabilisation and rate limits; the Decision says ``fallback=True`` and why. With neither a
 forecast nor an observed demand the Decision is invalid and the caller keeps its setting.
 
-Spec (a mapping, read only; the keys of :mod:`policies.hpa`, built by
-:mod:`traces.replay.vm` or the daemon): ``capacity`` (demand units one replica serves),
-``ready``, ``replicas`` (requested, ready + booting), ``min_replicas``, ``max_replicas``,
-``step_s`` (seconds per demand sample), ``demand`` (observed samples, oldest first).
-``boot_s`` (seconds from request to ready; the ``boot_delay_s`` parameter overrides it),
-``sync_s`` (seconds between decisions; else the ``sync_s`` parameter). Optional:
-``replica_cost_per_s`` (default 1, so costs are replica-seconds), ``observed``
-(``(demand, capacity)`` pairs seen since the last decision; otherwise the demand samples
-that arrived since the last decision are compared with ``ready * capacity``).
+Reads the ``vm`` contract (:mod:`policies.scenarios.vm`): from ``spec`` the
+``capacity`` (demand units one replica serves), ``min_replicas`` / ``max_replicas``,
+``step_s`` (seconds per demand sample), ``boot_s`` (seconds from request to ready; the
+``boot_delay_s`` parameter overrides it) and ``sync_s`` (seconds between decisions); from
+``obs`` the ``demand`` observed so far (oldest first), its ``start_s``, and the ``ready``
+and ``replicas`` (requested, ready + booting) counts. Costs are replica-seconds. Violations
+are learnt from the demand samples that arrived since the last decision, each compared
+with ``ready * capacity``.
 
-State (returned in ``Decision.state``, pass back unchanged): a dict with the risk
+Memory (returned in ``Decision.state``, passed back unchanged): a dict with the risk
 posterior (``risk``), the recent raw recommendations (``desired``), the number of
-demand samples already counted (``n_seen``) and, when the spec gives ``start_s`` and
-``step_s``, the time their last one ended (``seen_until_s``): new samples are counted by
-time, so a history window that slides (the daemon's) counts each sample once.
+demand samples already counted (``n_seen``) and the time their last one ended
+(``seen_until_s``): new samples are counted by time, so a history window that slides
+(the daemon's) counts each sample once.
 """
 
 from __future__ import annotations
@@ -62,78 +61,50 @@ from policies.bayes_common import (
     window_steps,
 )
 from policies.registry import register
+from policies.scenarios.vm import Observation, Spec
 
 
-def spec_get(spec: Any, key: str, default: Any = None) -> Any:
-    """Read ``key`` from a mapping or an object's attribute, else ``default``."""
-    if isinstance(spec, dict):
-        return spec.get(key, default)
-    return getattr(spec, key, default)
-
-
-def observed_violations(spec: Any, state: dict, capacity: float) -> tuple[int, int]:
+def observed_violations(spec: Spec, obs: Observation, memory: dict,
+                        capacity: float) -> tuple[int, int]:
     """``(violations, trials)`` seen since the last decision.
 
-    Uses ``spec["observed"]`` pairs when given; otherwise the demand samples that arrived
-    since the last decision, each compared with the capacity of the replicas ready now.
+    The demand samples that arrived since the last decision, each compared with the
+    capacity of the replicas ready now.
     """
-    pairs = spec_get(spec, "observed")
-    if pairs:
-        v = sum(1 for d, c in pairs if d > c + 1e-9)
-        return v, len(pairs)
-    demand = spec_get(spec, "demand")
-    if demand is None or np.ndim(demand) == 0 or len(demand) == 0:
+    demand = obs.demand
+    if len(demand) == 0:
         return 0, 0
-    until = state.get("seen_until_s")
-    start, step = spec_get(spec, "start_s"), spec_get(spec, "step_s")
-    if until is not None and start is not None and step:
+    until = memory.get("seen_until_s")
+    if until is not None:
         # by time: the samples that begin at or after the end of those counted last time,
         # so a history window that slides (the daemon keeps a fixed number of buckets)
         # still counts each new sample once
-        first_new = max(0, math.ceil((float(until) - float(start)) / float(step) - 1e-9))
+        first_new = max(0, math.ceil((float(until) - float(obs.start_s)) / float(spec.step_s)
+                                     - 1e-9))
         k = max(0, len(demand) - first_new)
     else:
-        seen = state.get("n_seen")
+        seen = memory.get("n_seen")
         # demand is the history so far: the samples beyond the count seen last time are new
         # (a shorter array means a window that slid; then only the newest sample is counted)
         k = 1 if seen is None or len(demand) < seen else len(demand) - int(seen)
     if k == 0:
         return 0, 0
-    limit = float(spec_get(spec, "ready", spec_get(spec, "replicas", 0)) or 0) * capacity
+    limit = float(obs.ready or 0) * capacity
     recent = np.asarray(demand[len(demand) - k :], dtype=np.float64)
     return int(np.count_nonzero(recent > limit + 1e-9)), k
 
 
-def forecast_origin(spec: Any, forecast: Forecast) -> float:
+def forecast_origin(spec: Spec, obs: Observation, forecast: Forecast) -> float:
     """Where forecast step 0 begins on the demand grid.
 
     A forecaster fed the completed samples forecasts the first sample not yet observed,
-    which began at ``start_s + len(demand) * step_s`` (at or before ``now``). When the spec
-    carries that grid and the forecast uses its step, this is exact; otherwise the
-    forecast's own ``start`` is used.
+    which began at ``obs.start_s + len(obs.demand) * spec.step_s`` (at or before ``now``).
+    When the forecast uses the demand's step, this is exact; otherwise the forecast's own
+    ``start`` is used.
     """
-    start = spec_get(spec, "start_s")
-    step = spec_get(spec, "step_s")
-    demand = spec_get(spec, "demand")
-    if start is None or not step or demand is None or np.ndim(demand) == 0:
+    if abs(float(forecast.step) - float(spec.step_s)) > 1e-9:
         return float(forecast.start)
-    if abs(float(forecast.step) - float(step)) > 1e-9:
-        return float(forecast.start)
-    return float(start) + len(demand) * float(step)
-
-
-def latest_demand(spec: Any) -> float | None:
-    """Return the newest observed demand sample, or None."""
-    demand = spec_get(spec, "demand")
-    if demand is None:
-        return None
-    if np.ndim(demand) == 0:
-        v = float(demand)
-    elif len(demand) == 0:
-        return None
-    else:
-        v = float(demand[-1])
-    return v if math.isfinite(v) else None
+    return float(obs.start_s) + len(obs.demand) * float(spec.step_s)
 
 
 @register
@@ -185,11 +156,6 @@ class BayesVM(Policy):
         return default_forecaster(self.scenario, seed=seed)
 
     # ------------------------------------------------------------------ helpers
-    def _limits(self, spec: Any) -> tuple[int, int]:
-        lo = int(spec_get(spec, "min_replicas", 1) or 0)
-        hi = spec_get(spec, "max_replicas")
-        return lo, (int(hi) if hi is not None else 1_000_000)
-
     def _smooth(
         self, raw: int, current: int, now: float, hist: list, lo: int, hi: int
     ) -> tuple[int, list]:
@@ -215,43 +181,39 @@ class BayesVM(Policy):
         return forecast.indicator(ind)  # (S, H)
 
     # ------------------------------------------------------------------ decide
-    def decide(self, spec: Any, state: Any, forecast: Forecast | None, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Forecast | None, now: float,
+               memory: Any = None) -> Decision:
         """Replica count for ``now``; see the module docstring for inputs and rules."""
-        state = state or {}
-        cap = float(spec_get(spec, "capacity", spec_get(spec, "capacity_per_replica", 1.0)))
-        if not cap > 0:
-            raise ValueError(f"spec capacity (demand per replica) must be > 0, got {cap}")
-        current = int(spec_get(spec, "replicas", 0) or 0)
+        memory = memory or {}
+        cap = float(spec.capacity)
+        current = int(obs.replicas or 0)
         boot = self.params["boot_delay_s"]
         if boot is None:
-            boot = spec_get(spec, "boot_s", spec_get(spec, "boot_delay_s", 0.0)) or 0.0
+            boot = spec.boot_s or 0.0
         boot = float(boot)
-        sync = float(spec_get(spec, "sync_s", self.params["sync_s"]) or self.params["sync_s"])
-        cost_rate = float(spec_get(spec, "replica_cost_per_s", 1.0))
-        lo, hi = self._limits(spec)
+        sync = float(spec.sync_s)
+        lo, hi = int(spec.min_replicas), int(spec.max_replicas)
 
         # learn from what happened since the last decision (pure: a new posterior)
-        post = state.get("risk")
+        post = memory.get("risk")
         if self.params["learn_risk"]:
-            v, n = observed_violations(spec, state, cap)
+            v, n = observed_violations(spec, obs, memory, cap)
             post = self.learner.update(post, v, n)
         elif post is None:
             post = self.learner.initial()
         eps = self.learner.eps(post) if self.params["learn_risk"] else self.learner.target
-        hist = list(state.get("desired", []))
-        demand = spec_get(spec, "demand")
-        n_seen = len(demand) if demand is not None and np.ndim(demand) > 0 else None
-        new_state = {"risk": post, "desired": hist, "n_seen": n_seen}
-        start, step = spec_get(spec, "start_s"), spec_get(spec, "step_s")
-        if n_seen is not None and start is not None and step:
-            new_state["seen_until_s"] = float(start) + n_seen * float(step)
+        hist = list(memory.get("desired", []))
+        n_seen = len(obs.demand)
+        new_state = {"risk": post, "desired": hist, "n_seen": n_seen,
+                     "seen_until_s": float(obs.start_s) + n_seen * float(spec.step_s)}
 
         x = self._samples(forecast)
         if x is None:
-            return self._fallback(spec, new_state, now, current, cap, lo, hi, eps, forecast)
+            return self._fallback(obs, new_state, now, current, cap, sync, lo, hi, eps,
+                                  forecast)
 
         # (S,) per-path peaks: from ready time through the next sync, and from now
-        origin = forecast_origin(spec, forecast)
+        origin = forecast_origin(spec, obs, forecast)
         h = x.shape[1]
         w_ready = window_steps(origin, forecast.step, h, now + boot, now + boot + sync)
         w_all = window_steps(origin, forecast.step, h, now, now + boot + sync)
@@ -269,7 +231,7 @@ class BayesVM(Policy):
         out, hist = self._smooth(raw, current, now, hist, lo, hi)
         new_state["desired"] = hist
         p_viol = exceed_probability(peak_ready, out * cap)
-        exp_cost = out * cost_rate * sync  # replica cost until the next decision
+        exp_cost = out * sync  # replica-seconds until the next decision
         why = (
             f"{out} replicas: P(demand > capacity) = {p_viol:.3%} over "
             f"[now+{boot:.0f}s, now+{boot + sync:.0f}s] at operating risk {eps:.3%} "
@@ -301,17 +263,18 @@ class BayesVM(Policy):
 
     def _fallback(
         self,
-        spec: Any,
+        obs: Observation,
         new_state: dict,
         now: float,
         current: int,
         cap: float,
+        sync: float,
         lo: int,
         hi: int,
         eps: float,
         forecast: Forecast | None,
     ) -> Decision:
-        demand = latest_demand(spec)
+        demand = obs.latest_demand()
         reason = "no forecast" if forecast is None else "forecast has no samples"
         if demand is None:
             return Decision(
@@ -338,9 +301,7 @@ class BayesVM(Policy):
                 "rule": "ceil(demand * (1 + fallback_headroom) / capacity_per_replica)",
                 "raw_replicas": int(raw),
                 "operating_risk": eps,
-                "expected_cost": out
-                * float(spec_get(spec, "replica_cost_per_s", 1.0))
-                * float(spec_get(spec, "sync_s", self.params["sync_s"]) or 0.0),
+                "expected_cost": out * sync,
             },
             fallback=True,
             state=new_state,

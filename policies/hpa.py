@@ -28,13 +28,12 @@ The observed utilisation is ``mean demand over the last metric_window_s seconds 
 15 s here). Kubernetes' CPU initialisation period (pods ignored for 5 min after start
 unless ready) is not modelled: a replica reports metrics once it is ready.
 
-Spec (a mapping, read only; built by :mod:`traces.replay.vm` or the daemon):
-``capacity`` (demand units one replica serves), ``ready``, ``replicas`` (requested,
-ready + booting), ``min_replicas``, ``max_replicas``, ``step_s`` (seconds per demand
-sample), ``demand`` (observed samples, oldest first, ``(n,)``), ``demand_cumsum``
-(prefix sums ``(n + 1,)``, optional).
+Reads the ``vm`` contract (:mod:`policies.scenarios.vm`): ``spec.capacity`` (demand units
+one replica serves), ``spec.min_replicas`` / ``spec.max_replicas``, ``spec.step_s``
+(seconds per demand sample); ``obs.ready``, ``obs.replicas`` (requested, ready + booting)
+and the observed demand through ``obs.window_mean``.
 
-State (returned in ``Decision.state``, pass back unchanged): ``(recommendations,
+Memory (returned in ``Decision.state``, passed back unchanged): ``(recommendations,
 scale_events)``, two tuples of ``(time_s, value)`` pairs inside their windows.
 """
 
@@ -45,23 +44,7 @@ from typing import Any
 
 from policies.base import Decision, Policy
 from policies.registry import register
-
-
-def window_mean(spec: Any, seconds: float) -> float | None:
-    """Mean of the observed demand over the last ``seconds`` (at least one sample).
-
-    Returns None when no sample has been observed yet.
-    """
-    demand = spec["demand"]
-    n = len(demand)
-    if n == 0:
-        return None
-    k = int(seconds / spec["step_s"] + 0.5)
-    k = 1 if k < 1 else (n if k > n else k)
-    cs = spec.get("demand_cumsum")
-    if cs is not None:
-        return (float(cs[n]) - float(cs[n - k])) / k
-    return float(sum(float(x) for x in demand[n - k :])) / k
+from policies.scenarios.vm import Observation, Spec
 
 
 def _period_start(current: int, events: tuple, cutoff: float) -> int:
@@ -98,15 +81,16 @@ class HPA(Policy):
         # plain floats once, not per decision (the replay calls decide ~10^4-10^5 times)
         self._f = {k: float(v) for k, v in self.params.items()}
 
-    def _raw_recommendation(self, spec: Any, current: int) -> tuple[int | None, str, dict]:
+    def _raw_recommendation(self, spec: Spec, obs: Observation,
+                            current: int) -> tuple[int | None, str, dict]:
         """Replica calculator: the un-stabilised recommendation, or None without data."""
         f = self._f
-        ready = int(spec["ready"])
+        ready = int(obs.ready)
         unready = max(0, current - ready)
-        load = window_mean(spec, f["metric_window_s"])
+        load = obs.window_mean(f["metric_window_s"], spec.step_s)
         if load is None or ready <= 0:
             return None, "no metrics from ready replicas", {}
-        cap = float(spec["capacity"])
+        cap = float(spec.capacity)
         target = f["target"]
         tol = f["tolerance"]
         utilisation = load / (ready * cap)
@@ -126,14 +110,15 @@ class HPA(Policy):
             return current, "unready replicas absorb the load", details
         return new, "usage ratio with unready replicas at 0%", details
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Return ``{"replicas": n}`` for ``now``; invalid (keep) without metrics."""
         f = self._f
-        recs, events = state if state is not None else ((), ())
-        current = int(spec["replicas"])
+        recs, events = memory if memory is not None else ((), ())
+        current = int(obs.replicas)
         # Kubernetes requires minReplicas >= 1 (scale to zero is an alpha feature gate)
-        lo, hi = max(1, int(spec["min_replicas"])), int(spec["max_replicas"])
-        raw, why, details = self._raw_recommendation(spec, current)
+        lo, hi = max(1, int(spec.min_replicas)), int(spec.max_replicas)
+        raw, why, details = self._raw_recommendation(spec, obs, current)
         if raw is None:
             return Decision(
                 action={"replicas": current}, valid=False, why=why, state=(recs, events)

@@ -54,6 +54,7 @@ import numpy as np
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.serverless import Observation, Spec
 
 MODE_NONE, MODE_FALLBACK, MODE_HISTOGRAM, MODE_FORECAST = 0, 1, 2, 3
 MODE_NAMES = {MODE_NONE: "no-data", MODE_FALLBACK: "fallback-keepalive",
@@ -212,12 +213,13 @@ class HybridHistogram(Policy):
         return pre, ka, mode
 
     # ----------------------------------------------------------------- decide
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Update the histograms with last step's idle times and set this step's warm counts."""
-        history = state["history"]  # (t, F)
-        t, n_f = history.shape[0], len(spec["entities"])
-        step_s = float(spec["step_s"])
-        mem = state.get("memory") or self._init_memory(n_f)
+        history = obs.history  # (t, F)
+        t, n_f = history.shape[0], len(spec.entities)
+        step_s = float(spec.step_s)
+        mem = memory or self._init_memory(n_f)
         if t > 0:
             busy = np.flatnonzero(history[-1] > 0)  # functions busy in step t−1
         else:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from policies.base import Decision, Policy
 from policies.registry import register
-from policies.scenarios.serverless import recent_max
+from policies.scenarios.serverless import Observation, Spec, recent_max
 
 
 class _KeepAlive(Policy):
@@ -34,11 +34,12 @@ class _KeepAlive(Policy):
             raise ValueError(f"{self.name}: keepalive_min must be a number of minutes > 0, "
                              f"got {k!r}")
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Warm = the peak concurrency of the last ``keepalive_min`` minutes, per function."""
         # a keep-alive of K minutes spans ceil(K·60/Δ) steps of the trace
-        steps = math.ceil(self.params["keepalive_min"] * 60.0 / float(spec["step_s"]) - 1e-9)
-        warm = recent_max(state["history"], steps)  # (F,)
+        steps = math.ceil(self.params["keepalive_min"] * 60.0 / float(spec.step_s) - 1e-9)
+        warm = recent_max(obs.history, steps)  # (F,)
         return Decision(action={"warm": warm}, why=f"keep-alive {self.params['keepalive_min']}"
                         " min after the last busy step")
 

@@ -20,8 +20,8 @@ Knative's autoscaler ticks every 2 s (``sync_s``); scale to zero is not modelled
 (``min_replicas`` >= 1 for vm). The result is clamped to ``[min_replicas, max_replicas]``
 like the PodAutoscaler reconciler's min/max-scale bounds.
 
-Spec keys are those of :mod:`policies.hpa`. State: ``(panic_since_s or None,
-max_panic_pods)``.
+Reads the ``vm`` contract (:mod:`policies.scenarios.vm`) like :mod:`policies.hpa`.
+Memory: ``(panic_since_s or None, max_panic_pods)``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import math
 from typing import Any
 
 from policies.base import Decision, Policy
-from policies.hpa import window_mean
 from policies.registry import register
+from policies.scenarios.vm import Observation, Spec
 
 
 @register
@@ -67,20 +67,22 @@ class KPA(Policy):
         self._up_rate = float(p["max_scale_up_rate"])
         self._down_rate = float(p["max_scale_down_rate"])
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Return ``{"replicas": n}`` for ``now``; invalid (keep) without data."""
-        panic_since, max_panic = state if state is not None else (None, 0)
+        panic_since, max_panic = memory if memory is not None else (None, 0)
         stable_w = self._stable_w
-        stable = window_mean(spec, stable_w)
+        step_s = spec.step_s
+        stable = obs.window_mean(stable_w, step_s)
         if stable is None:
             return Decision(
-                action={"replicas": int(spec["replicas"])}, valid=False, why="no data",
+                action={"replicas": int(obs.replicas)}, valid=False, why="no data",
                 state=(panic_since, max_panic),
             )
-        panic = window_mean(spec, self._panic_w)
+        panic = obs.window_mean(self._panic_w, step_s)
         now = float(now)
-        target = float(spec["capacity"]) * self._util
-        ready = float(spec["ready"])
+        target = float(spec.capacity) * self._util
+        ready = float(obs.ready)
         if ready < 1.0:
             ready = 1.0
         max_up = math.ceil(self._up_rate * ready)
@@ -101,7 +103,7 @@ class KPA(Policy):
                 max_panic = desired
             else:
                 desired = max_panic  # never scale down while panicking
-        lo, hi = int(spec["min_replicas"]), int(spec["max_replicas"])
+        lo, hi = int(spec.min_replicas), int(spec.max_replicas)
         desired = hi if desired > hi else (lo if desired < lo else desired)
         in_panic = panic_since is not None
         return Decision(

@@ -3,8 +3,10 @@
 Replay (``traces/replay``) and daemon (``service/decisions.py``) differ only in where an
 observation comes from: a simulated clock over a trace, or the store. Everything from
 observation to action is here: which forecaster a policy is fed (:func:`forecaster_for`),
-calling it on history known at ``now`` (:func:`forecast_or_none`), and — per scenario, in
-:mod:`policies.scenarios` — validating and clipping the action into a desired setting.
+calling it on history known at ``now`` (:func:`forecast_or_none`), calling the policy's
+``decide(spec, obs, forecast, now, memory)`` with the scenario's typed ``Spec`` and
+``Observation`` (:mod:`policies.base`), and — per scenario, in :mod:`policies.scenarios` —
+validating and clipping the action into a desired setting.
 """
 
 from __future__ import annotations
@@ -96,6 +98,5 @@ def step(policy: Any, forecaster: Callable | None, spec: Any, obs: Any, memory: 
         hist = c.history(obs)
         if hist is not None:
             forecast = forecast_or_none(forecaster, hist, now, spec.step_s, c.horizon(spec, policy))
-    spec_in, state_in = c.inputs(spec, obs, memory)
-    dec = policy.decide(spec_in, state_in, forecast, now)
+    dec = policy.decide(spec, obs, forecast, now, memory)
     return dec, c.apply(dec, spec, obs.current), dec.state

@@ -20,7 +20,9 @@ each level as a power cap, deeper at each level, and the brake as half of namepl
 The row power read is the telemetry of the last completed step, after caps; escalation is
 immediate, de-escalation goes to the highest level whose release threshold the row is still
 above (possibly several levels at once). The level is the policy's memory
-(``Decision.state = {"level": 0..3}``).
+(``Decision.state = {"level": 0..3}``). It reads the ``power`` contract
+(:mod:`policies.scenarios.power`): ``obs.row_power_w``, ``spec.budget_w``,
+``spec.low_priority`` and ``spec.p_max_w``.
 
 ``--sweep`` walks ``t1`` over 0.70, 0.75, 0.80, 0.85 (``t2`` keeps its 9-point gap).
 """
@@ -33,6 +35,7 @@ import numpy as np
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.power import Observation, Spec
 
 LEVEL_NAMES = ("uncapped", "cap-low", "cap-all", "power-brake")
 
@@ -83,14 +86,15 @@ class Polca(Policy):
                 new = lvl
         return new
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Set the caps of the level the last observed row power calls for."""
         p = self.params
-        mem = state.get("memory") or {"level": 0}
-        frac = float(state["row_power_w"]) / float(spec["budget_w"])
+        mem = memory or {"level": 0}
+        frac = obs.row_power_w / float(spec.budget_w)
         lvl = self.level(frac, int(mem["level"]))
-        low = np.asarray(spec["low_priority"], dtype=bool)
-        pmax = float(spec["p_max_w"])
+        low = np.asarray(spec.low_priority, dtype=bool)
+        pmax = float(spec.p_max_w)
         caps = np.full(len(low), np.inf)
         if lvl == 1:
             caps[low] = p["cap1_low"] * pmax

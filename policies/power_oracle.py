@@ -18,6 +18,7 @@ import numpy as np
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.power import Observation, Spec
 
 
 def waterfill(demand: np.ndarray, excess: float, floor: float) -> tuple[np.ndarray, float]:
@@ -59,18 +60,19 @@ class PowerOracle(Policy):
     scenario: ClassVar[str] = "power"
     reads_future: ClassVar[bool] = True
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Water-fill the known excess of this step."""
-        n = int(spec["servers"])
+        n = spec.servers
         if forecast is None:
             return Decision(action={}, valid=False, why="oracle needs the true demand")
         demand = np.asarray(forecast.samples[0, 0], dtype=np.float64)  # (N,)
         caps = np.full(n, np.inf)
-        excess = float(demand.sum() - spec["budget_w"])
+        excess = float(demand.sum() - spec.budget_w)
         if excess <= 0:
             return Decision(action={"caps": caps}, why="demand within budget")
-        low = np.asarray(spec["low_priority"], dtype=bool)
-        floor = float(spec["p_idle_w"])
+        low = np.asarray(spec.low_priority, dtype=bool)
+        floor = float(spec.p_idle_w)
         c_low, removed = waterfill(demand[low], excess, floor)
         caps[low] = c_low
         if removed < excess - 1e-9:

@@ -15,6 +15,7 @@ import numpy as np
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.power import Observation, Spec
 
 
 @register
@@ -25,7 +26,8 @@ class PowerStaticPeak(Policy):
     scenario: ClassVar[str] = "power"
     nameplate_row: ClassVar[bool] = True
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Never cap."""
-        return Decision(action={"caps": np.full(int(spec["servers"]), np.inf)},
+        return Decision(action={"caps": np.full(spec.servers, np.inf)},
                         why="row sized for nameplate: no caps needed")

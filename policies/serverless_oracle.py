@@ -14,6 +14,7 @@ import numpy as np
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.serverless import Observation, Spec
 
 
 @register
@@ -24,7 +25,8 @@ class ServerlessOracle(Policy):
     scenario: ClassVar[str] = "serverless"
     reads_future: ClassVar[bool] = True
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Return the concurrency the perfect forecast holds for this step."""
         if forecast is None:
             return Decision(action={}, valid=False,

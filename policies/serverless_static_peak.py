@@ -2,7 +2,7 @@
 
 Each function keeps its peak concurrency of the whole trace warm at every step, from the
 first step on: no cold starts, the most idle memory. The peak is hindsight (the replay
-passes ``spec["peak_concurrency"]`` to ``reads_future`` policies): it stands for a
+sets ``spec.peak_concurrency`` for ``reads_future`` policies): it stands for a
 capacity plan sized from a known peak, the classic over-provisioning baseline.
 """
 
@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.serverless import Observation, Spec
 
 
 @register
@@ -22,10 +23,11 @@ class ServerlessStaticPeak(Policy):
     scenario: ClassVar[str] = "serverless"
     reads_future: ClassVar[bool] = True
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Return the trace's peak concurrency for every function."""
-        peak = spec.get("peak_concurrency")
+        peak = spec.peak_concurrency
         if peak is None:
             return Decision(action={}, valid=False,
-                            why="static-peak needs spec['peak_concurrency'] (the trace peak)")
+                            why="static-peak needs spec.peak_concurrency (the trace peak)")
         return Decision(action={"warm": peak}, why="static provisioning at the trace peak")

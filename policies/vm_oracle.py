@@ -9,8 +9,9 @@ still needs (scale-down is immediate in the vm model). Violations remain only wh
 ``max_replicas`` bound binds, or in the first ``boot_s`` seconds, before any requested
 replica can be ready.
 
-Spec keys: those of :mod:`policies.hpa` plus ``demand_all`` (the whole series),
-``start_s`` (time of sample 0), ``boot_s`` and ``sync_s``. No state.
+Reads the ``vm`` contract (:mod:`policies.scenarios.vm`): ``obs.demand_all`` (the whole
+series, hindsight), ``obs.start_s`` (time of sample 0), ``obs.replicas``, and from ``spec``
+the capacity, bounds, ``step_s``, ``boot_s`` and ``sync_s``. No memory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.vm import Observation, Spec
 
 
 @register
@@ -31,28 +33,29 @@ class VmOracle(Policy):
     defaults = {"sync_s": 15.0}  # decision period, seconds
     reads_future: ClassVar[bool] = True
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Return ``{"replicas": n}`` covering ``[now, now + boot + sync)``."""
-        demand = spec.get("demand_all")
+        demand = obs.demand_all
         if demand is None or len(demand) == 0:
             return Decision(
-                action={"replicas": int(spec["replicas"])}, valid=False,
+                action={"replicas": int(obs.replicas)}, valid=False,
                 why="no demand series to look ahead in",
             )
-        step = float(spec["step_s"])
-        rel = float(now) - float(spec["start_s"])
-        horizon = float(spec["boot_s"]) + float(spec["sync_s"])
+        step = float(spec.step_s)
+        rel = float(now) - float(obs.start_s)
+        horizon = float(spec.boot_s) + float(spec.sync_s)
         # Samples overlapping [rel, rel + horizon); sample j covers [j*step, (j+1)*step).
         i0 = max(0, int(math.floor(rel / step + 1e-9)))
         i1 = min(len(demand), max(i0 + 1, int(math.ceil((rel + horizon) / step - 1e-9))))
         if i0 >= len(demand):
             return Decision(
-                action={"replicas": int(spec["replicas"])}, valid=False,
+                action={"replicas": int(obs.replicas)}, valid=False,
                 why="past the end of the trace",
             )
         peak = float(demand[i0:i1].max())
-        n = math.ceil(peak / float(spec["capacity"]) - 1e-9)
-        n = min(int(spec["max_replicas"]), max(int(spec["min_replicas"]), n))
+        n = math.ceil(peak / float(spec.capacity) - 1e-9)
+        n = min(int(spec.max_replicas), max(int(spec.min_replicas), n))
         return Decision(
             action={"replicas": n}, valid=True,
             why=f"peak {peak:.4g} over the next {horizon:g} s",

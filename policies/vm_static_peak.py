@@ -5,9 +5,9 @@
 whole trace (``reads_future``), as an operator sizing for a known peak would; the sweep
 walks ``quantile`` to draw the family's cost-versus-SLA curve (under-provisioned statics).
 
-Spec keys: those of :mod:`policies.hpa` plus ``demand_all`` (the whole demand series,
-given only to policies that declare ``reads_future``). State: the replica count,
-computed on the first call.
+Reads the ``vm`` contract (:mod:`policies.scenarios.vm`): ``obs.demand_all`` (the whole
+demand series, given only to policies that declare ``reads_future``), the capacity and
+bounds of ``spec``. Memory: the replica count, computed on the first call.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from policies.base import Decision, Policy
 from policies.registry import register
+from policies.scenarios.vm import Observation, Spec
 
 
 @register
@@ -40,21 +41,22 @@ class VmStaticPeak(Policy):
         if not 0.0 <= float(self.params["quantile"]) <= 1.0:
             raise ValueError(f"static-peak: quantile must be in [0, 1], got {params}")
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Spec, obs: Observation, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         """Return the constant ``{"replicas": n}``."""
-        if state is None:
-            demand = spec.get("demand_all")
+        if memory is None:
+            demand = obs.demand_all
             if demand is None or len(demand) == 0:
                 return Decision(
-                    action={"replicas": int(spec["replicas"])}, valid=False,
+                    action={"replicas": int(obs.replicas)}, valid=False,
                     why="no demand series to size the peak from", state=None,
                 )
             q = float(self.params["quantile"])
             level = float(np.max(demand)) if q >= 1.0 else float(np.quantile(demand, q))
-            n = math.ceil(level / float(spec["capacity"]) - 1e-9)
-            state = min(int(spec["max_replicas"]), max(int(spec["min_replicas"]), n))
+            n = math.ceil(level / float(spec.capacity) - 1e-9)
+            memory = min(int(spec.max_replicas), max(int(spec.min_replicas), n))
         return Decision(
-            action={"replicas": state}, valid=True,
-            why=f"static {state} replicas for demand quantile {self.params['quantile']}",
-            state=state,
+            action={"replicas": memory}, valid=True,
+            why=f"static {memory} replicas for demand quantile {self.params['quantile']}",
+            state=memory,
         )

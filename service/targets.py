@@ -1,7 +1,7 @@
 """What the daemon manages: declared targets, their request models and validation.
 
-Three kinds, each mapped to the replay scenario whose ``spec``/``state`` shapes the daemon
-builds for it (:mod:`service.decisions`):
+Three kinds, each mapped to the replay scenario whose typed ``Spec`` and ``Observation``
+the daemon builds for it (:mod:`service.decisions`):
 
 * ``scaling`` (scenario ``vm``): replicas of a service whose demand is one metric of one
   entity; one replica serves ``capacity`` demand units. The ready and requested replicas

@@ -10,14 +10,15 @@ The replay (``traces/replay/power.py``) and the daemon build the same types and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from models.forecast import Forecast
 from policies.base import Decision
-from policies.scenarios import policy_horizon, stepped_history
+from policies.scenarios import policy_horizon, read_only, stepped_history
 
 NAME = "power"
 
@@ -33,6 +34,8 @@ class Spec:
         low_priority: ``(N,)`` bool; low-priority servers are capped first.
         step_s: seconds per telemetry step.
         delay_s: seconds from a decision to its caps taking effect.
+        priority: ``(N,)`` float, derived: 0 for low-priority servers, 1 for the others
+            (lower is capped first); computed once, read only.
 
     """
 
@@ -43,6 +46,7 @@ class Spec:
     low_priority: np.ndarray
     step_s: float
     delay_s: float
+    priority: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.server_ids)
@@ -52,6 +56,8 @@ class Spec:
             raise ValueError("power spec needs 0 <= p_idle_w <= p_max_w and budget_w > 0")
         if not (self.step_s > 0 and self.delay_s >= 0):
             raise ValueError("power spec needs step_s > 0 and delay_s >= 0")
+        object.__setattr__(self, "priority",
+                           read_only(np.where(self.low_priority, 0.0, 1.0)))
 
     @property
     def servers(self) -> int:
@@ -83,7 +89,7 @@ class Observation:
         current: the setting last asked for (None before any).
         truth: hindsight, this step's true demand as a Forecast (replay only).
         row_w: ``(t,)`` row power (``history`` summed over servers), when the caller keeps
-            it already (the replay); computed otherwise.
+            it already (the replay); else :attr:`row` computes it on first use.
 
     """
 
@@ -95,6 +101,28 @@ class Observation:
     truth: Forecast | None = None
     row_w: np.ndarray | None = None
 
+    @cached_property
+    def row(self) -> np.ndarray:
+        """Return the ``(t,)`` row power of every observed step (``row_w`` when given)."""
+        return self.row_w if self.row_w is not None else self.history.sum(axis=1)
+
+    @property
+    def row_power_w(self) -> float:
+        """Return the row power of the last observed step (0 before any)."""
+        if not self.t:
+            return 0.0
+        return float(self.row_w[-1] if self.row_w is not None else self.row[-1])
+
+    @property
+    def server_power_w(self) -> np.ndarray:
+        """Return the ``(N,)`` power drawn per server in the last observed step (0 before any)."""
+        return self.history[-1] if self.t else np.zeros(len(self.caps_w))
+
+    @property
+    def capped(self) -> np.ndarray:
+        """Return ``(N,)`` bool: True where a cap is in force."""
+        return np.isfinite(self.caps_w)
+
 
 def desired_from(setting: dict[str, Any] | None, spec: Spec) -> Desired | None:
     """Read a stored setting back (None when there is none)."""
@@ -102,25 +130,6 @@ def desired_from(setting: dict[str, Any] | None, spec: Spec) -> Desired | None:
         return None
     caps = dict(setting["caps"] or {})
     return Desired(np.array([float(caps.get(s, math.inf)) for s in spec.server_ids]))
-
-
-def inputs(spec: Spec, obs: Observation, memory: Any) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN401
-    """``(spec, state)`` as the power policies read them (module doc of the replay)."""
-    low = spec.low_priority
-    d = {
-        "servers": spec.servers, "server_ids": spec.server_ids, "budget_w": spec.budget_w,
-        "p_max_w": spec.p_max_w, "p_idle_w": spec.p_idle_w, "low_priority": low,
-        "priority": np.where(low, 0.0, 1.0), "step_s": spec.step_s, "delay_s": spec.delay_s,
-    }
-    t = obs.t
-    row = obs.row_w if obs.row_w is not None else obs.history.sum(axis=1)
-    state = {
-        "t": t, "row_power_w": float(row[-1]) if t else 0.0,
-        "server_power_w": obs.history[-1] if t else np.zeros(spec.servers),
-        "caps_w": obs.caps_w.copy(), "capped": np.isfinite(obs.caps_w),
-        "history_row_w": row, "memory": memory,
-    }
-    return d, state
 
 
 #: what the forecaster reads (per-server power (t, N)), and how far it forecasts

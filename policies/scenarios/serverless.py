@@ -95,21 +95,6 @@ def desired_from(setting: dict[str, Any] | None, spec: Spec) -> Desired | None:
     return Desired(np.full(len(spec.entities), int(raw), dtype=np.int64))
 
 
-def inputs(spec: Spec, obs: Observation, memory: Any) -> tuple[dict[str, Any], dict[str, Any]]:  # noqa: ANN401
-    """``(spec, state)`` as the serverless policies read them (module doc of the replay)."""
-    d: dict[str, Any] = {
-        "entities": spec.entities, "duration_ms": spec.duration_ms,
-        "memory_mb": spec.memory_mb, "step_s": spec.step_s,
-    }
-    if spec.peak_concurrency is not None:
-        d["peak_concurrency"] = spec.peak_concurrency
-    state = {
-        "t": obs.t, "history": obs.history, "invocations_last": obs.invocations_last,
-        "warm_last": obs.warm_last, "memory": memory,
-    }
-    return d, state
-
-
 #: what the forecaster reads (the concurrency history), and how far it forecasts
 history = stepped_history
 horizon = policy_horizon

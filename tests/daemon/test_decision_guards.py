@@ -30,8 +30,8 @@ def test_an_invalid_first_decision_recommends_nothing_even_with_data(http, store
     send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
     assert http.post("/v1/targets", json=scaling_target()).status_code == 201
 
-    def invalid(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
-        return Decision(action={"replicas": 1}, valid=False, why="cannot tell", state=state)
+    def invalid(self, spec, obs, forecast, now, memory=None):  # noqa: ANN001, ANN202
+        return Decision(action={"replicas": 1}, valid=False, why="cannot tell", state=memory)
 
     monkeypatch.setattr(registry.get("hpa", "vm"), "decide", invalid)
     out = decisions.decide_all(store, now)

@@ -115,7 +115,7 @@ def test_a_policy_that_raises_keeps_the_setting_and_answers_200(http, store, mon
     decisions.decide_all(store, now)
     assert http.get("/v1/keda/web").json()["desiredReplicas"] == 4
 
-    def boom(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
+    def boom(self, spec, obs, forecast, now, memory=None):  # noqa: ANN001, ANN202
         raise RuntimeError("model exploded")
 
     monkeypatch.setattr(registry.get("hpa", "vm"), "decide", boom)

@@ -72,7 +72,7 @@ def _live(settings_factory, **kw):  # noqa: ANN001, ANN202
         store.close()
 
 
-def _boom(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
+def _boom(self, spec, obs, forecast, now, memory=None):  # noqa: ANN001, ANN202
     raise RuntimeError("model exploded")
 
 
@@ -85,7 +85,7 @@ def test_a_policy_fallback_is_503_only_with_the_setting(settings_factory, monkey
         decisions.decide_all(store, now)
         assert http.get("/v1/keda/web").status_code == 200  # a valid, model-based decision
 
-        def boom(self, spec, state, forecast, now):  # noqa: ANN001, ANN202
+        def boom(self, spec, obs, forecast, now, memory=None):  # noqa: ANN001, ANN202
             raise RuntimeError("model exploded")
 
         monkeypatch.setattr(registry.get("hpa", "vm"), "decide", boom)

@@ -16,21 +16,16 @@ from policies.bayes_power import (
     row_breach_probability,
     select_caps,
 )
+from tests.policies.conftest import power_inputs
 
 IDLE, PMAX = 100.0, 500.0
 
 
-def spec(n=3, budget=1000.0, prio=(0.0, 0.0, 1.0), delay=2.0):
-    return {"servers": n, "server_ids": tuple(f"s{i}" for i in range(n)), "budget_w": budget,
-            "p_max_w": PMAX, "p_idle_w": IDLE, "priority": np.asarray(prio), "step_s": 1.0,
-            "delay_s": delay}
-
-
-def state(caps=None, power=None, memory=None):
-    caps = np.full(3, np.inf) if caps is None else np.asarray(caps, float)
-    return {"t": 5, "caps_w": caps, "capped": np.isfinite(caps),
-            "server_power_w": np.zeros(3) if power is None else np.asarray(power, float),
-            "memory": memory}
+def inputs(caps=None, power=None, delay=2.0):
+    """A row of 3 servers (s0, s1 low priority), budget 1000 W; ``power`` observed last."""
+    return power_inputs(power, servers=3, budget_w=1000.0, p_max_w=PMAX, p_idle_w=IDLE,
+                        low_priority=[True, True, False], step_s=1.0, delay_s=delay,
+                        caps_w=caps)
 
 
 def joint(paths):
@@ -76,7 +71,7 @@ def test_select_caps_lowest_priority_first_and_just_enough():
 
 def test_policy_caps_before_breach_then_lifts_when_calm():
     pol = BayesPower(target_breach=0.05, release_ratio=0.25, release_hold_s=3.0)
-    d = pol.decide(spec(), state(), joint(PATHS), 0.0)
+    d = pol.decide(*inputs(), joint(PATHS), 0.0)
     assert d.valid and not d.fallback
     assert np.isfinite(d.action["caps"]).tolist() == [True, False, False]
     assert d.details["p_breach_uncapped"] == pytest.approx(0.2)
@@ -85,10 +80,10 @@ def test_policy_caps_before_breach_then_lifts_when_calm():
     calm = joint([[300.0, 300.0, 300.0]] * 10)
     caps = d.action["caps"]
     # calm but not yet for release_hold_s: caps are held
-    d1 = pol.decide(spec(), state(caps, memory=d.state), calm, 1.0)
+    d1 = pol.decide(*inputs(caps), calm, 1.0, memory=d.state)
     assert np.isfinite(d1.action["caps"]).sum() == 1
-    d2 = pol.decide(spec(), state(caps, memory=d1.state), calm, 2.0)
-    d3 = pol.decide(spec(), state(caps, memory=d2.state), calm, 4.0)
+    d2 = pol.decide(*inputs(caps), calm, 2.0, memory=d1.state)
+    d3 = pol.decide(*inputs(caps), calm, 4.0, memory=d2.state)
     assert not np.isfinite(d3.action["caps"]).any()
     assert "lift" in d3.why
 
@@ -98,11 +93,11 @@ def test_window_starts_after_actuation_delay():
     x = np.repeat(np.asarray([[300.0, 300.0, 300.0]] * 10)[:, None, :], 5, axis=1)
     x[8:, :2, :] = [500.0, 400.0, 400.0]
     fcst = Forecast(samples=x, start=0.0, step=1.0, indicators=("s0", "s1", "s2"), model="h")
-    d = BayesPower(target_breach=0.05).decide(spec(delay=2.0), state(), fcst, 0.0)
+    d = BayesPower(target_breach=0.05).decide(*inputs(delay=2.0), fcst, 0.0)
     assert not np.isfinite(d.action["caps"]).any()
     assert d.details["p_breach_before_caps_act"] == pytest.approx(0.2)
     # with no delay the same forecast calls for a cap
-    d0 = BayesPower(target_breach=0.05).decide(spec(delay=0.0), state(), fcst, 0.0)
+    d0 = BayesPower(target_breach=0.05).decide(*inputs(delay=0.0), fcst, 0.0)
     assert np.isfinite(d0.action["caps"]).sum() == 1
 
 
@@ -139,21 +134,21 @@ def test_plan_row_from_long_frame_and_no_data():
 def test_fallback_thresholds_without_forecast():
     pol = BayesPower()
     # observed row 950 W > 0.9 * 1000: cap low priority (s1 has more above idle) until <= 900
-    d = pol.decide(spec(), state(power=[300.0, 350.0, 300.0]), None, 0.0)
+    d = pol.decide(*inputs(power=[300.0, 350.0, 300.0]), None, 0.0)
     assert d.fallback and d.valid and "fallback" in d.why
     assert np.isfinite(d.action["caps"]).tolist() == [False, True, False]
     # observed row 600 W < 0.8 * 1000: every cap lifted
-    d2 = pol.decide(spec(), state(caps=[IDLE, IDLE, np.inf], power=[200, 200, 200]), None, 1.0)
+    d2 = pol.decide(*inputs(caps=[IDLE, IDLE, np.inf], power=[200, 200, 200]), None, 1.0)
     assert not np.isfinite(d2.action["caps"]).any()
 
 
 def test_purity():
     pol = BayesPower(target_breach=0.05)
-    sp, st, f = spec(), state(), joint(PATHS)
-    before = (copy.deepcopy(sp), copy.deepcopy(st), f.samples.copy())
-    a, b = pol.decide(sp, st, f, 0.0), pol.decide(sp, st, f, 0.0)
+    (sp, obs), f = inputs(), joint(PATHS)
+    before = (copy.deepcopy(sp), copy.deepcopy(obs), f.samples.copy())
+    a, b = pol.decide(sp, obs, f, 0.0), pol.decide(sp, obs, f, 0.0)
     np.testing.assert_array_equal(a.action["caps"], b.action["caps"])
     assert a.details == b.details and a.state == b.state
-    np.testing.assert_array_equal(st["caps_w"], before[1]["caps_w"])
-    np.testing.assert_array_equal(sp["priority"], before[0]["priority"])
+    np.testing.assert_array_equal(obs.caps_w, before[1].caps_w)
+    np.testing.assert_array_equal(sp.priority, before[0].priority)
     np.testing.assert_array_equal(f.samples, before[2])

@@ -11,18 +11,9 @@ import pytest
 
 from models.forecast import Forecast
 from policies.bayes_power import BayesPower
+from tests.policies.conftest import power_inputs
 
 IDLE, PMAX = 100.0, 500.0
-SPEC = {
-    "servers": 3,
-    "server_ids": ("s0", "s1", "s2"),
-    "budget_w": 1000.0,
-    "p_max_w": PMAX,
-    "p_idle_w": IDLE,
-    "priority": np.array([0.0, 0.0, 1.0]),
-    "step_s": 1.0,
-    "delay_s": 0.0,
-}
 CALM = [300.0, 300.0, 300.0]  # row 900 W
 HOT = [500.0, 400.0, 400.0]  # row 1300 W > 1000 W
 
@@ -38,22 +29,18 @@ def joint(hot_paths: int, paths: int = 20) -> Forecast:
     )
 
 
-def state(caps, memory=None):
-    caps = np.asarray(caps, dtype=float)
-    return {
-        "t": 5,
-        "caps_w": caps,
-        "capped": np.isfinite(caps),
-        "server_power_w": np.full(3, 300.0),
-        "memory": memory,
-    }
+def inputs(caps, delay_s=0.0, step_s=1.0):
+    """A row of 3 servers (s0, s1 low priority) at 300 W each, ``caps`` in force."""
+    return power_inputs([300.0] * 3, servers=3, budget_w=1000.0, p_max_w=PMAX, p_idle_w=IDLE,
+                        low_priority=[True, True, False], step_s=step_s, delay_s=delay_s,
+                        caps_w=caps)
 
 
 def run(pol: BayesPower, hot_paths: list[int]) -> list:
     """Decide at t = 0, 1, 2, ... with the given hot-path counts; caps carried over."""
     caps, memory, out = np.full(3, np.inf), None, []
     for t, hot in enumerate(hot_paths):
-        d = pol.decide(SPEC, state(caps, memory), joint(hot), float(t))
+        d = pol.decide(*inputs(caps), joint(hot), float(t), memory=memory)
         assert d.valid and not d.fallback
         caps, memory = np.asarray(d.action["caps"], dtype=float), d.state
         out.append(d)
@@ -81,8 +68,8 @@ def test_caps_lift_once_the_margin_has_held_for_release_hold_s():
     assert ds[3].why.startswith("lift all")
     # a risk of exactly release_ratio x target counts as calm (<=): 1 hot path in 40
     pol = BayesPower(target_breach=0.10, release_ratio=0.25, release_hold_s=0.0)
-    d0 = pol.decide(SPEC, state(np.full(3, np.inf)), joint(4), 0.0)
-    x = pol.decide(SPEC, state(d0.action["caps"], d0.state), joint(1, paths=40), 1.0)
+    d0 = pol.decide(*inputs(np.full(3, np.inf)), joint(4), 0.0)
+    x = pol.decide(*inputs(d0.action["caps"]), joint(1, paths=40), 1.0, memory=d0.state)
     assert x.details["p_breach_uncapped"] == 0.025 and x.why.startswith("lift all")
 
 
@@ -92,20 +79,19 @@ def test_the_default_release_margin_is_a_quarter_of_the_target():
     assert (pol.params["target_breach"], pol.params["release_ratio"]) == (0.01, 0.25)
     caps, memory = np.full(3, np.inf), None
     for t, (hot, paths) in enumerate([(20, 200)] + [(1, 200)] * 12):  # then 0.5 % for 12 s
-        d = pol.decide(SPEC, state(caps, memory), joint(hot, paths), float(t))
+        d = pol.decide(*inputs(caps), joint(hot, paths), float(t), memory=memory)
         caps, memory = np.asarray(d.action["caps"], dtype=float), d.state
         assert np.isfinite(caps).sum() == 1, (t, d.why)  # capped, then held, never lifted
     for t in range(13, 24):  # 0 % from t=13: calm for 10 s at t=23
-        d = pol.decide(SPEC, state(caps, memory), joint(0, 200), float(t))
+        d = pol.decide(*inputs(caps), joint(0, 200), float(t), memory=memory)
         caps, memory = np.asarray(d.action["caps"], dtype=float), d.state
         assert np.isfinite(caps).any() == (t < 23), (t, d.why)
 
 
 def test_the_decision_reports_the_window_its_caps_govern():
-    spec = dict(SPEC, delay_s=40.0, step_s=15.0)
     x = np.repeat(np.asarray([CALM] * 10, dtype=float)[:, None, :], 8, axis=1)
     fc = Forecast(samples=x, start=0.0, step=15.0, indicators=("s0", "s1", "s2"), model="h")
-    d = BayesPower().decide(spec, state(np.full(3, np.inf)), fc, 0.0)
+    d = BayesPower().decide(*inputs(np.full(3, np.inf), delay_s=40.0, step_s=15.0), fc, 0.0)
     assert d.details["window_s"] == [40.0, 55.0]
     assert "[now+40s, now+55s]" in d.why
 

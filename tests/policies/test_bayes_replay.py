@@ -41,8 +41,8 @@ def test_vm_bayes_without_forecaster_falls_back_every_time():
     pol = registry.create("bayes", "vm")
     orig = pol.decide
 
-    def spy(spec, state, fc, now):
-        d = orig(spec, state, fc, now)
+    def spy(spec, obs, fc, now, memory=None):
+        d = orig(spec, obs, fc, now, memory)
         seen.append(d.fallback)
         return d
 

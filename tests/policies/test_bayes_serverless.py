@@ -11,12 +11,12 @@ from models.forecast import Forecast
 from policies import registry
 from policies.bayes_serverless import BayesServerless, critical_fractile
 from policies.forecasters import IntermittentCountForecaster
+from tests.policies.conftest import serverless_inputs
 
 
-def spec(mem):
-    mem = np.asarray(mem, dtype=float)
-    return {"entities": tuple(f"f{i}" for i in range(mem.size)), "memory_mb": mem,
-            "duration_ms": np.full(mem.size, 100.0), "step_s": 60.0}
+def inputs(mem, history=()):
+    """Functions ``f0, f1, ...`` of memory ``mem`` (MB) whose concurrency so far is ``history``."""
+    return serverless_inputs(history, memory_mb=mem)
 
 
 def fc(cols, names=None):
@@ -41,7 +41,7 @@ def test_newsvendor_warm_count_from_known_distribution():
     # both functions: C uniform on 0..9. f0 has 1024 MB, f1 has 128 MB.
     c = np.repeat(np.arange(10.0), 10)
     pol = BayesServerless(cold_start_gb_s=180.0)
-    d = pol.decide(spec([1024.0, 128.0]), {"history": np.zeros((3, 2))}, fc([c, c]), 60.0)
+    d = pol.decide(*inputs([1024.0, 128.0], np.zeros((3, 2))), fc([c, c]), 60.0)
     # f0: tau = 180 / (180 + 60) = 0.75 -> least w with (w+1)/10 >= 0.75 = 7
     # f1: tau = 180 / (180 + 7.5) = 0.96 -> w = 9
     assert d.action["warm"].tolist() == [7, 9]
@@ -54,8 +54,8 @@ def test_newsvendor_warm_count_from_known_distribution():
 def test_forecast_columns_matched_by_name():
     c_busy, c_idle = np.full(100, 5.0), np.zeros(100)
     pol = BayesServerless(cold_start_gb_s=100.0)
-    # indicators in the opposite order to spec["entities"]
-    d = pol.decide(spec([256.0, 256.0]), {}, fc([c_idle, c_busy], names=("f1", "f0")), 60.0)
+    # indicators in the opposite order to spec.entities
+    d = pol.decide(*inputs([256.0, 256.0]), fc([c_idle, c_busy], names=("f1", "f0")), 60.0)
     assert d.action["warm"].tolist() == [5, 0]
 
 
@@ -72,7 +72,7 @@ def test_sparse_function_warmed_for_its_predicted_arrival_only():
         out = {}
         for t in range(200, t_len):
             fcst = f(hist[:t], 60.0 * t, 60.0, 1)
-            d = pol.decide(spec([256.0, 256.0]), {"history": hist[:t]}, fcst, 60.0 * t)
+            d = pol.decide(*inputs([256.0, 256.0], hist[:t]), fcst, 60.0 * t)
             out[t % 10] = int(d.action["warm"][0])
             assert d.action["warm"][1] == 3
         return out
@@ -116,22 +116,22 @@ def test_fallback_without_forecast_is_keepalive():
     hist[9, 0] = 2
     hist[14, 1] = 1
     pol = BayesServerless()
-    d = pol.decide(spec([128.0, 128.0]), {"history": hist}, None, 900.0)
+    d = pol.decide(*inputs([128.0, 128.0], hist), None, 900.0)
     assert d.fallback and d.valid and d.action["warm"].tolist() == [2, 1]
     assert "keep-alive" in d.why and "no forecast" in d.why
-    d0 = pol.decide(spec([128.0, 128.0]), {"history": hist[:0]}, None, 0.0)
+    d0 = pol.decide(*inputs([128.0, 128.0], hist[:0]), None, 0.0)
     assert d0.fallback and d0.action["warm"].tolist() == [0, 0]
 
 
 def test_purity_same_inputs_same_decision_inputs_untouched():
     c = np.repeat(np.arange(10.0), 10)
-    sp, st = spec([1024.0, 128.0]), {"history": np.ones((3, 2))}
+    sp, obs = inputs([1024.0, 128.0], np.ones((3, 2)))
     f = fc([c, c])
-    before = (copy.deepcopy(sp), copy.deepcopy(st), f.samples.copy())
+    before = (copy.deepcopy(sp), copy.deepcopy(obs), f.samples.copy())
     pol = BayesServerless()
-    a, b = pol.decide(sp, st, f, 60.0), pol.decide(sp, st, f, 60.0)
+    a, b = pol.decide(sp, obs, f, 60.0), pol.decide(sp, obs, f, 60.0)
     np.testing.assert_array_equal(a.action["warm"], b.action["warm"])
     assert a.details == b.details and a.why == b.why
-    np.testing.assert_array_equal(sp["memory_mb"], before[0]["memory_mb"])
-    np.testing.assert_array_equal(st["history"], before[1]["history"])
+    np.testing.assert_array_equal(sp.memory_mb, before[0].memory_mb)
+    np.testing.assert_array_equal(obs.history, before[1].history)
     np.testing.assert_array_equal(f.samples, before[2])

@@ -10,17 +10,20 @@ import pytest
 from models.forecast import Forecast
 from policies import registry
 from policies.bayes_vm import BayesVM
+from tests.policies.conftest import vm_inputs
 
 NOW = 10_000.0
 
 
-def spec(**kw):
-    base = {
-        "capacity": 7.0, "ready": 20, "replicas": 20, "min_replicas": 1, "max_replicas": 100,
-        "step_s": 300.0, "demand": np.array([50.0]), "boot_s": 60.0, "sync_s": 15.0,
-    }
-    base.update(kw)
-    return base
+def inputs(demand=(50.0,), *, capacity=7.0, ready=20, replicas=20, boot_s=60.0,
+           start_s=None):
+    """A vm service on 300 s samples; by default the forecasts' step 0 (``NOW``) is the
+    first sample not yet observed, as a forecaster fed the observed samples gives."""
+    d = np.asarray(demand, dtype=float)
+    if start_s is None:
+        start_s = NOW - len(d) * 300.0
+    return vm_inputs(d, ready=ready, replicas=replicas, capacity=capacity, lo=1, hi=100,
+                     step_s=300.0, boot_s=boot_s, sync_s=15.0, start_s=start_s)
 
 
 def forecast(values, horizon=1):
@@ -45,14 +48,14 @@ def test_registered_for_vm_with_sweep_knob():
 
 def test_exact_replica_count_from_known_quantiles():
     fc = forecast(np.arange(1.0, 101.0))  # 100 samples 1..100
-    d = quiet(target_violation=0.05).decide(spec(), None, fc, NOW)
+    d = quiet(target_violation=0.05).decide(*inputs(), fc, NOW)
     assert d.valid and not d.fallback
     assert d.action == {"replicas": 14}  # ceil(95 / 7)
     assert d.details["quantile"] == pytest.approx(0.95)
     assert d.details["p_violation"] == pytest.approx(0.02)
     assert d.details["expected_cost"] == pytest.approx(14 * 15.0)  # replica-seconds to next sync
     assert "14 replicas" in d.why and "P(demand > capacity)" in d.why
-    assert quiet(target_violation=0.2).decide(spec(), None, fc, NOW).action == {"replicas": 12}
+    assert quiet(target_violation=0.2).decide(*inputs(), fc, NOW).action == {"replicas": 12}
 
 
 def test_window_uses_per_path_maximum_over_covered_steps():
@@ -61,10 +64,10 @@ def test_window_uses_per_path_maximum_over_covered_steps():
     paths[:, 0, 0] = 10.0
     paths[:, 1, 0] = 70.0
     fc = Forecast(samples=paths, start=NOW, step=300.0, indicators=("d",), model="hand")
-    d = quiet().decide(spec(capacity=10.0), None, fc, NOW + 250.0)
+    d = quiet().decide(*inputs(capacity=10.0), fc, NOW + 250.0)
     assert d.action["replicas"] == 7
     # early in the step only step 0 is covered
-    assert quiet().decide(spec(capacity=10.0), None, fc, NOW).action["replicas"] == 1
+    assert quiet().decide(*inputs(capacity=10.0), fc, NOW).action["replicas"] == 1
 
 
 def test_window_aligned_to_demand_grid():
@@ -74,8 +77,8 @@ def test_window_aligned_to_demand_grid():
     paths[:, 0, 0] = 10.0
     paths[:, 1, 0] = 70.0
     fc = Forecast(samples=paths, start=10180.0, step=300.0, indicators=("d",), model="hand")
-    sp = spec(capacity=10.0, demand=np.full(33, 5.0), start_s=0.0)
-    assert quiet().decide(sp, None, fc, 10180.0).action["replicas"] == 7
+    sp = inputs(capacity=10.0, demand=np.full(33, 5.0), start_s=0.0)
+    assert quiet().decide(*sp, fc, 10180.0).action["replicas"] == 7
 
 
 def test_scale_down_keeps_capacity_needed_before_new_replicas_could_return():
@@ -85,8 +88,8 @@ def test_scale_down_keeps_capacity_needed_before_new_replicas_could_return():
     paths[:, 0, 0] = 60.0
     paths[:, 1:, 0] = 5.0
     fc = Forecast(samples=paths, start=NOW, step=300.0, indicators=("d",), model="hand")
-    sp = spec(capacity=10.0, replicas=9, ready=9, boot_s=600.0)
-    d = quiet().decide(sp, None, fc, NOW)
+    sp = inputs(capacity=10.0, replicas=9, ready=9, boot_s=600.0)
+    d = quiet().decide(*sp, fc, NOW)
     assert d.details["replicas_ready_window"] == 1
     assert d.details["replicas_whole_window"] == 6
     assert d.action["replicas"] == 6
@@ -99,8 +102,8 @@ def test_risk_adapts_quantile_up_after_violations_and_down_after_clean_run():
     state = None
     hist = [200.0]
     q0 = None
-    for _ in range(10):
-        d = pol.decide(spec(demand=np.array(hist)), state, fc, NOW)
+    for _ in range(10):  # the demand grows from a fixed start, one new sample per decision
+        d = pol.decide(*inputs(hist, start_s=0.0), fc, NOW, memory=state)
         q0 = d.details["quantile"] if q0 is None else q0
         state = d.state
         hist = hist + [200.0]
@@ -109,12 +112,12 @@ def test_risk_adapts_quantile_up_after_violations_and_down_after_clean_run():
     q_hot = d.details["quantile"]
     # then a long clean run brings the quantile back down, below the target's
     for _ in range(1500):
-        d = pol.decide(spec(demand=np.array(hist)), state, fc, NOW)
+        d = pol.decide(*inputs(hist, start_s=0.0), fc, NOW, memory=state)
         state = d.state
         hist = hist + [10.0]
     assert d.details["quantile"] < 0.99 < q_hot
     # a decision with no new sample adds no evidence
-    again = pol.decide(spec(demand=np.array(hist[:-1])), state, fc, NOW)
+    again = pol.decide(*inputs(hist[:-1], start_s=0.0), fc, NOW, memory=state)
     assert again.state["risk"] == state["risk"]
 
 
@@ -122,45 +125,46 @@ def test_scale_down_hysteresis_and_rate_limit():
     pol = BayesVM(learn_risk=False, objective="quantile", scale_down_window_s=300.0,
                   max_scale_down_ratio=0.5, max_scale_down_abs=1)
     high, low = forecast(np.full(100, 140.0)), forecast(np.full(100, 7.0))
-    d1 = pol.decide(spec(replicas=20, ready=20), None, high, NOW)
+    d1 = pol.decide(*inputs(replicas=20, ready=20), high, NOW)
     assert d1.action["replicas"] == 20
     # demand collapses: within the window the earlier recommendation (20) holds
-    d2 = pol.decide(spec(replicas=20, ready=20), d1.state, low, NOW + 100.0)
+    d2 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=d1.state)
     assert d2.action["replicas"] == 20 and d2.details["raw_replicas"] == 1
     # after the window, at most half is removed per decision
-    d3 = pol.decide(spec(replicas=20, ready=20), d2.state, low, NOW + 401.0)
+    d3 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 401.0, memory=d2.state)
     assert d3.action["replicas"] == 10
     assert "hysteresis/rate limits" in d3.why
     # scale-up is immediate but bounded by max(2x... here 10x) or +4
     up = BayesVM(learn_risk=False, objective="quantile", max_scale_up_ratio=2.0,
-                 max_scale_up_abs=4).decide(spec(replicas=3, ready=3), None, high, NOW)
+                 max_scale_up_abs=4).decide(*inputs(replicas=3, ready=3), high, NOW)
     assert up.action["replicas"] == 7  # 3 + 4 > 2 * 3
 
 
 def test_fallback_without_forecast_uses_reactive_rule():
     pol = BayesVM(scale_down_window_s=0.0, max_scale_down_ratio=1.0, max_scale_down_abs=100)
-    d = pol.decide(spec(demand=np.array([30.0, 70.0])), None, None, NOW)
+    d = pol.decide(*inputs(demand=np.array([30.0, 70.0])), None, NOW)
     assert d.fallback and d.valid
     assert d.action["replicas"] == 13  # ceil(70 * 1.3 / 7)
     assert "fallback" in d.why and "no forecast" in d.why
     # no forecast and no data: invalid, the caller keeps its setting
-    d0 = pol.decide(spec(demand=np.array([])), None, None, NOW)
+    d0 = pol.decide(*inputs(demand=np.array([])), None, NOW)
     assert not d0.valid and d0.fallback and d0.action["replicas"] == 20
 
 
 def test_purity_inputs_unchanged_and_same_inputs_same_decision():
     pol = BayesVM()
     fc = forecast(np.arange(1.0, 101.0))
-    sp = spec(demand=np.array([100.0, 150.0]))
-    st = pol.decide(sp, None, fc, NOW).state
-    sp_copy, st_copy, samples = copy.deepcopy(sp), copy.deepcopy(st), fc.samples.copy()
-    a = pol.decide(sp, st, fc, NOW + 15)
-    b = pol.decide(sp, st, fc, NOW + 15)
+    sp, obs = inputs(demand=np.array([100.0, 150.0]))
+    st = pol.decide(sp, obs, fc, NOW).state
+    obs_copy, st_copy, samples = copy.deepcopy(obs), copy.deepcopy(st), fc.samples.copy()
+    a = pol.decide(sp, obs, fc, NOW + 15, memory=st)
+    b = pol.decide(sp, obs, fc, NOW + 15, memory=st)
     assert a == b
     np.testing.assert_array_equal(fc.samples, samples)
     assert st == st_copy
-    assert sp.keys() == sp_copy.keys()
-    np.testing.assert_array_equal(sp["demand"], sp_copy["demand"])
+    np.testing.assert_array_equal(obs.demand, obs_copy.demand)
+    assert (obs.ready, obs.replicas, obs.start_s) == (obs_copy.ready, obs_copy.replicas,
+                                                      obs_copy.start_s)
 
 
 def test_a_sliding_history_window_still_counts_each_new_sample_once():
@@ -170,10 +174,10 @@ def test_a_sliding_history_window_still_counts_each_new_sample_once():
     step = 15.0
     demand = np.full(240, 10.0)
     demand[-2:] = 50.0  # two new samples above ready capacity
-    spec = {"demand": demand, "start_s": 1000.0 + 2 * step, "step_s": step, "ready": 1}
+    spec, obs = vm_inputs(demand, start_s=1000.0 + 2 * step, step_s=step, ready=1)
     # last time the window started two samples earlier and ended two samples ago
-    state = {"n_seen": 240, "seen_until_s": 1000.0 + 240 * step}
-    assert observed_violations(spec, state, capacity=20.0) == (2, 2)
+    memory = {"n_seen": 240, "seen_until_s": 1000.0 + 240 * step}
+    assert observed_violations(spec, obs, memory, capacity=20.0) == (2, 2)
     # nothing new since: nothing counted
-    state = {"n_seen": 240, "seen_until_s": 1000.0 + 242 * step}
-    assert observed_violations(spec, state, capacity=20.0) == (0, 0)
+    memory = {"n_seen": 240, "seen_until_s": 1000.0 + 242 * step}
+    assert observed_violations(spec, obs, memory, capacity=20.0) == (0, 0)

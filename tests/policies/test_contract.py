@@ -1,7 +1,8 @@
 """The Decision contract, checked over EVERY registered policy of every scenario.
 
 Each policy is replayed through its scenario on a small trace while its ``decide``
-arguments are recorded; a spread of recorded calls is then replayed on fresh instances:
+arguments (the scenario's typed ``Spec`` and ``Observation``, the forecast, ``now`` and the
+policy's memory) are recorded; a spread of recorded calls is then replayed on fresh instances:
 the result must be a :class:`Decision` with a boolean ``valid`` flag and the scenario's
 action keys, be deterministic (same inputs -> same action, validity and state) and leave
 its inputs untouched. Policies that read a forecast must also answer ``forecast=None``.
@@ -102,9 +103,9 @@ def _recorded_calls(scenario: str, name: str) -> list[tuple]:
     calls: list[tuple] = []
     inner = policy.decide
 
-    def recording(spec, state, forecast, now):
-        calls.append(copy.deepcopy((spec, state, forecast, now)))
-        return inner(spec, state, forecast, now)
+    def recording(spec, obs, forecast, now, memory=None):
+        calls.append(copy.deepcopy((spec, obs, forecast, now, memory)))
+        return inner(spec, obs, forecast, now, memory)
 
     policy.decide = recording  # the scenario calls the instance attribute
     sc.run(policy, data, seed=0, forecaster=forecaster_for(policy, 0))
@@ -124,13 +125,13 @@ def _check(decision, scenario, name, spec):
     if scenario == "vm" and decision.valid:
         n = decision.action["replicas"]
         assert isinstance(n, int | np.integer)
-        assert spec["min_replicas"] <= n <= spec["max_replicas"]
+        assert spec.min_replicas <= n <= spec.max_replicas
     if scenario == "serverless" and decision.valid:
         warm = np.asarray(decision.action["warm"])
-        assert warm.shape == (len(spec["entities"]),) and np.all(warm >= 0)
+        assert warm.shape == (len(spec.entities),) and np.all(warm >= 0)
     if scenario == "power" and decision.valid:
         caps = np.asarray(decision.action["caps"], dtype=float)
-        assert caps.shape == (int(spec["servers"]),) and not np.any(np.isnan(caps))
+        assert caps.shape == (spec.servers,) and not np.any(np.isnan(caps))
         assert np.all(caps > 0)
 
 
@@ -146,8 +147,8 @@ def test_policy_honours_the_decision_contract(scenario, name):
         assert same(first.action, second.action), f"{scenario}/{name} is not deterministic"
         assert same(first.state, second.state)
         if registry.get(name, scenario).needs_forecast:
-            spec, state, _, now = copy.deepcopy(snapshot)
-            blind = registry.create(name, scenario).decide(spec, state, None, now)
+            spec, obs, _, now, memory = copy.deepcopy(snapshot)
+            blind = registry.create(name, scenario).decide(spec, obs, None, now, memory)
             _check(blind, scenario, name, spec)
             assert blind.fallback or not blind.valid, (
                 f"{scenario}/{name} decided without a forecast but did not say it fell back")

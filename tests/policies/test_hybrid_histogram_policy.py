@@ -12,6 +12,7 @@ from policies.hybrid_histogram import (
     MODE_HISTOGRAM,
     ar1_forecast,
 )
+from tests.policies.conftest import serverless_inputs
 from traces.replay.serverless import ServerlessScenario, build_frame
 
 
@@ -71,13 +72,12 @@ def test_ar1_forecast_by_hand():
 def _run_decisions(history, pol):
     """Call decide step by step as the replay does; return warm per step (T,)."""
     n_t = len(history)
-    spec = {"entities": ("a",), "duration_ms": np.ones(1), "memory_mb": np.ones(1),
-            "step_s": 60.0}
     h = np.asarray(history, dtype=np.int64).reshape(n_t, 1)
     mem, out, modes = None, [], []
     for t in range(n_t):
         before = None if mem is None else {k: v.copy() for k, v in mem.items()}
-        dec = pol.decide(spec, {"t": t, "history": h[:t], "memory": mem}, None, 60.0 * t)
+        spec, obs = serverless_inputs(h[:t], functions=1, duration_ms=[1.0], memory_mb=[1.0])
+        dec = pol.decide(spec, obs, None, 60.0 * t, memory=mem)
         if before is not None:  # decide never edits the memory it was given
             for k in before:
                 np.testing.assert_array_equal(before[k], mem[k])

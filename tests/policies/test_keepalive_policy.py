@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 
 from policies import registry
+from tests.policies.conftest import serverless_inputs
 from traces.replay.serverless import ServerlessScenario, build_frame
 
 
-def _state(history):
-    h = np.asarray(history, dtype=np.int64).reshape(len(history), 1)  # (t, F=1)
-    return {"t": len(h), "history": h, "memory": None}
-
-
-SPEC = {"entities": ("a",), "duration_ms": np.array([1.0]), "memory_mb": np.array([1.0]),
-        "step_s": 60.0}
+def _inputs(history):
+    """One function whose concurrency so far is ``history`` (one value per minute)."""
+    return serverless_inputs(np.asarray(history).reshape(len(history), 1))  # (t, F=1)
 
 
 def test_defaults_and_sweep_are_documented():
@@ -29,16 +26,16 @@ def test_defaults_and_sweep_are_documented():
 def test_instance_is_warm_exactly_k_minutes_after_last_busy_minute():
     pol = registry.create("keepalive-10m", "serverless")
     busy_then_idle = [3] + [0] * 9  # busy at t=0, decide at t=10: 10 minutes later
-    assert pol.decide(SPEC, _state(busy_then_idle), None, 600.0).action["warm"][0] == 3
+    assert pol.decide(*_inputs(busy_then_idle), None, 600.0).action["warm"][0] == 3
     # one minute more and it is gone
-    out = pol.decide(SPEC, _state(busy_then_idle + [0]), None, 660.0)
+    out = pol.decide(*_inputs(busy_then_idle + [0]), None, 660.0)
     assert out.action["warm"][0] == 0
 
 
 def test_warm_is_the_peak_of_the_window_not_the_last_value():
     pol = registry.create("keepalive-20m", "serverless", keepalive_min=3)
-    assert pol.decide(SPEC, _state([9, 5, 1, 2]), None, 0.0).action["warm"][0] == 5
-    assert pol.decide(SPEC, _state([]), None, 0.0).action["warm"][0] == 0  # w_0 = 0
+    assert pol.decide(*_inputs([9, 5, 1, 2]), None, 0.0).action["warm"][0] == 5
+    assert pol.decide(*_inputs([]), None, 0.0).action["warm"][0] == 0  # w_0 = 0
 
 
 def test_end_to_end_idle_gap_of_k_and_k_plus_one_minutes():

@@ -69,8 +69,8 @@ def test_every_policys_replay_is_unchanged_when_its_memory_crosses_json(scenario
         policy = registry.create(name, scenario)
         inner = policy.decide
 
-        def deciding(spec, state, forecast, now):
-            dec = inner(spec, state, forecast, now)
+        def deciding(spec, obs, forecast, now, memory=None):
+            dec = inner(spec, obs, forecast, now, memory)
             if through_json:
                 dec.state = _trip(dec.state)
             return dec

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 from policies import registry
+from tests.policies.conftest import power_inputs
 
-SPEC = {"servers": 4, "budget_w": 1000.0, "p_max_w": 300.0, "p_idle_w": 100.0,
-        "low_priority": np.array([False, True, False, True]), "step_s": 1.0, "delay_s": 40.0}
+
+def _inputs(row_w=None):
+    """A row of 4 servers (s1, s3 low priority), 300 W nameplate; ``row_w`` observed last."""
+    return power_inputs(row_w=row_w, servers=4, budget_w=1000.0, p_max_w=300.0, p_idle_w=100.0,
+                        low_priority=[False, True, False, True], step_s=1.0, delay_s=40.0)
 
 
 def _polca(**kw):
@@ -36,12 +40,12 @@ def test_levels_and_hysteresis(fraction, current, expected):
 
 
 def _decide(pol, row_w, level):
-    return pol.decide(SPEC, {"row_power_w": row_w, "memory": {"level": level}}, None, 0.0)
+    return pol.decide(*_inputs(row_w), None, 0.0, memory={"level": level})
 
 
 def test_cap_levels_by_priority():
     pol = _polca()
-    d0 = pol.decide(SPEC, {"row_power_w": 0.0, "memory": None}, None, 0.0)
+    d0 = pol.decide(*_inputs(), None, 0.0)  # nothing observed yet: row 0 W
     assert np.isinf(d0.action["caps"]).all() and d0.state == {"level": 0}
     d1 = _decide(pol, 850.0, 0)
     np.testing.assert_allclose(d1.action["caps"], [np.inf, 225.0, np.inf, 225.0])

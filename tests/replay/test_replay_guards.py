@@ -40,8 +40,8 @@ class FixedCaps(Policy):
     scenario = "power"
     defaults = {"cap_w": 0.0}
 
-    def decide(self, spec, state, forecast, now):
-        return Decision({"caps": np.full(spec["servers"], float(self.params["cap_w"]))})
+    def decide(self, spec, obs, forecast, now, memory=None):
+        return Decision({"caps": np.full(spec.servers, float(self.params["cap_w"]))})
 
 
 # two machines at full load (300 W each, idle 100 W), 4 one-minute steps, row of 2 servers

@@ -129,11 +129,12 @@ class _Flaky(Policy):
     name: ClassVar[str] = "flaky-test"
     scenario: ClassVar[str] = "serverless"
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
-        t = state["t"]
+    def decide(self, spec: Any, obs: Any, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
+        t = obs.t
         if t % 2:
             return Decision(action={}, valid=False, why="no data")
-        return Decision(action={"warm": np.full(len(spec["entities"]), t)})
+        return Decision(action={"warm": np.full(len(spec.entities), t)})
 
 
 def test_invalid_decision_keeps_previous_warm():
@@ -149,7 +150,8 @@ class _BadShape(Policy):
     name: ClassVar[str] = "bad-shape-test"
     scenario: ClassVar[str] = "serverless"
 
-    def decide(self, spec: Any, state: Any, forecast: Any, now: float) -> Decision:
+    def decide(self, spec: Any, obs: Any, forecast: Any, now: float,
+               memory: Any = None) -> Decision:
         return Decision(action={"warm": np.zeros(2)})
 
 

@@ -29,11 +29,11 @@ class Scripted(Policy):
     scenario = "vm"
     defaults = {"plan": None, "sync_s": 1.0}
 
-    def decide(self, spec, state, forecast, now):
+    def decide(self, spec, obs, forecast, now, memory=None):
         plan = self.params["plan"]
         if now in plan:
-            return Decision({"replicas": plan[now]}, state=state)
-        return Decision({"replicas": spec["replicas"]}, valid=False, state=state)
+            return Decision({"replicas": plan[now]}, state=memory)
+        return Decision({"replicas": obs.replicas}, valid=False, state=memory)
 
 
 def run(d, plan, step=1.0, **cfg):
@@ -171,10 +171,10 @@ def test_policies_never_see_the_future_and_forecaster_gets_history_only():
         defaults = {"sync_s": 7.0}
         needs_forecast = True
 
-        def decide(self, spec, state, forecast, now):
-            seen.append((now, len(spec["demand"]), "demand_all" in spec,
+        def decide(self, spec, obs, forecast, now, memory=None):
+            seen.append((now, len(obs.demand), obs.demand_all is not None,
                          None if forecast is None else forecast.start))
-            return Decision({"replicas": 1}, state=state)
+            return Decision({"replicas": 1}, state=memory)
 
     calls = []
 

@@ -54,14 +54,16 @@ The trace must have a regular step (``frame.attrs["step"]``; load irregular logs
 
 Policy interface
 ----------------
-``spec`` (fixed for the run): ``servers`` (N, an int), ``server_ids`` (N names),
-``budget_w``, ``p_max_w``, ``p_idle_w``, ``low_priority`` (N,) bool, ``priority`` (N,)
-(0 low, 1 high: lower is capped first), ``step_s``, ``delay_s`` (the actuation delay that
-applies to this policy). ``state`` (built each step): ``t``, ``row_power_w`` (observed row
-power of step ``t − 1``, after caps; 0 at ``t = 0``), ``server_power_w`` (N,) observed per
-server, ``caps_w`` (N,) the caps last commanded, ``capped`` (N,) bool, ``history_row_w``
-(t,) read-only observed row power, and ``memory`` (the policy's previous
-``Decision.state``). ``forecast``: for ``needs_forecast`` policies the replay forecaster's
+``decide(spec, obs, forecast, now, memory)`` with the typed contract of
+:mod:`policies.scenarios.power`. ``spec`` (a ``Spec``, fixed for the run): ``servers`` (N),
+``server_ids`` (N names), ``budget_w``, ``p_max_w``, ``p_idle_w``, ``low_priority`` (N,)
+bool, ``priority`` (N,) (derived: 0 low, 1 high; lower is capped first), ``step_s``,
+``delay_s`` (the actuation delay that applies to this policy). ``obs`` (an
+``Observation``, built each step): ``t``, ``history`` (t, N) read-only power observed per
+server, ``caps_w`` (N,) the caps last commanded, ``row_w`` (t,) read-only observed row
+power, and the derived ``row_power_w`` (row power of step ``t − 1``, after caps; 0 at
+``t = 0``), ``server_power_w`` (N,) and ``capped`` (N,) bool. ``memory``: the policy's
+previous ``Decision.state``. ``forecast``: for ``needs_forecast`` policies the replay forecaster's
 Forecast over the observed per-server power history ``(t, N)`` (None at ``t = 0``, when
 there is none); for ``reads_future`` policies a one-sample Forecast of the true demand of
 step ``t`` (N indicators = server ids). ``Decision.action = {"caps": array (N,) of watts

@@ -39,15 +39,17 @@ timestamps; 60 s when there is a single step).
 
 Policy interface (vectorised: one ``decide`` call per step covers every function)
 ----------------------------------------------------------------------------------
-``spec`` (fixed for the run, a dict): ``entities`` (tuple of F function ids),
-``duration_ms`` (F,), ``memory_mb`` (F,), ``step_s``; for policies with
-``reads_future = True`` also ``peak_concurrency`` (F,) of the whole trace.
+``decide(spec, obs, forecast, now, memory)`` with the typed contract of
+:mod:`policies.scenarios.serverless`. ``spec`` (a ``Spec``, fixed for the run):
+``entities`` (tuple of F function ids), ``duration_ms`` (F,), ``memory_mb`` (F,),
+``step_s``; for policies with ``reads_future = True`` also ``peak_concurrency`` (F,) of the
+whole trace.
 
-``state`` (a dict built each step): ``t`` (step index), ``history`` — a read-only view
-``(t, F)`` of the required concurrency of every past step (``history[-1]`` is ``c_{t−1}``;
-empty at ``t = 0``), ``invocations_last`` (F,) = ``n_{t−1}``, ``warm_last`` (F,) =
-``w_{t−1}``, and ``memory`` — the ``Decision.state`` the policy returned last step (None at
-first). Policies keep no hidden state.
+``obs`` (an ``Observation``, built each step): ``t`` (step index), ``history`` — a
+read-only view ``(t, F)`` of the required concurrency of every past step (``history[-1]``
+is ``c_{t−1}``; empty at ``t = 0``), ``invocations_last`` (F,) = ``n_{t−1}``,
+``warm_last`` (F,) = ``w_{t−1}``. ``memory``: the ``Decision.state`` the policy returned
+last step (None at first). Policies keep no hidden state.
 
 ``forecast``: for ``needs_forecast`` policies, the replay forecaster's Forecast over the
 concurrency history (indicators = function ids; None at ``t = 0``, when there is none);

@@ -387,7 +387,7 @@ class VmScenario(Scenario):
         r_v = [init]
         p_t = [0.0]  # requested-count change times
         p_v = [init]
-        state = None
+        memory: Any = None
         decisions = invalid = ups = downs = 0
         peak = init
         k = 0
@@ -401,7 +401,7 @@ class VmScenario(Scenario):
             n_obs = min(n, int(t / step + 1e-9))
             obs = Observation(d[:n_obs], start, ready, requested, Desired(requested),
                               cs[: n_obs + 1], d if future else None)
-            dec, desired, state = step_policy(policy, fc, spec, obs, state, start + t)
+            dec, desired, memory = step_policy(policy, fc, spec, obs, memory, start + t)
             decisions += 1
             if dec.valid:
                 want = desired.replicas
