@@ -235,8 +235,8 @@ def chosen_forecaster(store: Store, target: Any) -> tuple[Any, dict[str, Any]]: 
 
     with store.sessions() as session:
         rec = repository.current_model(session, choice_name(target.name))
-    if rec is None:
-        return None, {"forecaster": ONLINE}
+    if rec is None:  # no choice yet: exactly what the replay runs by default (nothing to add)
+        return None, {}
     chosen = str((rec.metrics or {}).get("chosen", ONLINE))
     details = {"forecaster": chosen, "forecaster_chosen": rec.version}
     if chosen == ONLINE or not rec.artifact_path:

@@ -39,10 +39,11 @@ def test_the_choose_job_backtests_registers_the_pick_and_decisions_read_it(http,
     send(http, "web-vm", "vm", "cpu_cores", _bursty(now, 3 * 3600))
     assert http.post("/v1/targets", json=scaling_target(policy="bayes", params={})
                      ).status_code == 201
-    # before any choice: the online forecaster, said so
+    # before any choice: the online forecaster, as in the replay (nothing chosen to report)
     decisions.decide_all(store, now)
     rec = http.get("/v1/recommendations/web").json()
-    assert rec["details"]["forecaster"] == "online"
+    assert "forecaster" not in rec["details"]
+    assert rec["details"]["forecast_model"] == "growth-bootstrap"
 
     reports = choosing.choose_all(store, now)
     assert len(reports) == 1 and reports[0]["outcome"] == "chosen", reports
