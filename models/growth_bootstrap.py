@@ -74,14 +74,8 @@ class GrowthBootstrapPredictor(OnlinePredictor):
             self._cache = (key, self._pool(y, step, horizon))
         pool = self._cache[1]
         paths = self._paths(pool, self.rng, self.num_samples, horizon)
-        return Forecast(
-            samples=self._calibrated(paths),
-            start=now,
-            step=step,
-            indicators=names,
-            model=self.model_name,
-            info={"pool": pool[3], "origins": int(pool[2].size)},
-        )
+        return self._online_forecast(paths, now, step, names,
+                                     {"pool": pool[3], "origins": int(pool[2].size)})
 
     # -- windows -----------------------------------------------------------------
     def _sample(self, x: np.ndarray, t: np.ndarray, num_samples: int,

@@ -296,14 +296,7 @@ class IntermittentCountPredictor(OnlinePredictor):
             self.stats.absorb(np.maximum(y, 0.0))
         self._end = float(now)
         out, hz0 = self.stats.sample(self.rng, self.num_samples, int(horizon))
-        return Forecast(
-            samples=self._calibrated(out),
-            start=now,
-            step=step,
-            indicators=names,
-            model=self.model_name,
-            info={"p_active": hz0},
-        )
+        return self._online_forecast(out, now, step, names, {"p_active": hz0})
 
     # -- windows -----------------------------------------------------------------
     def _sample(self, x: np.ndarray, t: np.ndarray, num_samples: int,

@@ -140,13 +140,15 @@ class OnlinePredictor(Predictor):
         """Continue from :meth:`state_dict` (the daemon between two decisions)."""
         raise NotImplementedError
 
-    def _calibrated(self, samples: np.ndarray) -> np.ndarray:
-        """Apply the spread factors (when calibrated) to online samples ``(S, H, M)``."""
-        if self.calibration is None:
-            return samples
-        from models.calibration import apply_spread
+    def _online_forecast(self, samples: np.ndarray, now: float, step: float,
+                         names: tuple[str, ...], info: dict[str, Any]) -> Forecast:
+        """Wrap the online call's samples ``(S, H, M)``, spread-calibrated when fitted so."""
+        if self.calibration is not None:
+            from models.calibration import apply_spread
 
-        return np.maximum(apply_spread(samples[None], self.calibration)[0], 0.0)
+            samples = np.maximum(apply_spread(samples[None], self.calibration)[0], 0.0)
+        return Forecast(samples=samples, start=now, step=step, indicators=names,
+                        model=self.model_name, info=info)
 
     # -- persistence: the online state as JSON --------------------------------
     def _state_json(self) -> str:

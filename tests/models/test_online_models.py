@@ -201,3 +201,12 @@ def test_windows_are_independent_of_the_online_stream():
     after = pred.predict_windows(x, t)[0].samples
     np.testing.assert_array_equal(before, after)
     assert json.dumps(pred.state_dict()["t"]) == state
+
+
+def test_a_calibrated_online_model_widens_its_online_forecasts_too():
+    y = 50 + 10 * np.sin(np.arange(600) / 20.0)
+    plain, wide = growth(seed=5, extra_steps=0), growth(seed=5, extra_steps=0)
+    wide.calibration = np.array([2.0])  # as Estimator.fit(calibrate=True) may set it
+    a = plain.forecast(y, 0.0, 60.0, 3).samples
+    b = wide.forecast(y, 0.0, 60.0, 3).samples
+    np.testing.assert_allclose(b - b.mean(axis=0), 2.0 * (a - a.mean(axis=0)))
