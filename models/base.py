@@ -560,7 +560,12 @@ class Estimator:
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, type[Estimator]] = {}
-_BUILTIN_MODULES = ("models.baselines", "models.harmony")
+_BUILTIN_MODULES = (
+    "models.baselines",
+    "models.harmony",
+    "models.growth_bootstrap",
+    "models.intermittent_count",
+)
 
 
 def register_model(cls: type[Estimator]) -> type[Estimator]:

@@ -270,12 +270,6 @@ class BayesPower(Policy):
     sweep_param = "target_breach"
     sweep_grid = (0.0005, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1)
 
-    def make_forecaster(self, seed: int = 0) -> Any:
-        """Return the online forecaster the replay feeds this policy (policies.forecasters)."""
-        from policies.forecasters import default_forecaster
-
-        return default_forecaster(self.scenario, seed=seed)
-
     def decide(self, spec: Spec, obs: Observation, forecast: Forecast | None, now: float,
                memory: Any = None) -> Decision:
         """Caps for the step starting at ``now``: ``{"caps": (N,) watts, inf = none}``."""

@@ -17,8 +17,8 @@ covers), for all functions at once. A large function (costly to keep warm) gets 
 fractile than a small one at the same price ratio.
 
 Sparse functions are what the forecast must get right: most of their steps are empty, so
-``w = 0`` unless ``P(C >= 1) > 1 - tau_f``. The replay feeds this policy
-:class:`policies.forecasters.IntermittentCountForecaster`, whose ``P(C >= 1)`` is the
+``w = 0`` unless ``P(C >= 1) > 1 - tau_f``. The replay and the daemon feed this policy the
+``intermittent-count`` model (:mod:`models.intermittent_count`), whose ``P(C >= 1)`` is the
 Bayesian hazard of the next invocation given the time since the last one (a per-function
 idle-time histogram shrunk towards the pooled one): a timer that fires every 15 minutes is
 warmed for the minute it fires, not kept warm for ten.
@@ -97,12 +97,6 @@ class BayesServerless(Policy):
             raise ValueError(
                 f"bayes: cold_start_gb_s must be >= 0 GB·s, got {self.params['cold_start_gb_s']}"
             )
-
-    def make_forecaster(self, seed: int = 0) -> Any:
-        """Return the online forecaster the replay feeds this policy (policies.forecasters)."""
-        from policies.forecasters import default_forecaster
-
-        return default_forecaster(self.scenario, seed=seed)
 
     def decide(self, spec: Spec, obs: Observation, forecast: Forecast | None, now: float,
                memory: Any = None) -> Decision:

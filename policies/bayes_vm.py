@@ -149,12 +149,6 @@ class BayesVM(Policy):
             max_ratio=float(p["max_risk_ratio"]),
         )
 
-    def make_forecaster(self, seed: int = 0) -> Any:
-        """Return the online forecaster the replay feeds this policy (policies.forecasters)."""
-        from policies.forecasters import default_forecaster
-
-        return default_forecaster(self.scenario, seed=seed)
-
     # ------------------------------------------------------------------ helpers
     def _smooth(
         self, raw: int, current: int, now: float, hist: list, lo: int, hi: int

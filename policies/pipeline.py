@@ -21,17 +21,54 @@ from models.forecast import Forecast
 from policies.base import Decision
 from policies.scenarios import power, serverless, vm
 
+#: The online model each scenario's forecast-reading policies are fed by default (a
+#: registered model of :mod:`models`, by name, and its parameters): vm demand grows
+#: multiplicatively with a daily season; server power moves within seconds (no daily season,
+#: an hour of recent behaviour, the analog's own future with the gap to now fading);
+#: serverless functions' concurrency is a sparse count.
+DEFAULT_FORECASTERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vm": ("growth-bootstrap", {"space": "log"}),
+    "serverless": ("intermittent-count", {}),
+    "power": ("growth-bootstrap", {"space": "linear", "season_s": 0.0, "window_s": 3600.0,
+                                   "neighbours": 0.1, "offset_decay": 0.9}),
+}
+
+
+def default_forecaster(scenario: str, seed: int = 0) -> Callable:
+    """Make the scenario's default online forecaster (:data:`DEFAULT_FORECASTERS`).
+
+    Args:
+        scenario: ``vm``, ``serverless`` or ``power``.
+        seed: seed of the model's sampling.
+
+    Returns:
+        A :class:`policies.forecasters.PredictorForecaster` around the online model, named
+        after it.
+
+    Raises:
+        ValueError: a scenario without a default forecaster.
+
+    """
+    from models.online import online_predictor
+    from policies.forecasters import PredictorForecaster
+
+    try:
+        name, params = DEFAULT_FORECASTERS[scenario]
+    except KeyError:
+        raise ValueError(f"no default forecaster for scenario {scenario!r}") from None
+    return PredictorForecaster(online_predictor(name, seed=seed, **params), seed, name)
+
 
 def forecaster_for(policy: Any, seed: int = 0, chosen: Callable | None = None  # noqa: ANN401
                    ) -> Callable | None:
     """Make the forecaster fed to ``policy`` (None when it reads no forecast).
 
     ``chosen`` is a forecaster the caller was asked for by name (the replay's
-    ``--forecaster``, a daemon target's ``forecaster: stored``): a policy that reads
-    forecasts gets it. Otherwise a policy may supply its own with a ``make_forecaster(seed)``
-    method, else the scenario's online forecaster
-    (:func:`policies.forecasters.default_forecaster`) is used; a scenario without one gives
-    None and the policy falls back (and says so).
+    ``--forecaster``, a daemon target's ``forecaster: stored`` or its backtested choice): a
+    policy that reads forecasts gets it. Otherwise a policy may supply its own with a
+    ``make_forecaster(seed)`` method, else the scenario's online model is used, by name through
+    the models registry (:func:`default_forecaster`); a scenario without one gives None and the
+    policy falls back (and says so).
     """
     if not getattr(policy, "needs_forecast", False):
         return None
@@ -40,8 +77,6 @@ def forecaster_for(policy: Any, seed: int = 0, chosen: Callable | None = None  #
     make = getattr(policy, "make_forecaster", None)
     if callable(make):
         return make(seed)
-    from policies.forecasters import default_forecaster
-
     try:
         return default_forecaster(policy.scenario, seed=seed)
     except ValueError:

@@ -98,6 +98,28 @@ def test_evaluate_end_to_end(tmp_path, capsys):
     assert rep["models"]["last"]["average"]["mse"] == pytest.approx(r["average"]["mse"], rel=1e-4)
 
 
+def test_online_models_are_evaluated_by_name(tmp_path, capsys):
+    csv = tmp_path / "c.csv"
+    _write_csv(csv)
+    out = tmp_path / "out"
+    code, stdout, err = _run(
+        ["evaluate", "--data", str(csv), "--context", "48", "--horizon", "2", "--models",
+         "growth-bootstrap,intermittent-count,window-mean", "--out", str(out), "--no-progress",
+         "--set", "growth-bootstrap.season_s=0"],
+        capsys,
+    )
+    assert code == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    assert list(rep["models"]) == ["growth-bootstrap", "intermittent-count", "window-mean"]
+    for name in ("growth-bootstrap", "intermittent-count"):
+        assert name in stdout
+        per = rep["models"][name]["per_dataset"]["c"]
+        assert per["fallbacks"] == 0 and per["windows"] == int(N_ROWS * 0.2) - 1
+        assert 0 < rep["models"][name]["average"]["crps"] < 1  # scaled units
+    z = np.load(out / "forecasts.npz")
+    assert z["samples__intermittent-count"].shape == (int(N_ROWS * 0.2) - 1, 100, 2, 3)
+
+
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
     code, _, err = _run(
         [

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from policies import registry
+from policies.pipeline import forecaster_for
 from traces.replay.base import get_scenario
 
 
@@ -24,7 +25,7 @@ def test_vm_bayes_meets_its_target_cheaper_than_static_peak():
     sc = get_scenario("vm")(sync_s=300.0)
     data = sc.prepare(vm_frame(np.maximum(demand, 0.0), 300.0))
     pol = registry.create("bayes", "vm", target_violation=0.02)
-    res = sc.run(pol, data, forecaster=pol.make_forecaster(0))
+    res = sc.run(pol, data, forecaster=forecaster_for(pol, 0))
     peak = sc.run(registry.create("static-peak", "vm"), data)
     assert res.totals["violation_rate"] <= 0.04  # within twice the 2 % target
     assert res.totals["replica_seconds"] < 0.75 * peak.totals["replica_seconds"]
@@ -63,7 +64,7 @@ def test_serverless_bayes_beats_keepalive_on_timer_functions():
     sc = get_scenario("serverless")()
     data = sc.prepare(frame)
     pol = registry.create("bayes", "serverless")
-    res = sc.run(pol, data, forecaster=pol.make_forecaster(0))
+    res = sc.run(pol, data, forecaster=forecaster_for(pol, 0))
     ka = sc.run(registry.create("keepalive-10m", "serverless"), data)
     # keep-alive 10 min keeps every timer warm all the time; bayes learns the period
     assert res.totals["cold_starts"] <= ka.totals["cold_starts"]

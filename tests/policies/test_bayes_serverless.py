@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from models.forecast import Forecast
+from models.online import online_predictor
 from policies import registry
 from policies.bayes_serverless import BayesServerless, critical_fractile
-from policies.forecasters import IntermittentCountForecaster
 from tests.policies.conftest import serverless_inputs
 
 
@@ -68,7 +68,7 @@ def test_sparse_function_warmed_for_its_predicted_arrival_only():
     pol = BayesServerless(cold_start_gb_s=50.0)
 
     def warm_by_phase(smooth):
-        f = IntermittentCountForecaster(num_samples=200, age_smooth=smooth)
+        f = online_predictor("intermittent-count", num_samples=200, age_smooth=smooth).forecast
         out = {}
         for t in range(200, t_len):
             fcst = f(hist[:t], 60.0 * t, 60.0, 1)
@@ -81,33 +81,6 @@ def test_sparse_function_warmed_for_its_predicted_arrival_only():
     assert warm_by_phase(0.0) == {0: 1, **{k: 0 for k in range(1, 10)}}
     # smoothed ages tolerate a minute of jitter: the minute before is warmed as well
     assert warm_by_phase(1.0) == {0: 1, 9: 1, **{k: 0 for k in range(1, 9)}}
-
-
-def test_hazard_after_one_gap_is_shrunk_not_certain():
-    # one arrival 5 steps after the first: hazard at age 4 is between prior and 1
-    f = IntermittentCountForecaster(prior_k=2.0)
-    hist = np.zeros((12, 1))
-    hist[0, 0] = hist[5, 0] = 1.0
-    f(hist[:10], 0.0, 60.0, 1)  # age now 4 (steps 6..9 idle)
-    h = float(f.hazard()[0])
-    assert 0.3 < h < 1.0
-    # ages never reached get the entity's tail hazard: smaller
-    f2 = IntermittentCountForecaster(prior_k=2.0)
-    f2(hist[:8], 0.0, 60.0, 1)  # age 2
-    assert float(f2.hazard()[0]) < h
-
-
-def test_stratified_samples_resolve_small_probabilities():
-    f = IntermittentCountForecaster(num_samples=100)
-    hist = np.zeros((500, 1))
-    hist[::50, 0] = 2.0  # active 1 step in 50, with 2 instances
-    out = f(hist[:480], 0.0, 60.0, 1)  # age 29: mid-gap, hazard small but not zero
-    p = float(f.hazard()[0])
-    active = out.samples[:, 0, 0] > 0
-    # exactly the top round(p * S) samples are active, all with the observed count 2
-    assert active.sum() == int(np.floor(p * 100 + 0.5))
-    assert np.all(out.samples[active, 0, 0] == 2.0)
-    assert np.all(np.diff(out.samples[:, 0, 0]) >= 0)  # monotone in the sample index
 
 
 def test_fallback_without_forecast_is_keepalive():

@@ -242,7 +242,7 @@ def test_the_driver_is_scenario_agnostic(scenario, make, tmp_path):
 
 
 def test_a_policy_without_its_own_forecaster_gets_the_daemons_scenario_default():
-    from policies.forecasters import GrowthBootstrapForecaster
+    from models.growth_bootstrap import GrowthBootstrapPredictor
     from policies.pipeline import forecaster_for
 
     class Plain:  # needs a forecast, brings no make_forecaster
@@ -253,7 +253,9 @@ def test_a_policy_without_its_own_forecaster_gets_the_daemons_scenario_default()
         scenario = "no-such-scenario"
 
     fc = forecaster_for(Plain(), 0)
-    # the daemon's power forecaster: no daily season, one hour of recent behaviour
-    assert isinstance(fc, GrowthBootstrapForecaster)
-    assert (fc.space, fc.season_s, fc.window_s, fc.offset_decay) == ("linear", 0.0, 3600.0, 0.9)
+    # the daemon's power forecaster, a registered model: no daily season, one hour of behaviour
+    assert fc.name == "growth-bootstrap" and isinstance(fc.predictor, GrowthBootstrapPredictor)
+    cfg = fc.predictor.config
+    assert (cfg["space"], cfg["season_s"], cfg["window_s"], cfg["offset_decay"]) == (
+        "linear", 0.0, 3600.0, 0.9)
     assert forecaster_for(Elsewhere(), 0) is None

@@ -119,3 +119,20 @@ def test_precomputed_windows_are_served_and_a_different_history_is_forecast_on_t
     other[-1] += 1.0
     fc(other, now=3000.0, step=60.0, horizon=2)
     assert fc.calls == 1  # not the known series: forecast on the spot
+
+
+def test_an_online_model_by_name_feeds_bayes_exactly_as_the_default_does():
+    """``--forecaster growth-bootstrap`` is the vm default by name: every run of a sweep
+    streams the scored part from its start, so bayes decides as with its own forecaster."""
+    frame = _frame()
+    rep = run_replay(frame, "vm", ["bayes"], options=OPTS, model="growth-bootstrap",
+                     sweep=True)
+    _, test, _ = split_frame(frame, 0.5)
+    alone = run_replay(test, "vm", ["bayes"], options=OPTS, sweep=True)
+    assert len(rep["policies"]["bayes"]) > 1
+    assert rep["policies"]["bayes"] == alone["policies"]["bayes"]
+    assert rep["config"]["forecasters_used"] == {"bayes": "model:growth-bootstrap"}
+    assert alone["config"]["forecasters_used"] == {"bayes": "growth-bootstrap"}
+    info = rep["config"]["model"]  # scored like any model, on the windows of the scored part
+    assert info["model"] == "growth-bootstrap" and info["scored"]["windows"] > 100
+    assert 0 < info["scored"]["crps"] < 10

@@ -369,6 +369,8 @@ def run_replay(
                 raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
             if forecaster == "model":
                 fc = forecaster_for(pol, seed, predictor)
+                if isinstance(fc, PredictorForecaster):
+                    fc.restart()  # an online model streams each run from its start
             else:
                 fc = forecaster_for(pol, seed, None if forecaster == "auto" else forecaster)
             want_tl = ps == _timeline_point(cls, sweep)
