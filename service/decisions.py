@@ -36,7 +36,7 @@ was recommended, recommends nothing (an empty ``desired``, no action) rather tha
 minimum, which could scale an existing deployment down; a policy that raises is caught and
 recorded as an invalid fallback decision with the error as ``why`` — never a 500 and never a
 crashed job. When the desired setting differs from the previous one an action is logged
-(:func:`service.repository.save_decision`; served by :mod:`service.actions`).
+(:func:`service.store.decisions.save_decision`; served by :mod:`service.actions`).
 """
 
 from __future__ import annotations
@@ -52,8 +52,12 @@ from policies import memory as memory_codec
 from policies.base import Decision
 from policies.pipeline import contract, forecaster_for, step
 from policies.scenarios import read_only
-from service import forecasting, repository
-from service.db import Store
+from service import forecasting
+from service.store import decisions as decision_store
+from service.store import samples as sample_store
+from service.store import targets as target_store
+from service.store.db import Store
+from service.store.errors import NotFoundError
 
 log = logging.getLogger("tidewise.decisions")
 
@@ -136,8 +140,8 @@ def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int = 6
     """Return the newest sample of a series at or before ``now`` (None: none recent)."""
     with store.sessions() as session:
         try:
-            res = repository.query_series(session, entity, metric, now - max_age_s, now)
-        except repository.NotFoundError:
+            res = sample_store.query_series(session, entity, metric, now - max_age_s, now)
+        except NotFoundError:
             return None
     return float(res.points[-1][1]) if res.points else None  # ingest stores finite values
 
@@ -158,7 +162,7 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None 
     with store.sessions() as session:
         try:
             ts, values = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step, n)
-        except repository.NotFoundError:
+        except NotFoundError:
             ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)
     demand = read_only(np.ascontiguousarray(_held(values), dtype=np.float64))
     start_s = float(ts[len(ts) - len(demand)]) if len(demand) else float(now)
@@ -200,7 +204,7 @@ def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any]
         try:
             _, inv = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step,
                                           SERVERLESS_HISTORY_MIN, agg="sum")
-        except repository.NotFoundError:
+        except NotFoundError:
             inv = np.zeros(0)
     seen = np.isfinite(inv)
     inv = np.nan_to_num(inv[int(np.argmax(seen)):] if seen.any() else inv[:0], nan=0.0)
@@ -234,7 +238,7 @@ def collect_power(store: Store, target: Any, now: int, prev: dict[str, Any] | No
         for name in servers:
             try:
                 _, v = forecasting.bucketed(session, name, sp["metric"], now, step, n)
-            except repository.NotFoundError:
+            except NotFoundError:
                 v = np.full(n, np.nan)
             cols.append(v)
     obs = np.stack(cols, axis=1)  # (T, N)
@@ -272,7 +276,7 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
     from policies import registry
 
     with store.sessions() as session:
-        rec = repository.latest_decision(session, target.id)
+        rec = decision_store.latest_decision(session, target.id)
     prev = dict(rec.desired) if rec is not None and rec.desired else None
     memory, fc_state = _stored_memory(rec.memory) if rec is not None else (None, None)
     fc = None
@@ -310,7 +314,7 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
         "memory": pack_memory({"policy": memory, "forecaster": fc_out}), "desired": desired,
     }
     changed = bool(desired) and desired != prev
-    action_id = repository.save_decision(store, target, record, now, changed, prev)
+    action_id = decision_store.save_decision(store, target, record, now, changed, prev)
     if telemetry is not None:
         telemetry.decision(target.policy, dec.valid, dec.fallback, action_id is not None)
     return Outcome(target.name, desired, bool(dec.valid), bool(dec.fallback), record["why"],
@@ -320,7 +324,7 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
 def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> Outcome:  # noqa: ANN401
     """Store the step's decision again with a fresh time (nothing else changes)."""
     record = {"computed_at": now}
-    repository.save_decision(store, target, record, now, False, None)
+    decision_store.save_decision(store, target, record, now, False, None)
     if telemetry is not None:
         telemetry.decision(target.policy, bool(rec.valid), bool(rec.fallback), False)
     return Outcome(target.name, dict(rec.desired or {}), bool(rec.valid), bool(rec.fallback),
@@ -330,7 +334,7 @@ def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> 
 def decide_all(store: Store, now: int, telemetry: Any = None) -> list[Outcome]:  # noqa: ANN401
     """Decide for every declared target (one failing target never stops the others)."""
     with store.sessions() as session:
-        targets = repository.list_targets(session)
+        targets = target_store.list_targets(session)
     out = []
     for target in targets:
         try:

@@ -33,8 +33,10 @@ import numpy as np
 from common.errors import NoDataError
 from models.forecast import Forecast
 from models.training import beats
-from service import repository
-from service.db import Store
+from service.store import forecasts as forecast_store
+from service.store import model_registry as model_store
+from service.store import samples as sample_store
+from service.store.db import Store
 
 log = logging.getLogger("tidewise.forecasting")
 
@@ -82,7 +84,7 @@ def bucketed(
     """
     end = now - now % step  # first second of the bucket in progress (incomplete)
     start = end - n * step
-    res = repository.query_series(session, entity, metric, start, end - 1, step, agg, n + 1)
+    res = sample_store.query_series(session, entity, metric, start, end - 1, step, agg, n + 1)
     ts = start + step * np.arange(n, dtype=np.int64)
     values = np.full(n, np.nan)
     for t, v in res.points:
@@ -118,7 +120,7 @@ class ModelCache:
         """
         name = daemon_model_name(metric)
         with store.sessions() as session:
-            rec = repository.current_model(session, name)
+            rec = model_store.current_model(session, name)
         if rec is None:
             return None
         with self._lock:
@@ -217,7 +219,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     result = RefreshResult()
     records = []
     with store.sessions() as session:
-        active = repository.active_series(session, now - n * step)
+        active = sample_store.active_series(session, now - n * step)
     for a in active:
         result.series += 1
         try:
@@ -240,7 +242,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
             "series_id": a.series_id, "computed_at": now, "start": fc.start, "step": fc.step,
             "model": fc.model[:128], "fallback": is_fb, "payload": payload(fc),
         })
-    repository.save_forecasts(store, records)
+    forecast_store.save_forecasts(store, records)
     return result
 
 
@@ -305,7 +307,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
     step, n, horizon = s.forecast_step_s, s.forecast_context_steps, s.forecast_horizon_steps
     model = model or s.forecast_model
     with store.sessions() as session:
-        active = repository.active_series(session, now - n * step)
+        active = sample_store.active_series(session, now - n * step)
     by_metric: dict[str, list[Any]] = {}
     for a in active:
         with store.sessions() as session:
@@ -333,7 +335,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
             candidate = est.fit(cut)
             cand_score = _holdout_crps(candidate, series, HOLDOUT_ORIGINS, horizon)
             with store.sessions() as session:
-                current = repository.current_model(session, daemon_model_name(metric))
+                current = model_store.current_model(session, daemon_model_name(metric))
             if current is not None:
                 incumbent = load_predictor(current.artifact_path)
                 label = f"{current.name}@{current.version}"
@@ -357,7 +359,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
         try:
             candidate.save(folder)
             with store.write_sessions() as session, session.begin():
-                repository.register_model(
+                model_store.register_model(
                     session, daemon_model_name(metric), version, str(folder.resolve()),
                     trained_on=f"{len(series)} series of {metric!r}, last {n} x {step} s "
                     f"before {now}",

@@ -24,8 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service import repository
-from service.db import Store
+from service.store import targets as target_store
+from service.store.db import Store
 
 #: Target kind -> replay scenario.
 SCENARIO = {"scaling": "vm", "serverless": "serverless", "power": "power"}
@@ -178,7 +178,7 @@ TargetIn = Annotated[
 def declare(store: Store, target: ScalingTarget | ServerlessTarget | PowerTarget) -> bool:
     """Store ``target`` (create or replace); True when created."""
     spec = target.model_dump(exclude={"name", "policy", "params", "kind"})
-    return repository.upsert_target(
+    return target_store.upsert_target(
         store,
         target.name,
         SCENARIO[target.kind],

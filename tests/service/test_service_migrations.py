@@ -13,8 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from service import migrate
-from service.db import make_engine
-from service.tables import metadata
+from service.store.db import make_engine
+from service.store.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 

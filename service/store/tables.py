@@ -39,9 +39,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-#: Entity kinds the store accepts.
-KINDS = ("vm", "function", "server")
-
 
 class Base(DeclarativeBase):
     """Declarative base carrying the naming convention."""
@@ -50,7 +47,7 @@ class Base(DeclarativeBase):
 
 
 class Entity(Base):
-    """A monitored thing: a VM, a serverless function or a server."""
+    """A monitored thing: a VM, a serverless function or a server (:data:`service.ingest.KINDS`)."""
 
     __tablename__ = "entities"
 
@@ -115,7 +112,7 @@ class ModelRecord(Base):
     """A trained forecasting model registered with the daemon.
 
     At most one version per ``name`` has ``is_current`` set (kept so by
-    :func:`service.repository.register_model`).
+    :func:`service.store.model_registry.register_model`).
     """
 
     __tablename__ = "models"
