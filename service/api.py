@@ -1,7 +1,7 @@
 """The HTTP API (FastAPI): ingest, entities, series, health.
 
 Routes are thin: they parse the request, call one service function (:mod:`service.ingest`,
-:mod:`service.repository`) and map domain errors to HTTP status codes in one place
+:mod:`service.store.samples`) and map domain errors to HTTP status codes in one place
 (:func:`_error_response`). Every error answer is JSON::
 
     {"error": "BatchError", "detail": "samples[3].value: must be finite, got NaN",

@@ -1,9 +1,9 @@
 """Routes for orchestrators: targets, forecasts, recommendations, actions, KEDA, HPA.
 
-Thin handlers: parse, call a repository/service function, shape the answer. Every read is a
-cheap lookup of what the scheduled jobs stored (the latest forecast or decision); nothing is
-recomputed per request. Scopes: ``read`` for reads, ``act`` to declare/delete targets and to
-acknowledge actions (:mod:`service.auth`).
+Thin handlers: parse, call a store (:mod:`service.store`) or service function, shape the
+answer. Every read is a cheap lookup of what the scheduled jobs stored (the latest forecast or
+decision); nothing is recomputed per request. Scopes: ``read`` for reads, ``act`` to
+declare/delete targets and to acknowledge actions (:mod:`service.auth`).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def _record(monkeypatch, module) -> list[dict]:  # noqa: ANN001
 
 
 def _ingest(store: Store, rows: list[tuple[str, str, str, int, float]]) -> None:
-    """Store (entity, kind, metric, ts, value) rows through the ingest path's repository."""
+    """Store (entity, kind, metric, ts, value) rows through the ingest path's store function."""
     for i in range(0, len(rows), 20_000):
         chunk = rows[i:i + 20_000]
         sample_store.ingest(store, Batch(
