@@ -10,13 +10,15 @@ where observations come from differs (``tests/daemon/test_parity.py`` proves it)
 * **scaling** (vm): ``demand`` = the complete buckets of ``forecast_step_s`` seconds of the
   target's metric over the last ``TIDEWISE_DECISION_HISTORY_S`` (gaps hold the previous
   value; buckets before the first sample are left out). ``ready`` and ``replicas``
-  (requested) come from the world when the target names ``ready_metric`` /
-  ``requested_metric`` (latest sample of ``replicas_entity``, at most ten minutes old, e.g.
-  ``kube_deployment_status_replicas_available`` through remote-write); otherwise the daemon
+  (requested) come from the world, each from the first of: (1) the target's ``ready_metric``
+  / ``requested_metric`` (latest sample of ``replicas_entity``, e.g.
+  ``kube_deployment_status_replicas_available`` through remote-write); (2) the ``ready`` /
+  ``applied`` counts of the actuator's newest acknowledgement of the target's actions; both
+  only while at most :data:`WORLD_MAX_AGE_S` (ten minutes) old. Without either the daemon
   assumes its last recommendation (first time: ``ceil(latest demand / capacity)`` within the
-  bounds). The requested count the cluster reports is also the setting in force that an
-  invalid decision keeps. Decided every refresh period (``sync_s`` =
-  ``TIDEWISE_FORECAST_INTERVAL_S``).
+  bounds), and a missing ready count is the requested one. The requested count the world
+  reports is also the setting in force that an invalid decision keeps. Decided every
+  refresh period (``sync_s`` = ``TIDEWISE_FORECAST_INTERVAL_S``).
 * **serverless**: one function, one-minute steps; ``history`` ``(t, 1)`` of required
   concurrency ``c = 0`` if ``n = 0`` else ``max(1, ceil(n·d/Δ))`` from the invocations per
   minute since the function's first sample (at most ``SERVERLESS_HISTORY_MIN`` minutes;
@@ -65,6 +67,9 @@ log = logging.getLogger("tidewise.decisions")
 #: plus margin.
 SERVERLESS_HISTORY_MIN = 360
 SERVERLESS_STEP_S = 60
+#: How old (s) a report of the world may be and still count as the replicas requested and
+#: ready now: a metric sample, or the counts of an actuator's acknowledgement.
+WORLD_MAX_AGE_S = 600
 
 
 def jsonable(obj: Any) -> Any:  # noqa: ANN401
@@ -136,7 +141,7 @@ def _held(values: np.ndarray) -> np.ndarray:
     return v[idx]
 
 
-def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int = 600) -> float | None:
+def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int) -> float | None:
     """Return the newest sample of a series at or before ``now`` (None: none recent)."""
     with store.sessions() as session:
         try:
@@ -178,9 +183,15 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None 
     world = sp.get("replicas_entity") or sp["entity"]
     ready = requested = None
     if sp.get("ready_metric"):
-        ready = _latest(store, world, sp["ready_metric"], now)
+        ready = _latest(store, world, sp["ready_metric"], now, WORLD_MAX_AGE_S)
     if sp.get("requested_metric"):
-        requested = _latest(store, world, sp["requested_metric"], now)
+        requested = _latest(store, world, sp["requested_metric"], now, WORLD_MAX_AGE_S)
+    if ready is None or requested is None:  # next: what the actuator's last ack reported
+        with store.sessions() as session:
+            ack = decision_store.latest_ack_counts(session, target.name, now)
+        if ack is not None and now - WORLD_MAX_AGE_S <= ack.at <= now:
+            ready = ack.ready if ready is None else ready
+            requested = ack.applied if requested is None else requested
     ready_n = int(round(ready)) if ready is not None else None
     requested_n = int(round(requested)) if requested is not None else None
     if requested_n is None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import InputError, TidewiseError
 from service import actions as actions_view
@@ -70,10 +70,28 @@ class ForecastOut(BaseModel):
     )
 
 
-class AckIn(BaseModel):
-    """Optional body of an acknowledgement."""
+#: Largest replica count an acknowledgement may report (the bound of ``max_replicas``).
+MAX_REPLICAS = 100_000
 
-    note: str | None = Field(None, max_length=500)
+Replicas = Annotated[int, Field(strict=True, ge=0, le=MAX_REPLICAS)]
+
+
+class AckIn(BaseModel):
+    """Optional body of an acknowledgement: what the actuator sees now (scaling actions)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"applied": 8, "ready": 5}
+    ]})
+
+    applied: Replicas | None = Field(
+        None,
+        description="replicas the actuator applied, i.e. requested now (e.g. the Deployment's "
+        "spec.replicas); an integer 0-100000",
+    )
+    ready: Replicas | None = Field(
+        None,
+        description="replicas ready now (e.g. status.availableReplicas); an integer 0-100000",
+    )
 
 
 # --------------------------------------------------------------------------- targets
@@ -243,17 +261,31 @@ def get_actions(
 
 @router.post(
     "/v1/actions/{action_id}/ack",
-    responses=errors(401, 403, 404, 422, 503),
-    summary="Acknowledge that an action was carried out (idempotent)",
+    responses=errors(401, 403, 404, 413, 422, 503),
+    summary="Acknowledge that an action was carried out (idempotent), optionally with the "
+    "replica counts applied and ready",
     tags=["actions"],
 )
 def ack_action(
     request: Request,
     action_id: Annotated[int, Path(ge=1, le=2**62)],
     who: ActAuth,
+    body: Annotated[AckIn | None, Body()] = None,
 ) -> dict[str, Any]:
-    """Acknowledge an action."""
-    row = decision_store.ack_action(request.app.state.store, action_id, who.name, int(time.time()))
+    """Acknowledge an action; the first acknowledgement's time and token name are kept.
+
+    A scaling action's acknowledgement may carry ``applied`` (replicas requested) and
+    ``ready`` (replicas ready): the daemon's next decisions read them as the cluster's state
+    while they are at most 600 s old, unless the target's ``ready_metric`` /
+    ``requested_metric`` has a sample as recent (the metric wins). Without either it assumes
+    its last recommendation. Acknowledge again with new counts to report progress (each
+    acknowledgement with counts replaces both). Counts on a serverless or power action: 422.
+    """
+    counts = body or AckIn()
+    row = decision_store.ack_action(
+        request.app.state.store, action_id, who.name, int(time.time()),
+        applied=counts.applied, ready=counts.ready,
+    )
     return actions_view.describe_action(row)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from common.errors import InputError
 from service.store.db import Store
 from service.store.errors import NotFoundError
 from service.store.tables import ActionRecord, DecisionRecord, Target
@@ -88,17 +90,66 @@ def list_actions(
     return list(session.scalars(q))
 
 
-def ack_action(store: Store, action_id: int, by: str, now: int) -> ActionRecord:
+def ack_action(
+    store: Store, action_id: int, by: str, now: int,
+    applied: int | None = None, ready: int | None = None,
+) -> ActionRecord:
     """Mark an action done; acknowledging twice keeps the first time (idempotent).
+
+    ``applied`` / ``ready`` (scaling actions only, validated by the caller as bounded
+    non-negative integers): the replicas the actuator applied (requested) and the replicas
+    ready. Every acknowledgement that carries either count replaces both and their time
+    ``counts_at`` (a count left out is stored as unknown), so an actuator may acknowledge again
+    to report progress; the first acknowledgement's time and name stay.
 
     Raises:
         NotFoundError: no action with this id.
+        InputError: counts on an action that is not a scaling one (``where="applied"`` or
+            ``"ready"``).
 
     """
     with store.write_sessions() as session, session.begin():
         row = session.get(ActionRecord, action_id)
         if row is None:
             raise NotFoundError(f"no action with id {action_id}; see GET /v1/actions")
+        counted = applied is not None or ready is not None
+        if counted and row.kind != "vm":
+            raise InputError(
+                f"action {action_id} is a {row.kind} action; replica counts belong to the "
+                "acknowledgement of a scaling action (send no counts)",
+                where="applied" if applied is not None else "ready",
+            )
         if row.acked_at is None:
             row.acked_at, row.acked_by = now, by
+        if counted:
+            row.applied, row.ready, row.counts_at = applied, ready, now
         return row
+
+
+@dataclasses.dataclass(frozen=True)
+class AckCounts:
+    """Replica counts an actuator reported with an acknowledgement (None: not reported)."""
+
+    applied: int | None
+    ready: int | None
+    at: int  # unix s
+
+
+def latest_ack_counts(session: Session, target: str, now: int) -> AckCounts | None:
+    """Return the counts of the newest action of ``target`` acknowledged by ``now``.
+
+    Only the newest acknowledged action counts: once an actuator has acknowledged a later
+    action without counts, an earlier action's counts describe a setting that was replaced.
+    None when nothing was acknowledged or the newest acknowledgement carries no counts. How
+    recent the counts must be is the caller's rule (their time is ``at``).
+    """
+    A = ActionRecord
+    row = session.execute(
+        select(A.applied, A.ready, A.counts_at)
+        .where(A.target == target, A.acked_at.is_not(None), A.acked_at <= now)
+        .order_by(A.id.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.counts_at is None:
+        return None
+    return AckCounts(row.applied, row.ready, int(row.counts_at))

@@ -216,6 +216,13 @@ class ActionRecord(Base):
     why: Mapped[str] = mapped_column(Text, default="")
     acked_at: Mapped[int | None] = mapped_column(BigInteger)
     acked_by: Mapped[str | None] = mapped_column(String(128))
+    #: Replica counts the actuator reported with its latest acknowledgement of a scaling
+    #: action: the setting applied (replicas requested) and the replicas ready; ``counts_at``
+    #: (unix s) is when. NULL: not reported. Read by the scaling collector
+    #: (:func:`service.decisions.collect_vm`) while recent.
+    applied: Mapped[int | None] = mapped_column(Integer)
+    ready: Mapped[int | None] = mapped_column(Integer)
+    counts_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class JobLease(Base):
