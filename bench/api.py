@@ -60,10 +60,12 @@ def _free_port() -> int:
 
 def _prepare(db_url: str, schema: str | None, targets: int, now: int) -> None:
     """Migrate, write demand, declare targets and store one decision each."""
-    from service import decisions, migrate, repository
+    from service import decisions, migrate
     from service.config import Settings
-    from service.db import Store
     from service.ingest import validate
+    from service.store import samples as sample_store
+    from service.store import targets as target_store
+    from service.store.db import Store
 
     settings = Settings(db_url=db_url, db_schema=schema, scheduler_enabled=False)
     migrate.upgrade(settings)
@@ -75,8 +77,8 @@ def _prepare(db_url: str, schema: str | None, targets: int, now: int) -> None:
             samples = [{"entity": f"svc-{i}", "kind": "vm", "metric": "cpu_cores",
                         "ts": now - 3600 + k, "value": float(level + rng.normal(0, 0.3))}
                        for k in range(3600)]
-            repository.ingest(store, validate(samples, now, 300))
-            repository.upsert_target(
+            sample_store.ingest(store, validate(samples, now, 300))
+            target_store.upsert_target(
                 store, f"svc-{i}", "vm", "hpa",
                 {"entity": f"svc-{i}", "metric": "cpu_cores", "capacity": 1.0,
                  "min_replicas": 1, "max_replicas": 100, "target_violation": 0.01,

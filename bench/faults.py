@@ -259,7 +259,7 @@ def count_samples(db_url: str, schema: str | None) -> int:
     from sqlalchemy import text
 
     from service.config import Settings
-    from service.db import make_engine
+    from service.store.db import make_engine
 
     engine = make_engine(Settings(db_url=db_url, db_schema=schema))
     try:

@@ -104,8 +104,8 @@ def raw_rate(settings, batches: int, batch_size: int, n_series: int, t0: int) ->
     from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    from service.db import make_engine, write_tx
-    from service.tables import Entity, Sample, Series
+    from service.store.db import make_engine, write_tx
+    from service.store.tables import Entity, Sample, Series
 
     engine = make_engine(settings)
     with write_tx(engine) as conn:

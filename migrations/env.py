@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 
 from service.config import get_settings
-from service.db import ensure_schema, make_engine
-from service.tables import metadata
+from service.store.db import ensure_schema, make_engine
+from service.store.tables import metadata
 
 config = context.config
 

@@ -3,7 +3,9 @@
 An action is recorded (with the decision, in one transaction) whenever a target's desired
 setting changes: replicas, warm instances, or power caps. Orchestrators poll
 ``GET /v1/actions?since=…&pending=true``, carry the action out and acknowledge it with
-``POST /v1/actions/{id}/ack``; acknowledging twice is harmless (the first time is kept).
+``POST /v1/actions/{id}/ack``; acknowledging twice is harmless (the first time is kept). A
+scaling action's acknowledgement may carry the replicas ``applied`` and ``ready``, which the
+daemon's next decisions read as the cluster's state (:func:`service.decisions.collect_vm`).
 
 For power rows an action also lists what changed: ``cap`` (server -> new cap in W, for
 servers newly capped or re-capped) and ``uncap`` (servers whose cap is lifted).
@@ -50,6 +52,11 @@ def describe_action(row: Any) -> dict[str, Any]:  # noqa: ANN401 - a tables.Acti
         "acked": row.acked_at is not None,
         "acked_at": iso(row.acked_at),
         "acked_by": row.acked_by,
+        # replica counts reported with the acknowledgement (scaling actions; null: none)
+        "applied": row.applied,
+        "ready": row.ready,
+        "counts_at": iso(row.counts_at),
+        "counts_at_unix": row.counts_at,
     }
 
 

@@ -1,7 +1,7 @@
 """The HTTP API (FastAPI): ingest, entities, series, health.
 
 Routes are thin: they parse the request, call one service function (:mod:`service.ingest`,
-:mod:`service.repository`) and map domain errors to HTTP status codes in one place
+:mod:`service.store.samples`) and map domain errors to HTTP status codes in one place
 (:func:`_error_response`). Every error answer is JSON::
 
     {"error": "BatchError", "detail": "samples[3].value: must be finite, got NaN",
@@ -28,16 +28,18 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import InputError, TidewiseError
-from service import dashboard, intake, migrate, remote_write, repository
+from service import dashboard, intake, migrate, remote_write
 from service import ingest as ingest_service
 from service.auth import AuthError, IngestAuth, ReadAuth, auth_error_body, check_startup
 from service.bodies import BodyBudget, BodyGuard
 from service.config import Settings, get_settings
-from service.db import Store
 from service.deps import SessionDep, SettingsDep, StoreDep
 from service.ingest import BatchError, Problem
 from service.openapi import errors
 from service.promexport import CONTENT_TYPE_LATEST, Telemetry
+from service.store import samples as sample_store
+from service.store.db import Store
+from service.store.errors import NotFoundError, QueryError
 
 log = logging.getLogger("tidewise.api")
 
@@ -164,7 +166,7 @@ def _error_response(exc: Exception) -> JSONResponse:
         problems = [Problem(str(exc).removeprefix(f"{exc.where}: "), field=exc.where)]
     else:
         problems = []
-    if isinstance(exc, repository.NotFoundError):
+    if isinstance(exc, NotFoundError):
         status = 404
     elif isinstance(exc, InputError):
         status = getattr(exc, "status_code", 422)
@@ -322,7 +324,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         _who: ReadAuth,
         kind: Annotated[Literal["vm", "function", "server"] | None, Query()] = None,
     ) -> dict[str, Any]:
-        return {"entities": repository.list_entities(session, kind)}
+        return {"entities": sample_store.list_entities(session, kind)}
 
     @app.get(
         "/v1/series/{entity}/{metric}",
@@ -353,7 +355,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     ) -> Response:
         t_end = _query_ts(end, "end") if end is not None else int(time.time())
         t_start = _query_ts(start, "start") if start is not None else t_end - 3600
-        res = repository.query_series(
+        res = sample_store.query_series(
             session, entity, metric, t_start, t_end, step, agg, cfg.max_query_points
         )
         return Response(orjson.dumps(res.__dict__), media_type="application/json")
@@ -446,7 +448,7 @@ def _query_ts(raw: str, name: str) -> int:
     try:
         return ingest_service.parse_ts(float(raw) if _is_number(raw) else raw)
     except ValueError as exc:
-        raise repository.QueryError(str(exc), where=name) from None
+        raise QueryError(str(exc), where=name) from None
 
 
 def _is_number(raw: str) -> bool:

@@ -53,11 +53,12 @@ def parse_since(text: str) -> int:
 
 def _points(session: Any, entity: str, metric: str, start: int, end: int, step: int,  # noqa: ANN401
             agg: str) -> tuple[np.ndarray, np.ndarray]:
-    from service import repository
+    from service.store import samples as sample_store
+    from service.store.errors import NotFoundError
 
     try:
-        res = repository.query_series(session, entity, metric, start, end - 1, step, agg)
-    except repository.NotFoundError as exc:
+        res = sample_store.query_series(session, entity, metric, start, end - 1, step, agg)
+    except NotFoundError as exc:
         raise NoDataError(f"no history to backtest: {exc}") from None
     pts = [(t, v) for t, v in res.points if v is not None and np.isfinite(v)]
     if not pts:
@@ -137,11 +138,11 @@ def run_backtest(store: Any, name: str, since_s: int, policies: list[str] | None
         InputError: an unknown policy.
 
     """
-    from service import repository
+    from service.store import targets as target_store
     from traces.replay.core import run_replay
 
     with store.sessions() as session:
-        target = repository.get_target(session, name)
+        target = target_store.get_target(session, name)
     end = int(time.time()) if now is None else int(now)
     end -= end % int(store.settings.forecast_step_s)
     frame, options = target_frame(store, target, end - since_s, end)

@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 
 from common.errors import NoDataError
-from service import repository
-from service.db import Store
+from service.store import model_registry as model_store
+from service.store import targets as target_store
+from service.store.db import Store
 
 log = logging.getLogger("tidewise.choosing")
 
@@ -186,7 +187,7 @@ def choose_target(store: Store, target: Any, now: int,  # noqa: ANN401
             folder = artifact_folder(s.model_dir, name, version)
             predictor.save(folder)
         with store.write_sessions() as session, session.begin():
-            repository.register_model(
+            model_store.register_model(
                 session, name, version, str(folder.resolve()) if folder else "",
                 trained_on=f"{target.name!r}: {len(frame)} buckets before {now}",
                 metrics={"chosen": best.name, "trials": report["trials"],
@@ -203,7 +204,7 @@ def choose_target(store: Store, target: Any, now: int,  # noqa: ANN401
 def choose_all(store: Store, now: int) -> list[dict[str, Any]]:
     """Choose for every scaling target with ``forecaster: auto`` (the ``choose`` job)."""
     with store.sessions() as session:
-        targets = [t for t in repository.list_targets(session)
+        targets = [t for t in target_store.list_targets(session)
                    if t.kind == "vm" and t.spec.get("forecaster", "auto") == "auto"]
     out = []
     for target in targets:
@@ -234,7 +235,7 @@ def chosen_forecaster(store: Store, target: Any) -> tuple[Any, dict[str, Any]]: 
     from policies.forecasters import PredictorForecaster
 
     with store.sessions() as session:
-        rec = repository.current_model(session, choice_name(target.name))
+        rec = model_store.current_model(session, choice_name(target.name))
     if rec is None:  # no choice yet: exactly what the replay runs by default (nothing to add)
         return None, {}
     chosen = str((rec.metrics or {}).get("chosen", ONLINE))

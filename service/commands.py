@@ -42,7 +42,7 @@ def serve(
 
     from service import migrate
     from service.api import create_app
-    from service.db import make_engine
+    from service.store.db import make_engine
 
     settings = _settings(host=host, port=port)
     missing = _missing_sqlite_file(settings)
@@ -163,7 +163,7 @@ def db_downgrade(
 def db_current() -> None:
     """Print the database's revision and whether it is the newest."""
     from service import migrate
-    from service.db import make_engine
+    from service.store.db import make_engine
 
     settings = _settings()
     missing = _missing_sqlite_file(settings)

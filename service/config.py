@@ -6,7 +6,7 @@ stops it with a message naming the variable instead of misbehaving later. The RE
 configuration table is checked against these fields by ``tests/service/test_config.py``.
 
 Tests never patch this module: they build a :class:`Settings` (``Settings(db_url=...)``)
-and hand it to the factories (:func:`service.api.create_app`, :func:`service.db.make_engine`).
+and hand it to the factories (:func:`service.api.create_app`, :func:`service.store.db.make_engine`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from service.auth import ReadAuth
 from service.config import Settings
 from service.deps import SettingsDep
 from service.openapi import errors
-from service.repository import NotFoundError
+from service.store.errors import NotFoundError
 
 log = logging.getLogger("tidewise.dashboard")
 

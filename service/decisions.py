@@ -10,13 +10,15 @@ where observations come from differs (``tests/daemon/test_parity.py`` proves it)
 * **scaling** (vm): ``demand`` = the complete buckets of ``forecast_step_s`` seconds of the
   target's metric over the last ``TIDEWISE_DECISION_HISTORY_S`` (gaps hold the previous
   value; buckets before the first sample are left out). ``ready`` and ``replicas``
-  (requested) come from the world when the target names ``ready_metric`` /
-  ``requested_metric`` (latest sample of ``replicas_entity``, at most ten minutes old, e.g.
-  ``kube_deployment_status_replicas_available`` through remote-write); otherwise the daemon
+  (requested) come from the world, each from the first of: (1) the target's ``ready_metric``
+  / ``requested_metric`` (latest sample of ``replicas_entity``, e.g.
+  ``kube_deployment_status_replicas_available`` through remote-write); (2) the ``ready`` /
+  ``applied`` counts of the actuator's newest acknowledgement of the target's actions; both
+  only while at most :data:`WORLD_MAX_AGE_S` (ten minutes) old. Without either the daemon
   assumes its last recommendation (first time: ``ceil(latest demand / capacity)`` within the
-  bounds). The requested count the cluster reports is also the setting in force that an
-  invalid decision keeps. Decided every refresh period (``sync_s`` =
-  ``TIDEWISE_FORECAST_INTERVAL_S``).
+  bounds), and a missing ready count is the requested one. The requested count the world
+  reports is also the setting in force that an invalid decision keeps. Decided every
+  refresh period (``sync_s`` = ``TIDEWISE_FORECAST_INTERVAL_S``).
 * **serverless**: one function, one-minute steps; ``history`` ``(t, 1)`` of required
   concurrency ``c = 0`` if ``n = 0`` else ``max(1, ceil(n·d/Δ))`` from the invocations per
   minute since the function's first sample (at most ``SERVERLESS_HISTORY_MIN`` minutes;
@@ -36,7 +38,7 @@ was recommended, recommends nothing (an empty ``desired``, no action) rather tha
 minimum, which could scale an existing deployment down; a policy that raises is caught and
 recorded as an invalid fallback decision with the error as ``why`` — never a 500 and never a
 crashed job. When the desired setting differs from the previous one an action is logged
-(:func:`service.repository.save_decision`; served by :mod:`service.actions`).
+(:func:`service.store.decisions.save_decision`; served by :mod:`service.actions`).
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ from policies import memory as memory_codec
 from policies.base import Decision
 from policies.pipeline import contract, forecaster_for, step
 from policies.scenarios import read_only
-from service import forecasting, repository
-from service.db import Store
+from service import forecasting
+from service.store import decisions as decision_store
+from service.store import samples as sample_store
+from service.store import targets as target_store
+from service.store.db import Store
+from service.store.errors import NotFoundError
 
 log = logging.getLogger("tidewise.decisions")
 
@@ -61,6 +67,9 @@ log = logging.getLogger("tidewise.decisions")
 #: plus margin.
 SERVERLESS_HISTORY_MIN = 360
 SERVERLESS_STEP_S = 60
+#: How old (s) a report of the world may be and still count as the replicas requested and
+#: ready now: a metric sample, or the counts of an actuator's acknowledgement.
+WORLD_MAX_AGE_S = 600
 
 
 def jsonable(obj: Any) -> Any:  # noqa: ANN401
@@ -132,12 +141,12 @@ def _held(values: np.ndarray) -> np.ndarray:
     return v[idx]
 
 
-def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int = 600) -> float | None:
+def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int) -> float | None:
     """Return the newest sample of a series at or before ``now`` (None: none recent)."""
     with store.sessions() as session:
         try:
-            res = repository.query_series(session, entity, metric, now - max_age_s, now)
-        except repository.NotFoundError:
+            res = sample_store.query_series(session, entity, metric, now - max_age_s, now)
+        except NotFoundError:
             return None
     return float(res.points[-1][1]) if res.points else None  # ingest stores finite values
 
@@ -158,7 +167,7 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None 
     with store.sessions() as session:
         try:
             ts, values = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step, n)
-        except repository.NotFoundError:
+        except NotFoundError:
             ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)
     demand = read_only(np.ascontiguousarray(_held(values), dtype=np.float64))
     start_s = float(ts[len(ts) - len(demand)]) if len(demand) else float(now)
@@ -174,9 +183,15 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None 
     world = sp.get("replicas_entity") or sp["entity"]
     ready = requested = None
     if sp.get("ready_metric"):
-        ready = _latest(store, world, sp["ready_metric"], now)
+        ready = _latest(store, world, sp["ready_metric"], now, WORLD_MAX_AGE_S)
     if sp.get("requested_metric"):
-        requested = _latest(store, world, sp["requested_metric"], now)
+        requested = _latest(store, world, sp["requested_metric"], now, WORLD_MAX_AGE_S)
+    if ready is None or requested is None:  # next: what the actuator's last ack reported
+        with store.sessions() as session:
+            ack = decision_store.latest_ack_counts(session, target.name, now)
+        if ack is not None and now - WORLD_MAX_AGE_S <= ack.at <= now:
+            ready = ack.ready if ready is None else ready
+            requested = ack.applied if requested is None else requested
     ready_n = int(round(ready)) if ready is not None else None
     requested_n = int(round(requested)) if requested is not None else None
     if requested_n is None:
@@ -200,7 +215,7 @@ def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any]
         try:
             _, inv = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step,
                                           SERVERLESS_HISTORY_MIN, agg="sum")
-        except repository.NotFoundError:
+        except NotFoundError:
             inv = np.zeros(0)
     seen = np.isfinite(inv)
     inv = np.nan_to_num(inv[int(np.argmax(seen)):] if seen.any() else inv[:0], nan=0.0)
@@ -234,7 +249,7 @@ def collect_power(store: Store, target: Any, now: int, prev: dict[str, Any] | No
         for name in servers:
             try:
                 _, v = forecasting.bucketed(session, name, sp["metric"], now, step, n)
-            except repository.NotFoundError:
+            except NotFoundError:
                 v = np.full(n, np.nan)
             cols.append(v)
     obs = np.stack(cols, axis=1)  # (T, N)
@@ -272,7 +287,7 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
     from policies import registry
 
     with store.sessions() as session:
-        rec = repository.latest_decision(session, target.id)
+        rec = decision_store.latest_decision(session, target.id)
     prev = dict(rec.desired) if rec is not None and rec.desired else None
     memory, fc_state = _stored_memory(rec.memory) if rec is not None else (None, None)
     fc = None
@@ -324,7 +339,7 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
         "memory": pack_memory({"policy": memory, "forecaster": fc_out}), "desired": desired,
     }
     changed = bool(desired) and desired != prev
-    action_id = repository.save_decision(store, target, record, now, changed, prev)
+    action_id = decision_store.save_decision(store, target, record, now, changed, prev)
     if telemetry is not None:
         telemetry.decision(target.policy, dec.valid, dec.fallback, action_id is not None)
     return Outcome(target.name, desired, bool(dec.valid), bool(dec.fallback), record["why"],
@@ -334,7 +349,7 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
 def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> Outcome:  # noqa: ANN401
     """Store the step's decision again with a fresh time (nothing else changes)."""
     record = {"computed_at": now}
-    repository.save_decision(store, target, record, now, False, None)
+    decision_store.save_decision(store, target, record, now, False, None)
     if telemetry is not None:
         telemetry.decision(target.policy, bool(rec.valid), bool(rec.fallback), False)
     return Outcome(target.name, dict(rec.desired or {}), bool(rec.valid), bool(rec.fallback),
@@ -344,7 +359,7 @@ def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> 
 def decide_all(store: Store, now: int, telemetry: Any = None) -> list[Outcome]:  # noqa: ANN401
     """Decide for every declared target (one failing target never stops the others)."""
     with store.sessions() as session:
-        targets = repository.list_targets(session)
+        targets = target_store.list_targets(session)
     out = []
     for target in targets:
         try:

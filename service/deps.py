@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db import Store
+from service.store.db import Store
 
 
 def get_store(request: Request) -> Store:

@@ -35,8 +35,12 @@ import numpy as np
 from common.errors import NoDataError
 from models.forecast import Forecast
 from models.training import beats
-from service import repository
-from service.db import Store
+from service.store import forecasts as forecast_store
+from service.store import model_registry as model_store
+from service.store import samples as sample_store
+from service.store import targets as target_store
+from service.store.errors import NotFoundError
+from service.store.db import Store
 
 log = logging.getLogger("tidewise.forecasting")
 
@@ -132,7 +136,7 @@ def joint_groups(active: list[Any], settings: Any, declared: dict[str, list[tupl
 def declared_indicators(session: Any) -> dict[str, list[tuple[str, ...]]]:  # noqa: ANN401
     """Indicator sets scaling targets declare, by entity (see :func:`joint_groups`)."""
     out: dict[str, list[tuple[str, ...]]] = {}
-    for t in repository.list_targets(session):
+    for t in target_store.list_targets(session):
         ind = t.spec.get("indicators") if t.kind == "vm" else None
         if ind:
             out.setdefault(t.spec["entity"], []).append(tuple(ind))
@@ -151,7 +155,7 @@ def bucketed(
     """
     end = now - now % step  # first second of the bucket in progress (incomplete)
     start = end - n * step
-    res = repository.query_series(session, entity, metric, start, end - 1, step, agg, n + 1)
+    res = sample_store.query_series(session, entity, metric, start, end - 1, step, agg, n + 1)
     ts = start + step * np.arange(n, dtype=np.int64)
     values = np.full(n, np.nan)
     for t, v in res.points:
@@ -189,7 +193,7 @@ class ModelCache:
         """
         name = daemon_model_name(metrics)
         with store.sessions() as session:
-            rec = repository.current_model(session, name)
+            rec = model_store.current_model(session, name)
         if rec is None:
             return None
         with self._lock:
@@ -317,16 +321,16 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
         NotFoundError: no such series or no forecast of it yet.
 
     """
-    rec = repository.latest_forecast(session, entity, metric)
+    rec = forecast_store.latest_forecast(session, entity, metric)
     names = [str(x) for x in rec.payload.get("indicators") or [metric]]
     if len(names) <= 1 or metric not in names:
         return Forecast(np.asarray(rec.payload["samples"], dtype=np.float64)[:, :, None],
                         rec.start, rec.step, (metric,), model=rec.model)
     cols = []
     for m in names:
-        other = rec if m == metric else repository.latest_forecast(session, entity, m)
+        other = rec if m == metric else forecast_store.latest_forecast(session, entity, m)
         if other.computed_at != rec.computed_at or other.start != rec.start:
-            raise repository.NotFoundError(
+            raise NotFoundError(
                 f"the joint forecast of {entity!r} is incomplete ({m!r} was not refreshed "
                 "with it)")
         cols.append(np.asarray(other.payload["samples"], dtype=np.float64))
@@ -355,9 +359,9 @@ class StoredForecast:
         try:
             with self.store.sessions() as session:
                 fc = joint_forecast(session, self.entity, self.metric)
-                computed = repository.latest_forecast(session, self.entity,
+                computed = forecast_store.latest_forecast(session, self.entity,
                                                       self.metric).computed_at
-        except repository.NotFoundError as exc:
+        except NotFoundError as exc:
             raise NoDataError(str(exc)) from None
         if now - computed > self.max_age_s:
             raise NoDataError(f"the stored forecast of {self.entity!r}/{self.metric!r} is "
@@ -407,7 +411,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     result = RefreshResult()
     records = []
     with store.sessions() as session:
-        active = repository.active_series(session, now - n * step)
+        active = sample_store.active_series(session, now - n * step)
         declared = declared_indicators(session) if s.forecast_joint else {}
     for group in joint_groups(active, s, declared):
         result.series += len(group.items)
@@ -464,7 +468,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
                     "step": fc.step, "model": fc.model[:128], "fallback": is_fb,
                     "payload": payload(fc, j, metrics),
                 })
-    repository.save_forecasts(store, records)
+    forecast_store.save_forecasts(store, records)
     return result
 
 
@@ -510,7 +514,7 @@ def training_history(store: Store, group: Group, now: int) -> Any | None:  # noq
 
     Buckets of ``forecast_step_s`` seconds up to the last complete one before ``now``, from
     the series' first sample in that span; the rollups serve buckets a multiple of a minute
-    wide (:func:`service.repository.query_series`), so the span may then exceed the raw
+    wide (:func:`service.sample_store.query_series`), so the span may then exceed the raw
     retention. None when fewer than four horizons of buckets are observed.
     """
     from models.base import fill_gaps
@@ -568,7 +572,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
     step, n, horizon = s.forecast_step_s, s.forecast_context_steps, s.forecast_horizon_steps
     model = model or s.retrain_model or s.forecast_model
     with store.sessions() as session:
-        active = repository.active_series(session, now - n * step)
+        active = sample_store.active_series(session, now - n * step)
         declared = declared_indicators(session) if s.forecast_joint else {}
     by_set: dict[tuple[str, ...], list[Any]] = {}
     kinds: dict[tuple[str, ...], str] = {}
@@ -598,7 +602,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
             candidate = est.fit(cut)
             cand_score = _holdout_crps(candidate, series, HOLDOUT_ORIGINS, horizon)
             with store.sessions() as session:
-                current = repository.current_model(session, name)
+                current = model_store.current_model(session, name)
             if current is not None:
                 incumbent = load_predictor(current.artifact_path)
                 label = f"{current.name}@{current.version}"
@@ -623,7 +627,7 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
         try:
             candidate.save(folder)
             with store.write_sessions() as session, session.begin():
-                repository.register_model(
+                model_store.register_model(
                     session, name, version, str(folder.resolve()),
                     trained_on=f"{len(series)} entities with {'+'.join(metrics)!r}, up to "
                     f"{span} s before {now}",

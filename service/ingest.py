@@ -34,7 +34,9 @@ from typing import Any
 import orjson
 
 from common.errors import InputError
-from service.tables import KINDS
+
+#: Entity kinds the store accepts (fixed when an entity is first seen).
+KINDS = ("vm", "function", "server")
 
 #: 2000-01-01T00:00:00Z: samples older than this are certainly a unit or clock mistake.
 MIN_TS = 946_684_800

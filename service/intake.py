@@ -9,10 +9,11 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
-from service import ingest, repository
+from service import ingest
 from service.config import Settings
-from service.db import Store
 from service.ingest import BodyTooLargeError, MalformedBodyError, Problem
+from service.store import samples as sample_store
+from service.store.db import Store
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -120,7 +121,7 @@ def store_body(
     data = gunzip(body, cfg.max_body_bytes) if encoding == "gzip" else body
     items, lines = ingest.parse_body(data, media)
     batch = ingest.validate(items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s)
-    return repository.ingest(store, batch)
+    return sample_store.ingest(store, batch)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -156,13 +156,13 @@ def _register_training(app: typer.Typer) -> None:
         name: Annotated[str | None, typer.Option(help="Only this registered name.")] = None,
     ) -> None:
         """List registered models: id, name, version, data, metrics, current, path."""
-        from service import repository
+        from service.store import model_registry as model_store
         from service.training import open_store, record_dict
 
         store = open_store(_settings(db_url))
         try:
             with store.sessions() as session:
-                rows = [record_dict(r) for r in repository.list_models(session, name)]
+                rows = [record_dict(r) for r in model_store.list_models(session, name)]
         finally:
             store.close()
         if not rows:
@@ -209,13 +209,13 @@ def _register_training(app: typer.Typer) -> None:
         """Print one registered model as JSON."""
         import json
 
-        from service import repository
+        from service.store import model_registry as model_store
         from service.training import open_store, record_dict
 
         store = open_store(_settings(db_url))
         try:
             with store.sessions() as session:
-                doc = record_dict(repository.get_model(session, model_id))
+                doc = record_dict(model_store.get_model(session, model_id))
         finally:
             store.close()
         typer.echo(json.dumps(doc, indent=2))

@@ -69,7 +69,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from service.config import Settings
-    from service.db import Store
+    from service.store.db import Store
 
 log = logging.getLogger("tidewise.promexport")
 

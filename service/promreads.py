@@ -7,7 +7,7 @@ scrape (in chunks of :data:`CHUNK` ids), and one query for the targets with thei
 decision. Every list is capped with ``LIMIT`` (:mod:`service.promexport` derives the caps
 from ``TIDEWISE_EXPORT_MAX_SERIES``).
 
-Kept apart from :mod:`service.repository` so the exporter's queries live in one place.
+Kept apart from :mod:`service.store` so the exporter's queries live in one place.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.tables import DecisionRecord, Entity, ForecastRecord, Sample, Series, Target
+from service.store.tables import DecisionRecord, Entity, ForecastRecord, Sample, Series, Target
 
 #: Forecast ids per payload query (keeps ``IN (...)`` lists short on both databases).
 CHUNK = 200

@@ -5,7 +5,7 @@ Collector) posts a snappy *block*-compressed protobuf ``prometheus.WriteRequest`
 (:mod:`service.prompb`) with ``Content-Encoding: snappy`` and ``Content-Type:
 application/x-protobuf``. Each sample goes through the same validation and the same one-
 transaction, last-write-wins insert as ``POST /v1/metrics`` (:func:`service.ingest.validate`,
-:func:`service.repository.ingest`).
+:func:`service.store.samples.ingest`).
 
 Mapping of a Prometheus series to a Tidewise series (settings ``TIDEWISE_REMOTE_WRITE_*`` of
 :class:`service.config.Settings`):
@@ -63,10 +63,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from service import ingest, intake, repository
+from service import ingest, intake
 from service.auth import IngestAuth
 from service.config import Settings
-from service.db import Store
 from service.deps import SettingsDep, StoreDep
 from service.ingest import (
     MAX_ABS_VALUE,
@@ -79,6 +78,8 @@ from service.ingest import (
     label_problems,
     text_problem,
 )
+from service.store import samples as sample_store
+from service.store.db import Store
 
 log = logging.getLogger("tidewise.remote_write")
 
@@ -372,7 +373,7 @@ def store_write_request(
         raise _in_write_request_terms(exc, conv) from None
     while True:
         try:
-            stored = repository.ingest(store, batch)
+            stored = sample_store.ingest(store, batch)
             break
         except ConflictError as exc:
             # An instance registered with another kind (e.g. a `server` fed by POST

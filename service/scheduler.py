@@ -1,7 +1,7 @@
 """The daemon's scheduled jobs (APScheduler 3, job store in the database).
 
 * ``rollups``: every ``rollup_interval_s``, recompute the per-minute rollups of the time
-  ranges written since the last run (see :func:`service.repository.run_rollups`).
+  ranges written since the last run (see :func:`service.store.rollups.run_rollups`).
 * ``retention``: every ``retention_interval_s``, delete raw samples older than
   ``raw_retention_hours`` and rollups older than ``rollup_retention_days``.
 * ``forecast``: every ``forecast_interval_s``, forecast every series with recent data, an
@@ -15,7 +15,7 @@
 
 The jobs live in the ``apscheduler_jobs`` table (``SQLAlchemyJobStore`` on the store's own
 engine), so their next run times survive a restart. Several daemons may share one database:
-each run first takes the job's lease row (:func:`service.repository.try_lease`) for 80 % of
+each run first takes the job's lease row (:func:`service.store.leases.try_lease`) for 80 % of
 the period; a daemon that finds it taken skips the run, so each job runs once per period
 whatever the number of daemons. Jobs never overlap themselves (``max_instances=1``), missed
 runs are coalesced into one, and a failing run is logged and retried at the next period; it
@@ -41,8 +41,9 @@ from typing import Any
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from service import repository
-from service.db import Store
+from service.store import leases as lease_store
+from service.store import rollups as rollup_store
+from service.store.db import Store
 
 log = logging.getLogger("tidewise.scheduler")
 
@@ -146,14 +147,14 @@ def context_key(store: Store) -> str:
 
 def rollup_job(ctx: DaemonContext, now: float) -> None:
     """Roll up the dirty ranges."""
-    n = repository.run_rollups(ctx.store, now=int(now))
+    n = rollup_store.run_rollups(ctx.store, now=int(now))
     if n:
         log.debug("rolled up %d series", n)
 
 
 def retention_job(ctx: DaemonContext, now: float) -> None:
     """Delete what is past retention."""
-    res = repository.apply_retention(ctx.store, now=int(now))
+    res = rollup_store.apply_retention(ctx.store, now=int(now))
     if res.samples or res.rollups:
         log.info("retention deleted %d samples and %d rollups", res.samples, res.rollups)
 
@@ -179,7 +180,7 @@ def _retrain_in_child(settings: Any, now: int) -> list[dict[str, Any]]:  # noqa:
     import os
 
     from service import forecasting
-    from service.db import Store
+    from service.store.db import Store
 
     try:
         os.nice(10)  # training yields the CPU to the API and the forecast job
@@ -197,7 +198,7 @@ def _choose_in_child(settings: Any, now: int) -> list[dict[str, Any]]:  # noqa: 
     import os
 
     from service import choosing
-    from service.db import Store
+    from service.store.db import Store
 
     try:
         os.nice(10)
@@ -282,7 +283,7 @@ def run_once(ctx: DaemonContext, name: str, now: float | None = None) -> str:
     now = time.time() if now is None else now
     period = periods(ctx.store)[name]
     try:
-        if not repository.try_lease(ctx.store, name, ctx.holder, now, LEASE_SHARE * period):
+        if not lease_store.try_lease(ctx.store, name, ctx.holder, now, LEASE_SHARE * period):
             outcome, took = "skipped", None
         else:
             t0 = time.perf_counter()

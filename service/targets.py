@@ -6,7 +6,8 @@ the daemon builds for it (:mod:`service.decisions`):
 * ``scaling`` (scenario ``vm``): replicas of a service whose demand is one metric of one
   entity; one replica serves ``capacity`` demand units. The ready and requested replicas
   are read from ``ready_metric`` / ``requested_metric`` when named (what the cluster
-  reports), else assumed to be the last recommendation.
+  reports), else from the counts of the actuator's latest acknowledgement, else assumed to
+  be the last recommendation (:func:`service.decisions.collect_vm`).
 * ``serverless`` (scenario ``serverless``): warm instances of one function, from its
   ``invocations`` per minute, mean duration and memory.
 * ``power`` (scenario ``power``): per-server power caps of a row under a budget.
@@ -24,8 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service import repository
-from service.db import Store
+from service.store import targets as target_store
+from service.store.db import Store
 
 #: Target kind -> replay scenario.
 SCENARIO = {"scaling": "vm", "serverless": "serverless", "power": "power"}
@@ -90,12 +91,14 @@ class ScalingTarget(_TargetBase):
     ready_metric: str | None = Field(
         None, min_length=1, max_length=128,
         description="metric reporting the replicas ready now (e.g. "
-        "kube_deployment_status_replicas_available); unset: the last recommendation",
+        "kube_deployment_status_replicas_available); unset or no sample in the last 600 s: the "
+        "acknowledged `ready` count, else the last recommendation",
     )
     requested_metric: str | None = Field(
         None, min_length=1, max_length=128,
         description="metric reporting the replicas requested now (e.g. "
-        "kube_deployment_spec_replicas); unset: the last recommendation",
+        "kube_deployment_spec_replicas); unset or no sample in the last 600 s: the "
+        "acknowledged `applied` count, else the last recommendation",
     )
     replicas_entity: str | None = Field(
         None, min_length=1, max_length=255,
@@ -203,7 +206,7 @@ TargetIn = Annotated[
 def declare(store: Store, target: ScalingTarget | ServerlessTarget | PowerTarget) -> bool:
     """Store ``target`` (create or replace); True when created."""
     spec = target.model_dump(exclude={"name", "policy", "params", "kind"})
-    return repository.upsert_target(
+    return target_store.upsert_target(
         store,
         target.name,
         SCENARIO[target.kind],

@@ -53,7 +53,7 @@ def open_store(settings: Any) -> Any:  # noqa: ANN401 - Settings -> Store, impor
     from sqlalchemy.engine import make_url
 
     from service import migrate
-    from service.db import Store, make_engine
+    from service.store.db import Store, make_engine
 
     safe = make_url(settings.db_url).render_as_string(hide_password=True)
     if settings.is_sqlite:
@@ -91,7 +91,7 @@ def _version(model: str, existing: set[str]) -> str:
 
 
 def train_and_register(
-    store: Any,  # noqa: ANN401 - service.db.Store
+    store: Any,  # noqa: ANN401 - service.store.db.Store
     data: Path,
     *,
     model: str,
@@ -121,7 +121,7 @@ def train_and_register(
 
     """
     from models.base import get_estimator, load_predictor
-    from service import repository
+    from service.store import model_registry as model_store
 
     est = get_estimator(
         model,
@@ -137,8 +137,8 @@ def train_and_register(
     metrics = score(predictor, val, context, horizon)
 
     with store.sessions() as session:
-        current = repository.current_model(session, name)
-        existing = {r.version for r in repository.list_models(session, name)}
+        current = model_store.current_model(session, name)
+        existing = {r.version for r in model_store.list_models(session, name)}
     incumbent: dict[str, Any] | None = None
     if current is not None:
         incumbent = {"id": current.id, "version": current.version}
@@ -189,7 +189,7 @@ def train_and_register(
     }
     try:
         with store.write_sessions() as session, session.begin():
-            now_current = repository.current_model(session, name)
+            now_current = model_store.current_model(session, name)
             compared = None if current is None else current.id
             if becomes and not force and (now_current and now_current.id) != compared:
                 # another process changed the current version while this one trained: the
@@ -197,7 +197,7 @@ def train_and_register(
                 becomes = False
                 reason = "the current model changed while training; not compared with it"
                 doc["decision"] = reason
-            rec = repository.register_model(
+            rec = model_store.register_model(
                 session,
                 name,
                 version,
@@ -224,10 +224,10 @@ def use_model(store: Any, model_id: int) -> tuple[Any, Any]:  # noqa: ANN401
 
     """
     from models.base import load_predictor
-    from service import repository
+    from service.store import model_registry as model_store
 
     with store.sessions() as session:
-        rec = repository.get_model(session, model_id)
+        rec = model_store.get_model(session, model_id)
     if not Path(rec.artifact_path, "config.json").exists():
         raise ModelError(
             f"model {model_id} ({rec.name} {rec.version}): artifact {rec.artifact_path} is "
@@ -235,7 +235,7 @@ def use_model(store: Any, model_id: int) -> tuple[Any, Any]:  # noqa: ANN401
         )
     pred = load_predictor(rec.artifact_path)  # raises ModelError with the reason
     with store.write_sessions() as session, session.begin():
-        rec = repository.set_current_model(session, model_id)
+        rec = model_store.set_current_model(session, model_id)
     return rec, pred
 
 

@@ -37,3 +37,27 @@ def test_test_folders_have_no_init_and_unique_module_names():
         p.name for p in tests.rglob("test_*.py") if "__pycache__" not in p.parts
     )
     assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_the_readme_draws_the_store_layers_the_contract_keeps():
+    """STYLE 21: the drawing of the store's layers (README, Architecture) and the import-linter
+    contract that keeps them are the same text: same modules, same rows, same order."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c.get("containers") == ["service.store"]]
+    assert contract["type"] == "layers" and contract.get("exhaustive") is True
+    kept = [sorted(m.strip() for m in layer.split("|")) for layer in contract["layers"]]
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n service/store/ ")
+    drawing = readme[start : readme.index("```", start)].splitlines()[2:]
+    drawn: list[list[str]] = [[]]
+    for line in drawing:
+        if line.strip().startswith("─"):
+            drawn.append([])
+        elif line.strip():
+            drawn[-1].extend(n.strip() for n in line.split("  ")[1].strip().split(","))
+    assert [sorted(row) for row in drawn] == kept
+    modules = {p.stem for p in (ROOT / "service" / "store").glob("*.py")} - {"__init__"}
+    assert modules == {m for row in kept for m in row}

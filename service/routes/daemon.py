@@ -1,9 +1,9 @@
 """Routes for orchestrators: targets, forecasts, recommendations, actions, KEDA, HPA.
 
-Thin handlers: parse, call a repository/service function, shape the answer. Every read is a
-cheap lookup of what the scheduled jobs stored (the latest forecast or decision); nothing is
-recomputed per request. Scopes: ``read`` for reads, ``act`` to declare/delete targets and to
-acknowledge actions (:mod:`service.auth`).
+Thin handlers: parse, call a store (:mod:`service.store`) or service function, shape the
+answer. Every read is a cheap lookup of what the scheduled jobs stored (the latest forecast or
+decision); nothing is recomputed per request. Scopes: ``read`` for reads, ``act`` to
+declare/delete targets and to acknowledge actions (:mod:`service.auth`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import InputError, TidewiseError
 from service import actions as actions_view
-from service import forecasting, repository, targets
+from service import forecasting, targets
 from service.auth import ActAuth, ReadAuth
 from service.deps import SessionDep
 from service.openapi import ErrorOut, errors
+from service.store import decisions as decision_store
+from service.store import forecasts as forecast_store
+from service.store import targets as target_store
+from service.store.errors import NotFoundError, QueryError
 
 router = APIRouter()
 
@@ -72,10 +76,28 @@ class ForecastOut(BaseModel):
     )
 
 
-class AckIn(BaseModel):
-    """Optional body of an acknowledgement."""
+#: Largest replica count an acknowledgement may report (the bound of ``max_replicas``).
+MAX_REPLICAS = 100_000
 
-    note: str | None = Field(None, max_length=500)
+Replicas = Annotated[int, Field(strict=True, ge=0, le=MAX_REPLICAS)]
+
+
+class AckIn(BaseModel):
+    """Optional body of an acknowledgement: what the actuator sees now (scaling actions)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"applied": 8, "ready": 5}
+    ]})
+
+    applied: Replicas | None = Field(
+        None,
+        description="replicas the actuator applied, i.e. requested now (e.g. the Deployment's "
+        "spec.replicas); an integer 0-100000",
+    )
+    ready: Replicas | None = Field(
+        None,
+        description="replicas ready now (e.g. status.availableReplicas); an integer 0-100000",
+    )
 
 
 # --------------------------------------------------------------------------- targets
@@ -111,7 +133,7 @@ def post_target(
 )
 def get_targets(session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
     """List every declared target."""
-    return {"targets": [targets.describe(t) for t in repository.list_targets(session)]}
+    return {"targets": [targets.describe(t) for t in target_store.list_targets(session)]}
 
 
 @router.get(
@@ -122,7 +144,7 @@ def get_targets(session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
 )
 def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[str, Any]:
     """Describe one declared target."""
-    return targets.describe(repository.get_target(session, name))
+    return targets.describe(target_store.get_target(session, name))
 
 
 @router.delete(
@@ -134,7 +156,7 @@ def get_target(name: TargetName, session: SessionDep, _who: ReadAuth) -> dict[st
 )
 def delete_target(request: Request, name: TargetName, _who: ActAuth) -> Response:
     """Forget a target."""
-    repository.delete_target(request.app.state.store, name)
+    target_store.delete_target(request.app.state.store, name)
     return Response(status_code=204)
 
 
@@ -158,7 +180,7 @@ def get_forecast(
     ] = None,
 ) -> dict[str, Any]:
     """Serve the latest stored forecast of one series."""
-    rec = repository.latest_forecast(session, entity, metric)
+    rec = forecast_store.latest_forecast(session, entity, metric)
     p = rec.payload
     n = len(p["times"]) if horizon is None else min(horizon, len(p["times"]))
     cols = ["mean", *forecasting.QUANTILES]
@@ -185,7 +207,7 @@ def _recommendation(request: Request, name: str) -> dict[str, Any]:
     # One primary-key read of two small rows. The hot path of orchestrators polling, so it
     # runs on the event loop: well under a millisecond, cheaper than a worker-thread hop.
     with request.app.state.store.sessions() as session:
-        target, rec = repository.target_and_decision(session, name)
+        target, rec = decision_store.target_and_decision(session, name)
     return actions_view.describe_recommendation(
         target, rec, request.app.state.settings.forecast_interval_s, time.time()
     )
@@ -217,7 +239,7 @@ def _since(raw: str | None) -> int | None:
     try:
         return parse_ts(float(raw)) if _number(raw) else parse_ts(raw)
     except ValueError as exc:
-        raise repository.QueryError(str(exc), where="since") from None
+        raise QueryError(str(exc), where="since") from None
 
 
 def _number(raw: str) -> bool:
@@ -242,23 +264,37 @@ def get_actions(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """List the action log."""
-    rows = repository.list_actions(session, _since(since), target, pending, limit)
+    rows = decision_store.list_actions(session, _since(since), target, pending, limit)
     return {"actions": [actions_view.describe_action(r) for r in rows]}
 
 
 @router.post(
     "/v1/actions/{action_id}/ack",
-    responses=errors(401, 403, 404, 422, 503),
-    summary="Acknowledge that an action was carried out (idempotent)",
+    responses=errors(401, 403, 404, 413, 422, 503),
+    summary="Acknowledge that an action was carried out (idempotent), optionally with the "
+    "replica counts applied and ready",
     tags=["actions"],
 )
 def ack_action(
     request: Request,
     action_id: Annotated[int, Path(ge=1, le=2**62)],
     who: ActAuth,
+    body: Annotated[AckIn | None, Body()] = None,
 ) -> dict[str, Any]:
-    """Acknowledge an action."""
-    row = repository.ack_action(request.app.state.store, action_id, who.name, int(time.time()))
+    """Acknowledge an action; the first acknowledgement's time and token name are kept.
+
+    A scaling action's acknowledgement may carry ``applied`` (replicas requested) and
+    ``ready`` (replicas ready): the daemon's next decisions read them as the cluster's state
+    while they are at most 600 s old, unless the target's ``ready_metric`` /
+    ``requested_metric`` has a sample as recent (the metric wins). Without either it assumes
+    its last recommendation. Acknowledge again with new counts to report progress (each
+    acknowledgement with counts replaces both). Counts on a serverless or power action: 422.
+    """
+    counts = body or AckIn()
+    row = decision_store.ack_action(
+        request.app.state.store, action_id, who.name, int(time.time()),
+        applied=counts.applied, ready=counts.ready,
+    )
     return actions_view.describe_action(row)
 
 
@@ -276,7 +312,7 @@ def _desired_replicas(rec: dict[str, Any]) -> int:
             where="target",
         )
     if "replicas" not in desired:
-        raise repository.NotFoundError(
+        raise NotFoundError(
             f"target {rec['target']!r} has no valid decision yet (no data?); one follows "
             "each forecast refresh"
         )
@@ -336,12 +372,13 @@ def unusable(request: Request, session: Any, name: str, rec: Any) -> tuple[str, 
             "TIDEWISE_REFUSE_FALLBACK_DECISIONS=true answers 503 so the orchestrator's own "
             "fallback applies"
         )
-    target = repository.get_target(session, name)
+    target = target_store.get_target(session, name)
     if (target.kind == "vm" and target.spec.get("forecaster") == "stored"
             and _reads_forecast(target.policy, target.kind)):
         try:
-            fc = repository.latest_forecast(session, target.spec["entity"], target.spec["metric"])
-        except repository.NotFoundError:
+            spec = target.spec
+            fc = forecast_store.latest_forecast(session, spec["entity"], spec["metric"])
+        except NotFoundError:
             return None
         # the decision read the stored forecast only when it was at most 3 periods old
         if fc.fallback and 0 <= rec.computed_at - fc.computed_at <= 3 * period:
@@ -376,7 +413,7 @@ async def get_keda(request: Request, target: TargetName, _who: ReadAuth) -> Resp
     """Serve the desired replicas in the KEDA metrics-api shape (503 when it must not be used)."""
     store = request.app.state.store
     with store.sessions() as session:
-        t, row = repository.target_and_decision(session, target)
+        t, row = decision_store.target_and_decision(session, target)
         rec = actions_view.describe_recommendation(
             t, row, request.app.state.settings.forecast_interval_s, time.time()
         )
@@ -465,16 +502,16 @@ def external_metric(
 ) -> dict[str, Any]:
     """Serve one external metric as an ExternalMetricValueList."""
     if metric not in EXTERNAL_METRICS:
-        raise repository.NotFoundError(
+        raise NotFoundError(
             f"no external metric {metric!r}; served: {sorted(EXTERNAL_METRICS)}"
         )
     wanted = _selector(labelSelector)
     key = EXTERNAL_METRICS[metric]
     items = []
-    for t in repository.list_targets(session):
+    for t in target_store.list_targets(session):
         if "target" in wanted and t.name != wanted["target"]:
             continue
-        rec = repository.latest_decision(session, t.id)
+        rec = decision_store.latest_decision(session, t.id)
         if rec is None or key not in (rec.desired or {}):
             continue
         refused = unusable(request, session, t.name, rec)
@@ -505,14 +542,14 @@ def _selector(raw: str | None) -> dict[str, str]:
         k, sep, v = part.strip().partition("=")
         k, v = k.strip().rstrip("="), v.strip().lstrip("=")
         if not sep or not k or not v or "!" in k:
-            raise repository.QueryError(
+            raise QueryError(
                 f"{part.strip()!r}: only equality selectors like target=web are supported",
                 where="labelSelector",
             )
         out[k] = v
     unknown = sorted(set(out) - {"target"})
     if unknown:
-        raise repository.QueryError(
+        raise QueryError(
             f"unknown label(s) {unknown}; use target=NAME", where="labelSelector"
         )
     return out

@@ -74,8 +74,9 @@ def test_backtest_of_a_target_fed_with_the_demo_trace(http, store, tmp_path, cap
 def test_backtest_replays_exactly_the_stored_buckets_on_both_stores(http, store, tmp_path):  # noqa: ANN001
     from pydantic import TypeAdapter
 
-    from service import repository, targets
+    from service import targets
     from service.backtest import run_backtest
+    from service.store import targets as target_store
 
     now = int(time.time())
     now -= now % 15
@@ -111,7 +112,7 @@ def test_backtest_replays_exactly_the_stored_buckets_on_both_stores(http, store,
         report["policies"]["hpa"][0]["totals"]["replica_seconds"]
 
     with store.sessions() as session:
-        target = repository.get_target(session, "api")
+        target = target_store.get_target(session, "api")
     frame, options = target_frame(store, target, now - 3600, now)
     np.testing.assert_allclose(frame["value"].to_numpy(), means, rtol=1e-12)
     assert options["boot_s"] == 45.0 and options["capacity"] == 3.0

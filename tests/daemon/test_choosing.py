@@ -8,7 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from service import choosing, decisions, repository
+from service import choosing, decisions
+from service.store import model_registry as model_store
+from service.store import targets as target_store
 from service.choosing import Trial, pick
 from tests.daemon.conftest import scaling_target, send
 
@@ -53,7 +55,7 @@ def test_the_choose_job_backtests_registers_the_pick_and_decisions_read_it(http,
               for t in rep["trials"] if "error" not in t]
     assert rep["chosen"] == pick(trials, 0.01).name  # the rule, on the figures it stored
     with store.sessions() as session:
-        current = repository.current_model(session, "target:web")
+        current = model_store.current_model(session, "target:web")
     assert current.metrics["chosen"] == rep["chosen"]
     assert bool(current.artifact_path) == (rep["chosen"] != "online")
 
@@ -84,7 +86,7 @@ def test_a_model_that_wins_is_what_the_decision_reads(http, store, monkeypatch):
 
 def _target(store):  # noqa: ANN001, ANN202
     with store.sessions() as session:
-        return repository.get_target(session, "web")
+        return target_store.get_target(session, "web")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -95,7 +97,7 @@ def test_too_little_history_keeps_the_online_forecaster(http, store):
     rep = choosing.choose_all(store, now)[0]
     assert rep["outcome"] == "skipped" and "buckets of history" in rep["reason"]
     with store.sessions() as session:
-        assert repository.current_model(session, "target:web") is None
+        assert model_store.current_model(session, "target:web") is None
     # targets that are not auto are not backtested
     http.post("/v1/targets", json=scaling_target("pinned", policy="bayes", params={},
                                                  forecaster="online"))

@@ -22,8 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.db import Store
 from service.deps import get_app_settings
+from service.store.db import Store
 from tests.daemon.conftest_io import need_binaries, tidewise_daemon, wait_for
 
 READ = {"Authorization": "Bearer read-token-0123456789ab"}

@@ -111,7 +111,7 @@ def test_the_clusters_replica_counts_are_used_while_at_most_ten_minutes_old(http
         with store.write_sessions() as session, session.begin():
             from sqlalchemy import delete
 
-            from service.tables import DecisionRecord
+            from service.store.tables import DecisionRecord
 
             session.execute(delete(DecisionRecord))
         decisions.decide_all(store, now)
@@ -131,10 +131,10 @@ def test_serverless_history_is_the_replays_required_concurrency(http, store):  #
     body = {"kind": "serverless", "name": "f", "entity": "fn", "memory_mb": 128,
             "duration_ms": 100, "policy": "keepalive-10m"}
     assert http.post("/v1/targets", json=body).status_code == 201
-    from service import repository
+    from service.store import targets as target_store
 
     with store.sessions() as session:
-        target = repository.get_target(session, "f")
+        target = target_store.get_target(session, "f")
     _, obs, step_start = decisions.collect_serverless(store, target, now + 5, None)
     assert obs.history[:, 0].tolist() == [1, 0, 2] and step_start == now
     assert obs.invocations_last.tolist() == [700] and obs.current is None
@@ -142,6 +142,6 @@ def test_serverless_history_is_the_replays_required_concurrency(http, store):  #
     body["metric"] = "no_such_metric"
     assert http.post("/v1/targets", json=body).status_code == 200
     with store.sessions() as session:
-        target = repository.get_target(session, "f")
+        target = target_store.get_target(session, "f")
     _, obs, _ = decisions.collect_serverless(store, target, now + 5, None)
     assert obs.t == 0 and obs.history.shape == (0, 1)

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from policies import registry
-from service import decisions, forecasting, repository
+from service import decisions, forecasting
 from service.scheduler import DaemonContext, run_once
+from service.store import model_registry as model_store
 from tests.daemon.conftest import bearer, scaling_target, send
 
 # both stores: JSON columns, upserts and the action log behave the same on each
@@ -97,7 +98,7 @@ def test_a_broken_model_yields_the_fallback_forecast_and_a_valid_decision(http, 
     send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 5.0))
     http.post("/v1/targets", json=scaling_target(policy="bayes", params={}))
     with store.write_sessions() as session, session.begin():  # current model, artifact gone
-        repository.register_model(session, forecasting.daemon_model_name("cpu_cores"), "v1",
+        model_store.register_model(session, forecasting.daemon_model_name("cpu_cores"), "v1",
                                   str(tmp_path / "missing"))
     ctx = DaemonContext(store)
     assert run_once(ctx, "forecast", now) == "ok"
@@ -194,7 +195,7 @@ def test_policy_memory_is_stored_as_json_and_a_pickle_row_is_never_unpickled(
 
     from sqlalchemy import select, update
 
-    from service.tables import DecisionRecord
+    from service.store.tables import DecisionRecord
 
     now = int(time.time())
     send(http, "web-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))

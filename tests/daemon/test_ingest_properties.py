@@ -39,7 +39,7 @@ from sqlalchemy import select
 
 from service import prompb, remote_write
 from service.ingest import MAX_ABS_VALUE, MIN_TS
-from service.tables import Entity, Sample, Series
+from service.store.tables import Entity, Sample, Series
 from tests.daemon.conftest import bearer
 
 PROPERTY_SETTINGS = settings(

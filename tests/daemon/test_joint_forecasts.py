@@ -54,7 +54,7 @@ def test_an_entitys_metrics_are_forecast_jointly_and_served_with_their_indicator
 
 
 def test_without_joint_forecasting_each_metric_is_alone(http, settings_factory):
-    from service.db import Store
+    from service.store.db import Store
 
     settings = settings_factory(forecast_joint=False)
     store = Store(settings)
@@ -150,8 +150,8 @@ def test_the_stored_forecaster_realigns_to_the_decision_grid(http, store):
 def test_retrain_fits_one_global_model_per_indicator_set_over_the_training_history(
         http, settings_factory, monkeypatch):
     from models import base
-    from service import repository
-    from service.db import Store
+    from service.store import model_registry as model_store
+    from service.store.db import Store
 
     store = Store(settings_factory(train_history_s=7200,
                                    forecast_hierarchy={"vm": {"cpu_cores": 1, "mem_gb": 2}}))
@@ -174,7 +174,7 @@ def test_retrain_fits_one_global_model_per_indicator_set_over_the_training_histo
         assert [(r["metrics"], r["series"], r["outcome"]) for r in reports] == [
             (["cpu_cores", "mem_gb"], 2, "registered")]
         with store.sessions() as session:
-            rec = repository.current_model(session, "daemon:cpu_cores+mem_gb")
+            rec = model_store.current_model(session, "daemon:cpu_cores+mem_gb")
         # two hours of 15-s buckets were read, not the one-hour forecast context
         assert "up to 7200 s" in rec.trained_on
         assert rec.metrics["indicators"] == ["cpu_cores", "mem_gb"]
@@ -196,7 +196,7 @@ def test_retrain_fits_one_global_model_per_indicator_set_over_the_training_histo
 
 def test_a_member_that_cannot_be_forecast_does_not_cost_the_others_their_model(
         http, settings_factory):
-    from service.db import Store
+    from service.store.db import Store
 
     # 80 buckets read, a model context of 60: mem_gb stopped 35 buckets ago is observed over
     # 56 % of what is read (so it starts in the joint group) but misses 58 % of the model's

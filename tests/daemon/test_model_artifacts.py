@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 
 from models.base import Predictor, load_predictor
-from service import forecasting, repository
+from service import forecasting
 from service.artifacts import artifact_folder, path_component
 from service.ingest import Batch
+from service.store import model_registry as model_store
+from service.store import samples as sample_store
 from service.training import train_and_register
 from tests.daemon.conftest import send
 
@@ -68,7 +70,7 @@ def test_retrain_keeps_each_metric_in_its_own_folder_inside_the_model_dir(
         labels={},
         units={},
     )
-    repository.ingest(store, batch)
+    sample_store.ingest(store, batch)
 
     reports = forecasting.retrain(store, now)
     assert sorted(r["metric"] for r in reports) == sorted([*metrics, "\x00z"])
@@ -76,7 +78,7 @@ def test_retrain_keeps_each_metric_in_its_own_folder_inside_the_model_dir(
     model_dir = Path(store.settings.model_dir).resolve()
     with store.sessions() as session:
         paths = {
-            m: repository.current_model(session, forecasting.daemon_model_name(m)).artifact_path
+            m: model_store.current_model(session, forecasting.daemon_model_name(m)).artifact_path
             for m in [*metrics, "\x00z"]
         }
     assert len(set(paths.values())) == 4  # n/x and n_x no longer share one artifact

@@ -26,10 +26,13 @@ import pytest
 import traces
 from policies import pipeline, registry
 from policies.pipeline import forecaster_for
-from service import decisions, migrate, repository, targets
-from service.db import Store
+from service import decisions, migrate, targets
 from service.decisions import jsonable
 from service.ingest import Batch
+from service.store import decisions as decision_store
+from service.store import samples as sample_store
+from service.store import targets as target_store
+from service.store.db import Store
 from traces.replay.base import get_scenario
 
 
@@ -51,10 +54,10 @@ def _record(monkeypatch, module) -> list[dict]:  # noqa: ANN001
 
 
 def _ingest(store: Store, rows: list[tuple[str, str, str, int, float]]) -> None:
-    """Store (entity, kind, metric, ts, value) rows through the ingest path's repository."""
+    """Store (entity, kind, metric, ts, value) rows through the ingest path's store function."""
     for i in range(0, len(rows), 20_000):
         chunk = rows[i:i + 20_000]
-        repository.ingest(store, Batch(
+        sample_store.ingest(store, Batch(
             keys=[(e, m) for e, _, m, _, _ in chunk], ts=[t for *_, t, _ in chunk],
             values=[v for *_, v in chunk], kinds={e: k for e, k, *_ in chunk},
             first_item={}, labels={}, units={}))
@@ -71,7 +74,7 @@ def _declare(store: Store, body: dict) -> object:
 
     targets.declare(store, TypeAdapter(targets.TargetIn).validate_python(body))
     with store.sessions() as session:
-        return repository.get_target(session, body["name"])
+        return target_store.get_target(session, body["name"])
 
 
 def _compare(store: Store, target, calls: list[dict], desired_of,  # noqa: ANN001
@@ -84,7 +87,7 @@ def _compare(store: Store, target, calls: list[dict], desired_of,  # noqa: ANN00
         assert now == call["now"]
         out = decisions.decide_target(store, target, now)
         with store.sessions() as session:
-            rec = repository.latest_decision(session, target.id)
+            rec = decision_store.latest_decision(session, target.id)
         want = desired_of(call)
         details = {k: v for k, v in (rec.details or {}).items() if k != "step_start_s"}
         got = {"valid": rec.valid, "fallback": rec.fallback, "why": rec.why,
@@ -96,7 +99,7 @@ def _compare(store: Store, target, calls: list[dict], desired_of,  # noqa: ANN00
         if reaffirm_s is not None:
             again = decisions.decide_target(store, target, now + reaffirm_s)
             with store.sessions() as session:
-                rec = repository.latest_decision(session, target.id)
+                rec = decision_store.latest_decision(session, target.id)
             assert rec.computed_at == now + reaffirm_s and rec.why == exp["why"]
             assert again.desired == want
 

@@ -17,11 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
 from models.forecast import Forecast
-from service import forecasting, migrate, repository
+from service import forecasting, migrate
+from service.store import forecasts as forecast_store
 from service.config import ConfigError, load_settings
-from service.db import Store
+from service.store.db import Store
 from service.promexport import FALLBACK_REASONS, Telemetry, fallback_reason
-from service.tables import DecisionRecord, Entity, Sample, Series, Target
+from service.store.tables import DecisionRecord, Entity, Sample, Series, Target
 from tests.daemon.conftest import bearer, serve_in_thread
 
 NOW = 1_790_000_000
@@ -69,7 +70,7 @@ def _forecast(store: Store, sid: int, samples: np.ndarray, step: float = 15.0,
     fc = Forecast(samples[:, :, None], float(NOW), step, ("value",), model=model,
                   info=info or {})
     payload = forecasting.payload(fc)
-    repository.save_forecasts(store, [{
+    forecast_store.save_forecasts(store, [{
         "series_id": sid, "computed_at": computed_at, "start": fc.start, "step": fc.step,
         "model": model, "fallback": model.startswith("fallback"), "payload": payload,
     }])

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from service import prompb
 from service.api import create_app
-from service.db import Store
 from service.deps import get_app_settings
+from service.store.db import Store
 
 INGEST = {"Authorization": "Bearer ingest-token-0123456789"}
 READ = {"Authorization": "Bearer read-token-0123456789ab"}

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select, text
 
-from service import forecasting, repository
-from service.db import Store
+from service import forecasting
 from service.scheduler import DaemonContext, make_scheduler, run_once
-from service.tables import JobLease
+from service.store import model_registry as model_store
+from service.store.db import Store
+from service.store.tables import JobLease
 from tests.daemon.conftest import PG_AVAILABLE, bearer, scaling_target, send
 
 
@@ -121,14 +122,14 @@ def test_retrain_registers_only_a_model_that_beats_the_current_one(http, store):
     assert first[0]["candidate_crps"] < first[0]["incumbent_crps"]
     assert first[0]["incumbent"] == "fallback:last"
     with store.sessions() as session:
-        current = repository.current_model(session, "daemon:cpu_cores")
+        current = model_store.current_model(session, "daemon:cpu_cores")
     assert current is not None and current.metrics["model"] == "window-mean"
     # the same model again does not beat itself: nothing new registered
     second = forecasting.retrain(store, now + 15)
     assert [r["outcome"] for r in second] == ["kept"]
     assert second[0]["incumbent"].startswith("daemon:cpu_cores@")
     with store.sessions() as session:
-        assert len(repository.list_models(session, "daemon:cpu_cores")) == 1
+        assert len(model_store.list_models(session, "daemon:cpu_cores")) == 1
     # the refresh now uses the registered model
     forecasting.refresh(store, now)
     fc = http.get("/v1/forecasts/web-vm", params={"metric": "cpu_cores"}).json()
@@ -174,7 +175,7 @@ def test_metrics_endpoint_counts_ingest_jobs_and_decisions(store):
 @pytest.mark.parametrize("isolation", ["process", "thread"])
 def test_the_retrain_job_registers_from_a_child_process_or_in_process(http, settings_factory,
                                                                       isolation):
-    from service.db import Store
+    from service.store.db import Store
 
     store = Store(settings_factory(retrain_isolation=isolation))
     try:
@@ -185,7 +186,7 @@ def test_the_retrain_job_registers_from_a_child_process_or_in_process(http, sett
                                                   for i in range(3600)])
         assert run_once(DaemonContext(store), "retrain", now) == "ok"
         with store.sessions() as session:
-            current = repository.current_model(session, "daemon:cpu_cores")
+            current = model_store.current_model(session, "daemon:cpu_cores")
         assert current is not None and current.metrics["model"] == "window-mean"
     finally:
         store.close()

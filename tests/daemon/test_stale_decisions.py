@@ -14,10 +14,11 @@ import httpx
 import pytest
 
 from policies import registry
-from service import decisions, forecasting, migrate, repository
+from service import decisions, forecasting, migrate
 from service.api import create_app
-from service.db import Store
 from service.scheduler import DaemonContext, JobHealth, run_once
+from service.store import model_registry as model_store
+from service.store.db import Store
 from tests.daemon.conftest import bearer, scaling_target, send, serve_in_thread
 
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -122,7 +123,7 @@ def test_a_decision_on_the_fallback_forecast_is_503_with_the_setting(settings_fa
                                                      forecaster="stored"))
         http.post("/v1/targets", json=scaling_target("web-online", policy="bayes", params={}))
         with store.write_sessions() as session, session.begin():  # artifact missing
-            repository.register_model(
+            model_store.register_model(
                 session,
                 forecasting.daemon_model_name("cpu_cores"),
                 "v1",

@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service import forecasting, repository
+from service import forecasting
 from service.cli import main
 from service.ingest import Batch
+from service.store import forecasts as forecast_store
+from service.store import model_registry as model_store
+from service.store import samples as sample_store
 from tests.service import conftest as _service
 
 backend = _service.backend
@@ -94,7 +97,7 @@ def _ingest_ramp(store, entity: str, now: int, n: int) -> None:  # noqa: ANN001
         labels={},
         units={},
     )
-    repository.ingest(store, batch)
+    sample_store.ingest(store, batch)
 
 
 def test_train_list_use_and_the_daemon_forecasts_with_the_current_model(
@@ -116,7 +119,7 @@ def test_train_list_use_and_the_daemon_forecasts_with_the_current_model(
     assert "current: no (validation CRPS" in out and ">= current 0)" in out
 
     with store.sessions() as session:
-        recs = repository.list_models(session)
+        recs = model_store.list_models(session)
     assert [(r.id, r.name, r.is_current) for r in recs] == [
         (1, "daemon:cpu", False),
         (2, "daemon:cpu", True),
@@ -168,17 +171,17 @@ def test_train_list_use_and_the_daemon_forecasts_with_the_current_model(
     cache = forecasting.ModelCache()
     forecasting.refresh(store, now, cache)
     with store.sessions() as session:
-        fc = repository.latest_forecast(session, "web", "cpu")
+        fc = forecast_store.latest_forecast(session, "web", "cpu")
     assert fc.model == f"daemon:cpu@{last.version}"
     assert fc.payload["mean"] == pytest.approx([30.0])  # ramp 0..29 -> 30
 
     code, out, _ = _run(["models", "use", "1"], capsys)
     assert code == 0 and f"id 1, version {wm.version}" in out
     with store.sessions() as session:
-        assert [r.id for r in repository.list_models(session) if r.is_current] == [1]
+        assert [r.id for r in model_store.list_models(session) if r.is_current] == [1]
     forecasting.refresh(store, now, cache)  # same history, the other model
     with store.sessions() as session:
-        fc = repository.latest_forecast(session, "web", "cpu")
+        fc = forecast_store.latest_forecast(session, "web", "cpu")
     assert fc.model == f"daemon:cpu@{wm.version}"
     assert fc.payload["mean"] == pytest.approx([27.5])  # window-mean of 26..29, L = 4
 
@@ -191,7 +194,7 @@ def test_force_and_no_current(store, env, tmp_path, capsys):  # noqa: ANN001
     code, out, _ = _run(_train(csv, "last", "--no-current", "--name", "ramp-last"), capsys)
     assert code == 0 and "current: no (--no-current)" in out
     with store.sessions() as session:
-        recs = repository.list_models(session)
+        recs = model_store.list_models(session)
     assert [(r.name, r.is_current) for r in recs] == [
         ("daemon:cpu", False),
         ("daemon:cpu", True),
@@ -232,19 +235,19 @@ def test_bad_input_is_one_error_line_and_registers_nothing(store, env, tmp_path,
         assert code == 2, (args, err)
         assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, (args, err)
     with store.sessions() as session:
-        assert repository.list_models(session) == []
+        assert model_store.list_models(session) == []
     assert not env.exists() or not any(env.rglob("config.json"))
 
     # a registered model whose artifact was deleted cannot be made current
     assert _run(_train(csv, "window-mean"), capsys)[0] == 0
     assert _run(_train(csv, "last", "--no-current"), capsys)[0] == 0
     with store.sessions() as session:
-        gone = repository.get_model(session, 2).artifact_path
+        gone = model_store.get_model(session, 2).artifact_path
     shutil.rmtree(gone)
     code, _, err = _run(["models", "use", "2"], capsys)
     assert code == 2 and "artifact" in err and "is missing" in err
     with store.sessions() as session:
-        assert [r.id for r in repository.list_models(session) if r.is_current] == [1]
+        assert [r.id for r in model_store.list_models(session) if r.is_current] == [1]
     code, out, _ = _run(["models", "list"], capsys)
     assert code == 0 and "(missing)" in out.splitlines()[2]
 
@@ -267,16 +270,16 @@ def test_a_current_model_changed_during_training_is_not_replaced(
         calls.append(1)
         if len(calls) == 2:  # scoring the incumbent; another process registers a version
             with store.write_sessions() as session, session.begin():
-                repository.register_model(session, "daemon:cpu", "other", str(tmp_path))
+                model_store.register_model(session, "daemon:cpu", "other", str(tmp_path))
         return real_score(*args, **kw)
 
     monkeypatch.setattr(training, "score", score_then_switch)
     code, out, _ = _run(_train(csv, "last"), capsys)  # better than window-mean, but...
     assert code == 0 and "current: no (the current model changed while training" in out
     with store.sessions() as session:
-        assert [(r.version, r.is_current) for r in repository.list_models(session)][1:] == [
+        assert [(r.version, r.is_current) for r in model_store.list_models(session)][1:] == [
             ("other", True),
-            (repository.list_models(session)[2].version, False),
+            (model_store.list_models(session)[2].version, False),
         ]
 
 
@@ -316,7 +319,7 @@ def test_a_model_the_daemon_cannot_serve_as_trained_is_warned(
     assert code == 0 and "id 1" in out
     assert err.startswith("warning: the model forecasts 1 steps, the daemon needs 3")
     with store.sessions() as session:
-        assert [r.id for r in repository.list_models(session) if r.is_current] == [1]
+        assert [r.id for r in model_store.list_models(session) if r.is_current] == [1]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -328,21 +331,21 @@ def test_a_tiny_harmony_trains_registers_and_serves(store, env, tmp_path, capsys
     code, out, err = _run(_train(csv, "harmony", "--name", "daemon:cpu", *sets), capsys)
     assert code == 0, err
     with store.sessions() as session:
-        (rec,) = repository.list_models(session)
+        (rec,) = model_store.list_models(session)
     assert rec.is_current and rec.metrics["params"]["d_model"] == 16
     assert rec.metrics["validation"]["windows"] == 40
     now = T0 + 3600
     _ingest_ramp(store, "web", now, 30)
     forecasting.refresh(store, now)
     with store.sessions() as session:
-        fc = repository.latest_forecast(session, "web", "cpu")
+        fc = forecast_store.latest_forecast(session, "web", "cpu")
     assert fc.model == f"daemon:cpu@{rec.version}" and not fc.fallback
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_models_registered_by_the_retraining_job_are_listed(store, env, tmp_path, capsys):  # noqa: ANN001
     with store.write_sessions() as session, session.begin():  # as service.forecasting.retrain
-        repository.register_model(
+        model_store.register_model(
             session,
             "daemon:cpu",
             "v1",

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from service import migrate
 from service.config import Settings
-from service.db import Store
+from service.store.db import Store
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service import forecasting, ingest, repository
+from service import forecasting, ingest
 from service.ingest import (
     MAX_ABS_VALUE,
     MAX_LABEL_NAME,
@@ -28,6 +28,7 @@ from service.ingest import (
     validate,
 )
 from service.intake import gunzip
+from service.store import samples as sample_store
 
 NOW = 1_700_000_000
 JSON = {"content-type": "application/json"}
@@ -334,7 +335,7 @@ def test_labels_stored_before_validation_are_still_read(http, store) -> None:  #
         del legacy["nan"]  # PostgreSQL's json type never took NaN (that insert failed)
     batch = validate([sample(t)], t + 10, 300)
     batch.labels = {"vm-1": legacy}  # what ingest accepted then, written past the checks
-    repository.ingest(store, batch)
+    sample_store.ingest(store, batch)
     r = http.get("/v1/entities")
     assert r.status_code == 200, r.text
     labels = r.json()["entities"][0]["labels"]

@@ -13,8 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from service import migrate
-from service.db import make_engine
-from service.tables import metadata
+from service.store.db import make_engine
+from service.store.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,3 +129,52 @@ def test_db_commands_report_bad_revision_and_unreachable_store_in_one_line(tmp_p
     assert "cannot open the store at postgresql+psycopg://postgres@127.0.0.1:1/test" in (
         no_server.stderr
     )
+
+
+def test_action_ack_counts_migrate_up_and_down_keeping_the_actions(settings):
+    """697cdc5d6029 adds actions.applied/ready/counts_at (NULL on existing rows); going back
+    drops them and keeps every action, its acknowledgement and the index."""
+    from sqlalchemy import text
+
+    before, counts = "be2f1ba0e9e4", "697cdc5d6029"
+    migrate.upgrade(settings, before)
+    engine = make_engine(settings)
+
+    def columns() -> set[str]:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns("actions")}
+
+    def rows(cols: str) -> list[tuple]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(f"SELECT {cols} FROM actions ORDER BY id"))]
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO actions (target, kind, created_at, desired, why, acked_at, acked_by)"
+                " VALUES ('web', 'vm', 100, '{}', 'w', 110, 'ops'),"
+                " ('web', 'vm', 200, '{}', 'w', NULL, NULL)"
+            ))
+        assert not {"applied", "ready", "counts_at"} & columns()
+        migrate.upgrade(settings, counts)
+        assert {"applied", "ready", "counts_at"} <= columns()
+        assert rows("id, applied, ready, counts_at, acked_at") == [
+            (1, None, None, None, 110), (2, None, None, None, None)
+        ]
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE actions SET applied = 9, ready = 6, counts_at = 120 "
+                              "WHERE id = 1"))
+        assert rows("applied, ready, counts_at") == [(9, 6, 120), (None, None, None)]
+
+        migrate.downgrade(settings, before)
+        assert not {"applied", "ready", "counts_at"} & columns()
+        assert rows("id, target, acked_at, acked_by") == [(1, "web", 110, "ops"),
+                                                          (2, "web", None, None)]
+        with engine.connect() as conn:
+            indexes = {i["name"] for i in inspect(conn).get_indexes("actions")}
+            assert "ix_actions_target_created" in indexes
+            assert migrate.current_revisions(conn) == (before,)
+        migrate.upgrade(settings)  # and forward again to the newest
+        assert rows("applied, ready") == [(None, None), (None, None)]
+    finally:
+        engine.dispose()

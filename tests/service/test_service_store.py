@@ -6,9 +6,12 @@ import pytest
 from sqlalchemy import func, select
 
 from common.errors import InputError
-from service import repository as repo
 from service.ingest import ConflictError, validate
-from service.tables import Entity, Rollup, Sample, Series
+from service.store import model_registry as model_store
+from service.store import rollups as rollup_store
+from service.store import samples as sample_store
+from service.store.errors import NotFoundError, QueryError
+from service.store.tables import Entity, Rollup, Sample, Series
 
 T0 = 1_700_000_040  # a minute boundary (T0 % 60 == 0)
 NOW = T0 + 3600
@@ -21,12 +24,12 @@ def s(ts, value, entity="vm-1", metric="cpu_util", kind="vm", **kw):
 
 
 def put(store, *samples) -> int:
-    return repo.ingest(store, validate(list(samples), NOW, 300))
+    return sample_store.ingest(store, validate(list(samples), NOW, 300))
 
 
 def raw(store, entity="vm-1", metric="cpu_util", start=T0 - 3600, end=NOW, **kw):
     with store.sessions() as session:
-        return repo.query_series(session, entity, metric, start, end, **kw)
+        return sample_store.query_series(session, entity, metric, start, end, **kw)
 
 
 def close(points, expected) -> bool:
@@ -69,12 +72,12 @@ def test_kind_conflict_rejects_the_whole_batch(store):
         [s(T0, 1.0, entity="new-fn", kind="function"), s(T0 + 1, 4.0, kind="server")], NOW, 300
     )
     with pytest.raises(ConflictError) as info:
-        repo.ingest(store, batch)
+        sample_store.ingest(store, batch)
     p = info.value.problems[0]
     assert (p.item, p.field) == (1, "kind") and "registered as kind 'vm'" in p.message
     assert count(store, Sample) == 1
     with store.sessions() as session:
-        assert [e["name"] for e in repo.list_entities(session)] == ["vm-1"]
+        assert [e["name"] for e in sample_store.list_entities(session)] == ["vm-1"]
     # the rolled-back entity left no stale id in the cache: it can be created afterwards
     put(store, s(T0, 2.0, entity="new-fn", kind="function"))
     assert raw(store, "new-fn").points == [(T0, 2.0)]
@@ -84,13 +87,13 @@ def test_labels_last_write_wins_and_units_are_kept(store):
     put(store, s(T0, 1.0, labels={"zone": "a"}, unit="%"))
     put(store, s(T0 + 1, 1.0))  # no labels: unchanged
     with store.sessions() as session:
-        (e,) = repo.list_entities(session)
+        (e,) = sample_store.list_entities(session)
     assert e["labels"] == {"zone": "a"} and e["metrics"] == [{"metric": "cpu_util", "unit": "%"}]
     put(store, s(T0 + 2, 1.0, labels={"zone": "b", "rack": 4}))
     with store.sessions() as session:
-        (e,) = repo.list_entities(session)
+        (e,) = sample_store.list_entities(session)
         assert e["labels"] == {"zone": "b", "rack": 4}
-        assert repo.list_entities(session, kind="function") == []
+        assert sample_store.list_entities(session, kind="function") == []
 
 
 def test_entities_list_is_ordered_with_series(store):
@@ -101,7 +104,7 @@ def test_entities_list_is_ordered_with_series(store):
         s(T0, 1, entity="a", kind="function", metric="cold_starts"),
     )
     with store.sessions() as session:
-        ents = repo.list_entities(session)
+        ents = sample_store.list_entities(session)
     assert [(e["name"], e["kind"]) for e in ents] == [("a", "function"), ("b", "server")]
     assert [m["metric"] for m in ents[0]["metrics"]] == ["cold_starts", "requests"]
 
@@ -116,14 +119,14 @@ def minute_values(store):
 def test_rollups_summarise_each_minute_and_follow_late_writes(store):
     # minute T0: 1, 2, 6 ; minute T0+60: 10
     put(store, s(T0 + 5, 1.0), s(T0 + 30, 2.0), s(T0 + 59, 6.0), s(T0 + 60, 10.0))
-    assert repo.run_rollups(store, NOW) == 1
+    assert rollup_store.run_rollups(store, NOW) == 1
     assert minute_values(store) == [(T0, 1.0, 3.0, 6.0, 3), (T0 + 60, 10.0, 10.0, 10.0, 1)]
     with store.sessions() as session:
         assert session.scalar(select(Series.dirty_from)) is None
-    assert repo.run_rollups(store, NOW) == 0  # nothing dirty, nothing done
+    assert rollup_store.run_rollups(store, NOW) == 0  # nothing dirty, nothing done
     # a late sample and a rewrite in the first minute
     put(store, s(T0 + 6, -2.0), s(T0 + 59, 3.0))
-    assert repo.run_rollups(store, NOW) == 1
+    assert rollup_store.run_rollups(store, NOW) == 1
     assert minute_values(store)[0] == (T0, -2.0, 1.0, 3.0, 4)
 
 
@@ -132,7 +135,7 @@ def test_query_by_step_uses_rollups_when_current_and_raw_otherwise(store):
     expected_mean = [(T0, 59.5), (T0 + 120, 149.5)]  # 2-minute buckets
     dirty = raw(store, start=T0, end=T0 + 179, step=120)
     assert dirty.source == "raw" and dirty.points == expected_mean
-    repo.run_rollups(store, NOW)
+    rollup_store.run_rollups(store, NOW)
     clean = raw(store, start=T0, end=T0 + 179, step=120)
     assert clean.source == "rollup" and close(clean.points, expected_mean)
     for agg, want in [
@@ -160,7 +163,7 @@ def test_query_by_step_uses_rollups_when_current_and_raw_otherwise(store):
 
 def test_rollup_run_covers_many_series_in_chunks(store):
     put(store, *[s(T0 + i % 3, float(i), entity=f"vm-{i // 3}") for i in range(30)])
-    assert repo.run_rollups(store, NOW, series_per_tx=3) == 10
+    assert rollup_store.run_rollups(store, NOW, series_per_tx=3) == 10
     with store.sessions() as session:
         assert session.scalar(select(func.count()).where(Series.dirty_from.is_not(None))) == 0
     assert count(store, Rollup) == 10
@@ -170,10 +173,10 @@ def test_rollup_run_covers_many_series_in_chunks(store):
 
 def test_rollups_answer_after_raw_samples_expired(store):
     put(store, *[s(T0 + i, float(i % 7)) for i in range(120)])
-    repo.run_rollups(store, NOW)
+    rollup_store.run_rollups(store, NOW)
     before = raw(store, start=T0, end=T0 + 119, step=60).points
     later = T0 + store.settings.raw_retention_s + 3600
-    res = repo.apply_retention(store, later)
+    res = rollup_store.apply_retention(store, later)
     assert (res.samples, res.rollups) == (120, 0)
     assert count(store, Sample) == 0
     after = raw(store, start=T0, end=T0 + 119, step=60)
@@ -184,65 +187,70 @@ def test_rollups_answer_after_raw_samples_expired(store):
 def test_retention_deletes_exactly_what_is_older_than_the_limits(store):
     raw_s = store.settings.raw_retention_s
     put(store, s(T0, 1.0), s(T0 + 60, 2.0), s(T0 + 120, 3.0))
-    repo.run_rollups(store, NOW)
+    rollup_store.run_rollups(store, NOW)
     # at now = T0 + 60 + raw_s the cut is T0 + 60: only the sample at T0 is older
-    res = repo.apply_retention(store, T0 + 60 + raw_s)
+    res = rollup_store.apply_retention(store, T0 + 60 + raw_s)
     assert (res.samples, res.rollups) == (1, 0)
     assert [t for t, _ in raw(store, start=T0, end=T0 + 200).points] == [T0 + 60, T0 + 120]
     roll_s = store.settings.rollup_retention_s
-    res = repo.apply_retention(store, T0 + 61 + roll_s)
+    res = rollup_store.apply_retention(store, T0 + 61 + roll_s)
     assert (res.samples, res.rollups) == (2, 2)  # the T0 and T0+60 minutes
     assert [r[0] for r in minute_values(store)] == [T0 + 120]
 
 
 def test_rollup_job_leaves_minutes_older_than_raw_retention_alone(store):
     put(store, s(T0, 1.0), s(T0 + 1, 3.0))
-    repo.run_rollups(store, NOW)
-    repo.apply_retention(store, T0 + store.settings.raw_retention_s + 120)
+    rollup_store.run_rollups(store, NOW)
+    rollup_store.apply_retention(store, T0 + store.settings.raw_retention_s + 120)
     # a late write into the expired minute must not turn its complete rollup into a partial one
     put(store, s(T0 + 2, 100.0))
-    repo.run_rollups(store, T0 + store.settings.raw_retention_s + 120)
+    rollup_store.run_rollups(store, T0 + store.settings.raw_retention_s + 120)
     assert minute_values(store) == [(T0, 1.0, 2.0, 3.0, 2)]
 
 
 def test_query_errors(store):
     put(store, s(T0, 1.0))
-    with pytest.raises(repo.NotFoundError, match="no entity named 'nope'"):
+    with pytest.raises(NotFoundError, match="no entity named 'nope'"):
         raw(store, "nope")
-    with pytest.raises(repo.NotFoundError, match="has no metric 'power_w'"):
+    with pytest.raises(NotFoundError, match="has no metric 'power_w'"):
         raw(store, metric="power_w")
-    with pytest.raises(repo.QueryError, match="before start"):
+    with pytest.raises(QueryError, match="before start"):
         raw(store, start=T0, end=T0 - 1)
-    with pytest.raises(repo.QueryError, match="at most 100;"):
+    with pytest.raises(QueryError, match="at most 100;"):
         raw(store, start=T0, end=T0 + 100, max_points=100)
     assert len(raw(store, start=T0, end=T0 + 99, max_points=100).points) == 1
 
 
 def test_model_registry(store):
     with store.write_sessions() as session:
-        a = repo.register_model(session, "harmony", "1", "/m/h1.pt", "fisher 1-7", {"mse": 0.05})
+        a = model_store.register_model(
+            session, "harmony", "1", "/m/h1.pt", "fisher 1-7", {"mse": 0.05}
+        )
         session.commit()
         assert a.is_current and a.created_at is not None
     with store.write_sessions() as session:
-        repo.register_model(session, "harmony", "2", "/m/h2.pt", metrics={"mse": 0.04})
-        repo.register_model(session, "harmony", "3-candidate", "/m/h3.pt", make_current=False)
-        repo.register_model(session, "naive", "1", "/m/n1.pt")
+        model_store.register_model(session, "harmony", "2", "/m/h2.pt", metrics={"mse": 0.04})
+        model_store.register_model(
+            session, "harmony", "3-candidate", "/m/h3.pt", make_current=False
+        )
+        model_store.register_model(session, "naive", "1", "/m/n1.pt")
         session.commit()
     with store.sessions() as session:
-        cur = repo.current_model(session, "harmony")
+        cur = model_store.current_model(session, "harmony")
         assert (cur.version, cur.metrics, cur.artifact_path) == ("2", {"mse": 0.04}, "/m/h2.pt")
-        assert [m.version for m in repo.list_models(session, "harmony")] == [
+        assert [m.version for m in model_store.list_models(session, "harmony")] == [
             "1",
             "2",
             "3-candidate",
         ]
-        assert [m.is_current for m in repo.list_models(session, "harmony")] == [False, True, False]
-        assert repo.list_models(session, "harmony")[0].trained_on == "fisher 1-7"
-        assert len(repo.list_models(session)) == 4
-        assert repo.current_model(session, "absent") is None
+        harmony = model_store.list_models(session, "harmony")
+        assert [m.is_current for m in harmony] == [False, True, False]
+        assert model_store.list_models(session, "harmony")[0].trained_on == "fisher 1-7"
+        assert len(model_store.list_models(session)) == 4
+        assert model_store.current_model(session, "absent") is None
     with store.write_sessions() as session:
         with pytest.raises(InputError, match="registered already"):
-            repo.register_model(session, "harmony", "2", "/elsewhere")
+            model_store.register_model(session, "harmony", "2", "/elsewhere")
 
 
 def test_entity_ids_are_reused_across_batches(store):
@@ -255,15 +263,15 @@ def test_entity_ids_are_reused_across_batches(store):
 
 
 def test_two_daemons_on_one_database_keep_last_write_wins_for_labels(store):
-    from service.db import Store
+    from service.store.db import Store
 
     other = Store(store.settings)  # a second process's store: its own id cache
     try:
         put(store, s(T0, 1.0, labels={"zone": "a"}))
-        repo.ingest(other, validate([s(T0 + 1, 2.0, labels={"zone": "b"})], NOW, 300))
+        sample_store.ingest(other, validate([s(T0 + 1, 2.0, labels={"zone": "b"})], NOW, 300))
         put(store, s(T0 + 2, 3.0, labels={"zone": "a"}))  # same as this store's cached labels
         with other.sessions() as session:
-            assert repo.list_entities(session)[0]["labels"] == {"zone": "a"}
+            assert sample_store.list_entities(session)[0]["labels"] == {"zone": "a"}
         assert raw(store).points == [(T0, 1.0), (T0 + 1, 2.0), (T0 + 2, 3.0)]
     finally:
         other.close()
@@ -292,8 +300,8 @@ def test_concurrent_writers_and_jobs_all_succeed(store):
     def jobs() -> None:
         try:
             for _ in range(10):
-                repo.run_rollups(store, NOW)
-                repo.apply_retention(store, NOW)
+                rollup_store.run_rollups(store, NOW)
+                rollup_store.apply_retention(store, NOW)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -306,6 +314,6 @@ def test_concurrent_writers_and_jobs_all_succeed(store):
     assert errors == []
     assert count(store, Sample) == 4 * 10 * 50
     assert count(store, Entity) == 5 and count(store, Series) == 5
-    repo.run_rollups(store, NOW)
+    rollup_store.run_rollups(store, NOW)
     with store.sessions() as session:
         assert session.scalar(select(func.sum(Rollup.count))) == 4 * 10 * 50

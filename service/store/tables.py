@@ -39,9 +39,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-#: Entity kinds the store accepts.
-KINDS = ("vm", "function", "server")
-
 
 class Base(DeclarativeBase):
     """Declarative base carrying the naming convention."""
@@ -50,7 +47,7 @@ class Base(DeclarativeBase):
 
 
 class Entity(Base):
-    """A monitored thing: a VM, a serverless function or a server."""
+    """A monitored thing: a VM, a serverless function or a server (:data:`service.ingest.KINDS`)."""
 
     __tablename__ = "entities"
 
@@ -115,7 +112,7 @@ class ModelRecord(Base):
     """A trained forecasting model registered with the daemon.
 
     At most one version per ``name`` has ``is_current`` set (kept so by
-    :func:`service.repository.register_model`).
+    :func:`service.store.model_registry.register_model`).
     """
 
     __tablename__ = "models"
@@ -219,6 +216,13 @@ class ActionRecord(Base):
     why: Mapped[str] = mapped_column(Text, default="")
     acked_at: Mapped[int | None] = mapped_column(BigInteger)
     acked_by: Mapped[str | None] = mapped_column(String(128))
+    #: Replica counts the actuator reported with its latest acknowledgement of a scaling
+    #: action: the setting applied (replicas requested) and the replicas ready; ``counts_at``
+    #: (unix s) is when. NULL: not reported. Read by the scaling collector
+    #: (:func:`service.decisions.collect_vm`) while recent.
+    applied: Mapped[int | None] = mapped_column(Integer)
+    ready: Mapped[int | None] = mapped_column(Integer)
+    counts_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class JobLease(Base):

@@ -1,0 +1,112 @@
+"""Jobs over the samples: per-minute rollups of dirty ranges, and retention."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import delete, func, select, update
+
+from service.store.db import Store, write_tx
+from service.store.sql import chunks, insert_for
+from service.store.tables import Rollup, Sample, Series
+
+_SER = Series.__table__
+_SAM = Sample.__table__
+_ROL = Rollup.__table__
+
+
+def run_rollups(store: Store, now: int, series_per_tx: int = 100) -> int:
+    """Recompute the per-minute rollups of every dirty range; return series processed.
+
+    Minutes older than the raw retention are left alone: their samples may already be gone,
+    and recomputing would replace a complete rollup by a partial one.
+    """
+    dialect = store.dialect
+    floor = now - store.settings.raw_retention_s
+    floor -= floor % 60
+    minute = _SAM.c.ts - _SAM.c.ts % 60
+    # The series dirty now; what ingest marks while this run works waits for the next run,
+    # so a run always ends even under a steady stream of writes.
+    with store.engine.connect() as conn:
+        pending = [
+            r[0]
+            for r in conn.execute(
+                select(_SER.c.id).where(_SER.c.dirty_from.is_not(None)).order_by(_SER.c.id)
+            )
+        ]
+    done = 0
+    for part in chunks(pending, series_per_tx):
+        with write_tx(store.engine) as conn:
+            q = (
+                select(_SER.c.id, _SER.c.dirty_from, _SER.c.dirty_to)
+                .where(_SER.c.id.in_(part), _SER.c.dirty_from.is_not(None))
+                .order_by(_SER.c.id)
+            )
+            if dialect == "postgresql":
+                # Several daemons on one database share the work instead of waiting.
+                q = q.with_for_update(skip_locked=True)
+            rows = conn.execute(q).all()
+            for sid, lo, hi in rows:
+                lo = max(lo - lo % 60, floor)
+                hi = hi - hi % 60 + 59
+                if hi < lo:
+                    continue
+                agg = (
+                    select(
+                        _SAM.c.series_id,
+                        minute,
+                        func.min(_SAM.c.value),
+                        func.avg(_SAM.c.value),
+                        func.max(_SAM.c.value),
+                        func.count(),
+                    )
+                    .where(_SAM.c.series_id == sid, _SAM.c.ts.between(lo, hi))
+                    .group_by(_SAM.c.series_id, minute)
+                )
+                stmt = insert_for(dialect, _ROL).from_select(
+                    ["series_id", "ts", "min", "mean", "max", "count"], agg
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["series_id", "ts"],
+                    set_={c: stmt.excluded[c] for c in ("min", "mean", "max", "count")},
+                )
+                conn.execute(stmt)
+            if rows:
+                conn.execute(
+                    update(_SER)
+                    .where(_SER.c.id.in_([r[0] for r in rows]))
+                    .values(dirty_from=None, dirty_to=None)
+                )
+        done += len(rows)
+    return done
+
+
+@dataclasses.dataclass
+class RetentionResult:
+    """What one retention run deleted."""
+
+    samples: int
+    rollups: int
+
+
+def apply_retention(store: Store, now: int, series_per_tx: int = 200) -> RetentionResult:
+    """Delete raw samples older than the raw retention and rollups older than theirs.
+
+    Deletes go series by series so each is a range scan of the (series_id, ts) key, and in
+    small transactions so ingest is never blocked for long on SQLite.
+    """
+    raw_cut = now - store.settings.raw_retention_s
+    roll_cut = now - store.settings.rollup_retention_s
+    with store.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(select(_SER.c.id).order_by(_SER.c.id))]
+    result = RetentionResult(0, 0)
+    for part in chunks(ids, series_per_tx):
+        with write_tx(store.engine) as conn:
+            for sid in part:
+                result.samples += conn.execute(
+                    delete(_SAM).where(_SAM.c.series_id == sid, _SAM.c.ts < raw_cut)
+                ).rowcount
+                result.rollups += conn.execute(
+                    delete(_ROL).where(_ROL.c.series_id == sid, _ROL.c.ts < roll_cut)
+                ).rowcount
+    return result

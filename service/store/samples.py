@@ -1,0 +1,376 @@
+"""Samples: ingest (entity and series resolution), entities, series queries.
+
+Write semantics (documented in the README):
+
+* A sample is keyed by (series, second). A re-sent sample replaces the stored value:
+  **last write wins**, across batches (the later commit) and inside one batch (the later
+  item). Fractions of a second are dropped on ingest.
+* One batch is one transaction: either every sample is stored or none.
+* Entity kind is fixed when the entity is first seen; a batch naming another kind is
+  rejected (409). Entity labels: the last labels sent replace the stored ones. A series'
+  unit is set when the series is first seen.
+* Every write marks the written time range of its series dirty; the rollup job recomputes
+  the per-minute rollups of dirty ranges only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy.orm import Session
+
+from service.ingest import MAX_LABEL_VALUE, Batch, ConflictError, label_problems, text_problem
+from service.store.db import Store, write_tx
+from service.store.errors import NotFoundError, QueryError
+from service.store.sql import chunks, insert_for
+from service.store.tables import Entity, Rollup, Sample, Series
+
+try:  # the metric vocabulary of the canonical frame gives default units
+    from traces.frame import METRICS as _DEFAULT_UNITS
+except ImportError:  # pragma: no cover - traces is part of this distribution
+    _DEFAULT_UNITS = {}
+
+_ENT = Entity.__table__
+_SER = Series.__table__
+AGGREGATES = ("mean", "min", "max", "sum", "count")
+
+
+def _sample_upsert_sql(dialect: str) -> str:
+    mark = "%s" if dialect == "postgresql" else "?"
+    return (
+        f"INSERT INTO samples (series_id, ts, value) VALUES ({mark}, {mark}, {mark}) "
+        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
+    )
+
+
+def _resolve_entities(
+    conn: Connection, dialect: str, batch: Batch, known: dict[str, tuple[int, str, dict]]
+) -> dict[str, tuple[int, str, dict[str, Any]]]:
+    """Ids of the batch's entities (creating new ones), checking kinds and updating labels."""
+    found: dict[str, tuple[int, str, dict[str, Any]]] = {}
+    missing = [name for name in batch.kinds if name not in known]
+    if missing:
+        stmt = insert_for(dialect, _ENT).on_conflict_do_nothing(index_elements=["name"])
+        conn.execute(
+            stmt,
+            [
+                {"name": n, "kind": batch.kinds[n], "labels": batch.labels.get(n, {})}
+                for n in missing
+            ],
+        )
+        for part in chunks(missing):
+            rows = conn.execute(
+                select(_ENT.c.id, _ENT.c.name, _ENT.c.kind, _ENT.c.labels).where(
+                    _ENT.c.name.in_(part)
+                )
+            )
+            for eid, name, kind, labels in rows:
+                found[name] = (eid, kind, labels or {})
+    problems = []
+    for name, kind in batch.kinds.items():
+        eid, stored_kind, labels = found.get(name) or known[name]
+        if stored_kind != kind:
+            problems.append(
+                batch.problem(
+                    batch.first_item[name],
+                    f"entity {name!r} is registered as kind {stored_kind!r}, not {kind!r}",
+                    "kind",
+                )
+            )
+    if problems:
+        raise ConflictError(problems)
+    changed = []
+    for name, labels in batch.labels.items():
+        eid, kind, stored = found.get(name) or known[name]
+        # Written whenever given (unless just inserted with them): another daemon on the same
+        # database may have changed them since this process cached them.
+        if name not in found or labels != stored:
+            changed.append({"b_id": eid, "b_labels": labels})
+            found[name] = (eid, kind, labels)
+    if changed:
+        conn.execute(
+            update(_ENT).where(_ENT.c.id == bindparam("b_id")).values(labels=bindparam("b_labels")),
+            changed,
+        )
+    return found
+
+
+def _resolve_series(
+    conn: Connection,
+    dialect: str,
+    batch: Batch,
+    keys: set[tuple[str, str]],
+    entity_ids: dict[str, int],
+    known: dict[tuple[str, str], int],
+) -> dict[tuple[str, str], int]:
+    """Ids of the batch's series (``keys``) missing from ``known``, creating new ones."""
+    missing = [k for k in keys if k not in known]
+    found: dict[tuple[str, str], int] = {}
+    if not missing:
+        return found
+    rows = []
+    for ent, metric in missing:
+        unit = batch.units.get((ent, metric)) or _DEFAULT_UNITS.get(metric, "")
+        rows.append({"entity_id": entity_ids[ent], "metric": metric, "unit": unit[:64]})
+    stmt = insert_for(dialect, _SER).on_conflict_do_nothing(index_elements=["entity_id", "metric"])
+    conn.execute(stmt, rows)
+    by_entity_id = {entity_ids[e]: e for e, _ in missing}
+    for part in chunks(sorted(by_entity_id)):
+        q = select(_SER.c.id, _SER.c.entity_id, _SER.c.metric).where(_SER.c.entity_id.in_(part))
+        for sid, eid, metric in conn.execute(q):
+            found[(by_entity_id[eid], metric)] = sid
+    return found
+
+
+def ingest(store: Store, batch: Batch) -> int:
+    """Store a validated batch in one transaction; return how many samples were written.
+
+    Raises:
+        ConflictError: an entity's kind contradicts the store (nothing is written).
+
+    """
+    if not batch.ts:
+        return 0
+    cache = store.cache
+    dialect = store.dialect
+    # The cache dicts only grow and are updated under the lock after commit; lookups
+    # (never iteration) are safe without the lock, and copying them per batch would cost
+    # O(number of series).
+    known_entities = cache.entities
+    known_series = cache.series
+    keys = set(batch.keys)
+    with write_tx(store.engine) as conn:
+        new_entities = _resolve_entities(conn, dialect, batch, known_entities)
+        entity_ids = {n: (new_entities.get(n) or known_entities[n])[0] for n in batch.kinds}
+        new_series = _resolve_series(conn, dialect, batch, keys, entity_ids, known_series)
+        ids = {k: new_series[k] if k in new_series else known_series[k] for k in keys}
+        series_ids = [ids[k] for k in batch.keys]
+        conn.exec_driver_sql(
+            _sample_upsert_sql(dialect), list(zip(series_ids, batch.ts, batch.values, strict=True))
+        )
+        lo, hi = min(batch.ts), max(batch.ts)
+        # The whole batch's [lo, hi] is marked on each of its series: a superset of what was
+        # written, so the rollup job may redo a few minutes but never misses one. One UPDATE
+        # per chunk of ids (ascending, so concurrent writers lock rows in the same order).
+        mark = update(_SER).values(
+            dirty_from=case(
+                (_SER.c.dirty_from.is_(None) | (_SER.c.dirty_from > lo), lo),
+                else_=_SER.c.dirty_from,
+            ),
+            dirty_to=case(
+                (_SER.c.dirty_to.is_(None) | (_SER.c.dirty_to < hi), hi),
+                else_=_SER.c.dirty_to,
+            ),
+        )
+        mark = mark.where(_SER.c.id.in_(bindparam("ids", expanding=True)))
+        for part in chunks(sorted(set(series_ids))):
+            conn.execute(mark, {"ids": part})
+    # Only committed ids enter the cache (a rolled-back insert must not leave stale ids).
+    with cache.lock:
+        cache.entities.update(new_entities)
+        cache.series.update(new_series)
+    return len(batch.ts)
+
+
+def list_entities(session: Session, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every entity with its kind, labels and series (metric, unit), ordered by name."""
+    q = select(Entity).order_by(Entity.name)
+    if kind is not None:
+        q = q.where(Entity.kind == kind)
+    entities = session.scalars(q).all()
+    metrics: dict[int, list[dict[str, str]]] = {}
+    for eid, metric, unit in session.execute(
+        select(Series.entity_id, Series.metric, Series.unit).order_by(Series.metric)
+    ):
+        metrics.setdefault(eid, []).append({"metric": metric, "unit": unit})
+    return [
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "labels": readable_labels(e.labels),
+            "metrics": metrics.get(e.id, []),
+        }
+        for e in entities
+    ]
+
+
+def readable_labels(labels: Any) -> dict[str, Any]:
+    """Return stored labels as they are, or a readable copy of labels ingest now refuses.
+
+    Stores written before ingest validated labels may hold lone surrogates (which no JSON
+    answer can encode), nested objects or NaN: such names and values are replaced by their
+    ASCII ``repr`` (cut to :data:`service.ingest.MAX_LABEL_VALUE` characters), so reading
+    the entities keeps answering instead of failing for every reader.
+    """
+    if not labels:
+        return {}
+    if not isinstance(labels, dict):
+        return {"labels": ascii(labels)[:MAX_LABEL_VALUE]}
+    if not label_problems(labels):
+        return labels
+    out: dict[str, Any] = {}
+    for k, v in labels.items():
+        key = k if isinstance(k, str) and text_problem(k) is None else ascii(k)
+        out[key] = v if not label_problems({key: v}) else ascii(v)[:MAX_LABEL_VALUE]
+    return out
+
+
+@dataclasses.dataclass
+class SeriesPoints:
+    """Answer of :func:`query_series`."""
+
+    entity: str
+    metric: str
+    unit: str
+    start: int
+    end: int
+    step: int
+    agg: str | None
+    source: str  # "raw" or "rollup"
+    points: list[tuple[int, float]]
+
+
+def _find_series(session: Session, entity: str, metric: str) -> Series:
+    row = session.execute(
+        select(Series).join(Entity).where(Entity.name == entity, Series.metric == metric)
+    ).scalar_one_or_none()
+    if row is None:
+        exists = session.execute(select(Entity.id).where(Entity.name == entity)).first()
+        if exists is None:
+            raise NotFoundError(f"no entity named {entity!r}; see GET /v1/entities")
+        raise NotFoundError(f"entity {entity!r} has no metric {metric!r}; see GET /v1/entities")
+    return row
+
+
+def query_series(
+    session: Session,
+    entity: str,
+    metric: str,
+    start: int,
+    end: int,
+    step: int | None = None,
+    agg: str = "mean",
+    max_points: int = 100_000,
+) -> SeriesPoints:
+    """Points of one series between ``start`` and ``end`` (unix s, inclusive).
+
+    Without ``step`` (or ``step=1``) the raw 1-second samples are returned. With a step the
+    points are aggregates (``agg``) over epoch-aligned buckets of ``step`` seconds, stamped
+    with the bucket's first second; the range is widened to whole buckets. Buckets come from
+    the per-minute rollups when ``step`` is a multiple of 60 and the rollups are current
+    over the range, otherwise they are aggregated from the raw samples, so both give the
+    same answer (up to float rounding).
+
+    Raises:
+        NotFoundError: unknown entity or metric.
+        QueryError: a bad range, step or aggregate, or more than ``max_points`` points.
+
+    """
+    if end < start:
+        raise QueryError(f"end ({end}) is before start ({start})", where="end")
+    if step is not None and step < 1:
+        raise QueryError(f"must be a whole number of seconds >= 1, got {step}", where="step")
+    if agg not in AGGREGATES:
+        raise QueryError(f"unknown aggregate {agg!r}; use one of {AGGREGATES}", where="agg")
+    step = step or 1
+    if step > 1:
+        start -= start % step
+        end = end - end % step + step - 1
+    n_points = (end - start + 1) // step
+    if n_points > max_points:
+        raise QueryError(
+            f"{n_points} points asked for, at most {max_points}; shorten the range or raise step",
+            where="step",
+        )
+    series = _find_series(session, entity, metric)
+    out = SeriesPoints(entity, metric, series.unit, start, end, step, None, "raw", [])
+    if step == 1:
+        rows = session.execute(
+            select(Sample.ts, Sample.value)
+            .where(Sample.series_id == series.id, Sample.ts.between(start, end))
+            .order_by(Sample.ts)
+        )
+        out.points = [(t, v) for t, v in rows]
+        return out
+    out.agg = agg
+    dirty = series.dirty_from is not None and not (
+        series.dirty_to < start or series.dirty_from > end
+    )
+    if step % 60 == 0 and not dirty:
+        out.source = "rollup"
+        bucket = Rollup.ts - Rollup.ts % step
+        q = (
+            select(
+                bucket,
+                func.min(Rollup.min),
+                func.max(Rollup.max),
+                func.sum(Rollup.mean * Rollup.count),
+                func.sum(Rollup.count),
+            )
+            .where(Rollup.series_id == series.id, Rollup.ts.between(start, end))
+            .group_by(bucket)
+            .order_by(bucket)
+        )
+    else:
+        bucket = Sample.ts - Sample.ts % step
+        q = (
+            select(
+                bucket,
+                func.min(Sample.value),
+                func.max(Sample.value),
+                func.sum(Sample.value),
+                func.count(),
+            )
+            .where(Sample.series_id == series.id, Sample.ts.between(start, end))
+            .group_by(bucket)
+            .order_by(bucket)
+        )
+    pick = {
+        "min": lambda lo, hi, s, n: lo,
+        "max": lambda lo, hi, s, n: hi,
+        "sum": lambda lo, hi, s, n: s,
+        "count": lambda lo, hi, s, n: float(n),
+        "mean": lambda lo, hi, s, n: s / n,
+    }[agg]
+    out.points = [(int(b), float(pick(lo, hi, s, n))) for b, lo, hi, s, n in session.execute(q)]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveSeries:
+    """A series with recent data: what the forecast refresh works on."""
+
+    series_id: int
+    entity: str
+    kind: str
+    metric: str
+    last_ts: int
+
+
+def active_series(session: Session, since: int) -> list[ActiveSeries]:
+    """Series with at least one raw sample at or after ``since`` (unix s)."""
+    last = (
+        select(func.max(Sample.ts))
+        .where(Sample.series_id == Series.id)
+        .correlate(Series)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Series.id, Entity.name, Entity.kind, Series.metric, last.label("last"))
+        .join(Entity, Entity.id == Series.entity_id)
+        .order_by(Entity.name, Series.metric)
+    )
+    return [ActiveSeries(int(i), e, k, m, int(t)) for i, e, k, m, t in rows
+            if t is not None and t >= since]
+
+
+def series_id(session: Session, entity: str, metric: str) -> int:
+    """Id of one series.
+
+    Raises:
+        NotFoundError: naming the entity or the metric that does not exist.
+
+    """
+    return _find_series(session, entity, metric).id
