@@ -149,7 +149,7 @@ def _train_pick(store: Store, target: Any, name: str, frame: Any) -> Any:  # noq
                    step=series.step)
     val = Series(series.values[max(0, cut - context):], series.ts[max(0, cut - context):],
                  ("demand",), entity=target.name, step=series.step)
-    est = get_estimator(name, context_length=context, prediction_length=need + 1)
+    est = get_estimator(name, context_length=context, prediction_length=need)
     return est.fit(train, val)
 
 

@@ -81,10 +81,14 @@ def replay(
             typer.echo(f"{name}{knob}: {shown}")
     info = report["config"].get("model")
     if info:
-        sc = info["scored"]
-        typer.echo(f"forecaster {info['name']}: scored {info['scored_span'][0]:.0f}.."
-                   f"{info['scored_span'][1]:.0f}, crps={sc['crps']:.6g} mse={sc['mse']:.6g} "
-                   f"coverage_90={sc['coverage_90']:.3f} over {sc['windows']} windows")
+        span = (f"scored {info['scored_span'][0]:.0f}..{info['scored_span'][1]:.0f}"
+                if "scored_span" in info else "scored on the whole trace")
+        sc = info.get("scored")
+        figures_fc = (f", crps={sc['crps']:.6g} mse={sc['mse']:.6g} coverage_90="
+                      f"{sc['coverage_90']:.3f} over {sc['windows']} windows" if sc else
+                      " (perfect foresight: nothing to score)" if info.get("model") == "truth"
+                      else "")
+        typer.echo(f"forecaster {info['name']}: {span}{figures_fc}")
     typer.echo(f"wrote {out / 'report.json'}")
 
 

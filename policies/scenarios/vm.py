@@ -137,8 +137,16 @@ def history(obs: Observation) -> np.ndarray | None:
 
 
 def horizon(spec: Spec, policy: Any) -> int:  # noqa: ANN401
-    """Return the steps to forecast: through the boot time and the next decision."""
-    return max(1, math.ceil((spec.boot_s + spec.sync_s) / spec.step_s))
+    """Return the steps to forecast: through the boot time and the next decision.
+
+    Step 0 is the sample in progress, which began up to one step before ``now``; a decision
+    must cover ``[now, now + boot_s + sync_s]``, so it needs ``ceil((boot + sync) / step)``
+    steps *after* the one in progress. (With one step fewer, a trace of 300-s samples, a 60-s
+    boot and 15-s decisions gave a one-step forecast: the next sample's rise was seen only
+    once it had begun, every scale-up came a boot time late, and ``bayes`` fed the realised
+    future still missed 2.8 % of the steps on Azure VM 2017.)
+    """
+    return 1 + max(1, math.ceil((spec.boot_s + spec.sync_s) / spec.step_s))
 
 
 def apply(decision: Decision, spec: Spec, current: Desired | None) -> Desired | None:

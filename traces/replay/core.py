@@ -216,7 +216,7 @@ def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any, 
             if model not in available_models():
                 raise InputError(f"no model {model!r}; known: {', '.join(available_models())}"
                                  " (or give a saved artifact folder)", where="--forecaster")
-            est = get_estimator(model, context_length=context, prediction_length=need + 1,
+            est = get_estimator(model, context_length=context, prediction_length=need,
                                 seed=seed, **params)
             series = sc.forecast_series(sc.prepare(train_frame))
             cut = [int(len(s) * 0.8) for s in series]
