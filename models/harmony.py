@@ -220,8 +220,9 @@ class HarmonyNet(nn.Module):
 
 
 def resolve_device(name: str, strict: bool = True) -> torch.device:
-    """The torch device for ``name``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (a GPU when one
-    is present, else the CPU).
+    """Resolve ``name`` to a torch device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+
+    ``auto`` is a GPU when one is present, else the CPU.
 
     Raises:
         ConfigError: (``strict``) a GPU asked for by name and none is usable, or a bad name.
@@ -404,6 +405,7 @@ def simulate_gaps(
         x: ``(N, L, M)`` complete windows.
         share: fraction of windows to damage, in [0, 1).
         rng: the generator (seeded by the estimator).
+        max_missing: the most of a window's context one indicator may lose.
 
     Returns:
         ``(x, observed)``: the windows (a copy where damaged) and ``(N, L, M)`` 1.0/0.0.

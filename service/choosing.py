@@ -224,7 +224,7 @@ MAX_LOADED = 64
 
 
 def chosen_forecaster(store: Store, target: Any) -> tuple[Any, dict[str, Any]]:  # noqa: ANN401
-    """The forecaster an ``auto`` target's decision reads, and what to record with it.
+    """Return the forecaster an ``auto`` target's decision reads, and what to record with it.
 
     Returns:
         ``(forecaster or None, details)``: None means the scenario's online forecaster (no

@@ -434,8 +434,11 @@ class Settings(BaseSettings):
 
     @property
     def train_window_s(self) -> int:
-        """History the retraining job reads: ``train_history_s`` within the retention that
-        serves buckets of ``forecast_step_s`` (raw samples, or rollups for whole minutes)."""
+        """History the retraining job reads, in seconds.
+
+        ``train_history_s`` within the retention that serves buckets of ``forecast_step_s``
+        (raw samples, or rollups for whole minutes).
+        """
         keep = (self.rollup_retention_days * 86400 if self.forecast_step_s % 60 == 0
                 else self.raw_retention_hours * 3600)
         return int(min(self.train_history_s, keep))

@@ -39,8 +39,8 @@ from service.store import forecasts as forecast_store
 from service.store import model_registry as model_store
 from service.store import samples as sample_store
 from service.store import targets as target_store
-from service.store.errors import NotFoundError
 from service.store.db import Store
+from service.store.errors import NotFoundError
 
 log = logging.getLogger("tidewise.forecasting")
 
@@ -84,7 +84,7 @@ def daemon_model_name(metrics: str | tuple[str, ...]) -> str:
 
 
 def indicator_names(metrics: tuple[str, ...]) -> tuple[str, ...]:
-    """Indicators of the model for ``metrics``: ``("value",)`` alone, else the metric names."""
+    """Return the model's indicators: ``("value",)`` for one metric, else the metric names."""
     return ("value",) if len(metrics) == 1 else tuple(metrics)
 
 
@@ -134,7 +134,7 @@ def joint_groups(active: list[Any], settings: Any, declared: dict[str, list[tupl
 
 
 def declared_indicators(session: Any) -> dict[str, list[tuple[str, ...]]]:  # noqa: ANN401
-    """Indicator sets scaling targets declare, by entity (see :func:`joint_groups`)."""
+    """Return the indicator sets scaling targets declare, by entity (:func:`joint_groups`)."""
     out: dict[str, list[tuple[str, ...]]] = {}
     for t in target_store.list_targets(session):
         ind = t.spec.get("indicators") if t.kind == "vm" else None
@@ -184,8 +184,7 @@ class ModelCache:
 
     def current(self, store: Store, metrics: str | tuple[str, ...]
                 ) -> tuple[Any, str] | None:
-        """Return the current model of a metric or indicator set (predictor,
-        ``name@version``), or None.
+        """Return the current model of a metric or set: (predictor, ``name@version``) or None.
 
         Raises:
             Exception: the artifact cannot be loaded (the caller falls back).
@@ -314,8 +313,10 @@ def to_forecast(rec: Any, indicator: str = "demand") -> Forecast:  # noqa: ANN40
 
 
 def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa: ANN401
-    """Rebuild the joint Forecast a series was stored with: all its indicators, one draw
-    index (see :func:`payload`); a series forecast alone gives a one-indicator Forecast.
+    """Rebuild the joint Forecast a series was stored with.
+
+    All its indicators, one draw index (see :func:`payload`); a series forecast alone gives a
+    one-indicator Forecast.
 
     Raises:
         NotFoundError: no such series or no forecast of it yet.
@@ -338,8 +339,9 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
 
 
 class StoredForecast:
-    """The forecaster of a scaling target with ``forecaster: stored``: the refresh's joint
-    forecast of its entity, not a model fitted for the decision.
+    """Forecaster of a scaling target with ``forecaster: stored``.
+
+    It reads the refresh's joint forecast of the entity, not a model fitted for the decision.
 
     Called like any forecaster (``(history, now, step, horizon) -> Forecast``), it reads the
     latest stored joint forecast of the target's demand metric (:func:`joint_forecast`),
@@ -510,7 +512,9 @@ def _holdout_crps(predictor: Any, series: list[Any], origins: int, horizon: int)
 
 
 def training_history(store: Store, group: Group, now: int) -> Any | None:  # noqa: ANN401
-    """The group's joint training series over ``TIDEWISE_TRAIN_HISTORY_S`` (gaps held), or None.
+    """Return the group's joint training series over ``TIDEWISE_TRAIN_HISTORY_S``, or None.
+
+    Gaps hold the previous value.
 
     Buckets of ``forecast_step_s`` seconds up to the last complete one before ``now``, from
     the series' first sample in that span; the rollups serve buckets a multiple of a minute
@@ -539,8 +543,7 @@ def training_history(store: Store, group: Group, now: int) -> Any | None:  # noq
 
 
 def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, Any]]:
-    """Train a candidate per indicator set on recent data; register it only when it beats
-    the current one.
+    """Train a candidate per indicator set; register it only when it beats the current one.
 
     The groups are the forecast refresh's (:func:`joint_groups`: an entity's metrics
     together, or the ``indicators`` a scaling target names; each metric alone with

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from service import choosing, decisions
+from service.choosing import Trial, pick
 from service.store import model_registry as model_store
 from service.store import targets as target_store
-from service.choosing import Trial, pick
 from tests.daemon.conftest import scaling_target, send
 
 
@@ -31,7 +31,7 @@ def _bursty(now: int, seconds: int, seed: int = 0) -> list[tuple[int, float]]:
     rng = np.random.default_rng(seed)
     t = np.arange(seconds)
     level = 6 + 3 * np.sin(2 * np.pi * t / 1800) + (rng.random(seconds) < 0.002) * 8
-    return [(now - seconds + int(i), float(v + rng.normal(0, 0.3))) for i, v in zip(t, level)]
+    return [(now - seconds + int(i), float(v + rng.normal(0, 0.3))) for i, v in zip(t, level, strict=True)]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

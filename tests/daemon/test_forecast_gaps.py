@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+
 from service import forecasting
 from tests.daemon.conftest import send
 

@@ -18,10 +18,10 @@ from sqlalchemy import event
 
 from models.forecast import Forecast
 from service import forecasting, migrate
-from service.store import forecasts as forecast_store
 from service.config import ConfigError, load_settings
-from service.store.db import Store
 from service.promexport import FALLBACK_REASONS, Telemetry, fallback_reason
+from service.store import forecasts as forecast_store
+from service.store.db import Store
 from service.store.tables import DecisionRecord, Entity, Sample, Series, Target
 from tests.daemon.conftest import bearer, serve_in_thread
 

@@ -297,8 +297,11 @@ class VmScenario(Scenario):
                        ("demand",), svc.name, svc.step_s) for svc in data.services]
 
     def forecast_horizon(self, policy: Policy, data: VmData) -> int:
-        """Return the steps a forecast for ``policy`` must cover: the sample in progress, then
-        boot plus decision period (:func:`policies.scenarios.vm.horizon`)."""
+        """Return the steps a forecast for ``policy`` must cover.
+
+        The sample in progress, then boot plus decision period
+        (:func:`policies.scenarios.vm.horizon`).
+        """
         step = data.services[0].step_s if data.services else 1.0
         return 1 + max(1, math.ceil((float(self.config["boot_s"]) + self.sync_for(policy))
                                     / step))
