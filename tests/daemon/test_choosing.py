@@ -31,7 +31,8 @@ def _bursty(now: int, seconds: int, seed: int = 0) -> list[tuple[int, float]]:
     rng = np.random.default_rng(seed)
     t = np.arange(seconds)
     level = 6 + 3 * np.sin(2 * np.pi * t / 1800) + (rng.random(seconds) < 0.002) * 8
-    return [(now - seconds + int(i), float(v + rng.normal(0, 0.3))) for i, v in zip(t, level, strict=True)]
+    return [(now - seconds + int(i), float(v + rng.normal(0, 0.3)))
+            for i, v in zip(t, level, strict=True)]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
