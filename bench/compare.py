@@ -82,6 +82,7 @@ def interpolate_sla(points: list[tuple[float, float]], cost: float) -> float | N
 
 def run_family(scen, data, name: str, scenario: str, params: dict, sweep: bool, seed: int):
     from policies import registry
+    from policies.pipeline import forecaster_for
 
     cls = registry.get(name, scenario)
     grid = cls.sweep_grid if (sweep and cls.sweep_param) else (None,)
@@ -91,7 +92,7 @@ def run_family(scen, data, name: str, scenario: str, params: dict, sweep: bool, 
         if v is not None:
             p[cls.sweep_param] = v
         pol = cls(**p)
-        fc = pol.make_forecaster(seed) if getattr(pol, "needs_forecast", False) else None
+        fc = forecaster_for(pol, seed)  # the replay's and the daemon's choice
         t0 = time.time()
         res = scen.run(pol, data, seed=seed, forecaster=fc)
         dt = time.time() - t0
