@@ -58,7 +58,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _prepare(db_url: str, schema: str | None, targets: int, now: int) -> None:
+def _prepare(db_url: str, schema: str | None, targets: int, now: int,
+             history_s: int = 3600) -> None:
     """Migrate, write demand, declare targets and store one decision each."""
     from service import decisions, migrate
     from service.config import Settings
@@ -74,10 +75,11 @@ def _prepare(db_url: str, schema: str | None, targets: int, now: int) -> None:
         rng = np.random.default_rng(0)
         for i in range(targets):
             level = 2 + 10 * rng.random()
-            samples = [{"entity": f"svc-{i}", "kind": "vm", "metric": "cpu_cores",
-                        "ts": now - 3600 + k, "value": float(level + rng.normal(0, 0.3))}
-                       for k in range(3600)]
-            sample_store.ingest(store, validate(samples, now, 300))
+            for start in range(0, history_s, 3600):  # an hour per batch
+                samples = [{"entity": f"svc-{i}", "kind": "vm", "metric": "cpu_cores",
+                            "ts": now - history_s + k, "value": float(level + rng.normal(0, 0.3))}
+                           for k in range(start, min(start + 3600, history_s))]
+                sample_store.ingest(store, validate(samples, now, 300))
             target_store.upsert_target(
                 store, f"svc-{i}", "vm", "hpa",
                 {"entity": f"svc-{i}", "metric": "cpu_cores", "capacity": 1.0,
@@ -246,6 +248,8 @@ def main() -> None:
     ap.add_argument("--ingest-clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=1000, help="samples per ingest batch")
     ap.add_argument("--db-url", default=None, help="PostgreSQL URL (default: temp SQLite)")
+    ap.add_argument("--history-s", type=int, default=3600,
+                    help="seconds of per-second demand written per target")
     ap.add_argument("--retrain", default=None, metavar="MODEL",
                     help="also measure the recommendations while the daemon's retraining job "
                     "trains MODEL (e.g. harmony) in the same process: the job runs 60 s after "
@@ -266,8 +270,8 @@ def main() -> None:
         db_url = f"sqlite:///{tmp}/bench.db"
     now = int(time.time())
     t0 = time.perf_counter()
-    _prepare(db_url, schema, args.targets, now)
-    print(f"prepared {args.targets} targets x 3600 samples in {time.perf_counter() - t0:.1f} s "
+    _prepare(db_url, schema, args.targets, now, args.history_s)
+    print(f"prepared {args.targets} targets x {args.history_s} samples in {time.perf_counter() - t0:.1f} s "
           f"({db_url.split(':')[0]})")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
