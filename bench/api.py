@@ -271,8 +271,8 @@ def main() -> None:
     now = int(time.time())
     t0 = time.perf_counter()
     _prepare(db_url, schema, args.targets, now, args.history_s)
-    print(f"prepared {args.targets} targets x {args.history_s} samples in {time.perf_counter() - t0:.1f} s "
-          f"({db_url.split(':')[0]})")
+    print(f"prepared {args.targets} targets x {args.history_s} samples in "
+          f"{time.perf_counter() - t0:.1f} s ({db_url.split(':')[0]})")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TIDEWISE_DB_URL=db_url, TIDEWISE_PORT=str(port),
