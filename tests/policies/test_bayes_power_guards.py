@@ -147,3 +147,60 @@ def test_planning_refuses_a_target_outside_0_1(target):
 
     with pytest.raises(ValueError, match="target"):
         plan_servers(np.full((10, 2), 200.0), 1000.0, target)
+
+
+def test_series_on_one_clock_are_aligned_by_timestamp_and_a_gap_holds_the_last_value():
+    import pandas as pd
+
+    from policies.bayes_power import aligned_power
+
+    ts = np.arange(0.0, 110.0, 10.0)  # 0, 10, ..., 100 s
+    b_ts = ts[ts != 50.0]  # b misses its sample at 50 s
+    rows = pd.concat(
+        [
+            pd.DataFrame({"entity": "a", "metric": "power_w", "ts": ts, "value": 100.0 + ts}),
+            pd.DataFrame({"entity": "b", "metric": "power_w", "ts": b_ts, "value": 500.0 + b_ts}),
+        ]
+    )
+    wide = aligned_power(rows)
+    assert wide.shape == (11, 2)
+    np.testing.assert_array_equal(wide[:, 0], 100.0 + ts)
+    # at 50 s b holds its 40 s value; after the gap it is back in step with a
+    np.testing.assert_array_equal(wide[:, 1], 500.0 + np.where(ts == 50.0, 40.0, ts))
+
+
+def test_runs_recorded_at_different_times_each_start_at_their_first_sample():
+    import pandas as pd
+
+    from policies.bayes_power import aligned_power
+
+    a_ts, b_ts = np.arange(0.0, 100.0, 10.0), np.arange(5000.0, 5060.0, 10.0)  # 10 and 6
+    rows = pd.concat(
+        [
+            pd.DataFrame({"entity": "a", "metric": "power_w", "ts": a_ts, "value": a_ts}),
+            pd.DataFrame({"entity": "b", "metric": "power_w", "ts": b_ts, "value": b_ts}),
+        ]
+    )
+    wide = aligned_power(rows)
+    np.testing.assert_array_equal(wide, np.column_stack([a_ts[:6], b_ts]))
+
+
+def test_a_budget_below_one_server_plans_no_server_and_no_breach():
+    from policies.bayes_power import plan_servers
+
+    out = plan_servers(np.full((10, 2), 200.0), 150.0, 0.01, seed=1)
+    assert out["servers"] == 0 and out["servers_at_peak"] == 0
+    assert out["p_breach"] == 0.0  # an empty row never breaches
+
+
+def test_the_default_search_reaches_a_row_of_many_small_servers_and_one_large_one():
+    from policies.bayes_power import plan_servers
+
+    # 99 servers at 1 W and one at 1000 W; budget 100 W, target 0.5. A row of n servers
+    # drawn from this pool breaches when it holds the large one: P = 1 - 0.99^n <= 0.5 up to
+    # n = 68. The default upper end of the search (4 x budget / the smallest server's mean
+    # = 400) leaves room for it.
+    power = np.tile(np.r_[np.ones(99), 1000.0], (10, 1))  # (T=10, N=100)
+    out = plan_servers(power, 100.0, 0.5, seed=3)
+    assert abs(out["servers"] - 68) <= 6, out
+    assert out["p_breach"] <= 0.5
