@@ -165,3 +165,28 @@ def test_a_row_that_draws_no_power_loses_no_performance():
     assert r.totals["energy_demanded_kwh"] == 0.0
     assert r.totals["performance_lost"] == 0.0
     assert r.totals["performance_lost_low"] == 0.0 == r.totals["performance_lost_high"]
+
+
+def test_by_default_a_service_is_never_scaled_to_zero():
+    # README, vm scenario: min_replicas 1 by default. Zero demand throughout: the run starts
+    # with ceil(0 / C) = 0 raised to 1, and a request for 0 replicas at t=2 keeps 1
+    sc = VmScenario(capacity=1, boot_s=0, sync_s=1)
+    data = sc.prepare(frame([0.0] * 5))
+    r = sc.run(Scripted(plan={2.0: 0}), data, timeline=True)
+    assert r.totals["replica_seconds"] == pytest.approx(5.0)
+    assert r.timeline["capacity_ready"].tolist() == [1.0] * 5
+    # with min_replicas 0 the same run holds none
+    sc0 = VmScenario(capacity=1, boot_s=0, sync_s=1, min_replicas=0)
+    r0 = sc0.run(Scripted(plan={2.0: 0}), sc0.prepare(frame([0.0] * 5)))
+    assert r0.totals["replica_seconds"] == 0.0
+
+
+def test_a_forecast_covers_boot_plus_one_decision_period_in_trace_steps():
+    # boot 60 s + sync 15 s on a 10 s trace of one service: ceil(75 / 10) = 8 steps
+    sc = VmScenario(capacity=1, boot_s=60, sync_s=15)
+    data = sc.prepare(frame([1.0] * 20, step=10.0))
+    assert len(data.services) == 1
+    assert sc.forecast_horizon(Scripted(plan={}), data) == 8
+    # at least one step, even with no boot time and a period shorter than a step
+    sc = VmScenario(capacity=1, boot_s=0, sync_s=1)
+    assert sc.forecast_horizon(Scripted(plan={}), sc.prepare(frame([1.0] * 20, step=10.0))) == 1
