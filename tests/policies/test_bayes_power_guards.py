@@ -204,3 +204,14 @@ def test_the_default_search_reaches_a_row_of_many_small_servers_and_one_large_on
     out = plan_servers(power, 100.0, 0.5, seed=3)
     assert abs(out["servers"] - 68) <= 6, out
     assert out["p_breach"] <= 0.5
+
+
+def test_the_default_horizon_is_the_documented_48_steps():
+    # README: "the power scenario's horizon parameter (48 steps by default) must reach the
+    # actuation delay plus one step"; the replay asks the forecaster for that many steps
+    from traces.replay.power import PowerScenario
+
+    horizon = BayesPower().params["horizon"]
+    assert horizon == 48
+    delay = PowerScenario.defaults["delay_s"]  # 40 s: plus one 1 s step, well within
+    assert delay / 1.0 + 1 <= horizon
