@@ -156,71 +156,128 @@ LISTED: list[tuple[str, str, str, str]] = [
 #: mutated node's column, the change as printed, why no observable behaviour differs).
 #: Matched on text and column, not line numbers, so that edits elsewhere in the module keep
 #: the mark in place.
-EQUIVALENT: list[tuple[str, str, int, str, str]] = [
-    (
-        "calibration",
-        "above = y >= med",
-        12,
-        "`>=` -> `>` in `y >= med`",
-        "a point exactly at the mean is at distance 0, so it needs factor 0 (dist <= eps) "
-        "whichever half-width it is measured against",
-    ),
-    (
-        "calibration",
-        "rank = min(n, int(np.ceil((n + 1) * LEVEL - 1e-9)))",
-        48,
-        "`1e-09` -> `1e-08`",
-        "ceil((n + 1) * 0.9 - 1e-9) and ceil((n + 1) * 0.9 - 1e-8) agree for every n up to "
-        "2e8 (checked one by one); more validation points than that do not fit in memory",
-    ),
-    (
-        "calibration",
-        '"factors": fac.round(4).tolist(),',
-        29,
-        "`4` -> `5`",
-        "presentation only: the factors as recorded in fit_info get a fifth decimal; the "
-        "factors applied to forecasts (predictor.calibration) are not rounded",
-    ),
-    (
-        "decisions",
-        "ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)",
-        34,
-        "`0` -> `1`",
-        "without the series `values` is empty, and `ts` is read only when there are values",
-    ),
-    (
-        "power",
-        "def run(self, policy: Policy, data: PowerData, *, seed: int = 0, timeline: bool = False,",
-        66,
-        "`0` -> `1`",
-        "the power replay never reads `seed` (it has no randomness)",
-    ),
-    (
-        "power",
-        "n_t = int(np.floor((ends - starts).min() / step + 1e-9)) + 1",
-        58,
-        "`1e-09` -> `1e-08`",
-        "in practice: differs only where a run's span / step falls 1e-9..1e-8 short of a "
-        "whole number; whole-second or binary-fraction steps divide exactly, and decimal "
-        "sub-second steps on epoch clocks err by ~1e-6, beyond both tolerances",
-    ),
-    (
-        "vm",
-        'services = tqdm(services, desc=policy.name, unit="service", leave=False)',
-        78,
-        "`False` -> `True`",
-        "display only: whether tqdm's finished progress bar stays on the terminal",
-    ),
-    (
-        "vm",
-        "if np.all(np.abs(pos - np.rint(pos)) < 1e-9):",
-        47,
-        "`1e-09` -> `1e-08`",
-        "in practice: only change times 1e-9..1e-8 of a step off a boundary take the "
-        "one-segment-per-step path instead of the exact one, moving figures by under 1e-8 "
-        "of a step",
-    ),
-]
+EQUIVALENT: list[tuple[str, str, int, str, str]] = (
+    [
+        (
+            "calibration",
+            "above = y >= med",
+            12,
+            "`>=` -> `>` in `y >= med`",
+            "a point exactly at the mean is at distance 0, so it needs factor 0 (dist <= eps) "
+            "whichever half-width it is measured against",
+        ),
+        (
+            "calibration",
+            "rank = min(n, int(np.ceil((n + 1) * LEVEL - 1e-9)))",
+            48,
+            "`1e-09` -> `1e-08`",
+            "ceil((n + 1) * 0.9 - 1e-9) and ceil((n + 1) * 0.9 - 1e-8) agree for every n up to "
+            "2e8 (checked one by one); more validation points than that do not fit in memory",
+        ),
+        (
+            "calibration",
+            '"factors": fac.round(4).tolist(),',
+            29,
+            "`4` -> `5`",
+            "presentation only: the factors as recorded in fit_info get a fifth decimal; the "
+            "factors applied to forecasts (predictor.calibration) are not rounded",
+        ),
+        (
+            "decisions",
+            "ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)",
+            34,
+            "`0` -> `1`",
+            "without the series `values` is empty, and `ts` is read only when there are values",
+        ),
+        (
+            "power",
+            "def run(self, policy: Policy, data: PowerData, *, seed: int = 0, timeline: bool = False,",
+            66,
+            "`0` -> `1`",
+            "the power replay never reads `seed` (it has no randomness)",
+        ),
+        (
+            "power",
+            "n_t = int(np.floor((ends - starts).min() / step + 1e-9)) + 1",
+            58,
+            "`1e-09` -> `1e-08`",
+            "in practice: differs only where a run's span / step falls 1e-9..1e-8 short of a "
+            "whole number; whole-second or binary-fraction steps divide exactly, and decimal "
+            "sub-second steps on epoch clocks err by ~1e-6, beyond both tolerances",
+        ),
+        (
+            "vm",
+            'services = tqdm(services, desc=policy.name, unit="service", leave=False)',
+            78,
+            "`False` -> `True`",
+            "display only: whether tqdm's finished progress bar stays on the terminal",
+        ),
+        (
+            "vm",
+            "if np.all(np.abs(pos - np.rint(pos)) < 1e-9):",
+            47,
+            "`1e-09` -> `1e-08`",
+            "in practice: only change times 1e-9..1e-8 of a step off a boundary take the "
+            "one-segment-per-step path instead of the exact one, moving figures by under 1e-8 "
+            "of a step",
+        ),
+        (
+            "bayes_power",
+            "samples: np.ndarray, budget_w: float, caps_w: np.ndarray, idle_w: float = 0.0",
+            78,
+            "`0.0` -> `-1.0`",
+            "max(cap, idle) is the cap itself for idle 0 or -1 whenever the cap is >= 0 W, and caps "
+            "are watts, never negative",
+        ),
+        (
+            "power",
+            "u = np.clip(np.nan_to_num(series, nan=0.0) / 100.0, 0.0, 1.0)",
+            50,
+            "`0.0` -> `-1.0`",
+            "utilisation is clipped to [0, 1] right after: a gap read as 0 % or -1 % is 0 either way",
+        ),
+        (
+            "power",
+            'fc = forecaster if getattr(policy, "needs_forecast", False) else None',
+            61,
+            "`False` -> `True`",
+            "every Policy defines needs_forecast (False on the base class): the default is never used",
+        ),
+        (
+            "vm",
+            "idx = np.clip(idx, 0, n - 1)",
+            23,
+            "`0` -> `-1`",
+            "t0 is the earliest sample, so idx = floor((ts - t0) / step + 1e-9) is never below 0",
+        ),
+    ]
+    + [
+        (
+            "calibration",
+            f'"{key}": {var}.round(4).tolist(),',
+            col,
+            f"`4` -> `{new}`",
+            "presentation only: a figure recorded in fit_info rounded to another number of "
+            "decimals; the factors applied to forecasts are not rounded",
+        )
+        for key, var, col in (
+            ("coverage_before", "before", 40),
+            ("coverage_after", "after", 38),
+            ("factors", "fac", 29),
+        )
+        for new in (3, 40)  # `4` -> `5` for the factors is listed above
+    ]
+    + [
+        (
+            "calibration",
+            f'"{key}": {var}.round(4).tolist(),',
+            col,
+            "`4` -> `5`",
+            "presentation only: a figure recorded in fit_info rounded to 5 decimals instead of 4",
+        )
+        for key, var, col in (("coverage_before", "before", 40), ("coverage_after", "after", 38))
+    ]
+)
 
 
 @dataclasses.dataclass

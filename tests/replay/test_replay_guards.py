@@ -190,3 +190,27 @@ def test_a_forecast_covers_boot_plus_one_decision_period_in_trace_steps():
     # at least one step, even with no boot time and a period shorter than a step
     sc = VmScenario(capacity=1, boot_s=0, sync_s=1)
     assert sc.forecast_horizon(Scripted(plan={}), sc.prepare(frame([1.0] * 20, step=10.0))) == 1
+
+
+@pytest.mark.parametrize("idle", [-1.0, "100"])
+def test_a_negative_or_non_numeric_idle_power_is_refused(idle):
+    with pytest.raises(ConfigError, match="p_idle_w"):
+        PowerScenario(p_idle_w=idle)
+
+
+class Unsure(Policy):
+    """Never sure: every decision invalid (the caps in force are kept)."""
+
+    name = "unsure"
+    scenario = "power"
+
+    def decide(self, spec, state, forecast, now):
+        return Decision({"caps": np.full(spec["servers"], np.inf)}, valid=False)
+
+
+def test_invalid_power_decisions_are_counted():
+    sc = PowerScenario(servers=2)
+    r = sc.run(Unsure(), sc.prepare(build_frame(UTIL, step_s=60.0)))
+    assert r.totals["invalid_steps"] == 4.0 == r.totals["steps"]
+    r = sc.run(FixedCaps(cap_w=np.inf), sc.prepare(build_frame(UTIL, step_s=60.0)))
+    assert r.totals["invalid_steps"] == 0.0

@@ -288,3 +288,9 @@ def test_one_past_each_documented_bound_is_refused_by_name(fields, field, phrase
     probs = rejected(js(good(), good(**fields)))
     assert [(p["item"], p["field"]) for p in probs] == [(1, field)], probs
     assert phrase in probs[0]["message"]
+
+
+def test_label_problems_are_collected_across_items_up_to_the_cap():
+    probs = rejected(js(*[good(entity=f"e{i}", labels={"a": None}) for i in range(30)]))
+    assert [p["item"] for p in probs] == list(range(20))
+    assert all(p["field"] == "labels.a" for p in probs)
