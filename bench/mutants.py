@@ -191,7 +191,8 @@ EQUIVALENT: list[tuple[str, str, int, str, str]] = (
         ),
         (
             "power",
-            "def run(self, policy: Policy, data: PowerData, *, seed: int = 0, timeline: bool = False,",
+            "def run(self, policy: Policy, data: PowerData, *, seed: int = 0, "
+            "timeline: bool = False,",
             66,
             "`0` -> `1`",
             "the power replay never reads `seed` (it has no randomness)",
@@ -226,22 +227,24 @@ EQUIVALENT: list[tuple[str, str, int, str, str]] = (
             "samples: np.ndarray, budget_w: float, caps_w: np.ndarray, idle_w: float = 0.0",
             78,
             "`0.0` -> `-1.0`",
-            "max(cap, idle) is the cap itself for idle 0 or -1 whenever the cap is >= 0 W, and caps "
-            "are watts, never negative",
+            "max(cap, idle) is the cap itself for idle 0 or -1 whenever the cap is >= 0 W, "
+            "and caps are watts, never negative",
         ),
         (
             "power",
             "u = np.clip(np.nan_to_num(series, nan=0.0) / 100.0, 0.0, 1.0)",
             50,
             "`0.0` -> `-1.0`",
-            "utilisation is clipped to [0, 1] right after: a gap read as 0 % or -1 % is 0 either way",
+            "utilisation is clipped to [0, 1] right after: a gap read as 0 % or -1 % is 0 "
+            "either way",
         ),
         (
             "power",
             'fc = forecaster if getattr(policy, "needs_forecast", False) else None',
             61,
             "`False` -> `True`",
-            "every Policy defines needs_forecast (False on the base class): the default is never used",
+            "every Policy defines needs_forecast (False on the base class): the default is "
+            "never used",
         ),
         (
             "vm",
