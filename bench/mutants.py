@@ -29,8 +29,18 @@ erroring or timing out = **killed**; passing = **survived**. PostgreSQL-parametr
 are deselected unless ``--postgres``. First the unmutated copy runs each module's tests:
 a module whose baseline fails is skipped (its figures would mean nothing).
 
-Prints one line per mutant (``KILLED``/``SURVIVED``, time, place, change), then the kill
-rate per module and overall, sampled and listed separately.
+Some mutants change nothing that can be observed (a parameter the function never reads, a
+progress bar's display), or change results only where no input reaches (a float tolerance
+moved within noise no clock or grid produces) or only a report's rounding; no honest test
+kills them. They are listed in :data:`EQUIVALENT` by module, source line, column and
+change, each with the reason (which says "in practice" or "presentation only" where it is
+not strict equivalence). Such a mutant still runs; if it survives it is printed as
+``EQUIVALENT`` with its reason and counted apart: neither killed nor in the kill rate's
+denominator. The raw rate, with every one of them counted as a survivor, is printed beside
+it.
+
+Prints one line per mutant (``KILLED``/``SURVIVED``/``EQUIVALENT``, time, place, change),
+then the kill rate per module and overall, sampled and listed separately.
 """
 
 from __future__ import annotations
@@ -142,6 +152,137 @@ LISTED: list[tuple[str, str, str, str]] = [
 ]
 
 
+#: Mutants no test can kill: (module key, the mutated line's source text stripped, the
+#: mutated node's column, the change as printed, why no observable behaviour differs).
+#: Matched on text and column, not line numbers, so that edits elsewhere in the module keep
+#: the mark in place.
+EQUIVALENT: list[tuple[str, str, int, str, str]] = (
+    [
+        (
+            "calibration",
+            "above = y >= med",
+            12,
+            "`>=` -> `>` in `y >= med`",
+            "a point exactly at the mean is at distance 0, so it needs factor 0 (dist <= eps) "
+            "whichever half-width it is measured against",
+        ),
+        (
+            "calibration",
+            "rank = min(n, int(np.ceil((n + 1) * LEVEL - 1e-9)))",
+            48,
+            "`1e-09` -> `1e-08`",
+            "ceil((n + 1) * 0.9 - 1e-9) and ceil((n + 1) * 0.9 - 1e-8) agree for every n up to "
+            "2e8 (checked one by one); more validation points than that do not fit in memory",
+        ),
+        (
+            "calibration",
+            '"factors": fac.round(4).tolist(),',
+            29,
+            "`4` -> `5`",
+            "presentation only: the factors as recorded in fit_info get a fifth decimal; the "
+            "factors applied to forecasts (predictor.calibration) are not rounded",
+        ),
+        (
+            "decisions",
+            "ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)",
+            34,
+            "`0` -> `1`",
+            "without the series `values` is empty, and `ts` is read only when there are values",
+        ),
+        (
+            "power",
+            "def run(self, policy: Policy, data: PowerData, *, seed: int = 0, "
+            "timeline: bool = False,",
+            66,
+            "`0` -> `1`",
+            "the power replay never reads `seed` (it has no randomness)",
+        ),
+        (
+            "power",
+            "n_t = int(np.floor((ends - starts).min() / step + 1e-9)) + 1",
+            58,
+            "`1e-09` -> `1e-08`",
+            "in practice: differs only where a run's span / step falls 1e-9..1e-8 short of a "
+            "whole number; whole-second or binary-fraction steps divide exactly, and decimal "
+            "sub-second steps on epoch clocks err by ~1e-6, beyond both tolerances",
+        ),
+        (
+            "vm",
+            'services = tqdm(services, desc=policy.name, unit="service", leave=False)',
+            78,
+            "`False` -> `True`",
+            "display only: whether tqdm's finished progress bar stays on the terminal",
+        ),
+        (
+            "vm",
+            "if np.all(np.abs(pos - np.rint(pos)) < 1e-9):",
+            47,
+            "`1e-09` -> `1e-08`",
+            "in practice: only change times 1e-9..1e-8 of a step off a boundary take the "
+            "one-segment-per-step path instead of the exact one, moving figures by under 1e-8 "
+            "of a step",
+        ),
+        (
+            "bayes_power",
+            "samples: np.ndarray, budget_w: float, caps_w: np.ndarray, idle_w: float = 0.0",
+            78,
+            "`0.0` -> `-1.0`",
+            "max(cap, idle) is the cap itself for idle 0 or -1 whenever the cap is >= 0 W, "
+            "and caps are watts, never negative",
+        ),
+        (
+            "power",
+            "u = np.clip(np.nan_to_num(series, nan=0.0) / 100.0, 0.0, 1.0)",
+            50,
+            "`0.0` -> `-1.0`",
+            "utilisation is clipped to [0, 1] right after: a gap read as 0 % or -1 % is 0 "
+            "either way",
+        ),
+        (
+            "power",
+            'fc = forecaster if getattr(policy, "needs_forecast", False) else None',
+            61,
+            "`False` -> `True`",
+            "every Policy defines needs_forecast (False on the base class): the default is "
+            "never used",
+        ),
+        (
+            "vm",
+            "idx = np.clip(idx, 0, n - 1)",
+            23,
+            "`0` -> `-1`",
+            "t0 is the earliest sample, so idx = floor((ts - t0) / step + 1e-9) is never below 0",
+        ),
+    ]
+    + [
+        (
+            "calibration",
+            f'"{key}": {var}.round(4).tolist(),',
+            col,
+            f"`4` -> `{new}`",
+            "presentation only: a figure recorded in fit_info rounded to another number of "
+            "decimals; the factors applied to forecasts are not rounded",
+        )
+        for key, var, col in (
+            ("coverage_before", "before", 40),
+            ("coverage_after", "after", 38),
+            ("factors", "fac", 29),
+        )
+        for new in (3, 40)  # `4` -> `5` for the factors is listed above
+    ]
+    + [
+        (
+            "calibration",
+            f'"{key}": {var}.round(4).tolist(),',
+            col,
+            "`4` -> `5`",
+            "presentation only: a figure recorded in fit_info rounded to 5 decimals instead of 4",
+        )
+        for key, var, col in (("coverage_before", "before", 40), ("coverage_after", "after", 38))
+    ]
+)
+
+
 @dataclasses.dataclass
 class Mutant:
     """One change to one module: where, what, and the new source text."""
@@ -153,6 +294,14 @@ class Mutant:
     source: str
     listed: bool = False
     col: int = 0
+    text: str = ""  # the mutated line's source, stripped (matches EQUIVALENT)
+
+    def equivalent(self) -> str | None:
+        """Why this mutant is equivalent (:data:`EQUIVALENT`), or None."""
+        for module, text, col, change, why in EQUIVALENT:
+            if (module, text, col, change) == (self.module, self.text, self.col, self.change):
+                return why
+        return None
 
 
 # ----------------------------------------------------------------------------- enumeration
@@ -252,6 +401,7 @@ def enumerate_mutants(module: str, path: Path) -> list[Mutant]:
                 change,
                 _replace(lines, node, new_node_text),
                 col=node.col_offset,
+                text=lines[node.lineno - 1].strip(),
             )
         )
 
@@ -308,6 +458,7 @@ def enumerate_mutants(module: str, path: Path) -> list[Mutant]:
                         f"negated `{_short(seg)}`",
                         _replace(lines, t, f"(not ({seg}))"),
                         col=t.col_offset,
+                        text=lines[t.lineno - 1].strip(),
                     )
                 )
         elif isinstance(node, ast.Constant) and not isinstance(node.value, str | bytes):
@@ -479,42 +630,56 @@ def main() -> None:
             for x, status, dt in pool.map(job, runnable):
                 killed = status in ("fail", "timeout")
                 label = "KILLED" if killed else "SURVIVED" if status == "pass" else "ERROR"
+                why = x.equivalent()
+                if label == "SURVIVED" and why:
+                    label = "EQUIVALENT"
                 extra = " (timeout)" if status == "timeout" else ""
                 print(
-                    f"{label:9} {dt:6.1f} s  {x.module}:{x.line} {x.kind}: {x.change}{extra}",
+                    f"{label:10} {dt:6.1f} s  {x.module}:{x.line} {x.kind}: {x.change}{extra}",
                     flush=True,
                 )
-                results.append({**_row(x), "outcome": label.lower(), "seconds": round(dt, 1)})
+                row = {**_row(x), "outcome": label.lower(), "seconds": round(dt, 1)}
+                if label == "EQUIVALENT":
+                    row["why"] = why
+                results.append(row)
 
     print()
-    print(f"{'module':12} {'sampled':>8} {'killed':>7} {'rate':>6}   {'listed':>6} {'killed':>7}")
-    tot = [0, 0, 0, 0]
+    print(
+        f"{'module':12} {'sampled':>8} {'equiv':>6} {'killed':>7} {'rate':>6}   "
+        f"{'listed':>6} {'killed':>7}"
+    )
+    tot = [0, 0, 0, 0, 0]  # sampled, equivalent, killed, listed, listed killed
     for m in modules:
         if m in broken:
             print(f"{m:12} baseline failed: not measured")
             continue
         s = [r for r in results if r["module"] == m and not r["listed"] and r["outcome"] != "n/a"]
         li = [r for r in results if r["module"] == m and r["listed"] and r["outcome"] != "n/a"]
+        eq = sum(r["outcome"] == "equivalent" for r in s)
         ks = sum(r["outcome"] == "killed" for r in s)
         kl = sum(r["outcome"] == "killed" for r in li)
-        rate = f"{ks / len(s):.0%}" if s else "-"
-        print(f"{m:12} {len(s):8d} {ks:7d} {rate:>6}   {len(li):6d} {kl:7d}")
-        tot = [tot[0] + len(s), tot[1] + ks, tot[2] + len(li), tot[3] + kl]
-    both = tot[0] + tot[2]
+        rate = f"{ks / (len(s) - eq):.0%}" if len(s) > eq else "-"
+        print(f"{m:12} {len(s):8d} {eq:6d} {ks:7d} {rate:>6}   {len(li):6d} {kl:7d}")
+        tot = [tot[0] + len(s), tot[1] + eq, tot[2] + ks, tot[3] + len(li), tot[4] + kl]
     print(
-        f"{'all':12} {tot[0]:8d} {tot[1]:7d} {tot[1] / max(tot[0], 1):6.0%}   "
-        f"{tot[2]:6d} {tot[3]:7d}"
+        f"{'all':12} {tot[0]:8d} {tot[1]:6d} {tot[2]:7d} "
+        f"{tot[2] / max(tot[0] - tot[1], 1):6.0%}   {tot[3]:6d} {tot[4]:7d}"
     )
+    both, killed = tot[0] + tot[3], tot[2] + tot[4]
     print(
-        f"sampled + listed: {tot[1] + tot[3]}/{both} killed "
-        f"({(tot[1] + tot[3]) / max(both, 1):.1%}); seed {args.seed}, {args.per_module} per "
-        f"module, {args.jobs} job(s), {time.monotonic() - t_start:.0f} s"
+        f"sampled + listed: {killed}/{both - tot[1]} killed "
+        f"({killed / max(both - tot[1], 1):.1%}) with {tot[1]} equivalent set apart; "
+        f"{killed}/{both} ({killed / max(both, 1):.1%}) counting them as survivors; "
+        f"seed {args.seed}, {args.per_module} per module, {args.jobs} job(s), "
+        f"{time.monotonic() - t_start:.0f} s"
     )
-    survivors = [r for r in results if r["outcome"] == "survived"]
-    if survivors:
-        print("survivors:")
-        for r in survivors:
-            print(f"  {r['module']}:{r['line']} {r['kind']}: {r['change']}")
+    for label in ("equivalent", "survived"):
+        rows = [r for r in results if r["outcome"] == label]
+        if rows:
+            print("equivalent (not counted):" if label == "equivalent" else "survivors:")
+            for r in rows:
+                why = f"  -- {r['why']}" if label == "equivalent" else ""
+                print(f"  {r['module']}:{r['line']} {r['kind']}: {r['change']}{why}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -527,6 +692,7 @@ def _row(x: Mutant) -> dict:
         "kind": x.kind,
         "change": x.change,
         "listed": x.listed,
+        "text": x.text,
     }
 
 

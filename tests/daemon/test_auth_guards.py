@@ -82,3 +82,31 @@ def test_401_and_403_answers_name_the_error_the_way_rfc_6750_does(anon):
         'Bearer realm="tidewise", error="insufficient_scope", scope="read"'
     )
     assert r.json()["error"] == "Forbidden" and r.json()["scope"] == "read"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"ops:{'k' * 8} {'k' * 8}:read",  # a space inside the token
+        f'[{{"name": "ops", "token": "{"k" * 8}:{"k" * 8}", "scopes": ["read"]}}]',
+        f'[{{"name": "ops", "token": "{"k" * 8},{"k" * 8}", "scopes": ["read"]}}]',
+    ],
+)
+def test_a_token_with_a_space_colon_or_comma_is_refused(raw):
+    # it could not be written in the NAME:TOKEN:SCOPES form, nor sent in a header unchanged
+    with pytest.raises(ConfigError, match="must not hold spaces"):
+        parse_tokens(raw)
+
+
+@pytest.mark.parametrize("name", ["ops/1", "ops 1", "ops@x", "é-ops!"])
+def test_a_token_name_outside_letters_digits_dash_underscore_dot_is_refused(name):
+    with pytest.raises(ConfigError, match="name must be letters"):
+        parse_tokens(f"{name}:{'k' * 16}:read")
+    [who] = parse_tokens(f"ops-1.a_b:{'k' * 16}:read")
+    assert who.name == "ops-1.a_b"
+
+
+@pytest.mark.parametrize("scopes", ["5", '{"read": true}', "null"])
+def test_json_scopes_that_are_not_a_list_are_refused(scopes):
+    with pytest.raises(ConfigError, match=r"TIDEWISE_TOKENS\[0\]\.scopes: give a list"):
+        parse_tokens(f'[{{"name": "ops", "token": "{"k" * 16}", "scopes": {scopes}}}]')

@@ -145,3 +145,67 @@ def test_serverless_history_is_the_replays_required_concurrency(http, store):  #
         target = target_store.get_target(session, "f")
     _, obs, _ = decisions.collect_serverless(store, target, now + 5, None)
     assert obs.t == 0 and obs.history.shape == (0, 1)
+    assert obs.invocations_last.tolist() == [0]  # nothing seen, not a negative count
+
+
+def test_a_serverless_decision_reads_six_hours_of_minutes(http, store):  # noqa: ANN001
+    """The hybrid histogram's 4 h range plus margin: the last 360 whole minutes before now.
+    An invocation in the oldest of them is seen; one a minute earlier is not."""
+    now = int(time.time())
+    now -= now % 60
+    send(http, "fn", "function", "invocations",
+         [(now - 361 * 60, 5.0), (now - 360 * 60, 1.0), (now - 60, 1.0)])
+    body = {"kind": "serverless", "name": "f", "entity": "fn", "memory_mb": 128,
+            "duration_ms": 100, "policy": "keepalive-10m"}
+    assert http.post("/v1/targets", json=body).status_code == 201
+    from service import repository
+
+    with store.sessions() as session:
+        target = repository.get_target(session, "f")
+    _, obs, step_start = decisions.collect_serverless(store, target, now + 5, None)
+    assert step_start == now and obs.start_s == now
+    assert obs.t == 360
+    assert obs.history[:, 0].tolist() == [1] + [0] * 358 + [1]
+
+
+def test_a_power_decision_is_for_the_step_that_holds_now(http, store):  # noqa: ANN001
+    """Mid-step, the row is decided for the step that started at or before now (once per
+    step: the same step start is re-affirmed, not decided again)."""
+    now = int(time.time())
+    step = int(store.settings.forecast_step_s)
+    now -= now % step
+    body = {"kind": "power", "name": "row", "servers": ["s1", "s2"], "budget_w": 600,
+            "p_max_w": 300, "priorities": {"s1": "low"}, "policy": "polca"}
+    assert http.post("/v1/targets", json=body).status_code == 201
+    send(http, "s1", "server", "power_w", _flat(now, 120, 250.0))
+    send(http, "s2", "server", "power_w", _flat(now, 120, 250.0))
+    from service import repository
+
+    with store.sessions() as session:
+        target = repository.get_target(session, "row")
+    for t in (now, now + 1, now + step - 1):
+        _, obs, step_start = decisions.collect_power(store, target, t, None)
+        assert step_start == now and obs.start_s == now, t
+    _, _, step_start = decisions.collect_power(store, target, now + step, None)
+    assert step_start == now + step
+
+
+def test_a_power_rows_history_starts_at_its_first_reported_step(http, store):  # noqa: ANN001
+    """Servers that report only the last two steps give two steps of history, not a whole
+    decision window of idle power in front of them."""
+    now = int(time.time())
+    step = int(store.settings.forecast_step_s)
+    now -= now % step
+    assert store.settings.decision_window_s // step > 2
+    body = {"kind": "power", "name": "row", "servers": ["s1", "s2"], "budget_w": 600,
+            "p_max_w": 300, "p_idle_w": 100, "policy": "polca"}
+    assert http.post("/v1/targets", json=body).status_code == 201
+    send(http, "s1", "server", "power_w", _flat(now, 2 * step, 250.0))
+    send(http, "s2", "server", "power_w", _flat(now, 2 * step, 200.0))
+    from service import repository
+
+    with store.sessions() as session:
+        target = repository.get_target(session, "row")
+    _, obs, _ = decisions.collect_power(store, target, now, None)
+    assert obs.t == 2
+    assert obs.history.tolist() == [[250.0, 200.0], [250.0, 200.0]]

@@ -106,3 +106,11 @@ def test_a_zero_width_forecast_needs_no_factor_when_hit_and_the_largest_when_mis
     s = np.ones((30, 50, 1, 1))  # every sample 1.0: no spread at all
     assert spread_factors(s, np.ones((30, 1, 1)))[0] == MIN_FACTOR  # exact hits
     assert spread_factors(s, np.full((30, 1, 1), 1.5))[0] == MAX_FACTOR  # misses
+
+
+def test_the_interval_is_closed_an_observation_on_a_quantile_is_covered():
+    s = np.broadcast_to(GRID[None, :, None, None], (2, len(GRID), 1, 1)).copy()
+    lo, hi = np.quantile(GRID, [0.05, 0.95])
+    from models.calibration import coverage
+
+    np.testing.assert_array_equal(coverage(s, np.array([[[lo]], [[hi]]])), [1.0])

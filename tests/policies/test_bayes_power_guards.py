@@ -133,3 +133,91 @@ def test_planning_refuses_a_target_outside_0_1(target):
 
     with pytest.raises(ValueError, match="target"):
         plan_servers(np.full((10, 2), 200.0), 1000.0, target)
+
+
+def test_series_on_one_clock_are_aligned_by_timestamp_and_a_gap_holds_the_last_value():
+    import pandas as pd
+
+    from policies.bayes_power import aligned_power
+
+    ts = np.arange(0.0, 110.0, 10.0)  # 0, 10, ..., 100 s
+    b_ts = ts[ts != 50.0]  # b misses its sample at 50 s
+    rows = pd.concat(
+        [
+            pd.DataFrame({"entity": "a", "metric": "power_w", "ts": ts, "value": 100.0 + ts}),
+            pd.DataFrame({"entity": "b", "metric": "power_w", "ts": b_ts, "value": 500.0 + b_ts}),
+        ]
+    )
+    wide = aligned_power(rows)
+    assert wide.shape == (11, 2)
+    np.testing.assert_array_equal(wide[:, 0], 100.0 + ts)
+    # at 50 s b holds its 40 s value; after the gap it is back in step with a
+    np.testing.assert_array_equal(wide[:, 1], 500.0 + np.where(ts == 50.0, 40.0, ts))
+
+
+def test_runs_recorded_at_different_times_each_start_at_their_first_sample():
+    import pandas as pd
+
+    from policies.bayes_power import aligned_power
+
+    a_ts, b_ts = np.arange(0.0, 100.0, 10.0), np.arange(5000.0, 5060.0, 10.0)  # 10 and 6
+    rows = pd.concat(
+        [
+            pd.DataFrame({"entity": "a", "metric": "power_w", "ts": a_ts, "value": a_ts}),
+            pd.DataFrame({"entity": "b", "metric": "power_w", "ts": b_ts, "value": b_ts}),
+        ]
+    )
+    wide = aligned_power(rows)
+    np.testing.assert_array_equal(wide, np.column_stack([a_ts[:6], b_ts]))
+
+
+def test_a_budget_below_one_server_plans_no_server_and_no_breach():
+    from policies.bayes_power import plan_servers
+
+    out = plan_servers(np.full((10, 2), 200.0), 150.0, 0.01, seed=1)
+    assert out["servers"] == 0 and out["servers_at_peak"] == 0
+    assert out["p_breach"] == 0.0  # an empty row never breaches
+
+
+def test_the_default_search_reaches_a_row_of_many_small_servers_and_one_large_one():
+    from policies.bayes_power import plan_servers
+
+    # 99 servers at 1 W and one at 1000 W; budget 100 W, target 0.5. A row of n servers
+    # drawn from this pool breaches when it holds the large one: P = 1 - 0.99^n <= 0.5 up to
+    # n = 68. The default upper end of the search (4 x budget / the smallest server's mean
+    # = 400) leaves room for it.
+    power = np.tile(np.r_[np.ones(99), 1000.0], (10, 1))  # (T=10, N=100)
+    out = plan_servers(power, 100.0, 0.5, seed=3)
+    assert abs(out["servers"] - 68) <= 6, out
+    assert out["p_breach"] <= 0.5
+
+
+def test_the_default_horizon_is_the_documented_48_steps():
+    # README: "the power scenario's horizon parameter (48 steps by default) must reach the
+    # actuation delay plus one step"; the replay asks the forecaster for that many steps
+    from traces.replay.power import PowerScenario
+
+    horizon = BayesPower().params["horizon"]
+    assert horizon == 48
+    delay = PowerScenario.defaults["delay_s"]  # 40 s: plus one 1 s step, well within
+    assert delay / 1.0 + 1 <= horizon
+
+
+def test_the_lowest_priority_server_is_capped_even_when_another_would_cut_more():
+    # s0 draws the most but has the higher priority: the cap goes to s1 (priority 0; s1 and
+    # s2 tie on priority and reduction, the first in order is taken)
+    spec = dict(SPEC, priority=np.array([1.0, 0.0, 0.0]))
+    d = BayesPower(target_breach=0.10).decide(spec, state(np.full(3, np.inf)), joint(4), 0.0)
+    assert np.isfinite(d.action["caps"]).tolist() == [False, True, False], d.why
+
+
+def test_forecast_indicators_must_match_the_servers_when_not_named_after_them():
+    spec = dict(SPEC, server_ids=("a", "b", "c"))  # indicators s0..s2: read by position
+    d = BayesPower(target_breach=0.10).decide(spec, state(np.full(3, np.inf)), joint(4), 0.0)
+    assert d.valid and np.isfinite(d.action["caps"]).sum() == 1
+    two = Forecast(
+        samples=joint(4).samples[:, :, :2], start=0.0, step=1.0, indicators=("s0", "s1"),
+        model="hand",
+    )
+    with pytest.raises(ValueError, match="2 indicators for 3 servers"):
+        BayesPower().decide(spec, state(np.full(3, np.inf)), two, 0.0)

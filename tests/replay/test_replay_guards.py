@@ -129,3 +129,88 @@ def test_runs_aligned_on_their_own_start_are_cut_to_the_shortest_in_steps():
     f.attrs["step"] = 10.0
     data = PowerScenario(p_max_w=20.0, p_idle_w=0.0, servers=2, align="start").prepare(f)
     np.testing.assert_allclose(data.demand_w, [[1, 7], [2, 8], [3, 9], [4, 10]])
+
+
+@pytest.mark.parametrize(("align", "t0"), [("time", 1_700_000_000.0), ("start", 0.0)])
+def test_the_row_runs_on_the_trace_clock_or_from_each_run_start(align, t0):
+    # one clock: steps carry the trace's own timestamps; runs aligned on their own start:
+    # seconds since that start (the runs' clocks have nothing in common)
+    frame = build_frame(UTIL, step_s=60.0)
+    frame["ts"] += 1_700_000_000.0
+    sc = PowerScenario(servers=2, align=align)
+    data = sc.prepare(frame)
+    assert data.resolved["align"] == align
+    np.testing.assert_array_equal(data.ts, t0 + 60.0 * np.arange(4))
+    r = sc.run(FixedCaps(cap_w=np.inf), data, timeline=True)
+    np.testing.assert_array_equal(r.timeline["t_s"], t0 + 60.0 * np.arange(4))
+
+
+@pytest.mark.parametrize("horizon", [0, None])
+def test_a_forecast_covers_at_least_one_step(horizon):
+    from policies.bayes_power import BayesPower
+
+    sc = PowerScenario(servers=2)
+    data = sc.prepare(build_frame(UTIL, step_s=60.0))
+    assert sc.forecast_horizon(BayesPower(), data) == 48  # the default the README documents
+    assert sc.forecast_horizon(FixedCaps(), data) == 1  # a policy without a horizon
+    assert sc.forecast_horizon(BayesPower(horizon=horizon), data) == 1
+
+
+def test_a_row_that_draws_no_power_loses_no_performance():
+    # idle at 0 W and every series at 0 W: nothing demanded, nothing clipped -> 0, not NaN
+    zeros = np.zeros((3, 2))
+    sc = PowerScenario(servers=2, p_idle_w=0.0, p_max_w=10.0)
+    data = sc.prepare(build_frame(zeros, metric="power_w", step_s=60.0))
+    r = sc.run(FixedCaps(cap_w=0.0), data)
+    assert r.totals["energy_demanded_kwh"] == 0.0
+    assert r.totals["performance_lost"] == 0.0
+    assert r.totals["performance_lost_low"] == 0.0 == r.totals["performance_lost_high"]
+
+
+def test_by_default_a_service_is_never_scaled_to_zero():
+    # README, vm scenario: min_replicas 1 by default. Zero demand throughout: the run starts
+    # with ceil(0 / C) = 0 raised to 1, and a request for 0 replicas at t=2 keeps 1
+    sc = VmScenario(capacity=1, boot_s=0, sync_s=1)
+    data = sc.prepare(frame([0.0] * 5))
+    r = sc.run(Scripted(plan={2.0: 0}), data, timeline=True)
+    assert r.totals["replica_seconds"] == pytest.approx(5.0)
+    assert r.timeline["capacity_ready"].tolist() == [1.0] * 5
+    # with min_replicas 0 the same run holds none
+    sc0 = VmScenario(capacity=1, boot_s=0, sync_s=1, min_replicas=0)
+    r0 = sc0.run(Scripted(plan={2.0: 0}), sc0.prepare(frame([0.0] * 5)))
+    assert r0.totals["replica_seconds"] == 0.0
+
+
+def test_a_forecast_covers_boot_plus_one_decision_period_in_trace_steps():
+    # boot 60 s + sync 15 s on a 10 s trace of one service: ceil(75 / 10) = 8 steps
+    sc = VmScenario(capacity=1, boot_s=60, sync_s=15)
+    data = sc.prepare(frame([1.0] * 20, step=10.0))
+    assert len(data.services) == 1
+    assert sc.forecast_horizon(Scripted(plan={}), data) == 8
+    # at least one step, even with no boot time and a period shorter than a step
+    sc = VmScenario(capacity=1, boot_s=0, sync_s=1)
+    assert sc.forecast_horizon(Scripted(plan={}), sc.prepare(frame([1.0] * 20, step=10.0))) == 1
+
+
+@pytest.mark.parametrize("idle", [-1.0, "100"])
+def test_a_negative_or_non_numeric_idle_power_is_refused(idle):
+    with pytest.raises(ConfigError, match="p_idle_w"):
+        PowerScenario(p_idle_w=idle)
+
+
+class Unsure(Policy):
+    """Never sure: every decision invalid (the caps in force are kept)."""
+
+    name = "unsure"
+    scenario = "power"
+
+    def decide(self, spec, state, forecast, now):
+        return Decision({"caps": np.full(spec["servers"], np.inf)}, valid=False)
+
+
+def test_invalid_power_decisions_are_counted():
+    sc = PowerScenario(servers=2)
+    r = sc.run(Unsure(), sc.prepare(build_frame(UTIL, step_s=60.0)))
+    assert r.totals["invalid_steps"] == 4.0 == r.totals["steps"]
+    r = sc.run(FixedCaps(cap_w=np.inf), sc.prepare(build_frame(UTIL, step_s=60.0)))
+    assert r.totals["invalid_steps"] == 0.0

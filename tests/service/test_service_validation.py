@@ -237,3 +237,60 @@ def test_unsupported_media_type(ctype):
     with pytest.raises(UnsupportedMediaTypeError) as info:
         media_type(ctype)
     assert info.value.status_code == 415 and "application/x-ndjson" in str(info.value)
+
+
+# The bounds the README documents ("What ingest stores"), written out as numbers here rather
+# than read from the MAX_* constants, so a changed constant breaks the promise visibly: the
+# last accepted value of each bound and the first refused one.
+LABELS_16384_BYTES = {f"k{i:02d}": "v" * 1021 for i in range(16)}  # 16 x (3 + 1021) bytes
+AT_THE_BOUNDS = [
+    {"entity": "e" * 255},
+    {"metric": "m" * 128},
+    {"unit": "u" * 64},
+    {"unit": ""},
+    {"value": 1e15},
+    {"value": -1e15},
+    {"value": 10**15},
+    {"labels": {"zone": "v" * 1024}},
+    {"labels": {"k" * 128: "v"}},
+    {"labels": {f"k{i}": "v" for i in range(64)}},
+    {"labels": {"n": 2**53, "m": -(2**53), "f": 1.5, "z": 0, "b": False}},
+    {"labels": LABELS_16384_BYTES},
+]
+PAST_THE_BOUNDS = [
+    ({"entity": "e" * 256}, "entity", "longer than 255"),
+    ({"metric": "m" * 129}, "metric", "longer than 128"),
+    ({"unit": "u" * 65}, "unit", "longer than 64"),
+    ({"value": 1.0000000000000002e15}, "value", "beyond"),
+    ({"value": -(10**15) - 1}, "value", "beyond"),
+    ({"labels": {"zone": "v" * 1025}}, "labels.zone", "longer than 1024"),
+    ({"labels": {"k" * 129: "v"}}, "labels", "longer than 128"),
+    ({"labels": {f"k{i}": "v" for i in range(65)}}, "labels", "at most 64"),
+    ({"labels": {"n": 2**53 + 1}}, "labels.n", "2^53"),
+    ({"labels": {"n": -(2**53) - 1}}, "labels.n", "2^53"),
+    ({"labels": {**LABELS_16384_BYTES, "x": ""}}, "labels", "at most 16384"),
+]
+
+
+@pytest.mark.parametrize("fields", AT_THE_BOUNDS)
+def test_values_at_the_documented_bounds_are_stored(fields):
+    b = validate([good(**fields)], NOW, 300)
+    assert b.keys == [(fields.get("entity", "vm-1"), fields.get("metric", "cpu_util"))]
+    assert b.values == [float(fields.get("value", 1.5))]
+    if "labels" in fields:
+        assert b.labels == {"vm-1": fields["labels"]}
+    if "unit" in fields:
+        assert b.units == {("vm-1", "cpu_util"): fields["unit"]}
+
+
+@pytest.mark.parametrize(("fields", "field", "phrase"), PAST_THE_BOUNDS)
+def test_one_past_each_documented_bound_is_refused_by_name(fields, field, phrase):
+    probs = rejected(js(good(), good(**fields)))
+    assert [(p["item"], p["field"]) for p in probs] == [(1, field)], probs
+    assert phrase in probs[0]["message"]
+
+
+def test_label_problems_are_collected_across_items_up_to_the_cap():
+    probs = rejected(js(*[good(entity=f"e{i}", labels={"a": None}) for i in range(30)]))
+    assert [p["item"] for p in probs] == list(range(20))
+    assert all(p["field"] == "labels.a" for p in probs)
