@@ -158,10 +158,10 @@ def test_a_serverless_decision_reads_six_hours_of_minutes(http, store):  # noqa:
     body = {"kind": "serverless", "name": "f", "entity": "fn", "memory_mb": 128,
             "duration_ms": 100, "policy": "keepalive-10m"}
     assert http.post("/v1/targets", json=body).status_code == 201
-    from service import repository
+    from service.store import targets as target_store
 
     with store.sessions() as session:
-        target = repository.get_target(session, "f")
+        target = target_store.get_target(session, "f")
     _, obs, step_start = decisions.collect_serverless(store, target, now + 5, None)
     assert step_start == now and obs.start_s == now
     assert obs.t == 360
@@ -179,10 +179,10 @@ def test_a_power_decision_is_for_the_step_that_holds_now(http, store):  # noqa: 
     assert http.post("/v1/targets", json=body).status_code == 201
     send(http, "s1", "server", "power_w", _flat(now, 120, 250.0))
     send(http, "s2", "server", "power_w", _flat(now, 120, 250.0))
-    from service import repository
+    from service.store import targets as target_store
 
     with store.sessions() as session:
-        target = repository.get_target(session, "row")
+        target = target_store.get_target(session, "row")
     for t in (now, now + 1, now + step - 1):
         _, obs, step_start = decisions.collect_power(store, target, t, None)
         assert step_start == now and obs.start_s == now, t
@@ -202,10 +202,10 @@ def test_a_power_rows_history_starts_at_its_first_reported_step(http, store):  #
     assert http.post("/v1/targets", json=body).status_code == 201
     send(http, "s1", "server", "power_w", _flat(now, 2 * step, 250.0))
     send(http, "s2", "server", "power_w", _flat(now, 2 * step, 200.0))
-    from service import repository
+    from service.store import targets as target_store
 
     with store.sessions() as session:
-        target = repository.get_target(session, "row")
+        target = target_store.get_target(session, "row")
     _, obs, _ = decisions.collect_power(store, target, now, None)
     assert obs.t == 2
     assert obs.history.tolist() == [[250.0, 200.0], [250.0, 200.0]]

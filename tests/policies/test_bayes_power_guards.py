@@ -206,18 +206,23 @@ def test_the_default_horizon_is_the_documented_48_steps():
 def test_the_lowest_priority_server_is_capped_even_when_another_would_cut_more():
     # s0 draws the most but has the higher priority: the cap goes to s1 (priority 0; s1 and
     # s2 tie on priority and reduction, the first in order is taken)
-    spec = dict(SPEC, priority=np.array([1.0, 0.0, 0.0]))
-    d = BayesPower(target_breach=0.10).decide(spec, state(np.full(3, np.inf)), joint(4), 0.0)
+    spec, obs = power_inputs([300.0] * 3, servers=3, budget_w=1000.0, p_max_w=PMAX,
+                             p_idle_w=IDLE, low_priority=[False, True, True])
+    assert spec.priority.tolist() == [1.0, 0.0, 0.0]
+    d = BayesPower(target_breach=0.10).decide(spec, obs, joint(4), 0.0)
     assert np.isfinite(d.action["caps"]).tolist() == [False, True, False], d.why
 
 
 def test_forecast_indicators_must_match_the_servers_when_not_named_after_them():
-    spec = dict(SPEC, server_ids=("a", "b", "c"))  # indicators s0..s2: read by position
-    d = BayesPower(target_breach=0.10).decide(spec, state(np.full(3, np.inf)), joint(4), 0.0)
+    import dataclasses
+
+    spec, obs = inputs(np.full(3, np.inf))
+    spec = dataclasses.replace(spec, server_ids=("a", "b", "c"))  # s0..s2 read by position
+    d = BayesPower(target_breach=0.10).decide(spec, obs, joint(4), 0.0)
     assert d.valid and np.isfinite(d.action["caps"]).sum() == 1
     two = Forecast(
         samples=joint(4).samples[:, :, :2], start=0.0, step=1.0, indicators=("s0", "s1"),
         model="hand",
     )
     with pytest.raises(ValueError, match="2 indicators for 3 servers"):
-        BayesPower().decide(spec, state(np.full(3, np.inf)), two, 0.0)
+        BayesPower().decide(spec, obs, two, 0.0)

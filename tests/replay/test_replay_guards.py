@@ -182,14 +182,15 @@ def test_by_default_a_service_is_never_scaled_to_zero():
 
 
 def test_a_forecast_covers_boot_plus_one_decision_period_in_trace_steps():
-    # boot 60 s + sync 15 s on a 10 s trace of one service: ceil(75 / 10) = 8 steps
+    # boot 60 s + sync 15 s on a 10 s trace of one service: the sample in progress, then
+    # ceil(75 / 10) = 8 steps
     sc = VmScenario(capacity=1, boot_s=60, sync_s=15)
     data = sc.prepare(frame([1.0] * 20, step=10.0))
     assert len(data.services) == 1
-    assert sc.forecast_horizon(Scripted(plan={}), data) == 8
-    # at least one step, even with no boot time and a period shorter than a step
+    assert sc.forecast_horizon(Scripted(plan={}), data) == 9
+    # at least one step after it, even with no boot time and a period shorter than a step
     sc = VmScenario(capacity=1, boot_s=0, sync_s=1)
-    assert sc.forecast_horizon(Scripted(plan={}), sc.prepare(frame([1.0] * 20, step=10.0))) == 1
+    assert sc.forecast_horizon(Scripted(plan={}), sc.prepare(frame([1.0] * 20, step=10.0))) == 2
 
 
 @pytest.mark.parametrize("idle", [-1.0, "100"])
@@ -204,8 +205,8 @@ class Unsure(Policy):
     name = "unsure"
     scenario = "power"
 
-    def decide(self, spec, state, forecast, now):
-        return Decision({"caps": np.full(spec["servers"], np.inf)}, valid=False)
+    def decide(self, spec, obs, forecast, now, memory=None):
+        return Decision({"caps": np.full(len(spec.server_ids), np.inf)}, valid=False)
 
 
 def test_invalid_power_decisions_are_counted():
