@@ -15,6 +15,17 @@ Step = Annotated[
 ]
 
 
+def _list_models(value: bool) -> None:
+    """Print every registered model name, one per line, and stop (``--list-models``)."""
+    if not value:
+        return
+    from models.base import available_models
+
+    for name in available_models():
+        typer.echo(name)
+    raise typer.Exit(0)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
 
@@ -38,6 +49,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--set", help="Model parameter MODEL.KEY=VALUE (JSON value); repeatable."),
         ] = None,
         progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+        list_models: Annotated[
+            bool,
+            typer.Option("--list-models", is_eager=True, callback=_list_models,
+                         help="Print the registered model names and exit."),
+        ] = False,
     ) -> None:
         """Train and score forecasters under HARMONY's protocol (70/10/20, MinMax on train).
 

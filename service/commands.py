@@ -35,7 +35,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port (TIDEWISE_PORT).")] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
-    """Run the HTTP API and the rollup/retention jobs in one process until Ctrl-C."""
+    """Run the HTTP API and the scheduled jobs in one process until Ctrl-C.
+
+    The jobs (periods from the settings, shared with other daemons on one PostgreSQL through
+    leases): rollups, retention, forecast (a joint forecast per entity, then a decision per
+    target), retrain (a candidate model per indicator set, in a child process) and choose
+    (each auto scaling target's forecaster, backtested on its own history).
+    """
     import logging
 
     import uvicorn

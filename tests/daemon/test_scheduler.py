@@ -190,3 +190,14 @@ def test_the_retrain_job_registers_from_a_child_process_or_in_process(http, sett
         assert current is not None and current.metrics["model"] == "window-mean"
     finally:
         store.close()
+
+
+def test_serve_help_lists_every_scheduled_job():
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.scheduler import JOBS
+
+    r = CliRunner().invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0
+    assert all(job in r.output for job in JOBS), (sorted(JOBS), r.output)

@@ -240,3 +240,15 @@ def test_long_frame_is_aligned_filled_and_sparse_entities_dropped():
     a = ds.series[0]
     assert a.indicators == ("cpu_util", "mem_util") and len(a) == 10
     assert a.values[4, 0] == 3.0  # forward filled
+
+
+def test_help_names_the_model_list_and_renders_units(capsys):
+    """`--help` promised `--list-models`; it exists, and bracketed units are printed as text."""
+    from models.base import available_models
+
+    code, out, _ = _run(["evaluate", "--list-models"], capsys)
+    assert code == 0 and out.split() == available_models()
+    code, out, _ = _run(["evaluate", "--help"], capsys)
+    assert code == 0 and "--list-models" in out
+    assert "Context length L [rows]." in " ".join(out.split())
+
