@@ -185,10 +185,10 @@ def _mark_dirty(conn: Connection, dialect: str, series_ids: list[int], lo: int, 
     """Widen the dirty range of each of ``series_ids`` to cover [``lo``, ``hi``] (unix s).
 
     The whole batch's [lo, hi] is marked on each of its series: a superset of what was
-    written, so the rollup job may redo a few minutes but never misses one. Rows are updated
-    in ascending id order, so concurrent writers lock them in the same order: one UPDATE
-    with an array of ids on PostgreSQL (planned once, unlike an IN list of 500 parameters),
-    one per chunk of ids on SQLite.
+    written, so the rollup job may redo a few minutes but never misses one. The ids are
+    sorted, so concurrent writers go through them in the same order: one UPDATE with an
+    array of ids on PostgreSQL (one parameter, where an IN list has one per id), one per
+    chunk of ids on SQLite.
     """
     mark = update(_SER).values(
         dirty_from=case(
@@ -242,9 +242,9 @@ def ingest(store: Store, batch: Batch, *, use_copy: bool | None = None) -> int:
         elif use_copy and dialect != "postgresql":
             raise ValueError(f"COPY ingest needs PostgreSQL, not {dialect}")
         # Marked before the samples are written, in the same transaction (so the same
-        # outcome): the series rows are then locked first, in ascending id order, and
-        # concurrent batches over the same series queue there instead of meeting in
-        # sample rows in request order.
+        # outcome): the batch's series rows are locked before any sample row, so concurrent
+        # batches over the same series queue there. Marked after, two PostgreSQL batches
+        # writing the same samples in different orders deadlocked (a test does that).
         _mark_dirty(conn, dialect, series_ids, min(batch.ts), max(batch.ts))
         if use_copy:
             _upsert_copy(conn, series_ids, batch.ts, batch.values)

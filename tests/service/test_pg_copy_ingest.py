@@ -9,6 +9,7 @@ store through COPY as through ``executemany`` (kept, ``use_copy=False``, as the 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -235,3 +236,33 @@ def test_copy_needs_postgresql(tmp_path) -> None:  # noqa: ANN001
         assert sample_store.ingest(store, batch(("a", "m", 1, 1.0))) == 1  # executemany there
     finally:
         store.close()
+
+
+def test_concurrent_batches_over_the_same_series(pg: Store) -> None:
+    # Two writers send the same keys in opposite orders: no deadlock, and since every batch
+    # covers every key, the store ends equal to one whole batch (the last committed).
+    keys = [(f"e{i % 20}", f"m{i % 3}", 10 + i // 60) for i in range(600)]
+    batches = {
+        (w, n): batch(*((e, m, ago, float(1000 * w + n)) for e, m, ago in keys[:: 1 - 2 * w]))
+        for w in (0, 1)
+        for n in range(15)
+    }
+    sample_store.ingest(pg, batches[0, 0])  # entities and series exist before the race
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for n in range(15):
+                sample_store.ingest(pg, batches[w, n])
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    values = set(stored(pg).values())
+    assert len(values) == 1
+    assert len(stored(pg)) == len(set(keys))
