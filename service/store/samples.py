@@ -185,10 +185,10 @@ def _mark_dirty(conn: Connection, dialect: str, series_ids: list[int], lo: int, 
     """Widen the dirty range of each of ``series_ids`` to cover [``lo``, ``hi``] (unix s).
 
     The whole batch's [lo, hi] is marked on each of its series: a superset of what was
-    written, so the rollup job may redo a few minutes but never misses one. The ids are
-    sorted, so concurrent writers go through them in the same order: one UPDATE with an
-    array of ids on PostgreSQL (one parameter, where an IN list has one per id), one per
-    chunk of ids on SQLite.
+    written, so the rollup job may redo a few minutes but never misses one. On PostgreSQL
+    the rows are locked in id order, then updated by one UPDATE with an array of ids (one
+    parameter, where an IN list has one per id); on SQLite (one writer at a time) one UPDATE
+    per chunk of ids.
     """
     mark = update(_SER).values(
         dirty_from=case(
@@ -202,9 +202,18 @@ def _mark_dirty(conn: Connection, dialect: str, series_ids: list[int], lo: int, 
     )
     ids = sorted(set(series_ids))
     if dialect == "postgresql":
+        # Locked first, in id order (an UPDATE visits its rows in table order, which changes
+        # as rows are updated: 4 writers over the same 500 series deadlocked every few
+        # batches). FOR NO KEY UPDATE does not block the foreign-key checks of sample inserts.
+        ids_param = bindparam("ids", type_=ARRAY(Integer))
         conn.execute(
-            mark.where(_SER.c.id == any_(bindparam("ids", type_=ARRAY(Integer)))), {"ids": ids}
+            select(_SER.c.id)
+            .where(_SER.c.id == any_(ids_param))
+            .order_by(_SER.c.id)
+            .with_for_update(key_share=True),
+            {"ids": ids},
         )
+        conn.execute(mark.where(_SER.c.id == any_(ids_param)), {"ids": ids})
         return
     mark = mark.where(_SER.c.id.in_(bindparam("ids", expanding=True)))
     for part in chunks(ids):

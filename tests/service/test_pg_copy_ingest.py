@@ -239,25 +239,28 @@ def test_copy_needs_postgresql(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_concurrent_batches_over_the_same_series(pg: Store) -> None:
-    # Two writers send the same keys in opposite orders: no deadlock, and since every batch
-    # covers every key, the store ends equal to one whole batch (the last committed).
-    keys = [(f"e{i % 20}", f"m{i % 3}", 10 + i // 60) for i in range(600)]
+    # Four writers send the same keys, two of them in the opposite order: no deadlock (an
+    # unordered UPDATE of the series rows deadlocked, and so did dirty marks written after
+    # the samples), and since every batch covers every key, the store ends equal to one
+    # whole batch (the last committed).
+    writers, rounds = 4, 8
+    keys = [(f"e{i % 100}", f"m{i % 3}", 10 + i // 300) for i in range(900)]
     batches = {
-        (w, n): batch(*((e, m, ago, float(1000 * w + n)) for e, m, ago in keys[:: 1 - 2 * w]))
-        for w in (0, 1)
-        for n in range(15)
+        (w, n): batch(*((e, m, ago, float(1000 * w + n)) for e, m, ago in keys[:: 1 - 2 * (w % 2)]))
+        for w in range(writers)
+        for n in range(rounds)
     }
     sample_store.ingest(pg, batches[0, 0])  # entities and series exist before the race
     errors: list[BaseException] = []
 
     def writer(w: int) -> None:
         try:
-            for n in range(15):
+            for n in range(rounds):
                 sample_store.ingest(pg, batches[w, n])
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in (0, 1)]
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
