@@ -1,10 +1,10 @@
-"""Ingest throughput: samples/s through the HTTP API vs. raw SQLAlchemy Core executemany.
+"""Ingest throughput: samples/s through the HTTP API vs. raw executemany (and raw COPY).
 
     .venv/bin/python bench/ingest.py [--batches 40] [--batch-size 5000] [--series 500]
                                      [--repeat 3] [--postgres URL] [--synchronous NORMAL]
 
 With ``--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test`` the same is measured
-on PostgreSQL, in a fresh schema dropped afterwards.
+on PostgreSQL, in a fresh schema dropped afterwards, and a third rate besides: raw COPY.
 
 1. Creates a fresh SQLite file in a temp dir, migrates it, starts ``tidewise serve`` on a
    free port (scheduler on, default settings: WAL, synchronous=FULL).
@@ -16,9 +16,14 @@ on PostgreSQL, in a fresh schema dropped afterwards.
    the same ``samples`` table with SQLAlchemy Core ``executemany`` (INSERT ... ON CONFLICT DO
    UPDATE, one transaction per batch, parameters prepared beforehand) with the daemon's
    engine settings.
+4. PostgreSQL only, in the same run and on the same data (fresh seconds, same series and
+   values): psycopg 3's binary ``COPY samples FROM STDIN`` with ``write_row``, one
+   transaction per batch, rows prepared beforehand. A plain COPY cannot upsert, so it is
+   the ceiling of any write into ``samples``, not a like-for-like rival of the daemon's
+   upsert (which COPYs into a staging table, then INSERT ... SELECT ... ON CONFLICT).
 
 Repeats this ``--repeat`` times, each on a fresh database, and prints every run and the
-medians of both rates and their ratio (the machine is shared, single runs vary a lot).
+medians of the rates and their ratios (the machine is shared, single runs vary a lot).
 """
 
 from __future__ import annotations
@@ -99,7 +104,10 @@ def client(  # noqa: PLR0913
     out.put((stored, elapsed, sum(len(b) for b in bodies[1:]) / batches))
 
 
-def raw_rate(settings, batches: int, batch_size: int, n_series: int, t0: int) -> float:  # noqa: ANN001
+def raw_rate(  # noqa: PLR0913
+    settings, batches: int, batch_size: int, n_series: int, t0: int, copy: bool = False  # noqa: ANN001
+) -> float:
+    """Samples/s of raw executemany (or, with ``copy``, raw binary COPY) into ``samples``."""
     from sqlalchemy import insert, select
     from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -108,15 +116,16 @@ def raw_rate(settings, batches: int, batch_size: int, n_series: int, t0: int) ->
     from service.store.tables import Entity, Sample, Series
 
     engine = make_engine(settings)
+    prefix = "copy" if copy else "raw"  # series of their own: the same data, fresh keys
     with write_tx(engine) as conn:
         conn.execute(
             insert(Entity.__table__),
-            [{"name": f"raw-{i}", "kind": "vm", "labels": {}} for i in range(n_series)],
+            [{"name": f"{prefix}-{i}", "kind": "vm", "labels": {}} for i in range(n_series)],
         )
         ids = [
             r[0]
             for r in conn.execute(
-                select(Entity.id).where(Entity.name.like("raw-%")).order_by(Entity.id)
+                select(Entity.id).where(Entity.name.like(f"{prefix}-%")).order_by(Entity.id)
             )
         ]
         conn.execute(
@@ -148,11 +157,23 @@ def raw_rate(settings, batches: int, batch_size: int, n_series: int, t0: int) ->
             )
             k += 1
         params.append(rows)
-    start = time.perf_counter()
-    for rows in params:
-        with write_tx(engine) as conn:
-            conn.execute(stmt, rows)
-    elapsed = time.perf_counter() - start
+    if copy:
+        tuples = [[(r["series_id"], r["ts"], r["value"]) for r in rows] for rows in params]
+        sql = "COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
+        start = time.perf_counter()
+        for rows in tuples:
+            with write_tx(engine) as conn:
+                with conn.connection.driver_connection.cursor() as cur, cur.copy(sql) as cp:
+                    cp.set_types(["int4", "int8", "float8"])
+                    for row in rows:
+                        cp.write_row(row)
+        elapsed = time.perf_counter() - start
+    else:
+        start = time.perf_counter()
+        for rows in params:
+            with write_tx(engine) as conn:
+                conn.execute(stmt, rows)
+        elapsed = time.perf_counter() - start
     engine.dispose()
     return batches * batch_size / elapsed
 
@@ -180,20 +201,32 @@ def main() -> None:
         f"(JSON body {runs[0][2] / 1e3:.0f} kB each), {store}, "
         f"{args.connections} client connection(s), {args.repeat} runs on fresh databases"
     )
-    for r, (http_rate, raw, _) in enumerate(runs):
-        print(
+    for r, (http_rate, raw, _, copy) in enumerate(runs):
+        line = (
             f"run {r + 1}: HTTP {http_rate:10,.0f} samples/s, raw {raw:10,.0f} samples/s, "
             f"ratio {http_rate / raw:.2f}"
         )
-    http_med = statistics.median(h for h, _, _ in runs)
-    raw_med = statistics.median(r for _, r, _ in runs)
+        if copy is not None:
+            line += f"; raw COPY {copy:10,.0f} samples/s, ratio {http_rate / copy:.2f}"
+        print(line)
+    http_med = statistics.median(h for h, _, _, _ in runs)
+    raw_med = statistics.median(r for _, r, _, _ in runs)
     print(f"HTTP API end to end : {http_med:12,.0f} samples/s (median)")
     print(f"raw Core executemany: {raw_med:12,.0f} samples/s (median)")
+    if args.postgres:
+        copy_med = statistics.median(c for _, _, _, c in runs)
+        print(f"raw COPY            : {copy_med:12,.0f} samples/s (median)")
     print(f"ratio HTTP / raw    : {http_med / raw_med:12.2f} (of the medians)")
+    if args.postgres:
+        print(f"ratio HTTP / COPY   : {http_med / copy_med:12.2f} (of the medians)")
 
 
-def measure(args: argparse.Namespace, run: int) -> tuple[float, float, float]:
-    """One run on a fresh database: (HTTP samples/s, raw samples/s, mean body bytes)."""
+def measure(args: argparse.Namespace, run: int) -> tuple[float, float, float, float | None]:
+    """One run on a fresh database.
+
+    Returns (HTTP samples/s, raw executemany samples/s, mean body bytes, raw COPY samples/s
+    or None on SQLite).
+    """
     from service import migrate
     from service.config import Settings
 
@@ -240,8 +273,11 @@ def measure(args: argparse.Namespace, run: int) -> tuple[float, float, float]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    copy = None
     try:
         raw = raw_rate(settings, args.batches, args.batch_size, args.series, t0)
+        if schema:
+            copy = raw_rate(settings, args.batches, args.batch_size, args.series, t0, copy=True)
     finally:
         if schema:
             from sqlalchemy import create_engine, text
@@ -252,7 +288,7 @@ def measure(args: argparse.Namespace, run: int) -> tuple[float, float, float]:
             admin.dispose()
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    return stored / elapsed, raw, body_bytes
+    return stored / elapsed, raw, body_bytes, copy
 
 
 if __name__ == "__main__":

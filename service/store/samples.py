@@ -11,6 +11,11 @@ Write semantics (documented in the README):
   unit is set when the series is first seen.
 * Every write marks the written time range of its series dirty; the rollup job recomputes
   the per-minute rollups of dirty ranges only.
+
+On PostgreSQL the samples go in through COPY: the batch, deduplicated in Python (last item
+wins), is copied in binary into a temporary staging table of the connection, then one
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` moves it into ``samples``, all in the batch's
+transaction. SQLite keeps ``executemany`` (its inserts are already in-process calls).
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, Integer, any_, bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from service.ingest import MAX_LABEL_VALUE, Batch, ConflictError, label_problems, text_problem
 from service.store.db import Store, write_tx
 from service.store.errors import NotFoundError, QueryError
-from service.store.sql import chunks, insert_for
+from service.store.sql import chunks, driver_errors, insert_for
 from service.store.tables import Entity, Rollup, Sample, Series
 
 try:  # the metric vocabulary of the canonical frame gives default units
@@ -43,6 +49,57 @@ def _sample_upsert_sql(dialect: str) -> str:
         f"INSERT INTO samples (series_id, ts, value) VALUES ({mark}, {mark}, {mark}) "
         "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
     )
+
+
+#: The connection's staging table of the COPY path. ON COMMIT DELETE ROWS: it empties itself
+#: at every commit (and a rollback takes its rows, or its creation, with it), so it is created
+#: once per database session and reused by every batch. Explicitly in ``pg_temp``, so no table
+#: of the ``search_path`` schema can be read or written instead.
+_STAGE = "pg_temp.tidewise_ingest_stage"
+_STAGE_DDL = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
+    "(series_id integer NOT NULL, ts bigint NOT NULL, value double precision NOT NULL) "
+    "ON COMMIT DELETE ROWS"
+)
+_STAGE_COPY = f"COPY {_STAGE} (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
+_STAGE_UPSERT = (
+    f"INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value FROM {_STAGE} "
+    "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
+)
+#: PostgreSQL types of the staged columns, matching ``samples`` (binary COPY sends them as is:
+#: a float8 arrives bit for bit, no text round trip).
+_STAGE_TYPES = ("int4", "int8", "float8")
+
+
+def _upsert_executemany(
+    conn: Connection, dialect: str, series_ids: list[int], ts: list[int], values: list[float]
+) -> None:
+    """One INSERT ... ON CONFLICT DO UPDATE per sample, in request order (later items win)."""
+    conn.exec_driver_sql(
+        _sample_upsert_sql(dialect), list(zip(series_ids, ts, values, strict=True))
+    )
+
+
+def _upsert_copy(
+    conn: Connection, series_ids: list[int], ts: list[int], values: list[float]
+) -> None:
+    """PostgreSQL: binary COPY into the staging table, then one INSERT ... SELECT upsert.
+
+    One INSERT may not update a row twice ("ON CONFLICT DO UPDATE command cannot affect row
+    a second time"), so duplicates of (series, second) are dropped first, keeping the value
+    of the later item: the same rows as :func:`_upsert_executemany`.
+    """
+    rows = dict(zip(zip(series_ids, ts, strict=True), values, strict=True))  # later items win
+    conn.exec_driver_sql(_STAGE_DDL)
+    # The DB-API connection under SQLAlchemy's, in the transaction SQLAlchemy began.
+    with conn.connection.driver_connection.cursor() as cur:
+        with driver_errors(conn, _STAGE_COPY), cur.copy(_STAGE_COPY) as copy:
+            copy.set_types(_STAGE_TYPES)
+            write = copy.write_row
+            for key, value in rows.items():
+                write((*key, value))
+        with driver_errors(conn, _STAGE_UPSERT):
+            cur.execute(_STAGE_UPSERT)
 
 
 def _resolve_entities(
@@ -124,8 +181,50 @@ def _resolve_series(
     return found
 
 
-def ingest(store: Store, batch: Batch) -> int:
+def _mark_dirty(conn: Connection, dialect: str, series_ids: list[int], lo: int, hi: int) -> None:
+    """Widen the dirty range of each of ``series_ids`` to cover [``lo``, ``hi``] (unix s).
+
+    The whole batch's [lo, hi] is marked on each of its series: a superset of what was
+    written, so the rollup job may redo a few minutes but never misses one. On PostgreSQL
+    the rows are locked in id order, then updated by one UPDATE with an array of ids (one
+    parameter, where an IN list has one per id); on SQLite (one writer at a time) one UPDATE
+    per chunk of ids.
+    """
+    mark = update(_SER).values(
+        dirty_from=case(
+            (_SER.c.dirty_from.is_(None) | (_SER.c.dirty_from > lo), lo),
+            else_=_SER.c.dirty_from,
+        ),
+        dirty_to=case(
+            (_SER.c.dirty_to.is_(None) | (_SER.c.dirty_to < hi), hi),
+            else_=_SER.c.dirty_to,
+        ),
+    )
+    ids = sorted(set(series_ids))
+    if dialect == "postgresql":
+        # Locked first, in id order (an UPDATE visits its rows in table order, which changes
+        # as rows are updated: 4 writers over the same 500 series deadlocked every few
+        # batches). FOR NO KEY UPDATE does not block the foreign-key checks of sample inserts.
+        ids_param = bindparam("ids", type_=ARRAY(Integer))
+        conn.execute(
+            select(_SER.c.id)
+            .where(_SER.c.id == any_(ids_param))
+            .order_by(_SER.c.id)
+            .with_for_update(key_share=True),
+            {"ids": ids},
+        )
+        conn.execute(mark.where(_SER.c.id == any_(ids_param)), {"ids": ids})
+        return
+    mark = mark.where(_SER.c.id.in_(bindparam("ids", expanding=True)))
+    for part in chunks(ids):
+        conn.execute(mark, {"ids": part})
+
+
+def ingest(store: Store, batch: Batch, *, use_copy: bool | None = None) -> int:
     """Store a validated batch in one transaction; return how many samples were written.
+
+    ``use_copy``: write the samples through COPY (:func:`_upsert_copy`); None (the default)
+    means on PostgreSQL. False keeps ``executemany``, the reference the tests compare against.
 
     Raises:
         ConflictError: an entity's kind contradicts the store (nothing is written).
@@ -147,26 +246,19 @@ def ingest(store: Store, batch: Batch) -> int:
         new_series = _resolve_series(conn, dialect, batch, keys, entity_ids, known_series)
         ids = {k: new_series[k] if k in new_series else known_series[k] for k in keys}
         series_ids = [ids[k] for k in batch.keys]
-        conn.exec_driver_sql(
-            _sample_upsert_sql(dialect), list(zip(series_ids, batch.ts, batch.values, strict=True))
-        )
-        lo, hi = min(batch.ts), max(batch.ts)
-        # The whole batch's [lo, hi] is marked on each of its series: a superset of what was
-        # written, so the rollup job may redo a few minutes but never misses one. One UPDATE
-        # per chunk of ids (ascending, so concurrent writers lock rows in the same order).
-        mark = update(_SER).values(
-            dirty_from=case(
-                (_SER.c.dirty_from.is_(None) | (_SER.c.dirty_from > lo), lo),
-                else_=_SER.c.dirty_from,
-            ),
-            dirty_to=case(
-                (_SER.c.dirty_to.is_(None) | (_SER.c.dirty_to < hi), hi),
-                else_=_SER.c.dirty_to,
-            ),
-        )
-        mark = mark.where(_SER.c.id.in_(bindparam("ids", expanding=True)))
-        for part in chunks(sorted(set(series_ids))):
-            conn.execute(mark, {"ids": part})
+        if use_copy is None:
+            use_copy = dialect == "postgresql"
+        elif use_copy and dialect != "postgresql":
+            raise ValueError(f"COPY ingest needs PostgreSQL, not {dialect}")
+        # Marked before the samples are written, in the same transaction (so the same
+        # outcome): the batch's series rows are locked before any sample row, so concurrent
+        # batches over the same series queue there. Marked after, two PostgreSQL batches
+        # writing the same samples in different orders deadlocked (a test does that).
+        _mark_dirty(conn, dialect, series_ids, min(batch.ts), max(batch.ts))
+        if use_copy:
+            _upsert_copy(conn, series_ids, batch.ts, batch.values)
+        else:
+            _upsert_executemany(conn, dialect, series_ids, batch.ts, batch.values)
     # Only committed ids enter the cache (a rolled-back insert must not leave stale ids).
     with cache.lock:
         cache.entities.update(new_entities)
@@ -362,8 +454,11 @@ def active_series(session: Session, since: int) -> list[ActiveSeries]:
         .join(Entity, Entity.id == Series.entity_id)
         .order_by(Entity.name, Series.metric)
     )
-    return [ActiveSeries(int(i), e, k, m, int(t)) for i, e, k, m, t in rows
-            if t is not None and t >= since]
+    return [
+        ActiveSeries(int(i), e, k, m, int(t))
+        for i, e, k, m, t in rows
+        if t is not None and t >= since
+    ]
 
 
 def series_id(session: Session, entity: str, metric: str) -> int:
