@@ -12,7 +12,7 @@ S = 100 samples per forecast. Peers:
 * ``autoarima``, ``autoets`` (statsforecast, per indicator, ``season_length=1``): fitted once on
   the training rows, then applied with ``forward`` to each test step's history (the whole
   scaled series up to that step, with the fitted parameters; one ``forward(fitted=True)`` call
-  gives the same one-step means as one call per step, checked to equality on container 1).
+  gives the same one-step means as one call per step, checked on container 1's load).
   The predictive is Gaussian, with the width of the fitted model's own 90% interval.
 * ``lgbm-diff``: LightGBM quantile regression per indicator and level on lag *differences*
   (the last 24 first differences of the indicator, the last difference of every indicator,
