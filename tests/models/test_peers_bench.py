@@ -1,4 +1,4 @@
-"""Smoke test of bench/peers.py (the optional ``[peers]`` extra); skipped without it."""
+"""bench/peers.py: its conversions always; its peers only with the optional ``[peers]`` extra."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("statsforecast")
-pytest.importorskip("lightgbm")
-
-from bench import peers  # noqa: E402
+from bench import peers
 
 
 @pytest.fixture
@@ -40,6 +37,8 @@ def test_quantile_samples_read_the_quantile_function():
 
 @pytest.mark.parametrize("name", ["autoets", "lgbm-diff", "last"])
 def test_peer_scores_on_the_protocol(fisher_like, name):
+    pytest.importorskip("statsforecast")  # the [peers] extra
+    pytest.importorskip("lightgbm")
     p = peers.Protocol(9, 24, fisher_like)
     assert p.y.shape == (p.n_te, 1, 3)
     res = peers.run_model(p, name, seed=0)
