@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> None:
                                      for r in rep["policies"]["bayes"]]
         print(f"# bayes ({name}): {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     peers = [p for p in args.peers.split(",") if p]
-    rep = run_replay(scored, "vm", peers, sweep=True, options=options)
+    # policy-specific options (`bayes.x=...`) are for the bayes runs; the peers get the rest
+    peer_options = {k: v for k, v in options.items()
+                    if "." not in k or k.split(".", 1)[0] in peers}
+    rep = run_replay(scored, "vm", peers, sweep=True, options=peer_options)
     for p in peers:
         curves[p] = [(r["totals"]["violation_rate"], r["totals"]["replica_seconds"])
                      for r in rep["policies"][p]]
