@@ -74,6 +74,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         [
             "tests/daemon/test_decisions.py",
             "tests/daemon/test_decision_guards.py",
+            "tests/daemon/test_ack_counts.py",
             "tests/daemon/test_orchestrators.py",
             "tests/daemon/test_parity.py",
         ],

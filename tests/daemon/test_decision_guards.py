@@ -209,3 +209,41 @@ def test_a_power_rows_history_starts_at_its_first_reported_step(http, store):  #
     _, obs, _ = decisions.collect_power(store, target, now, None)
     assert obs.t == 2
     assert obs.history.tolist() == [[250.0, 200.0], [250.0, 200.0]]
+
+
+def test_a_gap_right_after_the_first_sample_holds_that_sample(http, store):  # noqa: ANN001
+    """Scaling demand: an empty bucket holds the value before it, also the second bucket."""
+    now = int(time.time())
+    step = int(store.settings.forecast_step_s)
+    now -= now % step
+    first = now - 10 * step
+    pts = [(first + i, 4.0) for i in range(step)]  # bucket 0 only; buckets 1..2 empty
+    pts += [(first + 3 * step + i, 6.0) for i in range(7 * step)]
+    send(http, "web-vm", "vm", "cpu_cores", pts)
+    assert http.post("/v1/targets", json=scaling_target()).status_code == 201
+    from service.store import targets as target_store
+
+    with store.sessions() as session:
+        target = target_store.get_target(session, "web")
+    _, obs, _ = decisions.collect_vm(store, target, now, None)
+    assert obs.demand.tolist() == [4.0, 4.0, 4.0] + [6.0] * 7
+
+
+def test_a_power_row_reads_one_bucket_when_the_window_is_one_step(http, settings_factory):  # noqa: ANN001
+    from service.store import targets as target_store
+    from service.store.db import Store
+
+    store = Store(settings_factory(decision_history_s=60, forecast_step_s=60))
+    try:
+        now = int(time.time())
+        now -= now % 60
+        body = {"kind": "power", "name": "row", "servers": ["s1"], "budget_w": 600,
+                "p_max_w": 300, "policy": "polca"}
+        assert http.post("/v1/targets", json=body).status_code == 201
+        send(http, "s1", "server", "power_w", _flat(now, 300, 250.0))
+        with store.sessions() as session:
+            target = target_store.get_target(session, "row")
+        _, obs, _ = decisions.collect_power(store, target, now, None)
+        assert obs.t == 1 and obs.history[:, 0].tolist() == [250.0]
+    finally:
+        store.close()

@@ -226,3 +226,13 @@ def test_forecast_indicators_must_match_the_servers_when_not_named_after_them():
     )
     with pytest.raises(ValueError, match="2 indicators for 3 servers"):
         BayesPower().decide(spec, obs, two, 0.0)
+
+
+def test_the_planning_cli_answers_bad_input_with_exit_code_2(tmp_path, capsys):
+    from policies.bayes_power import main
+
+    path = tmp_path / "mem.csv"
+    path.write_text("entity,metric,ts,value\na,mem_gb,0,1.0\na,mem_gb,1,2.0\n")
+    rc = main([str(path), "--budget-w", "1000"])
+    out = capsys.readouterr()
+    assert rc == 2 and "no power_w or cpu_util series" in out.err and out.out == ""
