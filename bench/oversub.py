@@ -6,9 +6,13 @@ At each ratio every policy is replayed through :class:`traces.replay.power.Power
 (the same ``run`` that ``tidewise replay`` drives, the same forecaster choice), and a ratio
 *passes* when the row has **zero breach steps and a capped fraction ≤ ``--max-capped``**
 (default 0.01 of server-time). The answer per policy is the highest ratio below the first
-failing one (every lower ratio of the scan passed). The criterion is only monotone-ish
-(extra servers replay series at other offsets, so a larger row is not a superset of a
-smaller one in time), so the scan does not bisect: it goes on until ``--patience``
+failing one (every lower ratio of the scan passed). With ``--fine-step`` the scan is coarse
+first (e.g. ``--step-ratio 0.25``), then rescans between the coarse answer and the coarse
+first failure in fine steps, stopping at the first fine failure (fewer runs on a row that
+holds 4×; a fine ratio is only tried when the coarse ratio below it passed). The
+criterion is only monotone-ish (extra servers replay series at other offsets, so a larger
+row is not a superset of a smaller one in time), so the scan does not bisect: it goes on
+until ``--patience``
 consecutive ratios fail (default 2) and flags a policy whose scan passed again above its
 first failure (``passes_above``). Reported: the figures at the answer and at the next
 step above (the first failure).
@@ -27,7 +31,7 @@ Rows (``--row``):
 Examples::
 
     .venv/bin/python bench/oversub.py --row h100 --out out/oversub-h100.json
-    .venv/bin/python bench/oversub.py --row genai --policies bayes,polca,oracle
+    .venv/bin/python bench/oversub.py --row genai --stop 6 --step-ratio 0.25 --fine-step 0.05
     .venv/bin/python bench/oversub.py --row h100 --param bayes.target_breach=0.001
 
 ``--param NAME.k=v`` sets a policy parameter; the row label then names it, so a tried
@@ -151,11 +155,37 @@ def highest_ratio(run_at: Callable[[float], dict[str, float]], ratios: Sequence[
     }
 
 
+def refined_ratio(run_at: Callable[[float], dict[str, float]], ratios: Sequence[float],
+                  fine_step: float | None, max_capped: float = 0.01, patience: int = 2
+                  ) -> dict[str, Any]:
+    """:func:`highest_ratio` on the coarse ``ratios``, then on ``fine_step`` steps between
+    the coarse answer and the coarse first failure (exclusive), to save runs on rows that
+    hold far more than 1×. The fine scan's first failure, or else the coarse one, is
+    ``next``; ``points`` holds both scans' points, ``passes_above`` the coarse scan's.
+    """
+    coarse = highest_ratio(run_at, ratios, max_capped, patience)
+    if not fine_step or coarse["ratio"] is None or coarse["next_ratio"] is None:
+        return coarse
+    fine = ratio_grid(coarse["ratio"] + fine_step, coarse["next_ratio"] - fine_step,
+                      fine_step) if coarse["next_ratio"] - coarse["ratio"] > \
+        fine_step * 1.5 else []
+    if not fine:
+        return coarse
+    res = highest_ratio(run_at, fine, max_capped, patience=1)
+    out = dict(coarse)
+    if res["ratio"] is not None:
+        out["ratio"], out["at"] = res["ratio"], res["at"]
+    if res["next_ratio"] is not None:
+        out["next_ratio"], out["next"] = res["next_ratio"], res["next"]
+    out["points"] = sorted(coarse["points"] + res["points"], key=lambda p: p["ratio"])
+    return out
+
+
 def scan_policy(frame: pd.DataFrame, options: dict[str, Any], policy: str,
                 params: dict[str, Any], ratios: Sequence[float], *, max_capped: float = 0.01,
-                patience: int = 2, seed: int = 0, log: Callable[[str], None] | None = None
-                ) -> dict[str, Any]:
-    """:func:`highest_ratio` for one policy on one row, through the power scenario."""
+                patience: int = 2, seed: int = 0, log: Callable[[str], None] | None = None,
+                fine_step: float | None = None) -> dict[str, Any]:
+    """:func:`refined_ratio` for one policy on one row, through the power scenario."""
     from policies import registry
     from policies.pipeline import forecaster_for
     from traces.replay.power import PowerScenario
@@ -172,7 +202,7 @@ def scan_policy(frame: pd.DataFrame, options: dict[str, Any], policy: str,
                 f"lost={tot['performance_lost']:.4%} ({time.perf_counter() - t0:.1f}s)")
         return {k: float(v) for k, v in tot.items() if isinstance(v, int | float)}
 
-    return highest_ratio(run_at, ratios, max_capped, patience)
+    return refined_ratio(run_at, ratios, fine_step, max_capped, patience)
 
 
 def _cells(r: float | None, tot: dict[str, float] | None) -> str:
@@ -221,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--start", type=float, default=1.0)
     ap.add_argument("--stop", type=float, default=3.0)
     ap.add_argument("--step-ratio", type=float, default=0.05)
+    ap.add_argument("--fine-step", type=float,
+                    help="after the scan, rescan between its answer and first failure by this")
     ap.add_argument("--max-capped", type=float, default=0.01,
                     help="highest capped share of server-time that still passes")
     ap.add_argument("--patience", type=int, default=2,
@@ -249,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         label = name + (f" ({', '.join(f'{k}={v}' for k, v in p.items())})" if p else "")
         results[label] = scan_policy(frame, options, name, p, ratios,
                                      max_capped=a.max_capped, patience=a.patience,
-                                     seed=a.seed, log=lambda s: print(s, flush=True))
+                                     seed=a.seed, log=lambda s: print(s, flush=True),
+                                     fine_step=a.fine_step)
     print()
     print(table(results, a.row))
     if a.out:
@@ -257,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         a.out.write_text(json.dumps({"row": a.row, "trace": str(row.trace), "options": options,
                                      "pods": a.pods if a.row == "genai" else None,
                                      "max_capped": a.max_capped, "ratios": ratios,
+                                     "fine_step": a.fine_step, "patience": a.patience,
                                      "results": results}, indent=1, default=float))
 
 

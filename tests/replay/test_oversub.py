@@ -81,3 +81,16 @@ def test_highest_ratio_reads_the_first_failure_and_flags_later_passes():
     assert oversub.highest_ratio(lambda r: ok, [1.0, 2.0])["next"] is None
     # exactly 1 % capped still passes
     assert oversub.passes({"breach_steps": 0.0, "capped_fraction": 0.01})
+
+
+def test_refinement_finds_the_fine_answer_between_coarse_points():
+    # passes up to 2.35 inclusive
+    def run_at(r):
+        return {"breach_steps": float(r > 2.35 + 1e-9), "capped_fraction": 0.0}
+
+    res = oversub.refined_ratio(run_at, oversub.ratio_grid(1.0, 4.0, 0.25), 0.05)
+    assert res["ratio"] == 2.35 and res["next_ratio"] == 2.4
+    # every fine ratio passes: the coarse first failure stays the next step
+    res = oversub.refined_ratio(lambda r: run_at(r - 0.1), oversub.ratio_grid(1.0, 4.0, 0.25),
+                                0.05)
+    assert res["ratio"] == 2.45 and res["next_ratio"] == 2.5
