@@ -205,6 +205,32 @@ def scan_policy(frame: pd.DataFrame, options: dict[str, Any], policy: str,
     return refined_ratio(run_at, ratios, fine_step, max_capped, patience)
 
 
+def uncapped_ratio(results: dict[str, dict[str, Any]]) -> tuple[float | None, float | None]:
+    """Highest scanned ratio whose *uncapped* demand never exceeds the budget, and the next.
+
+    ``demand_breach_steps`` depends on the ratio only, so every policy's points are pooled:
+    what a row without any capping would sustain (0 breaches, 0 capped) — the bar a capping
+    policy has to beat.
+    """
+    seen: dict[float, float] = {}
+    for res in results.values():
+        for p in res["points"]:
+            seen[p["ratio"]] = p["totals"]["demand_breach_steps"]
+    best = nxt = None
+    for r in sorted(seen):
+        if seen[r] > 0:
+            nxt = r
+            break
+        best = r
+    return best, nxt
+
+
+def uncapped_steps(results: dict[str, dict[str, Any]], ratio: float) -> float:
+    """Steps whose uncapped demand exceeds the budget at ``ratio`` (from any policy's points)."""
+    return next(p["totals"]["demand_breach_steps"] for res in results.values()
+                for p in res["points"] if p["ratio"] == ratio)
+
+
 def _cells(r: float | None, tot: dict[str, float] | None) -> str:
     if tot is None:
         return "– | – | – | – | –"
@@ -227,6 +253,12 @@ def table(results: dict[str, dict[str, Any]], row: str) -> str:
         extra = f" (passes again at {', '.join(f'{x:.2f}' for x in res['passes_above'])})" \
             if res["passes_above"] else ""
         lines.append(f"| {row} | {label}{extra} | {best} | {nxt} |")
+    best_u, next_u = uncapped_ratio(results)
+    lines.append(f"| {row} | no capping: uncapped demand never above budget | "
+                 + (f"{best_u:.2f}× | | 0 | 0 | 0 | " if best_u is not None else "– | | | | | ")
+                 + (f"{next_u:.2f}× | | {uncapped_steps(results, next_u):.0f} | 0 | 0 |"
+                    if next_u is not None
+                    else "none failed in the scan | | | | |"))
     return "\n".join(lines)
 
 

@@ -94,3 +94,13 @@ def test_refinement_finds_the_fine_answer_between_coarse_points():
     res = oversub.refined_ratio(lambda r: run_at(r - 0.1), oversub.ratio_grid(1.0, 4.0, 0.25),
                                 0.05)
     assert res["ratio"] == 2.45 and res["next_ratio"] == 2.5
+
+
+def test_uncapped_ratio_pools_the_demand_breaches_of_every_policy():
+    def pt(r, d):
+        return {"ratio": r, "totals": {"demand_breach_steps": d}}
+
+    res = {"a": {"points": [pt(1.0, 0), pt(1.1, 0), pt(1.2, 3)]},
+           "b": {"points": [pt(1.0, 0), pt(1.1, 0)]}}
+    assert oversub.uncapped_ratio(res) == (1.1, 1.2)
+    assert oversub.uncapped_ratio({"b": res["b"]}) == (1.1, None)
