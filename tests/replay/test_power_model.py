@@ -143,7 +143,7 @@ def test_bad_inputs_and_options_are_clear():
         PowerScenario(budget=5)
     bad = build_frame(UTIL)
     bad["metric"] = "invocations"
-    with pytest.raises(InputError, match="power_w.*cpu_util"):
+    with pytest.raises(InputError, match="power_w.*cpu_util.*gpu_util"):
         PowerScenario().prepare(bad)
     irregular = build_frame(UTIL)
     irregular.attrs["step"] = None

@@ -6,7 +6,9 @@ Reference model
   H100 nvidia-smi logs, one GPU = one server) its values are the server's demanded power in
   watts. With ``cpu_util`` (Azure VM 2017, Bitbrains, Alibaba 2018 machines) a linear model
   gives it: ``P = p_idle_w + u · (p_max_w − p_idle_w)``, ``u = cpu_util / 100`` clipped to
-  [0, 1]; defaults ``p_idle_w`` = 100 W and ``p_max_w`` = 300 W. For ``power_w`` traces
+  [0, 1]; defaults ``p_idle_w`` = 100 W and ``p_max_w`` = 300 W. ``gpu_util`` (a GPU's duty
+  cycle, e.g. the Alibaba GenAI 2026 pods) goes through the same linear model, one GPU = one
+  server; pass the GPU's own idle and nameplate (H100: 70 W, 700 W). For ``power_w`` traces
   ``p_max_w`` defaults to the highest power in the trace (rounded up to a watt), a stand-in
   for the nameplate the trace does not record; pass the real one when known.
 * **Budget.** The row's budget is sized for ``budget_servers`` servers at nameplate:
@@ -153,7 +155,7 @@ class PowerScenario(Scenario):
     cost_figure: ClassVar[str] = "performance_lost"
     sla_figure: ClassVar[str] = "breach_steps"
     defaults: ClassVar[dict[str, Any]] = {
-        "metric": "auto",             # power_w, cpu_util or auto (power_w if present)
+        "metric": "auto",             # power_w, cpu_util, gpu_util or auto (first present)
         "p_idle_w": 100.0,            # W, idle power (linear model; lowest effective cap)
         "p_max_w": None,              # W, nameplate; None: 300 (cpu_util) / trace max (power_w)
         "budget_servers": None,       # servers the budget is sized for; None: series count
@@ -170,7 +172,7 @@ class PowerScenario(Scenario):
         super().__init__(**config)
         c = self.config
         checks = [
-            ("metric", c["metric"] in ("auto", "power_w", "cpu_util")),
+            ("metric", c["metric"] in ("auto", "power_w", "cpu_util", "gpu_util")),
             ("p_idle_w", _num(c["p_idle_w"]) and c["p_idle_w"] >= 0),
             ("p_max_w", c["p_max_w"] is None or (_num(c["p_max_w"]) and c["p_max_w"] > 0)),
             ("budget_servers", c["budget_servers"] is None
@@ -208,11 +210,12 @@ class PowerScenario(Scenario):
         have = set(frame["metric"].unique()) if len(frame) else set()
         metric = c["metric"]
         if metric == "auto":
-            metric = "power_w" if "power_w" in have else "cpu_util"
+            metric = next((m for m in ("power_w", "cpu_util", "gpu_util") if m in have),
+                          "cpu_util")
         if metric not in have:
             raise InputError(
-                f"the power scenario needs per-server 'power_w' or 'cpu_util' rows; this "
-                f"trace has {sorted(have)}", where=src)
+                f"the power scenario needs per-server 'power_w', 'cpu_util' or 'gpu_util' "
+                f"rows; this trace has {sorted(have)}", where=src)
         rows = frame[frame["metric"] == metric]
         step = frame.attrs.get("step")
         if not step:
@@ -232,7 +235,7 @@ class PowerScenario(Scenario):
             p_max = float(c["p_max_w"]) if c["p_max_w"] is not None else float(
                 math.ceil(np.nanmax(series)))
             demand = np.where(outside, p_idle, series)
-        else:
+        else:  # cpu_util or gpu_util (percent) through the linear model
             p_max = float(c["p_max_w"]) if c["p_max_w"] is not None else 300.0
             u = np.clip(np.nan_to_num(series, nan=0.0) / 100.0, 0.0, 1.0)
             demand = p_idle + u * (p_max - p_idle)
