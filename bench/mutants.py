@@ -249,6 +249,13 @@ EQUIVALENT: list[tuple[str, str, int, str, str]] = (
         ),
         (
             "vm",
+            "if self.progress and len(services) > 1:  # separate mode: one service at a time",
+            29,
+            "`>` -> `<=` in `len(services) > 1`",
+            "display only: whether a progress bar is drawn over the services",
+        ),
+        (
+            "vm",
             "idx = np.clip(idx, 0, n - 1)",
             23,
             "`0` -> `-1`",

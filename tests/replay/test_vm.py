@@ -50,6 +50,8 @@ def test_cost_counts_booting_replicas_and_violations_use_ready_ones():
     # violations: only t=6 (6 > 2), unserved 4 of 2*6 + 6*4 = 36
     r = run([2, 2, 2, 6, 6, 6, 6, 2, 2, 2], {1.0: 3, 6.0: 1}, capacity=2, boot_s=2, sync_s=1)
     assert r.totals["replica_seconds"] == pytest.approx(20.0)
+    # served: min(demand, ready supply) = 2 2 2 6 6 6 2 2 2 2 -> 32 / 2 = 16 replica-seconds
+    assert r.totals["idle_replica_seconds"] == pytest.approx(4.0)
     assert r.totals["violation_rate"] == pytest.approx(0.1)
     assert r.totals["unserved_fraction"] == pytest.approx(4 / 36)
     assert r.totals["scale_ups"] == 1 and r.totals["scale_downs"] == 1
@@ -246,3 +248,12 @@ def test_upsampling_separate_entities_keeps_each_span():
     agg = VmScenario(resample_s=5).prepare(f).services[0]
     # the sum of each entity within its own span (0 outside it)
     assert agg.demand.tolist() == [0.0, 5.0, 14.0, 14.0, 4.0, 4.0]
+
+
+def test_changes_between_sample_boundaries_are_integrated_exactly():
+    # decisions every 1.5 s on 1-s samples: the request at t=1.5 and its replicas ready at
+    # t=2.5 both fall inside samples. requested: [0,1.5) 1, [1.5,10) 3 -> 1.5 + 25.5 = 27
+    # replica-seconds; ready [0,2.5) 1, [2.5,10) 3: demand 6 from t=4 is always served
+    r = run([2] * 4 + [6] * 6, {1.5: 3}, capacity=2, boot_s=1, sync_s=1.5)
+    assert r.totals["replica_seconds"] == pytest.approx(27.0)
+    assert r.totals["violation_rate"] == 0.0 and r.totals["unserved_fraction"] == 0.0
