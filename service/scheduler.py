@@ -175,48 +175,35 @@ def forecast_job(ctx: DaemonContext, now: float) -> None:
     )
 
 
-def _retrain_in_child(settings: Any, now: int) -> list[dict[str, Any]]:  # noqa: ANN401
-    """Run :func:`service.forecasting.retrain` in a child process on its own store connection."""
+def _job_in_child(job: str, settings: Any, now: int) -> list[dict[str, Any]]:  # noqa: ANN401
+    """Run the ``retrain`` or ``choose`` job's work in a child process on its own store.
+
+    The child lowers its CPU priority first, so training yields the CPU to the API and the
+    forecast job.
+    """
     import os
 
-    from service import forecasting
-    from service.store.db import Store
-
-    try:
-        os.nice(10)  # training yields the CPU to the API and the forecast job
-    except OSError:
-        pass
-    store = Store(settings)
-    try:
-        return forecasting.retrain(store, now)
-    finally:
-        store.close()
-
-
-def _choose_in_child(settings: Any, now: int) -> list[dict[str, Any]]:  # noqa: ANN401
-    """Run :func:`service.choosing.choose_all` in a child process on its own store connection."""
-    import os
-
-    from service import choosing
+    from service import choosing, forecasting
     from service.store.db import Store
 
     try:
         os.nice(10)
     except OSError:
         pass
+    work = {"retrain": forecasting.retrain, "choose": choosing.choose_all}[job]
     store = Store(settings)
     try:
-        return choosing.choose_all(store, now)
+        return work(store, now)
     finally:
         store.close()
 
 
-def _in_child(ctx: DaemonContext, fn: Callable[[Any, int], Any], now: float) -> Any:  # noqa: ANN401
+def _in_child(ctx: DaemonContext, job: str, now: float) -> Any:  # noqa: ANN401
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, ctx.store.settings, int(now)).result()
+        return pool.submit(_job_in_child, job, ctx.store.settings, int(now)).result()
 
 
 def choose_job(ctx: DaemonContext, now: float) -> None:
@@ -224,7 +211,7 @@ def choose_job(ctx: DaemonContext, now: float) -> None:
     from service import choosing
 
     if ctx.store.settings.retrain_isolation == "process":
-        reports = _in_child(ctx, _choose_in_child, now)
+        reports = _in_child(ctx, "choose", now)
     else:
         reports = choosing.choose_all(ctx.store, int(now))
     for report in reports:
@@ -244,7 +231,7 @@ def retrain_job(ctx: DaemonContext, now: float) -> None:
     from service import forecasting
 
     if ctx.store.settings.retrain_isolation == "process":
-        reports = _in_child(ctx, _retrain_in_child, now)
+        reports = _in_child(ctx, "retrain", now)
     else:
         reports = forecasting.retrain(ctx.store, int(now))
     for report in reports:

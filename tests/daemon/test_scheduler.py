@@ -201,3 +201,15 @@ def test_serve_help_lists_every_scheduled_job():
     r = CliRunner().invoke(app, ["serve", "--help"])
     assert r.exit_code == 0
     assert all(job in r.output for job in JOBS), (sorted(JOBS), r.output)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_choose_job_runs_in_a_child_process(http, store):
+    """No auto target without history: the child process runs, backtests nothing, reports ok."""
+    now = int(time.time())
+    send(http, "web-vm", "vm", "cpu_cores", [(now - 60 + i, 3.0) for i in range(60)])
+    http.post("/v1/targets", json=scaling_target(policy="bayes", params={}))
+    assert store.settings.retrain_isolation == "process"
+    assert run_once(DaemonContext(store), "choose", now) == "ok"
+    with store.sessions() as session:
+        assert model_store.current_model(session, "target:web") is None  # too little history
