@@ -200,6 +200,21 @@ EQUIVALENT: list[tuple[str, str, int, str, str]] = (
         ),
         (
             "power",
+            "def run(self, policy: Policy, data: PowerData, *, seed: int = 0, "
+            "timeline: bool = False,",
+            66,
+            "`0` -> `-1`",
+            "the power replay never reads `seed` (it has no randomness)",
+        ),
+        (
+            "bayes_power",
+            "print(json.dumps(out, indent=1))",
+            33,
+            "`1` -> `2`",
+            "display only: the planning CLI's JSON indentation",
+        ),
+        (
+            "power",
             "n_t = int(np.floor((ends - starts).min() / step + 1e-9)) + 1",
             58,
             "`1e-09` -> `1e-08`",
