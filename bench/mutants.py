@@ -207,6 +207,13 @@ EQUIVALENT: list[tuple[str, str, int, str, str]] = (
             "the power replay never reads `seed` (it has no randomness)",
         ),
         (
+            "power",
+            "return v[np.clip(i, 0, len(v) - 1)]",
+            36,
+            "`1` -> `0`",
+            "i = searchsorted(...) - 1 is at most len(v) - 1, so the clip's upper bound never binds",
+        ),
+        (
             "bayes_power",
             "print(json.dumps(out, indent=1))",
             33,
