@@ -211,7 +211,8 @@ EQUIVALENT: list[tuple[str, str, int, str, str]] = (
             "return v[np.clip(i, 0, len(v) - 1)]",
             36,
             "`1` -> `0`",
-            "i = searchsorted(...) - 1 is at most len(v) - 1, so the clip's upper bound never binds",
+            "i = searchsorted(...) - 1 is at most len(v) - 1: the clip's upper bound never "
+            "binds",
         ),
         (
             "bayes_power",
