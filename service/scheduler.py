@@ -175,17 +175,34 @@ def forecast_job(ctx: DaemonContext, now: float) -> None:
     )
 
 
-def _job_in_child(job: str, settings: Any, now: int) -> list[dict[str, Any]]:  # noqa: ANN401
+def exit_with_parent(parent: int, interval_s: float = 1.0) -> threading.Thread:
+    """End this (child) process as soon as ``parent`` is no longer its parent.
+
+    A daemon stopped, or killed, while its retrain child trains must not leave the child
+    training on as an orphan (seen: two of them still alive an hour after their daemons).
+    A background thread checks the parent every ``interval_s`` and exits the process at once.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    t = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    t.start()
+    return t
+
+
+def _job_in_child(job: str, settings: Any, now: int, parent: int) -> list[dict[str, Any]]:  # noqa: ANN401
     """Run the ``retrain`` or ``choose`` job's work in a child process on its own store.
 
     The child lowers its CPU priority first, so training yields the CPU to the API and the
-    forecast job.
+    forecast job, and ends with its daemon (:func:`exit_with_parent`).
     """
-    import os
-
     from service import choosing, forecasting
     from service.store.db import Store
 
+    exit_with_parent(parent)
     try:
         os.nice(10)
     except OSError:
@@ -203,7 +220,8 @@ def _in_child(ctx: DaemonContext, job: str, now: float) -> Any:  # noqa: ANN401
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_job_in_child, job, ctx.store.settings, int(now)).result()
+        return pool.submit(_job_in_child, job, ctx.store.settings, int(now),
+                           os.getpid()).result()
 
 
 def choose_job(ctx: DaemonContext, now: float) -> None:

@@ -213,3 +213,49 @@ def test_the_choose_job_runs_in_a_child_process(http, store):
     assert run_once(DaemonContext(store), "choose", now) == "ok"
     with store.sessions() as session:
         assert model_store.current_model(session, "target:web") is None  # too little history
+
+
+def test_a_training_child_ends_when_its_daemon_is_killed(tmp_path):
+    """A daemon killed mid-retrain leaves no orphan: the child notices its parent is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import multiprocessing, os, sys, time
+
+        def child(parent):
+            from service.scheduler import exit_with_parent
+            exit_with_parent(parent, interval_s=0.2)
+            time.sleep(60)
+
+        if __name__ == "__main__":
+            p = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(),))
+            p.start()
+            print(p.pid, flush=True)
+            time.sleep(60)
+    """)
+    path = tmp_path / "daemon_like.py"
+    path.write_text(script)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    child = int(proc.stdout.readline())
+    time.sleep(1.0)  # the child is up and watching
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as f:  # a zombie (exited, not reaped) counts as gone
+            if f.read().split()[2] == "Z":
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the child outlived its parent by 10 s")
