@@ -66,6 +66,15 @@ def test_a_cap_below_idle_holds_the_server_at_idle_not_below(cap_w, delay_s):
     assert r.totals["energy_clipped_kwh"] <= r.totals["energy_demanded_kwh"] * (2 / 3) + 1e-12
 
 
+def test_an_actuation_delay_longer_than_a_step_lands_inside_a_later_step():
+    # delay 90 s on one-minute steps: caps commanded at t=0 act from t=90 s. Step 0 is wholly
+    # uncapped (600 W), step 1 for its first 30 s (600 W) then capped (200 W) -> 400 W mean,
+    # steps 2 and 3 capped (200 W)
+    sc = PowerScenario(servers=2, delay_s=90.0)
+    r = sc.run(FixedCaps(cap_w=0.0), sc.prepare(build_frame(UTIL, step_s=60.0)), timeline=True)
+    np.testing.assert_allclose(r.timeline["row_power_kw"], [0.6, 0.4, 0.2, 0.2])
+
+
 def test_zero_demand_is_valid_and_auto_capacity_of_an_idle_trace_is_one():
     # negative demand is refused, zero is not (an idle service); with capacity auto and a
     # peak of 0 the capacity falls back to 1 unit instead of 0 (no division by zero)
