@@ -207,6 +207,13 @@ class ModelCache:
             return self._loaded[name][1], f"{name}@{rec.version}"
 
 
+def current_model_names(store: Store) -> set[str]:
+    """Names of the daemon's models with a current version (one registry read)."""
+    with store.sessions() as session:
+        return {m.name for m in model_store.list_models(session)
+                if m.is_current and m.name.startswith("daemon:")}
+
+
 def _fallback(history: np.ndarray, start: float, step: float, horizon: int, reason: str,
               samples: int, indicators: tuple[str, ...] = ("value",)) -> Forecast:
     from models.base import fallback_samples
@@ -415,6 +422,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     with store.sessions() as session:
         active = sample_store.active_series(session, now - n * step)
         declared = declared_indicators(session) if s.forecast_joint else {}
+    names = current_model_names(store) if s.forecast_joint else set()
     for group in joint_groups(active, s, declared):
         result.series += len(group.items)
         hist: dict[str, np.ndarray] = {}
@@ -430,8 +438,8 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
         joint = [a for a in group.items if a.metric in hist
                  and _observed_share(hist[a.metric]) >= 0.5]
         alone = [a for a in group.items if a.metric in hist and a not in joint]
-        if len(joint) > 1 and cache.current(store, tuple(a.metric for a in joint)) is None:
-            own = [a for a in joint if cache.current(store, a.metric) is not None]
+        if len(joint) > 1 and daemon_model_name(tuple(a.metric for a in joint)) not in names:
+            own = [a for a in joint if daemon_model_name(a.metric) in names]
             alone += own
             joint = [a for a in joint if a not in own]
         if len(joint) > 1:

@@ -214,3 +214,21 @@ def test_a_member_that_cannot_be_forecast_does_not_cost_the_others_their_model(
         assert mem["fallback"] is True and "missing" in mem["reason"]
     finally:
         store.close()
+
+
+def test_a_member_with_a_broken_registered_model_falls_back_alone(http, store, tmp_path):
+    """A metric whose current model's artifact is gone keeps its own model (and falls back);
+    the refresh goes on and the entity's other metric is forecast by the cheap model."""
+    from service.store import model_registry as model_store
+
+    now = _now()
+    _feed(http, now, ("cpu_cores", "mem_gb"))
+    with store.write_sessions() as session, session.begin():
+        model_store.register_model(session, forecasting.daemon_model_name("mem_gb"), "v1",
+                                   str(tmp_path / "missing"))
+    res = forecasting.refresh(store, now)
+    assert (res.series, res.forecasts, res.fallbacks) == (2, 2, 1)
+    cpu = http.get("/v1/forecasts/web-vm", params={"metric": "cpu_cores"}).json()
+    mem = http.get("/v1/forecasts/web-vm", params={"metric": "mem_gb"}).json()
+    assert cpu["model"] == "window-mean" and cpu["indicators"] == ["cpu_cores"]
+    assert mem["fallback"] is True and mem["indicators"] == ["mem_gb"]
