@@ -323,7 +323,7 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
     """Rebuild the joint Forecast a series was stored with.
 
     All its indicators, one draw index (see :func:`payload`); a series forecast alone gives a
-    one-indicator Forecast.
+    one-indicator Forecast. ``info["computed_at"]`` is when the refresh made it.
 
     Raises:
         NotFoundError: no such series or no forecast of it yet.
@@ -331,9 +331,10 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
     """
     rec = forecast_store.latest_forecast(session, entity, metric)
     names = [str(x) for x in rec.payload.get("indicators") or [metric]]
+    info = {"computed_at": rec.computed_at}
     if len(names) <= 1 or metric not in names:
         return Forecast(np.asarray(rec.payload["samples"], dtype=np.float64)[:, :, None],
-                        rec.start, rec.step, (metric,), model=rec.model)
+                        rec.start, rec.step, (metric,), model=rec.model, info=info)
     cols = []
     for m in names:
         other = rec if m == metric else forecast_store.latest_forecast(session, entity, m)
@@ -342,7 +343,8 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
                 f"the joint forecast of {entity!r} is incomplete ({m!r} was not refreshed "
                 "with it)")
         cols.append(np.asarray(other.payload["samples"], dtype=np.float64))
-    return Forecast(np.stack(cols, axis=-1), rec.start, rec.step, tuple(names), model=rec.model)
+    return Forecast(np.stack(cols, axis=-1), rec.start, rec.step, tuple(names), model=rec.model,
+                    info=info)
 
 
 class StoredForecast:
@@ -368,10 +370,9 @@ class StoredForecast:
         try:
             with self.store.sessions() as session:
                 fc = joint_forecast(session, self.entity, self.metric)
-                computed = forecast_store.latest_forecast(session, self.entity,
-                                                      self.metric).computed_at
         except NotFoundError as exc:
             raise NoDataError(str(exc)) from None
+        computed = fc.info["computed_at"]
         if now - computed > self.max_age_s:
             raise NoDataError(f"the stored forecast of {self.entity!r}/{self.metric!r} is "
                               f"{now - computed:.0f} s old (more than {self.max_age_s:g} s)")

@@ -188,8 +188,7 @@ def get_forecast(
     return {
         "entity": entity,
         "metric": metric,
-        "indicators": list(p.get("indicators") or [metric]) if len(p.get("indicators") or [])
-        > 1 else [metric],
+        "indicators": list(p.get("indicators") or [metric]),  # older records lack the list
         "model": rec.model,
         "fallback": rec.fallback,
         "reason": (p.get("info") or {}).get("reason") if rec.fallback else None,
