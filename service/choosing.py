@@ -33,8 +33,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from common.errors import NoDataError
 from service.store import model_registry as model_store
 from service.store import targets as target_store
@@ -127,30 +125,22 @@ def backtest_candidates(store: Store, target: Any, now: int,  # noqa: ANN401
     return trials, frame, options
 
 
-def _train_pick(store: Store, target: Any, name: str, frame: Any) -> Any:  # noqa: ANN401
-    """Train the picked model on the whole history, as the replay trains it (step 4)."""
-    from models.base import get_estimator
-    from models.data import Series
-    from policies.scenarios import vm
+def _train_pick(target: Any, name: str, frame: Any, options: dict[str, Any]) -> Any:  # noqa: ANN401
+    """Train the picked model on the whole history exactly as the replay trains it (step 4).
 
-    s = store.settings
-    demand = frame.sort_values("ts")
-    values = demand["value"].to_numpy(dtype=np.float64)
-    ts = demand["ts"].to_numpy(dtype=np.float64)
-    spec = vm.Spec(capacity=float(target.spec["capacity"]), min_replicas=0, max_replicas=1,
-                   step_s=float(s.forecast_step_s), boot_s=float(target.spec["boot_s"]),
-                   sync_s=float(s.forecast_interval_s))
-    need = vm.horizon(spec, None)
-    series = Series(values[:, None], ts, ("demand",), entity=target.name,
-                    step=float(s.forecast_step_s))
-    cut = int(len(series) * 0.8)
-    context = 72
-    train = Series(series.values[:cut], series.ts[:cut], ("demand",), entity=target.name,
-                   step=series.step)
-    val = Series(series.values[max(0, cut - context):], series.ts[max(0, cut - context):],
-                 ("demand",), entity=target.name, step=series.step)
-    est = get_estimator(name, context_length=context, prediction_length=need)
-    return est.fit(train, val)
+    :func:`traces.replay.core.model_forecaster` with the target's scenario options and policy
+    parameters: the same context, validation split and horizon the backtest used.
+    """
+    from traces.replay.core import make_scenario, model_forecaster, resolve_policies
+
+    scenario_options = {k: v for k, v in options.items() if "." not in k}
+    overrides = {target.policy: {k.partition(".")[2]: v for k, v in options.items()
+                                 if k.startswith(f"{target.policy}.")}}
+    sc = make_scenario("vm", scenario_options)
+    data = sc.prepare(frame)
+    predictor, _ = model_forecaster(name, sc, frame, data, resolve_policies("vm", [target.policy]),
+                                    overrides, 0, {})
+    return predictor
 
 
 def choose_target(store: Store, target: Any, now: int,  # noqa: ANN401
@@ -169,7 +159,7 @@ def choose_target(store: Store, target: Any, now: int,  # noqa: ANN401
     cands = candidates or [c.strip() for c in s.forecaster_candidates.split(",") if c.strip()]
     report: dict[str, Any] = {"target": target.name, "candidates": cands}
     try:
-        trials, frame, _ = backtest_candidates(store, target, now, cands)
+        trials, frame, options = backtest_candidates(store, target, now, cands)
     except NoDataError as exc:
         report.update(outcome="skipped", reason=str(exc))
         return report
@@ -183,7 +173,7 @@ def choose_target(store: Store, target: Any, now: int,  # noqa: ANN401
     folder = None
     try:
         if best.name != ONLINE:
-            predictor = _train_pick(store, target, best.name, frame)
+            predictor = _train_pick(target, best.name, frame, options)
             folder = artifact_folder(s.model_dir, name, version)
             predictor.save(folder)
         with store.write_sessions() as session, session.begin():
