@@ -18,6 +18,23 @@ where ``n_ge_f(a)`` counts the entity's past idle runs that reached ``a`` steps 
 count. Ages beyond ``max_age`` share the last bin; an entity never active so far gets its
 (shrunk, small) share of active steps.
 
+**Calibrated by what happened.** The per-age posteriors are sharp where a function has few
+idle runs: an age none of its runs ended at reads as a hazard near 0 even when, across
+functions, such cells are invoked about once in a hundred. So each predicted hazard ``h``
+(for an entity seen before) is scored against the next row, pooled over entities, in a
+table of cells (octave of idle age ``a``: 0, 1-2, 3-6, 7-14, ...) × (``h`` on a log scale,
+``calib_bins_per_decade`` bins per decade down to ``calib_floor``), and the forecast reads
+the posterior mean of the cell, a Beta–Bernoulli with ``calib_k`` pseudo-observations
+centred on ``h`` itself:
+
+    h_cal = (events(cell) + calib_k * h) / (predictions(cell) + calib_k)
+
+(hand-checked in ``tests/models/test_intermittent_calibration.py``). A cell with little
+evidence keeps ``h``; one with much reads its realised frequency, so the warm-pool
+policy's price ratio meets probabilities that mean what they say. On the 670-function day
+this moved the arrivals caught at ages 5-60 minutes, where a long keep-alive beat
+``bayes`` (``docs/serverless.md``). ``hazard_calibration=False`` gives the raw hazard.
+
 **How many** when active: the empirical distribution of the entity's last ``count_window``
 active values (overdispersion and level shifts included), read at a stratified quantile;
 before any history, 1.
@@ -68,7 +85,9 @@ class HurdleStats:
     """
 
     #: Arrays that make up the state (with ``t`` and ``last_row``).
-    ARRAYS = ("age", "ge", "eq", "ge_o", "eq_o", "n_act", "buf", "n_buf")
+    ARRAYS = ("age", "ge", "eq", "ge_o", "eq_o", "n_act", "buf", "n_buf", "cal_ev", "cal_n")
+    #: Arrays a state saved before they existed may lack (they start empty).
+    OPTIONAL = ("cal_ev", "cal_n")
 
     def __init__(self, config: dict[str, Any], f: int) -> None:
         self.max_age = int(config["max_age"])
@@ -78,19 +97,28 @@ class HurdleStats:
         self.age_smooth = float(config["age_smooth"])
         self.use_octaves = bool(config["use_octaves"])
         self.count_window = int(config["count_window"])
+        self.calibrate = bool(config.get("hazard_calibration", False))
+        self.calib_k = float(config.get("calib_k", 20.0))
+        self.calib_bpd = float(config.get("calib_bins_per_decade", 2.0))
+        self.calib_floor = float(config.get("calib_floor", 1e-6))
         a = self.max_age + 1
         self.t = 0  # rows absorbed
         self.last_row: np.ndarray | None = None  # the last absorbed row (clipped at 0)
         self.age = np.full(f, -1, dtype=np.int64)  # idle steps since last active; -1: never
         self.ge = np.zeros((f, a))  # idle runs that reached age a
         self.eq = np.zeros((f, a))  # idle runs that ended right after age a
-        # the same per octave of age (0, 1, 2-3, 4-7, ...): a coarser level of the hierarchy
+        # the same per octave of age (0, 1-2, 3-6, 7-14, ...): a coarser level of the hierarchy
         self.octave = np.floor(np.log2(np.arange(a) + 1.0)).astype(np.int64)  # (A,)
         self.ge_o = np.zeros((f, int(self.octave[-1]) + 1))
         self.eq_o = np.zeros((f, int(self.octave[-1]) + 1))
         self.n_act = np.zeros(f)  # active steps per entity
         self.buf = np.zeros((f, self.count_window))  # last active values, ring buffer
         self.n_buf = np.zeros(f, dtype=np.int64)  # active values seen (for the ring position)
+        # calibration table: (octave of age, log-hazard bin) -> predictions, events
+        n_bins = max(1, int(np.ceil(-np.log10(self.calib_floor) * self.calib_bpd)))
+        self.cal_n = np.zeros((self.ge_o.shape[1], n_bins))  # (O, B)
+        self.cal_ev = np.zeros((self.ge_o.shape[1], n_bins))  # (O, B)
+        self._raw: tuple[int, np.ndarray] | None = None  # (t, raw hazard at the current ages)
 
     def absorb(self, rows: np.ndarray) -> None:
         """Fold in rows ``(T, F)`` of non-negative values, oldest first."""
@@ -99,6 +127,11 @@ class HurdleStats:
         for row in rows:  # (F,)
             active = row > 0
             seen = self.age >= 0
+            if self.calibrate and seen.any():
+                # what was (or would have been) forecast for this row, scored against it
+                o, b = self._cell(self._raw_now()[seen], self.age[seen])
+                np.add.at(self.cal_n, (o, b), 1.0)
+                np.add.at(self.cal_ev, (o, b), active[seen].astype(np.float64))
             a = np.minimum(self.age, self.max_age)
             # every seen entity was at risk at its age; the active ones ended their idle run
             self.ge[fi[seen], a[seen]] += 1.0
@@ -112,17 +145,14 @@ class HurdleStats:
             act = fi[active]
             self.buf[act, self.n_buf[act] % self.count_window] = row[active]
             self.n_buf[act] += 1
-        self.t += rows.shape[0]
+            self.t += 1
         self.last_row = rows[-1].copy()
 
     def hazard(self, age: np.ndarray | None = None) -> np.ndarray:
         """Probability each entity is active in the next step, given its idle age.
 
-        A chain of Beta–Bernoulli posterior means, each the prior mean of the next: the
-        entity's share of active steps so far ``r_f``; its hazard over all ages ``>= a``;
-        its hazard over the octave of ages holding ``a`` (with ``use_octaves``); its hazard at
-        exactly ``a`` (neighbours weighted by ``age_smooth``). An entity never active gets
-        ``r_f`` (small and shrinking).
+        The raw hazard (:meth:`raw_hazard`), calibrated by the realised frequency of its cell
+        when ``hazard_calibration`` is on (:meth:`calibrated`).
 
         Args:
             age: ``(F,)`` or ``(S, F)`` idle ages in steps (-1: never active); None uses the
@@ -132,7 +162,54 @@ class HurdleStats:
             Array of the same shape as ``age``.
 
         """
-        age = self.age if age is None else age
+        if age is None:
+            raw, age = self._raw_now(), self.age
+        else:
+            raw = self.raw_hazard(age)
+        return self.calibrated(raw, age) if self.calibrate else raw
+
+    def _raw_now(self) -> np.ndarray:
+        """Raw hazard at the current ages, computed once per absorbed row."""
+        if self._raw is None or self._raw[0] != self.t:
+            self._raw = (self.t, self.raw_hazard(self.age))
+        return self._raw[1]
+
+    def _cell(self, h: np.ndarray, age: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibration cell of hazards ``h`` at ages ``age`` (>= 0): (octave, log bin)."""
+        o = self.octave[np.minimum(age, self.max_age)]
+        lg = np.log10(np.clip(h, self.calib_floor, 1.0)) - np.log10(self.calib_floor)
+        b = np.minimum((lg * self.calib_bpd).astype(np.int64), self.cal_n.shape[1] - 1)
+        return o, b
+
+    def calibrated(self, h: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """``(events(cell) + calib_k h) / (predictions(cell) + calib_k)``; ages < 0 keep ``h``.
+
+        Args:
+            h: raw hazards, any shape.
+            age: idle ages of the same shape (-1: never active).
+
+        """
+        seen = age >= 0
+        o, b = self._cell(h, np.maximum(age, 0))
+        k = self.calib_k
+        return np.where(seen, (self.cal_ev[o, b] + k * h) / (self.cal_n[o, b] + k), h)
+
+    def raw_hazard(self, age: np.ndarray) -> np.ndarray:
+        """Probability each entity is active in the next step from its own idle runs.
+
+        A chain of Beta–Bernoulli posterior means, each the prior mean of the next: the
+        entity's share of active steps so far ``r_f``; its hazard over all ages ``>= a``;
+        its hazard over the octave of ages holding ``a`` (with ``use_octaves``); its hazard at
+        exactly ``a`` (neighbours weighted by ``age_smooth``). An entity never active gets
+        ``r_f`` (small and shrinking).
+
+        Args:
+            age: ``(F,)`` or ``(S, F)`` idle ages in steps (-1: never active).
+
+        Returns:
+            Array of the same shape as ``age``.
+
+        """
         k, k2 = self.prior_k, self.tail_k
         pool = (self.n_act.sum() + 0.5) / (self.t * self.n_act.size + 1.0)
         rate = (self.n_act + pool) / (self.t + 1.0)  # (F,) share of active steps, shrunk
@@ -188,7 +265,7 @@ class HurdleStats:
         out = np.zeros((s, horizon, f))
         age = self.age.copy()
         strat = (np.arange(s) + 0.5) / s  # (S,)
-        hz0 = self.hazard(age)  # (F,)
+        hz0 = self.hazard()  # (F,) at the current ages
         for h in range(horizon):
             hz = hz0 if h == 0 else self.hazard(age)  # (F,) then (S, F)
             u = np.broadcast_to(strat[:, None], (s, f)) if h == 0 else rng.random((s, f))
@@ -247,10 +324,13 @@ class IntermittentCountPredictor(OnlinePredictor):
             return
         st = HurdleStats(self.config, int(np.shape(last)[0]))
         for k in HurdleStats.ARRAYS:
+            if k not in state and k in HurdleStats.OPTIONAL:
+                continue  # a state saved before calibration: the table starts empty
             arr = np.asarray(state[k])
             if arr.shape != getattr(st, k).shape:
                 raise ValueError(f"forecaster state {k!r} has shape {arr.shape}, want "
-                                 f"{getattr(st, k).shape} (max_age or count_window changed)")
+                                 f"{getattr(st, k).shape} (max_age, count_window or the "
+                                 "calibration bins changed)")
             setattr(st, k, arr.astype(getattr(st, k).dtype))
         st.t, st.last_row = int(state["t"]), np.asarray(last, dtype=np.float64)
         self.stats, self._end = st, state.get("end")
@@ -322,10 +402,16 @@ class IntermittentCountEstimator(OnlineEstimator):
         age_smooth: weight of the neighbouring ages ``a - 1`` and ``a + 1`` in the per-age
             counts (a timer that jitters by a minute still reads as periodic).
         use_octaves: put a level between the exact age and the tail: the entity's hazard in
-            the octave of ages holding ``a`` (0, 1, 2-3, 4-7, ...). A function with few idle
+            the octave of ages holding ``a`` (0, 1-2, 3-6, 7-14, ...). A function with few idle
             runs then still shows that it is likelier to be invoked soon after an invocation
             than after an hour of silence.
         count_window: active values per entity kept for the count distribution.
+        hazard_calibration: read each hazard through the pooled calibration table (module
+            doc).
+        calib_k: pseudo-observations of a calibration cell's prior (centred on the raw
+            hazard).
+        calib_bins_per_decade: log-hazard bins per decade of the calibration table.
+        calib_floor: smallest hazard told apart by the table (lower ones share its first bin).
     """
 
     name = "intermittent-count"
@@ -338,6 +424,10 @@ class IntermittentCountEstimator(OnlineEstimator):
         "tail_k": None,
         "age_smooth": 1.0,
         "use_octaves": True,
+        "hazard_calibration": True,
+        "calib_k": 20.0,
+        "calib_bins_per_decade": 2.0,
+        "calib_floor": 1e-6,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -345,3 +435,10 @@ class IntermittentCountEstimator(OnlineEstimator):
         if int(self.params["max_age"]) < 1 or int(self.params["count_window"]) < 1:
             raise ConfigError(f"max_age and count_window must be >= 1, got "
                               f"{self.params['max_age']} and {self.params['count_window']}")
+        p = self.params
+        if not (float(p["calib_k"]) > 0 and float(p["calib_bins_per_decade"]) > 0
+                and 0 < float(p["calib_floor"]) < 1):
+            raise ConfigError(
+                "intermittent-count: calib_k and calib_bins_per_decade must be > 0 and "
+                f"calib_floor in (0, 1), got {p['calib_k']}, {p['calib_bins_per_decade']} "
+                f"and {p['calib_floor']}")
