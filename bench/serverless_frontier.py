@@ -36,8 +36,13 @@ SHOWN_KEEPALIVE = (1, 5, 10, 20, 30, 45, 60)
 
 
 def run_rows(scen, data, family: str, values, param: str | None, seed: int,
-             params: dict | None = None) -> list[dict]:
-    """Run ``family`` once per value of ``param`` (``None``: its defaults); one row each."""
+             params: dict | None = None, fparams: dict | None = None) -> list[dict]:
+    """Run ``family`` once per value of ``param`` (``None``: its defaults); one row each.
+
+    ``fparams`` change the parameters of the forecaster a ``bayes`` run is fed.
+    """
+    from serverless_where import bayes_forecaster
+
     from policies import registry
     from policies.pipeline import forecaster_for
 
@@ -50,7 +55,8 @@ def run_rows(scen, data, family: str, values, param: str | None, seed: int,
             p[param] = v
         pol = cls(**p)
         t0 = time.time()
-        res = scen.run(pol, data, seed=seed, forecaster=forecaster_for(pol, seed))
+        fc = bayes_forecaster(seed, fparams) if fparams else forecaster_for(pol, seed)
+        res = scen.run(pol, data, seed=seed, forecaster=fc)
         rows.append({"policy": family, "param": param, "value": v,
                      "secs": time.time() - t0, **res.totals})
         print(f"  {family} {param}={v}: idle {res.totals['wasted_memory_gb_s']:,.0f} GB·s, "
@@ -106,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--merge", action="append", default=[],
                     help="rows of an earlier --out to reuse (those families are not re-run)")
     ap.add_argument("--param", action="append", default=[],
-                    help="bayes parameter k=v (e.g. cold_start_gb_s grid is the sweep's)")
+                    help="bayes parameter k=v (cold_start_gb_s is swept)")
+    ap.add_argument("--forecaster-param", action="append", default=[],
+                    help="parameter k=v of bayes's forecaster (intermittent-count), e.g. "
+                         "hazard_calibration=false for the forecaster before calibration")
     a = ap.parse_args(argv)
 
     import traces
@@ -129,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     if "bayes" not in have:
         b = registry.get("bayes", "serverless")
         params = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.param)}
-        rows += run_rows(scen, data, "bayes", b.sweep_grid, b.sweep_param, a.seed, params)
+        fparams = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.forecaster_param)}
+        rows += run_rows(scen, data, "bayes", b.sweep_grid, b.sweep_param, a.seed, params,
+                         fparams)
     result = check(rows)
     if a.out:
         Path(a.out).write_text(json.dumps({"trace": a.trace, "rows": rows, "check": result},
