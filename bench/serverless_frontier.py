@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="rows of an earlier --out to reuse (those families are not re-run)")
     ap.add_argument("--param", action="append", default=[],
                     help="bayes parameter k=v (cold_start_gb_s is swept)")
+    ap.add_argument("--bayes-values", help="comma-separated cold_start_gb_s values to run "
+                    "(default: the sweep grid, or none when --merge holds bayes rows)")
     ap.add_argument("--forecaster-param", action="append", default=[],
                     help="parameter k=v of bayes's forecaster (intermittent-count), e.g. "
                          "hazard_calibration=false for the forecaster before calibration")
@@ -135,12 +137,14 @@ def main(argv: list[str] | None = None) -> None:
     if "hybrid-histogram" not in have:
         hh = registry.get("hybrid-histogram", "serverless")
         rows += run_rows(scen, data, "hybrid-histogram", hh.sweep_grid, hh.sweep_param, a.seed)
-    if "bayes" not in have:
-        b = registry.get("bayes", "serverless")
+    b = registry.get("bayes", "serverless")
+    values = b.sweep_grid if "bayes" not in have else ()
+    if a.bayes_values:  # only these (added to merged rows, or instead of the whole sweep)
+        values = tuple(float(v) for v in a.bayes_values.split(","))
+    if values:
         params = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.param)}
         fparams = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.forecaster_param)}
-        rows += run_rows(scen, data, "bayes", b.sweep_grid, b.sweep_param, a.seed, params,
-                         fparams)
+        rows += run_rows(scen, data, "bayes", values, b.sweep_param, a.seed, params, fparams)
     result = check(rows)
     if a.out:
         Path(a.out).write_text(json.dumps({"trace": a.trace, "rows": rows, "check": result},

@@ -88,8 +88,10 @@ class BayesServerless(Policy):
         "fallback_keepalive_steps": 10,  # fallback: keep-alive window in steps
     }
     sweep_param = "cold_start_gb_s"
+    # 3000 fills the gap where the peers' dearest settings sit (2.7-3.8 M GB·s on the
+    # 670-function day, docs/serverless.md)
     sweep_grid = (25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0, 2000.0,
-                  5000.0, 10000.0, 20000.0)
+                  3000.0, 5000.0, 10000.0, 20000.0)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
