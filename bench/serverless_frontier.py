@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print("\n| policy | setting | idle warm memory (GB·s) | cold starts | cold-start rate |")
     print("|---|---|---:|---:|---:|")
-    for r in rows:
+    order = {"keepalive": 0, "hybrid-histogram": 1, "bayes": 2}
+    for r in sorted(rows, key=lambda r: (order.get(r["policy"], 3), r["value"] or 0)):
         if r["policy"] == "keepalive" and r["value"] not in SHOWN_KEEPALIVE:
             continue
         print(f"| {r['policy']} | {r['param']}={r['value']:g} | {r['wasted_memory_gb_s']:,.0f} "
