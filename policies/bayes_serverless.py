@@ -20,8 +20,15 @@ Sparse functions are what the forecast must get right: most of their steps are e
 ``w = 0`` unless ``P(C >= 1) > 1 - tau_f``. The replay and the daemon feed this policy the
 ``intermittent-count`` model (:mod:`models.intermittent_count`), whose ``P(C >= 1)`` is the
 Bayesian hazard of the next invocation given the time since the last one (a per-function
-idle-time histogram shrunk towards the pooled one): a timer that fires every 15 minutes is
-warmed for the minute it fires, not kept warm for ten.
+idle-time histogram shrunk towards the pooled one), calibrated by the realised frequency of
+what it forecast before: a timer that fires every 15 minutes is warmed for the minute it
+fires, not kept warm for ten, and a function with few idle runs is not called impossible at
+ages none of them ended at (``docs/serverless.md``).
+
+The rule is per step on purpose: in the reference model an instance can be warmed in any
+step for nothing but its idle memory (pre-warming is free, switching costs nothing), so the
+expected cost separates by step and this newsvendor, read on calibrated probabilities, is
+the optimal policy; a keep-warm *window* rule is the same rule summed over the window.
 
 Fallback (no forecast: the first step, or a failed forecaster): the fixed keep-alive rule
 ``w = max(C over the last fallback_keepalive_steps steps)`` from the history the scenario
