@@ -58,6 +58,15 @@ QUANTILES = {
 STORED_SAMPLES = 100
 
 
+def input_stale_after_s(settings: Any) -> float:  # noqa: ANN401 - a Settings
+    """Seconds after which a series' newest raw sample is *stale input* (GET /v1/forecasts).
+
+    Three forecast periods, as for a stale decision (:mod:`service.actions`), and at least
+    three buckets, so a series sampled once per bucket is not called stale between samples.
+    """
+    return 3.0 * max(float(settings.forecast_interval_s), float(settings.forecast_step_s))
+
+
 def warm_up() -> None:
     """Import the model and policy registries (torch included) before serving.
 

@@ -469,3 +469,9 @@ def series_id(session: Session, entity: str, metric: str) -> int:
 
     """
     return _find_series(session, entity, metric).id
+
+
+def last_sample_ts(session: Session, series_id: int) -> int | None:
+    """Unix s of the newest raw sample of a series (None: none kept, e.g. all expired)."""
+    t = session.scalar(select(func.max(Sample.ts)).where(Sample.series_id == series_id))
+    return None if t is None else int(t)
