@@ -138,9 +138,10 @@ class Claim:
     period: int
     period_s: float
     total: int  # S
-    shards: frozenset[int]
+    shards: frozenset[int]  # taken by this claim: the shards to process now
     alive: tuple[str, ...]  # holders counted alive (sorted)
-    quota: int
+    quota: int  # most shards one holder takes this period
+    held: int = 0  # shards this holder has this period, these and any taken before
 
     @property
     def until(self) -> float:
@@ -196,11 +197,15 @@ def claim(store: Store, holder: str, now: float, started_at: float | None = None
         return Claim(holder, period, period_s, total, frozenset(), tuple(sorted(peers)), 0)
     alive = tuple(sorted(h for h, (_, n) in peers.items() if n == total))
     quota = math.ceil(total / len(alive))
-    mine = assign(alive, total)[holder]
-    got = lease_store.claim_leases(store, [lease_name(i) for i in mine], holder, now,
+    # shards already leased this period, by anyone (a second call in one period takes
+    # only what nobody has, and counts what it already has against its quota)
+    leased = lease_store.lease_holders(store, [lease_name(i) for i in range(total)], now)
+    before = sum(1 for h in leased.values() if h == holder)
+    todo = [lease_name(i) for i in assign(alive, total)[holder] if lease_name(i) not in leased]
+    got = lease_store.claim_leases(store, todo[:max(0, quota - before)], holder, now,
                                    (period + 1) * period_s)
     shards = frozenset(int(n[len(LEASE_PREFIX):]) for n in got)
-    return Claim(holder, period, period_s, total, shards, alive, quota)
+    return Claim(holder, period, period_s, total, shards, alive, quota, before + len(shards))
 
 
 def sweep(store: Store, done: Claim, now: float) -> Claim:
@@ -211,7 +216,7 @@ def sweep(store: Store, done: Claim, now: float) -> Claim:
         reached or every shard is taken).
 
     """
-    room = done.quota - len(done.shards)
+    room = done.quota - done.held
     empty = dataclasses.replace(done, shards=frozenset())
     if room <= 0 or now >= done.until or period_of(now, done.period_s) != done.period:
         return empty
