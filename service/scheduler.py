@@ -430,6 +430,9 @@ def make_scheduler(
                           id=name, name=name, jobstore="local", replace_existing=True)
             from service.sharding import HEARTBEAT_PERIODS
 
+            executors = logging.getLogger("apscheduler.executors.default")
+            if _QUIET not in executors.filters:
+                executors.addFilter(_QUIET)
             sched.add_job("service.scheduler:heartbeat_job",
                           IntervalTrigger(seconds=HEARTBEAT_PERIODS * period, timezone="UTC"),
                           args=[key], id="heartbeat", name="heartbeat", jobstore="local",
@@ -445,6 +448,17 @@ def make_scheduler(
             replace_existing=True,
         )
     return sched
+
+
+class _QuietTicks(logging.Filter):
+    """Drop APScheduler's per-run INFO lines of the heartbeat tick (four per period)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return getattr(job, "id", None) != "heartbeat"
+
+
+_QUIET = _QuietTicks()
 
 
 def aligned(period_s: float) -> IntervalTrigger:
