@@ -120,7 +120,8 @@ def test_three_daemons_share_the_shards_and_a_killed_ones_move_within_two_period
         envs = [dict(os.environ, TIDEWISE_DB_URL=PG_URL, TIDEWISE_DB_SCHEMA=schema,
                      TIDEWISE_PORT=str(p), TIDEWISE_TOKENS=TOKENS_SETTING,
                      TIDEWISE_FORECAST_INTERVAL_S=str(PERIOD_S), TIDEWISE_SHARDS=str(SHARDS),
-                     TIDEWISE_MODEL_DIR=str(tmp_path / "models"), TIDEWISE_LOG_LEVEL="debug") for p in ports]
+                     TIDEWISE_MODEL_DIR=str(tmp_path / "models"), TIDEWISE_LOG_LEVEL="debug")
+                for p in ports]
         logs = [tmp_path / f"serve-{i}.log" for i in range(3)]
         now = int(time.time())
         with _daemons(envs, logs) as procs, httpx.Client(
