@@ -173,7 +173,7 @@ def leave(store: Store, holder: str) -> None:
     Its leases are left to expire at the end of the period: releasing them now would let
     another daemon redo this period's shards.
     """
-    lease_store.forget_holders(store, holder=holder)
+    lease_store.forget_holder(store, holder)
 
 
 def claim(store: Store, holder: str, now: float, started_at: float | None = None) -> Claim:
@@ -181,8 +181,8 @@ def claim(store: Store, holder: str, now: float, started_at: float | None = None
     s = store.settings
     period_s, total = float(s.forecast_interval_s), int(s.shards)
     started_at = now if started_at is None else started_at
-    heartbeat(store, holder, now, started_at)
-    lease_store.forget_holders(store, before=now - max(PRUNE_AFTER_S, 10 * period_s))
+    lease_store.beat(store, holder, now, started_at, total,
+                     prune_before=now - max(PRUNE_AFTER_S, 10 * period_s))
     peers = {h: (st, n) for h, st, n in
              lease_store.seen_since(store, now - ALIVE_PERIODS * period_s)}
     peers[holder] = (started_at, total)  # our own heartbeat, whatever the read saw

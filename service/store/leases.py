@@ -71,9 +71,16 @@ def lease_holders(store: Store, names: Sequence[str], now: float) -> dict[str, s
     return {n: h for n, h in rows}
 
 
-def beat(store: Store, holder: str, now: float, started_at: float, shards: int) -> None:
-    """Record that ``holder`` is alive at ``now`` (one upsert of its heartbeat row)."""
+def beat(store: Store, holder: str, now: float, started_at: float, shards: int,
+         prune_before: float | None = None) -> None:
+    """Record that ``holder`` is alive at ``now`` (one upsert of its heartbeat row).
+
+    ``prune_before`` (optional): also delete, in the same transaction, the heartbeats last
+    seen before that time.
+    """
     with write_tx(store.engine) as conn:
+        if prune_before is not None:
+            conn.execute(delete(DaemonHeartbeat).where(DaemonHeartbeat.seen_at < prune_before))
         conn.execute(
             insert_for(store.dialect, DaemonHeartbeat.__table__)
             .values(holder=holder, seen_at=now, started_at=started_at, shards=shards)
@@ -94,15 +101,7 @@ def seen_since(store: Store, since: float) -> list[tuple[str, float, int]]:
     return [(h, float(s), int(n)) for h, s, n in rows]
 
 
-def forget_holders(store: Store, holder: str | None = None, before: float | None = None
-                   ) -> int:
-    """Delete the heartbeat of ``holder``, or those last seen before ``before``."""
-    if holder is None and before is None:
-        raise ValueError("name a holder or a time; refusing to delete every heartbeat")
-    stmt = delete(DaemonHeartbeat)
-    if holder is not None:
-        stmt = stmt.where(DaemonHeartbeat.holder == holder)
-    if before is not None:
-        stmt = stmt.where(DaemonHeartbeat.seen_at < before)
+def forget_holder(store: Store, holder: str) -> None:
+    """Delete the heartbeat of ``holder``."""
     with write_tx(store.engine) as conn:
-        return int(conn.execute(stmt).rowcount or 0)
+        conn.execute(delete(DaemonHeartbeat).where(DaemonHeartbeat.holder == holder))

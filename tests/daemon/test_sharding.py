@@ -207,6 +207,23 @@ def test_a_daemon_with_another_shard_count_claims_nothing_while_an_older_one_run
         odd.close()
 
 
+def test_a_daemon_that_leaves_is_counted_out_at_once_and_old_heartbeats_are_pruned(daemons):
+    (sa, a), (sb, b), (sc, c) = daemons
+    period, total = sa.settings.forecast_interval_s, sa.settings.shards
+    p = 500_000
+    for s, h in daemons:
+        sharding.heartbeat(s, h, p * period, 0.0)
+    assert sharding.claim(sa, a, p * period + 0.1, 0.0).alive == (a, b, c)
+    sharding.leave(sc, c)  # a clean stop
+    sharding.heartbeat(sb, b, (p + 1) * period, 0.0)  # b goes on
+    nxt = sharding.claim(sa, a, (p + 1) * period + 0.1, 0.0)
+    assert nxt.alive == (a, b) and nxt.quota == math.ceil(total / 2)
+    # a heartbeat unseen for long is deleted by the next claim
+    later = (p + 1) * period + sharding.PRUNE_AFTER_S + 10 * period + 1
+    sharding.claim(sa, a, later, 0.0)
+    assert [h for h, _, _ in lease_store.seen_since(sa, 0.0)] == [a]
+
+
 # --------------------------------------------------------------------------- the job
 
 
