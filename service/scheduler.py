@@ -233,8 +233,8 @@ def heartbeat_job(key: str) -> None:
 
     with _CONTEXTS_LOCK:
         ctx = _CONTEXTS.get(key)
-    if ctx is None:
-        return
+    if ctx is None or ctx.last_shards is None:
+        return  # not counted on before its first forecast run claims (and heartbeats)
     now = time.time()
     busy = ctx.busy_since
     if busy is not None and now - busy > ctx.store.settings.forecast_interval_s:

@@ -14,8 +14,9 @@ TIDEWISE_FORECAST_INTERVAL_S``, and every daemon fires the job at the start of e
 :mod:`service.scheduler`). Each run, at time ``now`` in period ``p``, of holder ``D``:
 
 1. **heartbeat**: ``D`` upserts its row in ``daemon_heartbeats`` (also every ``T/4`` from a
-   scheduler tick, unless its own forecast run has been going for more than ``T``: a daemon
-   too slow to take its next period should not be counted on for it).
+   scheduler tick once its first run has claimed, unless its own forecast run has been going
+   for more than ``T``: a daemon too slow to take its next period should not be counted on
+   for it).
 2. **alive set**: the holders seen in the last ``T`` seconds (``D`` included) that run the
    same shard count as the oldest of them (a daemon started with another ``TIDEWISE_SHARDS``
    claims nothing and says so, rather than hashing the work differently). ``K`` is their
