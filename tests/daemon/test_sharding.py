@@ -273,3 +273,25 @@ def _done(store: Store, now: float) -> tuple[set[str], set[str]]:
             DecisionRecord, DecisionRecord.target_id == Target.id).filter(
             DecisionRecord.computed_at == int(now))}
     return ents, tgts
+
+
+def test_the_heartbeat_tick_waits_for_the_first_run_and_pauses_while_a_run_is_overdue(store):
+    from service import scheduler
+
+    scheduler.make_scheduler(store, jobs=("forecast",))  # registers this daemon's context
+    key = scheduler.context_key(store)
+    ctx = scheduler._CONTEXTS[key]
+    period = store.settings.forecast_interval_s
+    try:
+        scheduler.heartbeat_job(key)
+        assert lease_store.seen_since(store, 0.0) == []  # no forecast run has claimed yet
+        ctx.last_shards = frozenset()
+        ctx.busy_since = time.time() - 2 * period  # a run going on for two periods
+        scheduler.heartbeat_job(key)
+        assert lease_store.seen_since(store, 0.0) == []
+        ctx.busy_since = None
+        scheduler.heartbeat_job(key)
+        assert [h for h, _, _ in lease_store.seen_since(store, 0.0)] == [ctx.holder]
+    finally:
+        scheduler.forget(store)
+    assert lease_store.seen_since(store, 0.0) == []  # a clean stop deletes the heartbeat
