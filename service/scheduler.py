@@ -186,14 +186,19 @@ def forecast_shards(ctx: DaemonContext, now: float, claim: Any) -> None:  # noqa
 
     entity = None if claim.everything else claim.has_entity
     target = None if claim.everything else claim.has_target
+    t0 = time.perf_counter()
     res = forecasting.refresh(ctx.store, int(now), ctx.cache, ctx.telemetry, only=entity)
     if ctx.telemetry is not None:
         ctx.telemetry.forecast_error(len(res.errors))
+    t1 = time.perf_counter()
     outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry, only=target)
+    # one line per run, read by bench/daemon.py (timings) and the sharding tests (who did what)
     log.debug(
-        "forecast period %d shards %s of %d: %d series, %d fallbacks; decided %s",
-        claim.period, sorted(claim.shards), claim.total, res.forecasts, res.fallbacks,
-        ",".join(o.target for o in outcomes),
+        "forecast refresh: %d series, %d forecasts, %d fallbacks, %d errors in %.3f s; "
+        "%d decisions in %.3f s; period %d shards %s of %d; decided %s",
+        res.series, res.forecasts, res.fallbacks, len(res.errors), t1 - t0,
+        len(outcomes), time.perf_counter() - t1,
+        claim.period, sorted(claim.shards), claim.total, ",".join(o.target for o in outcomes),
     )
 
 
