@@ -34,6 +34,7 @@ from tests.daemon.conftest import (
     scaling_target,
     send,
 )
+from tests.daemon.test_restart import _wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PERIOD_S = 2
@@ -87,16 +88,6 @@ def _daemons(envs: list[dict[str, str]], logs: list[Path]) -> Iterator[list[subp
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _wait_for(check, timeout: float):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def _entities() -> list[str]:
