@@ -195,10 +195,10 @@ def forecast_shards(ctx: DaemonContext, now: float, claim: Any) -> None:  # noqa
     # one line per run, read by bench/daemon.py (timings) and the sharding tests (who did what)
     log.debug(
         "forecast refresh: %d series, %d forecasts, %d fallbacks, %d errors in %.3f s; "
-        "%d decisions in %.3f s; period %d shards %s of %d; decided %s",
+        "%d decisions in %.3f s; period %d shards %s of %d (%d alive, quota %d); decided %s",
         res.series, res.forecasts, res.fallbacks, len(res.errors), t1 - t0,
-        len(outcomes), time.perf_counter() - t1,
-        claim.period, sorted(claim.shards), claim.total, ",".join(o.target for o in outcomes),
+        len(outcomes), time.perf_counter() - t1, claim.period, sorted(claim.shards),
+        claim.total, len(claim.alive), claim.quota, ",".join(o.target for o in outcomes),
     )
 
 

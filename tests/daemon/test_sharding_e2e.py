@@ -39,7 +39,8 @@ from tests.daemon.test_restart import _wait_for
 ROOT = Path(__file__).resolve().parents[2]
 PERIOD_S = 2
 SHARDS = 6
-RUN = re.compile(r"; period (\d+) shards \[([\d, ]*)\] of (\d+); decided (.*)$")
+RUN = re.compile(r"; period (\d+) shards \[([\d, ]*)\] of (\d+) \((\d+) alive, quota (\d+)\); "
+                 r"decided (.*)$")
 
 pytestmark = [
     pytest.mark.postgres,
@@ -47,14 +48,15 @@ pytestmark = [
 ]
 
 
-def _runs(log: Path) -> list[tuple[int, set[int], set[str]]]:
-    """(period, shards, targets decided) of each forecast run a daemon logged."""
+def _runs(log: Path) -> list[tuple[int, set[int], set[str], int]]:
+    """(period, shards, targets decided, quota) of each forecast run a daemon logged."""
     out = []
     for line in log.read_text(errors="replace").splitlines():
         m = RUN.search(line)
         if m:
             shards = {int(x) for x in m.group(2).split(",") if x.strip()}
-            out.append((int(m.group(1)), shards, {t for t in m.group(4).split(",") if t}))
+            out.append((int(m.group(1)), shards, {t for t in m.group(6).split(",") if t},
+                        int(m.group(5))))
     return out
 
 
@@ -128,7 +130,7 @@ def test_three_daemons_share_the_shards_and_a_killed_ones_move_within_two_period
                 """A period every shard was done in, by all three daemons."""
                 by_period: dict[int, list[set[int]]] = {}
                 for log in logs:
-                    for p, shards, _ in _runs(log):
+                    for p, shards, _, _ in _runs(log):
                         by_period.setdefault(p, []).append(shards)
                 full = [p for p, v in by_period.items()
                         if len(v) == 3 and all(v) and set().union(*v) == set(range(SHARDS))]
@@ -142,7 +144,7 @@ def test_three_daemons_share_the_shards_and_a_killed_ones_move_within_two_period
             last = killed_in + 4
 
             def survivors_reached() -> bool:
-                return all(any(p >= last + 1 for p, _, _ in _runs(log)) for log in logs[:2])
+                return all(any(r[0] >= last + 1 for r in _runs(log)) for log in logs[:2])
 
             _wait_for(survivors_reached, timeout=60)
             recent = {}  # each target's stored decision, read while the survivors run
@@ -150,33 +152,34 @@ def test_three_daemons_share_the_shards_and_a_killed_ones_move_within_two_period
                 rec = c.get(f"/v1/recommendations/{t['name']}").json()
                 recent[t["name"]] = rec["computed_at_unix"]
 
-    runs = [[(p, shards, decided) for p, shards, decided in _runs(log)] for log in logs]
+    runs = [_runs(log) for log in logs]
     seen_targets: dict[tuple[str, int], int] = {}
     seen_shards: dict[tuple[int, int], int] = {}
     for d, rs in enumerate(runs):
-        for p, shards, decided in rs:
-            # each run decided exactly the targets of the shards it held
+        for p, shards, decided, quota in rs:
+            # each run decided exactly the targets of the shards it held, within its quota
             held = {t for t, e in targets.items() if shard_of(e, SHARDS) in shards}
             assert decided == held if p > declared else decided <= held
+            assert len(shards) <= quota
             for t in decided:
                 assert (t, p) not in seen_targets, f"{t} decided twice in period {p}"
                 seen_targets[(t, p)] = d
             for s in shards:
                 assert (s, p) not in seen_shards, f"shard {s} done twice in period {p}"
                 seen_shards[(s, p)] = d
-    # while three were alive each did at most ceil(6 / 3) = 2 shards; after, at most 3
-    shared = [p for p in {p for rs in runs for p, _, _ in rs}
-              if all(any(q == p and s for q, s, _ in rs) for rs in runs)]
-    assert shared, "no period in which all three daemons worked"
-    for p in shared:
-        assert all(len(s) <= math.ceil(SHARDS / 3) for rs in runs for q, s, _ in rs if q == p)
+    # a period all three worked in, each on its share: ceil(6 / 3) = 2 shards at most
+    shared = [p for p in {r[0] for rs in runs for r in rs}
+              if all(any(r[0] == p and r[1] for r in rs) for rs in runs)]
+    assert any(all(len(r[1]) <= math.ceil(SHARDS / 3) for rs in runs for r in rs if r[0] == p)
+               for p in shared), "no period in which all three daemons shared the shards"
     # from the second period after the kill, every target is decided in every period
     for p in range(killed_in + 2, last + 1):
         decided = {t for (t, q) in seen_targets if q == p}
         assert decided == set(targets), (p, sorted(set(targets) - decided))
-        assert all(len(s) <= math.ceil(SHARDS / 2) for rs in runs[:2] for q, s, _ in rs
-                   if q == p)
-        assert not any(q == p for q, _, _ in runs[2])
+        assert not any(r[0] == p for r in runs[2])
+    # and the two survivors count each other: three shards each
+    assert any(all(r[3] == math.ceil(SHARDS / 2) for rs in runs[:2] for r in rs if r[0] == p)
+               for p in range(killed_in + 2, last + 1))
     assert all(v >= (last - 1) * PERIOD_S for v in recent.values()), recent
     for log in logs[:2]:
         assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
