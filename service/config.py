@@ -146,6 +146,15 @@ class Settings(BaseSettings):
         le=3600,
         description="Period of the forecast refresh, followed by a decision per target (seconds).",
     )
+    shards: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="Shards the forecast job's work is split into, so several daemons on one "
+        "database share it (shards): an entity's series and the targets deciding on it hash "
+        "to one shard, and each daemon leases a share of the shards every period; every "
+        "daemon on one database must use the same number (docs/sharding.md).",
+    )
     forecast_step_s: int = Field(
         15,
         ge=1,

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -356,10 +357,17 @@ def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> 
                    rec.why)
 
 
-def decide_all(store: Store, now: int, telemetry: Any = None) -> list[Outcome]:  # noqa: ANN401
-    """Decide for every declared target (one failing target never stops the others)."""
+def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
+               only: Callable[[Any], bool] | None = None) -> list[Outcome]:
+    """Decide for every declared target (one failing target never stops the others).
+
+    ``only`` (optional) keeps the targets it accepts: the forecast job's shards
+    (:mod:`service.sharding`).
+    """
     with store.sessions() as session:
         targets = target_store.list_targets(session)
+    if only is not None:
+        targets = [t for t in targets if only(t)]
     out = []
     for target in targets:
         try:

@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -413,8 +414,12 @@ def _observed_share(values: np.ndarray) -> float:
 
 
 def refresh(store: Store, now: int, cache: ModelCache | None = None,
-            telemetry: Any = None) -> RefreshResult:  # noqa: ANN401
+            telemetry: Any = None, only: Callable[[str], bool] | None = None,  # noqa: ANN401
+            ) -> RefreshResult:
     """Forecast every series with recent data and store the forecasts (see module doc).
+
+    ``only`` (optional) keeps the entities it accepts: the forecast job's shards
+    (:mod:`service.sharding`); an entity's series are always kept or left together.
 
     Series are forecast jointly per entity (:func:`joint_groups`): one model call per group,
     its indicators sharing each sample path. A series with no sample in the context is an
@@ -432,6 +437,8 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     with store.sessions() as session:
         active = sample_store.active_series(session, now - n * step)
         declared = declared_indicators(session) if s.forecast_joint else {}
+    if only is not None:
+        active = [a for a in active if only(a.entity)]
     names = current_model_names(store) if s.forecast_joint else set()
     for group in joint_groups(active, s, declared):
         result.series += len(group.items)
