@@ -151,12 +151,13 @@ class PromSource(BaseModel):
         elif any(x is not None for x in (*bearer, *basic)):
             raise ValueError("credentials given without authModes (bearer or basic)")
         bad = [k for k in self.customHeaders if k.lower() in ("authorization", "host")
-               or not k or any(c in k for c in " :\r\n")]
+               or not k or not k.isascii() or not k.isprintable()
+               or any(c in k for c in " :")]
         if bad:
             raise ValueError(f"customHeaders: {bad} not allowed (use authModes for "
                              "credentials; header names without spaces or ':')")
-        if any(c in v for v in self.customHeaders.values() for c in "\r\n"):
-            raise ValueError("customHeaders: a value holds a line break")
+        if not all(v.isascii() and v.isprintable() for v in self.customHeaders.values()):
+            raise ValueError("customHeaders: values must be printable ASCII")
         return self
 
     @property
@@ -242,7 +243,7 @@ def _fetch(client: httpx.Client, src: PromSource, promql: str, start: float, end
     except httpx.TimeoutException:
         raise SourceError(f"{where}: no answer within {src.timeoutSeconds:g} s "
                           "(timeoutSeconds)") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # ValueError: a bad URL
         raise SourceError(f"{where}: {type(exc).__name__}: {_scrub(str(exc), secrets)}"
                           ) from None
     try:
@@ -255,7 +256,8 @@ def _fetch(client: httpx.Client, src: PromSource, promql: str, start: float, end
         hint = ""
         if r.status_code in (401, 403) or "auth" in said.lower():
             hint = "; check authModes and the credentials the target names"
-        raise SourceError(f"{where}: HTTP {r.status_code} {r.reason_phrase}: {said!r}{hint}")
+        said = f": {said!r}" if said else ""
+        raise SourceError(f"{where}: HTTP {r.status_code} {r.reason_phrase}{said}{hint}")
     data = body.get("data") or {}
     if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
         raise SourceError(f"{where}: expected a matrix result, got "

@@ -480,8 +480,17 @@ def ensure_series(store: Store, entity: str, metric: str, kind: str = "vm") -> A
 
     For a series whose history lives elsewhere (a target's Prometheus-compatible ``source``):
     its forecasts are stored under its id. A new entity gets ``kind``; an existing one keeps
-    its own. ``last_ts`` is the newest stored sample, 0 when none.
+    its own. ``last_ts`` is the newest stored sample, 0 when none. Read first: the write
+    transaction runs only the first time (the refresh asks every period).
     """
+    with store.sessions() as session:
+        row = session.execute(
+            select(Series.id, Entity.kind).join(Entity)
+            .where(Entity.name == entity, Series.metric == metric)).first()
+        if row is not None:
+            last = session.execute(
+                select(func.max(Sample.ts)).where(Sample.series_id == row[0])).scalar()
+            return ActiveSeries(int(row[0]), entity, row[1], metric, int(last or 0))
     with write_tx(store.engine) as conn:
         conn.execute(insert_for(store.dialect, _ENT).on_conflict_do_nothing(
             index_elements=["name"]), [{"name": entity, "kind": kind, "labels": {}}])
