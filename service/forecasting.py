@@ -201,8 +201,13 @@ class History:
         sources: dict[tuple[str, str], Any] = {}
         for t in sorted(targets, key=lambda t: t.name):
             src = t.spec.get("source") if t.kind == "vm" else None
-            if src:
+            if not src:
+                continue
+            try:
                 sources.setdefault((t.spec["entity"], t.spec["metric"]), PromSource(**src))
+            except ValueError as exc:  # stored by an older version: declare it again
+                log.warning("target %r: its source is not readable (%s); redeclare it", t.name,
+                            exc)
         return cls(store, sources)
 
     def sourced_series(self) -> list[Any]:
