@@ -302,9 +302,13 @@ def read_buckets(src: PromSource, now: int, step: int, n: int,
                     raise SourceError(f"{_where(src, promql)}: gives different series over "
                                       "time, one is needed; aggregate them (e.g. sum(...))")
                 seen = labels
-                for t, v in series.get("values") or []:
-                    i = round((float(t) + EVAL_BEFORE_END_S - step - start) / step)
-                    x = float(v)
+                for point in series.get("values") or []:
+                    try:
+                        t, x = float(point[0]), float(point[1])
+                    except (TypeError, ValueError, IndexError):
+                        raise SourceError(f"{_where(src, promql)}: not a [time, value] pair: "
+                                          f"{str(point)[:80]!r}") from None
+                    i = round((t + EVAL_BEFORE_END_S - step - start) / step)
                     if 0 <= i < n and math.isfinite(x):
                         values[i] = x
     return ts, values

@@ -84,6 +84,7 @@ def test_long_ranges_are_split_into_consecutive_chunks() -> None:
         (answer(body={"status": "success", "data": {"resultType": "scalar",
                                                     "result": [1, "2"]}})[0],
          ["expected a matrix", "'scalar'"]),
+        (answer([{"metric": {}, "values": [[1, "x"]]}])[0], ["not a [time, value] pair"]),
         (httpx.MockTransport(lambda r: (_ for _ in ()).throw(httpx.ConnectError("refused"))),
          ["ConnectError", "refused"]),
         (httpx.MockTransport(lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("slow"))),
