@@ -7,9 +7,10 @@ ports, temporary data folders, stopped afterwards):
 * parity: the same samples pushed into Tidewise and written into the server (Prometheus'
   remote-write receiver, VictoriaMetrics' ``/api/v1/import``) give the same buckets, the same
   stored forecast and the same decisions, on SQLite and PostgreSQL;
-* auth: ``vmauth`` in front of VictoriaMetrics checks a bearer token and a basic password;
-  the right ones read, a wrong one is an error naming URL, query and status (never the
-  secret), and the target's decision is an invalid fallback that says so;
+* auth: ``vmauth`` in front of VictoriaMetrics checks a bearer token, a VictoriaMetrics of
+  its own (``-httpAuth.*``) a basic password; the right ones read, a wrong one is an error
+  naming URL, query and status (never the secret: vmauth quotes a refused token), and a 401
+  makes the target's decision an invalid fallback that says so;
 * node_exporter scraped at 1 s by Prometheus: the buckets a source reads are the means of
   Prometheus' own raw samples, and the refresh and decision run on them.
 
