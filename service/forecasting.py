@@ -552,10 +552,16 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
                 result.fallbacks += is_fb
                 if telemetry is not None:
                     telemetry.forecast(fc.model, is_fb)
+                body = payload(fc, j, metrics)
+                seen = np.flatnonzero(np.isfinite(hist[a.metric]))
+                if (a.entity, a.metric) in history.sources and len(seen):
+                    # no raw sample is kept of a sourced series: the freshness of its input
+                    # (GET /v1/forecasts) is the last second of its newest bucket with a value
+                    body["info"]["source_last_ts"] = int(ts[seen[-1]]) + step - 1
                 records.append({
                     "series_id": a.series_id, "computed_at": now, "start": fc.start,
                     "step": fc.step, "model": fc.model[:128], "fallback": is_fb,
-                    "payload": payload(fc, j, metrics),
+                    "payload": body,
                 })
     forecast_store.save_forecasts(store, records)
     return result

@@ -8,6 +8,7 @@ wrong, and the HTTP API checks what is accepted and shown back.
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import numpy as np
@@ -179,3 +180,26 @@ def test_a_declared_source_is_shown_back_without_secrets(http, monkeypatch) -> N
     assert shown["source"]["serverAddress"] == URL and shown["source"]["query"] == QUERY
     assert shown["source"]["bearerTokenEnv"] == "TIDEWISE_SOURCE_PROM"
     assert "the-real-token" not in json.dumps(http.get("/v1/targets").json())
+
+
+@SQLITE
+def test_a_sourced_forecast_is_fresh_input_though_no_sample_is_kept(http, store, monkeypatch
+                                                                     ) -> None:  # noqa: ANN001
+    from service import forecasting
+
+    def fake_source(src, now, step, n, secrets_dir=None):  # noqa: ANN001, ANN202
+        ts = now - now % step - n * step + step * np.arange(n, dtype=np.int64)
+        values = 10 + np.sin(ts / 300.0)
+        values[-1] = np.nan  # the newest complete bucket has no value yet
+        return ts, values
+
+    monkeypatch.setattr(forecasting, "read_buckets", fake_source)
+    assert http.post("/v1/targets", json=scaling_target(source=SOURCE)).status_code == 201
+    now = int(time.time())
+    result = forecasting.refresh(store, now)
+    assert result.errors == [] and result.forecasts == 1, result
+    body = http.get("/v1/forecasts/web-vm", params={"metric": "cpu_cores"}).json()
+    step = store.settings.forecast_step_s
+    newest = now - now % step - step  # the last complete bucket, which has no value
+    assert body["input_last_ts"] == newest - 1  # the last second of the bucket before it
+    assert body["input_stale"] is False and not body["fallback"], body

@@ -199,9 +199,11 @@ def test_source_gives_the_forecast_and_decisions_of_pushed_samples(
         fp = forecast_store.latest_forecast(session, "pushed", "demand")
         fs = forecast_store.latest_forecast(session, "sourced", "demand")
     assert not fp.fallback and fp.model == fs.model and fp.start == fs.start
-    # the one difference: the entity the forecast is of
+    # the differences: the entity the forecast is of, and the source's input time (the
+    # last second of its newest bucket: the bucket in progress is not read)
     assert (fp.payload["info"].pop("entity", "pushed"),
             fs.payload["info"].pop("entity", "sourced")) == ("pushed", "sourced")
+    assert fs.payload["info"].pop("source_last_ts") == now - 1
     assert_same(fs.payload, fp.payload, "forecast")
 
     outcomes = {o.target: o for o in decisions.decide_all(store, now)}
