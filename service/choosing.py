@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 from common.errors import NoDataError
+from service.promsource import SourceError
 from service.store import model_registry as model_store
 from service.store import targets as target_store
 from service.store.db import Store
@@ -160,7 +161,7 @@ def choose_target(store: Store, target: Any, now: int,  # noqa: ANN401
     report: dict[str, Any] = {"target": target.name, "candidates": cands}
     try:
         trials, frame, options = backtest_candidates(store, target, now, cands)
-    except NoDataError as exc:
+    except (NoDataError, SourceError) as exc:  # SourceError: the target's source failed
         report.update(outcome="skipped", reason=str(exc))
         return report
     best = pick(trials, _target_violation(target))

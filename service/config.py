@@ -242,6 +242,12 @@ class Settings(BaseSettings):
         le=30 * 86_400,
         description="Period of the retraining job (seconds).",
     )
+    source_secrets_dir: str | None = Field(
+        None,
+        description="Folder holding the secrets of targets' Prometheus-compatible sources "
+        "(path): a source's bearerTokenFile / passwordFile must lie inside it; unset, "
+        "file secrets are refused (environment variables TIDEWISE_SOURCE_* still work).",
+    )
     model_dir: str = Field(
         "./tidewise-models",
         description="Folder where retrained model artifacts are saved (path).",
