@@ -380,12 +380,9 @@ def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
     """
     with store.sessions() as session:
         targets = target_store.list_targets(session)
-<<<<<<< HEAD
     if only is not None:
         targets = [t for t in targets if only(t)]
-=======
     history = forecasting.History.of(store, targets)
->>>>>>> promsrc
     out = []
     for target in targets:
         try:
