@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-RUNNABLE_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w+-]+) runnable[ \t]*$",
-                            re.M)
+RUNNABLE_FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<lang>[\w+-]+) runnable[ \t]*$", re.M
+)
 
 
 def on_page_markdown(markdown: str, **kwargs: object) -> str:
