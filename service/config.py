@@ -2,8 +2,9 @@
 
 Every field is read from the environment with the prefix ``TIDEWISE_`` (``TIDEWISE_DB_URL``,
 ``TIDEWISE_PORT`` …) and validated when the daemon starts, so a nonsense or unsafe value
-stops it with a message naming the variable instead of misbehaving later. The README's
-configuration table is checked against these fields by ``tests/service/test_config.py``.
+stops it with a message naming the variable instead of misbehaving later. The docs'
+configuration table (``docs/service.md``) is checked against these fields by
+``tests/service/test_service_config.py``.
 
 Tests never patch this module: they build a :class:`Settings` (``Settings(db_url=...)``)
 and hand it to the factories (:func:`service.api.create_app`, :func:`service.store.db.make_engine`).

@@ -619,7 +619,7 @@ def training_history(store: Store, group: Group, now: int,
 
     Buckets of ``forecast_step_s`` seconds up to the last complete one before ``now``, from
     the series' first sample in that span; the rollups serve buckets a multiple of a minute
-    wide (:func:`service.sample_store.query_series`), so the span may then exceed the raw
+    wide (:func:`service.store.samples.query_series`), so the span may then exceed the raw
     retention. None when fewer than four horizons of buckets are observed.
     """
     from models.base import fill_gaps

@@ -1,6 +1,6 @@
 """Samples: ingest (entity and series resolution), entities, series queries.
 
-Write semantics (documented in the README):
+Write semantics (documented in docs/ingest.md):
 
 * A sample is keyed by (series, second). A re-sent sample replaces the stored value:
   **last write wins**, across batches (the later commit) and inside one batch (the later

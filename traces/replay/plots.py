@@ -2,8 +2,8 @@
 
 Both work for every scenario: the cost-versus-SLA plot reads the report's
 ``cost_figure``/``sla_figure`` totals; the timeline plots the numeric columns of each
-family's :attr:`RunResult.timeline` (first column ``t_s``, seconds; the first numeric
-column after it is the demand, drawn in black; the others are what the policy
+family's :attr:`traces.replay.base.RunResult.timeline` (first column ``t_s``, seconds; the
+first numeric column after it is the demand, drawn in black; the others are what the policy
 provisioned: capacity, warm instances, row power...).
 """
 

@@ -1,6 +1,6 @@
 """The ``vm`` replay scenario: horizontal scaling of one service.
 
-Reference model (documented in the README, section ``replay``):
+Reference model (documented in docs/replay.md, section *The vm scenario*):
 
 * **Demand** ``d_j`` (CPU cores, requests per second...) is piecewise constant: sample
   ``j`` holds over ``[j*step, (j+1)*step)`` from the trace start. It comes from the metric
