@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     # policy-specific options (`bayes.x=...`) are for the bayes runs; the peers get the rest
     peer_options = {k: v for k, v in options.items()
                     if "." not in k or k.split(".", 1)[0] in peers}
-    rep = run_replay(scored, "vm", peers, sweep=True, options=peer_options)
+    rep = (run_replay(scored, "vm", peers, sweep=True, options=peer_options) if peers
+           else {"policies": {}})
     for p in peers:
         curves[p] = [(r["totals"]["violation_rate"], r["totals"]["replica_seconds"])
                      for r in rep["policies"][p]]
