@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-until", default="0.5")
     ap.add_argument("--option", action="append", default=[], help="scenario key=value")
     ap.add_argument("--forecaster-param", action="append", default=[], help="model key=value")
+    ap.add_argument("--points", action="store_true",
+                    help="also print every sweep point (knob, violation rate, replica-seconds)")
     args = ap.parse_args(argv)
     at = args.at or [0.005, 0.01, 0.02]
 
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         curves[f"bayes ({name})"] = [(r["totals"]["violation_rate"],
                                       r["totals"]["replica_seconds"])
                                      for r in rep["policies"]["bayes"]]
+        if args.points:
+            notes[f"{name} sweep"] = ", ".join(
+                f"{r['params'].get('target_violation')}: {r['totals']['violation_rate']:.4f} / "
+                f"{r['totals']['replica_seconds'] / 1e6:.4f} M" for r in rep["policies"]["bayes"])
         print(f"# bayes ({name}): {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     peers = [p for p in args.peers.split(",") if p]
     # policy-specific options (`bayes.x=...`) are for the bayes runs; the peers get the rest
