@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-until", default="0.5")
     ap.add_argument("--option", action="append", default=[], help="scenario key=value")
     ap.add_argument("--forecaster-param", action="append", default=[], help="model key=value")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every run (forecaster sampling)")
     ap.add_argument("--points", action="store_true",
                     help="also print every sweep point (knob, violation rate, replica-seconds)")
     args = ap.parse_args(argv)
@@ -52,9 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.forecasters.split(","):
         t0 = time.perf_counter()
         if name == "online":
-            rep = run_replay(scored, "vm", ["bayes"], sweep=True, options=options)
+            rep = run_replay(scored, "vm", ["bayes"], sweep=True, options=options,
+                             seed=args.seed)
         else:
             rep = run_replay(frame, "vm", ["bayes"], sweep=True, options=options, model=name,
+                             seed=args.seed,
                              train_until=args.train_until,
                              model_params=parse_options(args.forecaster_param))
             sc = rep["config"]["model"].get("scored")

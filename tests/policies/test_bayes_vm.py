@@ -192,6 +192,28 @@ def test_sure_scale_down_never_goes_below_the_whole_window_or_scales_up():
     assert up.action["replicas"] == 6 and not up.details["sure_scale_down"]
 
 
+def test_sure_scale_down_only_while_the_realised_rate_is_confidently_below_target():
+    # learnt risk on: the rule is trusted only while P(realised rate > target) <= 0.1
+    pol = BayesVM(objective="quantile", target_violation=0.05, scale_down_window_s=300.0)
+    high = forecast(np.full(100, 140.0))
+    low = forecast(np.r_[np.full(95, 30.0), np.full(5, 40.0)])  # every path fits in 6
+    learner = pol.learner
+    # the prior alone: Beta(1, 19) at target 5 %, P(rate > 5 %) = 0.95^19 = 0.377 > 0.1
+    assert learner.prob_above_target(learner.initial()) == pytest.approx(0.95**19)
+    d1 = pol.decide(*inputs(replicas=20, ready=20), high, NOW)
+    d2 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=d1.state)
+    assert d2.action["replicas"] == 20 and not d2.details["sure_scale_down"]
+    # 200 clean intervals: a ~ 1, b ~ 19 + 0.995^200-decayed 200 -> P(rate > 5 %) ~ 0
+    clean = dict(d1.state, risk=learner.update(None, 0, 200))
+    assert learner.prob_above_target(clean["risk"]) < 0.1
+    d3 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=clean)
+    assert d3.action["replicas"] == 6 and d3.details["sure_scale_down"]
+    # 20 violations in 200: P(rate > 5 %) near 1, the window holds again
+    hot = dict(d1.state, risk=learner.update(None, 20, 200))
+    d4 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=hot)
+    assert d4.action["replicas"] == 20 and not d4.details["sure_scale_down"]
+
+
 def test_fallback_without_forecast_uses_reactive_rule():
     pol = BayesVM(scale_down_window_s=0.0, max_scale_down_ratio=1.0, max_scale_down_abs=100)
     d = pol.decide(*inputs(demand=np.array([30.0, 70.0])), None, NOW)
