@@ -292,9 +292,8 @@ def run_evaluation(
         The report as a dict.
 
     """
-    from tqdm import tqdm
-
     from models.base import get_estimator_class
+    from models.progress import FitBar
 
     overrides = overrides or {}
     for name in models:  # unknown names / params fail before any training
@@ -329,7 +328,7 @@ def run_evaluation(
     y_all, samples_all = [], {m: [] for m in models}
     ds_col, ent_col = [], []
     total = len(datasets) * len(models)
-    bar = tqdm(total=total, desc="evaluate", unit="fit", disable=not progress)
+    bar = FitBar(total, "evaluate", enabled=progress)
     for ds, sp in zip(datasets, splits, strict=True):
         x, y, t = make_windows(sp.test, context, horizon)
         ents = window_entities(sp.test, context, horizon)
@@ -337,7 +336,7 @@ def run_evaluation(
         ds_col += [ds.name] * y.shape[0]
         ent_col += ents
         for name in models:
-            bar.set_postfix_str(f"{ds.name}:{name}")
+            bar.start(f"{ds.name}:{name}")
             est = get_estimator(
                 name,
                 context_length=context,
@@ -347,8 +346,9 @@ def run_evaluation(
                 **overrides.get(name, {}),
             )
             t0 = time.perf_counter()
-            pred = est.fit(sp.train, sp.validation)
+            pred = est.fit(sp.train, sp.validation, progress=bar.event)
             fit_s = time.perf_counter() - t0
+            bar.start(f"{ds.name}:{name} forecasting {y.shape[0]:,} windows")
             t0 = time.perf_counter()
             outs = pred.predict_windows(x, t, entities=ents)
             pred_s = time.perf_counter() - t0
@@ -373,7 +373,7 @@ def run_evaluation(
             )
             report["models"].setdefault(name, {"per_dataset": {}})["per_dataset"][ds.name] = res
             samples_all[name].append(samples.astype(np.float32))
-            bar.update(1)
+            bar.done()
     bar.close()
 
     for entry in report["models"].values():
