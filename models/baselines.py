@@ -286,6 +286,7 @@ class QuantileGBMEstimator(Estimator):
         models = []
         total = self.prediction_length * y.shape[2] * len(p["quantiles"])
         done = 0
+        self._report("quantile model", done, total)
         for h in range(self.prediction_length):
             feats = gbm_features(x, t[:, ell + h], int(p["lags"]))
             per_m = []

@@ -101,7 +101,7 @@ def evaluation_table(report: dict) -> str:
     from common.units import human
 
     head = (f"{'model':<20}{'MSE':>9}{'MAE':>9}{'CRPS':>9}{'wQL':>9}{'cov90':>9}"
-            f"{'fit':>10}{'forecast':>14}")
+            f"{'fit':>10}{'forecast':>17}")
     lines = [head]
     for name, entry in report["models"].items():
         a = entry["average"]
@@ -113,7 +113,7 @@ def evaluation_table(report: dict) -> str:
         lines.append(
             f"{name:<20}{f(a['mse'])}{f(a['mae'])}{f(a['crps'])}{f(a['wql_mean'])}"
             f"{human(a['coverage_90'], '%'):>9}{human(entry['fit_seconds_mean'], 's'):>10}"
-            f"{human(per_window, 'ms/window'):>14}"
+            f"{human(per_window, 'ms/window'):>17}"
         )
     lines.append("MSE, MAE, CRPS, wQL: on MinMax-scaled values (1 = an indicator's training "
                  "range); cov90: targets inside the 5-95 % interval; fit: mean per dataset.")

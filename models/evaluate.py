@@ -336,7 +336,8 @@ def run_evaluation(
         ds_col += [ds.name] * y.shape[0]
         ent_col += ents
         for name in models:
-            bar.start(f"{ds.name}:{name}")
+            label = f"{ds.name}:{name}" if len(datasets) > 1 else name
+            bar.start(label)
             est = get_estimator(
                 name,
                 context_length=context,
@@ -348,7 +349,7 @@ def run_evaluation(
             t0 = time.perf_counter()
             pred = est.fit(sp.train, sp.validation, progress=bar.event)
             fit_s = time.perf_counter() - t0
-            bar.start(f"{ds.name}:{name} forecasting {y.shape[0]:,} windows")
+            bar.start(f"{label} forecasting {y.shape[0]:,} windows")
             t0 = time.perf_counter()
             outs = pred.predict_windows(x, t, entities=ents)
             pred_s = time.perf_counter() - t0

@@ -712,6 +712,7 @@ class HarmonyEstimator(Estimator):
         history = []
         t0, c0 = time.perf_counter(), time.process_time()
         net.train()
+        self._report("epoch", 0, int(p["max_epochs"]), member)  # the member starts
         for epoch in range(int(p["max_epochs"])):
             order = rng.permutation(n_tr)[: int(p["max_windows"])]
             run = 0.0

@@ -98,9 +98,11 @@ def _register_training(app: typer.Typer) -> None:
         ] = False,
         seed: Annotated[int, typer.Option(help="Seed of training and sampling.")] = 0,
         progress: Annotated[
-            bool, typer.Option(help="Show the fit's progress (epochs, members, quantile "
-                               "models) on stderr.")
-        ] = True,
+            bool | None,
+            typer.Option("--progress/--no-progress",
+                         help="Show the fit's progress (epochs, members, quantile models) on "
+                         "stderr [default: when stderr is a terminal]."),
+        ] = None,
     ) -> None:
         """Fit a model on the train split, score it on the validation split, register it.
 
@@ -122,7 +124,10 @@ def _register_training(app: typer.Typer) -> None:
         params = parse_overrides([f"{model}.{s}" for s in set_ or []]).get(model, {})
         settings = _settings(db_url, model_dir)
         store = open_store(settings)
-        bar = FitBar(1, "train", enabled=progress)
+        import sys
+
+        shown = sys.stderr.isatty() if progress is None else progress
+        bar = FitBar(1, "train", enabled=shown, lazy=True)  # not before the data loads
         bar.start(model)
         try:
             res = train_and_register(

@@ -18,7 +18,7 @@ def test_quantile_gbm_reports_each_quantile_model(series):
     est.fit(series, progress=events.append)
     total = 2 * 3 * 3  # steps x indicators x quantile levels
     assert [(e.stage, e.done, e.total) for e in events] == [
-        ("quantile model", k, total) for k in range(1, total + 1)]
+        ("quantile model", k, total) for k in range(total + 1)]  # 0: the fit starts
     assert {e.model for e in events} == {"quantile-gbm"}
 
 
@@ -29,8 +29,8 @@ def test_harmony_reports_epochs_per_member_members_and_calibration():
                                                         "patience": 10})
     est.fit(train, val, progress=events.append)
     assert [e.text() for e in events] == [
-        "member 1/2 epoch 1/2", "member 1/2 epoch 2/2", "member 1/2",
-        "member 2/2 epoch 1/2", "member 2/2 epoch 2/2", "member 2/2",
+        "member 1/2 epoch 0/2", "member 1/2 epoch 1/2", "member 1/2 epoch 2/2", "member 1/2",
+        "member 2/2 epoch 0/2", "member 2/2 epoch 1/2", "member 2/2 epoch 2/2", "member 2/2",
         "calibration 0/1", "calibration 1/1",
     ]
     assert [(e.stage, e.done, e.total) for e in events if e.stage == "member"] == [
@@ -59,9 +59,9 @@ def test_evaluate_shows_progress_inside_each_fit(tmp_path, capsys):
               "--set", "harmony.context_dim=8", "--set", "harmony.flow_hidden=8"])
     assert (exc.value.code or 0) == 0
     err = capsys.readouterr().err
-    for line in ("c:quantile-gbm quantile model 1/21", "c:quantile-gbm quantile model 21/21",
-                 "c:harmony member 1/2 epoch 1/2", "c:harmony member 2/2 epoch 1/2",
-                 "c:harmony calibration 0/1"):
+    for line in ("quantile-gbm quantile model 1/21", "quantile-gbm quantile model 21/21",
+                 "harmony member 1/2 epoch 1/2", "harmony member 2/2 epoch 1/2",
+                 "harmony calibration 0/1", "harmony forecasting "):
         assert line in err, line
     # nothing is said with --no-progress
     with pytest.raises(SystemExit):
