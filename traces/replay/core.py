@@ -181,12 +181,13 @@ def split_frame(frame: pd.DataFrame, until: float | str) -> tuple[pd.DataFrame, 
 
 def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any,  # noqa: ANN401
                      classes: list[type], overrides: dict[str, dict[str, Any]], seed: int,
-                     params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+                     params: dict[str, Any], progress: bool = False) -> tuple[Any, dict[str, Any]]:
     """Load or train the model fed to the policies; return it and what the report says of it.
 
     A saved artifact folder is loaded; a registered model name is trained on the scenario's
     forecast series of the training part (its last fifth as validation), with a horizon that
-    covers every chosen policy, and scored (CRPS, MSE, coverage) on the scored part.
+    covers every chosen policy, and scored (CRPS, MSE, coverage) on the scored part;
+    ``progress`` shows the training's epochs / quantile models on a bar.
 
     Raises:
         InputError: an unknown model, a bad parameter, or too little data to train or score.
@@ -224,7 +225,12 @@ def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any, 
             train = [_rows(s, 0, c) for s, c in zip(series, cut, strict=True)]
             val = [_rows(s, max(0, c - context), len(s)) for s, c in zip(series, cut, strict=True)]
             t0 = time.perf_counter()
-            predictor = est.fit(train, val)
+            from models.progress import FitBar
+
+            with FitBar(1, "train forecaster", enabled=progress, lazy=True) as bar:
+                bar.start(model)
+                predictor = est.fit(train, val, progress=bar.event)
+                bar.done()
             info = {"name": f"model:{model}", "model": model, "params": _jsonable(params),
                     "train_seconds": round(time.perf_counter() - t0, 3)}
         metrics = score(predictor, scored, context, min(need, predictor.prediction_length))
@@ -338,7 +344,8 @@ def run_replay(
                          where=trace_name) from None
     if model is not None:
         predictor, model_info = model_forecaster(
-            model, sc, train_frame, data, classes, overrides, seed, model_params or {})
+            model, sc, train_frame, data, classes, overrides, seed, model_params or {},
+            progress=progress)
         model_info.update(spans)
         forecaster = "model"
         if not isinstance(predictor, TruthForecaster):  # one shared instance, its windows
