@@ -78,11 +78,19 @@ def human(value: float | int | None, unit: str = "", digits: int = 3, *,
             x, prefix = x / factor, p
             break
     number = _plain(x, digits)
+    if number in ("1", "-1") and not prefix and _counted(unit):
+        unit = unit[:-1]  # "1 step", "1 cold start", not "1 steps"
     if not show_unit:
         return f"{number} {prefix}" if prefix else number
     if prefix and unit in JOINED:
         return f"{number} {prefix}{unit}"
     return " ".join(part for part in (number, prefix, unit) if part)
+
+
+def _counted(unit: str) -> bool:
+    """Tell whether ``unit`` is a plural noun (``steps``, ``cold starts``, ``scale-ups``)."""
+    last = unit.rpartition(" ")[2]
+    return len(last) > 2 and last.endswith("s") and last.replace("-", "").isalpha()
 
 
 def utc(ts: float) -> str:

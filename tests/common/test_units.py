@@ -27,6 +27,10 @@ FACTOR = {p: f for f, p in PREFIXES}
         (0, "s", "0 s"),
         (-1_500_000, "GB·s", "-1.5 M GB·s"),
         (17.0, "cold starts", "17 cold starts"),
+        (1.0, "cold starts", "1 cold start"),  # a counted unit agrees with its number
+        (1.0, "steps", "1 step"),
+        (1.0, "GB·s", "1 GB·s"),  # a unit symbol is not a plural
+        (1.0, "s", "1 s"),
         (None, "s", "-"),
         (float("nan"), "s", "nan"),
     ],
