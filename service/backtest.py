@@ -205,11 +205,10 @@ def backtest(
         report = run_backtest(store, target, seconds, names, out)
     finally:
         store.close()
-    figures = report["config"]["summary_figures"]
-    for name, runs in report["policies"].items():
-        shown = " ".join(f"{f}={runs[0]['totals'][f]:.6g}" for f in figures
-                         if runs[0]["totals"].get(f) is not None)
-        typer.echo(f"{name}: {shown}")
+    from traces.cli import summary_lines
+
+    for line in summary_lines(report, sweep=False):
+        typer.echo(line)
     typer.echo(f"wrote {out / 'report.json'}")
 
 
