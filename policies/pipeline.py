@@ -111,7 +111,7 @@ def step(policy: Any, forecaster: Callable | None, spec: Any, obs: Any, memory: 
         policy: a registered policy instance.
         forecaster: what :func:`forecaster_for` made for it (None: the policy gets no
             forecast and falls back). Stateful forecasters keep their state themselves; the
-            daemon restores and saves it around this call (:func:`forecaster_state`).
+            daemon restores and saves it around this call (:func:`service.decisions.decide_target`).
         spec: the scenario's ``Spec``.
         obs: the scenario's ``Observation`` at ``now``.
         memory: the policy's previous ``Decision.state`` (None at first).

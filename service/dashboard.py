@@ -3,9 +3,15 @@
 ``GET /docs`` serves Swagger UI from the vendored files in ``service/static/`` (no CDN).
 
 ``GET /`` redirects to ``GET /dashboard/``, a single page (``service/static/``) that shows,
-for every declared target, its recent metric with the forecast fan (quantile bands), the
-latest decision and the action log, a free series browser, and the latest replay
-comparison (cost vs SLA of every policy) read from ``TIDEWISE_REPLAY_REPORT``.
+for every declared target, its demand averaged over the forecast's buckets (``step_s``; the
+raw 1-s samples behind a toggle, ``?raw=1``), the forecast fan (one band per stored interval),
+for a scaling target its capacity (desired replicas x ``capacity``), the latest decision and
+the action log; a banner above everything for each target whose input is stale or whose
+forecast is the fallback (from ``GET /v1/forecasts``: ``input_stale``, ``fallback``,
+``reason``); a free series browser; and the latest replay comparison read from
+``TIDEWISE_REPLAY_REPORT``, drawn as ``cost_vs_sla.png`` is (SLA misses on x, cost on y),
+each point's knob values on hover. ``?target=NAME`` shows one target. Every chart's legend
+is built from the series it drew. docs/dashboard.md shows the page in its three states.
 
 The page itself holds no data and needs no token; its requests to the API carry the bearer
 token typed into the page (kept in the browser's ``localStorage``) or given in the URL

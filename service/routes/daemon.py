@@ -22,10 +22,11 @@ from common.errors import InputError, TidewiseError
 from service import actions as actions_view
 from service import forecasting, targets
 from service.auth import ActAuth, ReadAuth
-from service.deps import SessionDep
+from service.deps import SessionDep, SettingsDep
 from service.openapi import ErrorOut, errors
 from service.store import decisions as decision_store
 from service.store import forecasts as forecast_store
+from service.store import samples as sample_store
 from service.store import targets as target_store
 from service.store.errors import NotFoundError, QueryError
 
@@ -74,6 +75,17 @@ class ForecastOut(BaseModel):
     steps: list[dict[str, float]] = Field(
         description="per step: ts (unix s of the step's start), mean, lo-90 … hi-90, median"
     )
+    input_last_ts: int | None = Field(
+        description="unix s of the series' newest raw sample (null: none kept); for a series "
+        "read from a target's source, at least the last second of its newest bucket with a "
+        "value")
+    input_age_s: float | None = Field(
+        description="seconds since that sample, when answered (null: none kept)")
+    input_stale: bool = Field(
+        description="the input is stale: no raw sample for more than stale_after_s seconds "
+        "(or none kept); the forecast and the decisions on it rest on old data")
+    stale_after_s: float = Field(
+        description="3 x max(TIDEWISE_FORECAST_INTERVAL_S, TIDEWISE_FORECAST_STEP_S) (seconds)")
 
 
 #: Largest replica count an acknowledgement may report (the bound of ``max_replicas``).
@@ -173,18 +185,25 @@ def delete_target(request: Request, name: TargetName, _who: ActAuth) -> Response
 def get_forecast(
     entity: Annotated[str, Path(min_length=1, max_length=255)],
     session: SessionDep,
+    cfg: SettingsDep,
     _who: ReadAuth,
     metric: Annotated[str, Query(min_length=1, max_length=128)],
     horizon: Annotated[
         int | None, Query(ge=1, le=10_000, description="steps to return (default: all stored)")
     ] = None,
 ) -> dict[str, Any]:
-    """Serve the latest stored forecast of one series."""
+    """Serve the latest stored forecast of one series, with the age of its newest sample."""
     rec = forecast_store.latest_forecast(session, entity, metric)
     p = rec.payload
     n = len(p["times"]) if horizon is None else min(horizon, len(p["times"]))
     cols = ["mean", *forecasting.QUANTILES]
     steps = [{"ts": p["times"][h], **{c: p[c][h] for c in cols}} for h in range(n)]
+    last = sample_store.last_sample_ts(session, rec.series_id)
+    sourced = (p.get("info") or {}).get("source_last_ts")  # read from a target's source
+    if isinstance(sourced, int):
+        last = sourced if last is None else max(last, sourced)
+    age = None if last is None else max(0.0, time.time() - last)
+    stale_after = forecasting.input_stale_after_s(cfg)
     return {
         "entity": entity,
         "metric": metric,
@@ -196,6 +215,10 @@ def get_forecast(
         "step_s": rec.step,
         "horizon": n,
         "steps": steps,
+        "input_last_ts": last,
+        "input_age_s": age,
+        "input_stale": age is None or age > stale_after,
+        "stale_after_s": stale_after,
     }
 
 

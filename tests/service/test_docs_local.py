@@ -47,8 +47,8 @@ def test_docs_render_in_headless_chromium_with_every_other_host_unreachable(live
     """Swagger UI runs under the page's CSP and draws every operation, air-gapped."""
     import subprocess
 
+    from tests.daemon.browser import CHROMIUM_FLAGS
     from tests.daemon.conftest_io import need_binaries
-    from tests.daemon.test_dashboard import CHROMIUM_FLAGS
 
     binary = need_binaries("chromium")["chromium"]
     proc = subprocess.run(
