@@ -603,8 +603,14 @@ def find_max(args: argparse.Namespace, forecaster: str, tmp: Path) -> dict[str, 
             good, n = r, n * 2
         else:
             bad_n = n
+    while good is None and n > 1:  # even the first N failed: halve until one keeps up
+        bad_n, n = n, n // 2
+        r = run_once(args, n, forecaster, tmp, quiet=True)
+        trial(forecaster, n, r)
+        if r["keeps_up"]:
+            good = r
     if good is None:
-        return {"forecaster": forecaster, "max_entities": 0, "note": "smallest N failed"}
+        return {"forecaster": forecaster, "max_entities": 0, "note": "1 entity failed"}
     lo, hi = good["entities"], bad_n
     while hi is not None and (hi - lo) / lo > args.resolution:
         mid = (lo + hi) // 2

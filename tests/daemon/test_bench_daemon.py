@@ -12,13 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # starts a daemon (torch imports) and a feeder process: ~30 s at load 13
 def test_a_tiny_bench_run_reads_every_forecast_run_of_the_daemon():
     out = subprocess.run(
         [sys.executable, "bench/daemon.py", "--entities", "3", "--metrics", "2",
-         "--targets", "2", "--duration", "5", "--period", "1", "--history-s", "600",
+         "--targets", "2", "--duration", "4", "--period", "1", "--history-s", "600",
          "--rec-rate", "5"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
