@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Integer, any_, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import Session
 
 from service.ingest import MAX_LABEL_VALUE, Batch, ConflictError, label_problems, text_problem
@@ -420,6 +420,14 @@ def _buckets(
     :data:`~service.store.sql.CHUNK` series.
     """
     pick = _PICK[agg]
+    # PostgreSQL: sums in time order, whatever the plan (a parallel or hash aggregate over
+    # many series adds in another order, and float sums then differ in the last bits from
+    # a one-series read); SQLite reads each series' range in time order anyway
+    postgres = session.bind.dialect.name == "postgresql"
+
+    def total(col: Any, ts: Any) -> Any:  # noqa: ANN401 - SQL expressions
+        return func.sum(aggregate_order_by(col, ts)) if postgres else func.sum(col)
+
     for part in chunks(list(ids)):
         if rollup:
             bucket = Rollup.ts - Rollup.ts % step
@@ -429,7 +437,7 @@ def _buckets(
                     bucket,
                     func.min(Rollup.min),
                     func.max(Rollup.max),
-                    func.sum(Rollup.mean * Rollup.count),
+                    total(Rollup.mean * Rollup.count, Rollup.ts),
                     func.sum(Rollup.count),
                 )
                 .where(Rollup.series_id.in_(part), Rollup.ts.between(start, end))
@@ -444,7 +452,7 @@ def _buckets(
                     bucket,
                     func.min(Sample.value),
                     func.max(Sample.value),
-                    func.sum(Sample.value),
+                    total(Sample.value, Sample.ts),
                     func.count(),
                 )
                 .where(Sample.series_id.in_(part), Sample.ts.between(start, end))
