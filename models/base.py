@@ -343,17 +343,53 @@ class Predictor:
         """
         items = [s.select(self.indicators) for s in as_series_list(series)]
         outs: list[Forecast | NoData] = []
-        n_ctx, h = self.context_length, self.prediction_length
         for s in items:
             if len(s) == 0:
                 outs.append(NoData(s.entity, "empty history"))
                 continue
-            k = min(len(s), n_ctx)
-            x = s.values[-k:][None]  # (1, k, M)
-            fut = s.ts[-1] + s.step * np.arange(1, h + 1)
-            t = np.concatenate([s.ts[-k:], fut])[None]  # (1, k + H)
-            outs.extend(self.predict_windows(x, t, entities=[s.entity], num_samples=num_samples))
+            x, t = self._last_window(s)
+            outs.extend(self.predict_windows(x[None], t[None], entities=[s.entity],
+                                             num_samples=num_samples))
         return outs
+
+    def _last_window(self, s: Series) -> tuple[np.ndarray, np.ndarray]:
+        """Return the context ``(k, M)`` and times ``(k + H,)`` of a forecast after ``s``."""
+        k = min(len(s), self.context_length)
+        fut = s.ts[-1] + s.step * np.arange(1, self.prediction_length + 1)
+        return s.values[-k:], np.concatenate([s.ts[-k:], fut])
+
+    def predict_batch(
+        self, series: Series | Sequence[Series], *, num_samples: int | None = None
+    ) -> list[Forecast | NoData]:
+        """Like :meth:`predict_outcomes`, with the windows of equal length forecast together.
+
+        One :meth:`predict_windows` call per window length (the model sees batches of up to
+        1024 windows), where :meth:`predict_outcomes` makes one per series: the daemon
+        forecasts every series each period. A model that does not sample (``last``,
+        ``window-mean``…) gives the same forecasts either way; a sampling one (``harmony``)
+        draws the batch's noise at once, so its draws differ, not their distribution.
+
+        Raises:
+            InputError: a series lacks an indicator the model was trained on.
+
+        """
+        items = [s.select(self.indicators) for s in as_series_list(series)]
+        outs: list[Forecast | NoData | None] = [None] * len(items)
+        by_length: dict[int, list[int]] = {}
+        for i, s in enumerate(items):
+            if len(s) == 0:
+                outs[i] = NoData(s.entity, "empty history")
+            else:
+                by_length.setdefault(min(len(s), self.context_length), []).append(i)
+        for idx in by_length.values():
+            windows = [self._last_window(items[i]) for i in idx]
+            x = np.stack([w[0] for w in windows])  # (B, k, M)
+            t = np.stack([w[1] for w in windows])  # (B, k + H)
+            got = self.predict_windows(x, t, entities=[items[i].entity for i in idx],
+                                       num_samples=num_samples)
+            for i, o in zip(idx, got, strict=True):
+                outs[i] = o
+        return outs  # type: ignore[return-value]
 
     def predict(
         self, series: Series | Sequence[Series], *, num_samples: int | None = None
@@ -469,6 +505,9 @@ class Estimator:
     name: ClassVar[str] = ""
     predictor_cls: ClassVar[type[Predictor]] = Predictor
     defaults: ClassVar[dict[str, Any]] = {}
+    #: False when training learns nothing from the data (only its indicators and step):
+    #: one fitted predictor then serves every series of the same shape.
+    learns_from_data: ClassVar[bool] = True
 
     def __init__(
         self,

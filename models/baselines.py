@@ -59,6 +59,7 @@ class LastEstimator(Estimator):
     """The naive forecaster: repeat the last value; spread from recent changes."""
 
     name = "last"
+    learns_from_data = False
     predictor_cls = LastPredictor
 
     def _train(self, train, validation):
@@ -85,6 +86,7 @@ class WindowMeanEstimator(Estimator):
     """Mean of the last ``context_length`` rows."""
 
     name = "window-mean"
+    learns_from_data = False
     predictor_cls = WindowMeanPredictor
 
     def _train(self, train, validation):

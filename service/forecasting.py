@@ -241,6 +241,22 @@ class History:
             return bucketed(session, entity, metric, now, step, n, agg)
 
 
+def bucketed_many(
+    session: Any, series_ids: list[int], now: int, step: int, n: int, agg: str = "mean"  # noqa: ANN401
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """:func:`bucketed` for many series at once (by id): one query per chunk of series.
+
+    Returns:
+        ``ts`` ``(n,)`` and, per series id, ``values`` ``(n,)`` (NaN: no sample).
+
+    """
+    end = now - now % step
+    start = end - n * step
+    ts = start + step * np.arange(n, dtype=np.int64)
+    out = sample_store.query_buckets(session, series_ids, start, end - 1, step, agg)
+    return ts, out
+
+
 @dataclasses.dataclass
 class RefreshResult:
     """What one refresh did (for logs, /metrics and tests)."""
@@ -299,94 +315,195 @@ def _fallback(history: np.ndarray, start: float, step: float, horizon: int, reas
     return Forecast(s, start, step, indicators, model="fallback:last", info={"reason": reason})
 
 
+@dataclasses.dataclass
+class Unit:
+    """One forecast to make: one series, or an entity's indicator set jointly.
+
+    ``values`` is ``(T,)`` for one metric or ``(T, M)`` for the metrics ``metric`` names, in
+    that order, on the bucket times ``ts`` ``(T,)``.
+    """
+
+    metric: str | tuple[str, ...]
+    ts: np.ndarray
+    values: np.ndarray
+    entity: str = "entity"
+
+
 def forecast_series(
     store: Store, cache: ModelCache, metric: str | tuple[str, ...], ts: np.ndarray,
     values: np.ndarray, horizon: int, entity: str = "entity",
 ) -> Forecast:
     """Forecast one bucketed series or one entity's indicator set jointly.
 
-    The model is the current registered one of the metric (or of the indicator set), else
-    ``TIDEWISE_FORECAST_MODEL`` fitted on the spot to this history, else the per-series
-    fallback. ``values`` is ``(T,)`` for one metric or ``(T, M)`` for the metrics
-    ``metric`` names, in that order; the Forecast's indicators are ``("value",)`` for one
-    metric, the metric names for several (sample ``s`` of every indicator is one joint draw).
+    The one-unit case of :func:`forecast_units` (see there).
 
     Raises:
         NoDataError: an indicator has no finite value in the history (nothing can be said).
 
     """
-    from models.base import fill_gaps
+    out = forecast_units(store, cache, [Unit(metric, ts, values, entity)], horizon)[0]
+    if isinstance(out, Exception):
+        raise out
+    return out
 
-    settings = store.settings
-    metrics = (metric,) if isinstance(metric, str) else tuple(metric)
-    vals = np.asarray(values, dtype=np.float64)
-    vals = vals[:, None] if vals.ndim == 1 else vals
-    step = float(settings.forecast_step_s)
-    start = float(ts[-1] + step)
-    dead = [m for m, ok in zip(metrics, np.isfinite(vals).any(axis=0), strict=True) if not ok]
-    if dead:
-        raise NoDataError(f"{entity!r}/{', '.join(map(repr, dead))}: no sample in the last "
-                          f"{len(vals)} buckets")
-    from models.base import NoData, get_estimator
+
+def forecast_units(
+    store: Store, cache: ModelCache, units: list[Unit], horizon: int,
+) -> list[Forecast | NoDataError]:
+    """Forecast many units (series, or indicator sets jointly), a Forecast or a NoDataError each.
+
+    The model of a unit is the current registered one of its metric (or of its indicator
+    set), else ``TIDEWISE_FORECAST_MODEL`` fitted on the spot to this history, else the
+    per-series fallback. The Forecast's indicators are ``("value",)`` for one metric, the
+    metric names for several (sample ``s`` of every indicator is one joint draw).
+
+    Units are forecast in batches: per metric set, one registry lookup and, for a registered
+    model, one :meth:`models.base.Predictor.predict_batch` over all the set's units (one
+    forward pass per batch of windows); the fitted-on-the-spot model is fitted once per
+    history length when it learns nothing from the data (``window-mean``, ``last``), else
+    per unit. Whatever fails — loading the artifact, fitting, predicting — gives that unit
+    (or the units of that batch) the fallback forecast (``model = "fallback:last"``,
+    ``info["reason"]`` says why), never an exception out of here; a unit with an indicator
+    without any finite value gets a :class:`~common.errors.NoDataError` instead.
+    """
+    from models.base import fill_gaps, get_estimator, get_estimator_class
     from models.data import Series
 
-    indicators = indicator_names(metrics)
-    first = int(np.argmax(np.isfinite(vals).any(axis=1)))
-    # the model reads the history with its gaps (NaN): it imputes and masks them itself and
-    # falls back only when more than half of its context is missing; fitting on the spot
-    # needs complete rows, so it trains on the imputed copy
-    series = Series(vals[first:], ts[first:].astype(np.float64), indicators, entity=entity,
-                    step=step)
-    filled = Series(fill_gaps(series.values), series.ts, indicators, entity=entity, step=step)
-    try:
-        current = cache.current(store, metrics if len(metrics) > 1 else metrics[0])
+    settings = store.settings
+    step = float(settings.forecast_step_s)
+    outs: list[Forecast | NoDataError | None] = [None] * len(units)
+    prepared: dict[tuple[str, ...], list[tuple[int, Series, np.ndarray, float]]] = {}
+    for i, u in enumerate(units):
+        metrics = (u.metric,) if isinstance(u.metric, str) else tuple(u.metric)
+        vals = np.asarray(u.values, dtype=np.float64)
+        vals = vals[:, None] if vals.ndim == 1 else vals
+        dead = [m for m, ok in zip(metrics, np.isfinite(vals).any(axis=0), strict=True)
+                if not ok]
+        if dead:
+            outs[i] = NoDataError(f"{u.entity!r}/{', '.join(map(repr, dead))}: no sample in "
+                                  f"the last {len(vals)} buckets")
+            continue
+        first = int(np.argmax(np.isfinite(vals).any(axis=1)))
+        # the model reads the history with its gaps (NaN): it imputes and masks them itself
+        # and falls back only when more than half of its context is missing
+        series = Series(vals[first:], u.ts[first:].astype(np.float64),
+                        indicator_names(metrics), entity=u.entity, step=step)
+        prepared.setdefault(metrics, []).append((i, series, vals[first:],
+                                                 float(u.ts[-1] + step)))
+
+    def fallback(i: int, hist: np.ndarray, start: float, exc: Exception,
+                 metrics: tuple[str, ...]) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.debug("forecast of %s/%s falls back: %s", units[i].entity, "+".join(metrics),
+                  reason)
+        outs[i] = _fallback(hist, start, step, horizon, reason, STORED_SAMPLES,
+                            indicator_names(metrics))
+
+    def finish(i: int, out: Any, label: str, hist: np.ndarray, start: float,  # noqa: ANN401
+               metrics: tuple[str, ...]) -> None:
+        from models.base import NoData
+
+        try:
+            if isinstance(out, NoData):
+                raise NoDataError(out.reason)
+            if out.horizon < horizon:
+                raise ValueError(f"model forecasts {out.horizon} steps, {horizon} needed")
+            samples = out.samples[:, :horizon, : len(metrics)]  # (S, H, M)
+            outs[i] = Forecast(samples, start, step, indicator_names(metrics),
+                               model=out.model if out.model.startswith("fallback") else label,
+                               info=dict(out.info))
+        except Exception as exc:  # noqa: BLE001 - any model failure: per-series fallback
+            fallback(i, hist, start, exc, metrics)
+
+    for metrics, items in prepared.items():
+        try:
+            current = cache.current(store, metrics if len(metrics) > 1 else metrics[0])
+        except Exception as exc:  # noqa: BLE001 - an unloadable artifact: fallback
+            for i, _, hist, start in items:
+                fallback(i, hist, start, exc, metrics)
+            continue
         if current is not None:
             predictor, label = current
-            out = predictor.predict_outcomes(series, num_samples=STORED_SAMPLES)[0]
-        else:
-            ctx = min(settings.forecast_context_steps, len(series) - horizon)
-            if ctx < 2:
-                raise NoDataError(f"only {len(series)} buckets of history")
-            est = get_estimator(settings.forecast_model, context_length=ctx,
-                                prediction_length=horizon, num_samples=STORED_SAMPLES,
-                                calibrate=False)
-            predictor = est.fit(filled)
-            label = settings.forecast_model
-            out = predictor.predict_outcomes(series)[0]
-        if isinstance(out, NoData):
-            raise NoDataError(out.reason)
-        if out.horizon < horizon:
-            raise ValueError(f"model forecasts {out.horizon} steps, {horizon} needed")
-        samples = out.samples[:, :horizon, : len(indicators)]  # (S, H, M)
-        fc = Forecast(samples, start, step, indicators, model=out.model
-                      if out.model.startswith("fallback") else label, info=dict(out.info))
-        return fc
-    except Exception as exc:  # noqa: BLE001 - any model failure: per-series fallback
-        reason = f"{type(exc).__name__}: {exc}"
-        log.debug("forecast of %s/%s falls back: %s", entity, "+".join(metrics), reason)
-        return _fallback(vals[first:], start, step, horizon, reason, STORED_SAMPLES, indicators)
+            try:
+                got = predictor.predict_batch([x[1] for x in items],
+                                              num_samples=STORED_SAMPLES)
+            except Exception as exc:  # noqa: BLE001 - the batch failed: each falls back
+                for i, _, hist, start in items:
+                    fallback(i, hist, start, exc, metrics)
+                continue
+            for (i, _, hist, start), out in zip(items, got, strict=True):
+                finish(i, out, label, hist, start, metrics)
+            continue
+        # fitted on the spot: a model that learns nothing from the data is fitted once per
+        # context length and forecasts all of them together; any other, unit by unit
+        label = settings.forecast_model
+        try:
+            shared = not get_estimator_class(label).learns_from_data
+        except Exception:  # noqa: BLE001 - an unknown model: each unit says so below
+            shared = False
+        by_ctx: dict[int, list[tuple[int, Series, np.ndarray, float]]] = {}
+        for item in items:
+            ctx = min(settings.forecast_context_steps, len(item[1]) - horizon)
+            by_ctx.setdefault(ctx if shared else -1 - len(by_ctx), []).append(item)
+        for group in by_ctx.values():
+            try:
+                series0 = group[0][1]
+                ctx = min(settings.forecast_context_steps, len(series0) - horizon)
+                if ctx < 2:
+                    raise NoDataError(f"only {len(series0)} buckets of history")
+                est = get_estimator(label, context_length=ctx, prediction_length=horizon,
+                                    num_samples=STORED_SAMPLES, calibrate=False)
+                # fitting needs complete rows, so it trains on the imputed copy
+                predictor = est.fit(Series(fill_gaps(series0.values), series0.ts,
+                                           series0.indicators, entity=series0.entity,
+                                           step=step))
+                got = predictor.predict_batch([x[1] for x in group])
+            except Exception as exc:  # noqa: BLE001 - fitting or predicting failed
+                for i, _, hist, start in group:
+                    fallback(i, hist, start, exc, metrics)
+                continue
+            for (i, _, hist, start), out in zip(group, got, strict=True):
+                finish(i, out, label, hist, start, metrics)
+    return outs  # type: ignore[return-value]
 
 
-def payload(fc: Forecast, j: int = 0, indicators: tuple[str, ...] | None = None
-            ) -> dict[str, Any]:
+def payload(fc: Forecast, j: int = 0, indicators: tuple[str, ...] | None = None,
+            *, samples_array: bool = False) -> dict[str, Any]:
     """Build the stored/served form of indicator ``j`` of a Forecast.
 
     ``indicators`` names the metrics forecast jointly with this one (in the Forecast's
     column order); the samples of every series of a joint forecast share their draw index,
     so :func:`joint_forecast` rebuilds the joint distribution from the stored records.
+    ``samples_array``: ``samples`` as the rounded ``(S, H)`` array rather than lists (the
+    store writes it as the same JSON, without building 2,000 Python floats per series).
     """
+    qs = _quantiles(fc)  # (Q, H, M)
     out: dict[str, Any] = {
         "times": [float(t) for t in fc.times()],
-        "mean": [float(v) for v in fc.mean[:, j]],
+        "mean": fc.mean[:, j].tolist(),
     }
-    for name, q in QUANTILES.items():
-        out[name] = [float(v) for v in fc.quantile(q)[:, j]]
-    out["samples"] = np.round(fc.samples[:, :, j], 6).tolist()  # (S, H)
+    for k, name in enumerate(QUANTILES):
+        out[name] = qs[k, :, j].tolist()
+    rounded = np.round(fc.samples[:, :, j], 6)  # (S, H)
+    out["samples"] = rounded if samples_array else rounded.tolist()
     out["indicators"] = list(indicators) if indicators is not None else [
         str(x) for x in fc.indicators]
     out["info"] = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                    for k, v in fc.info.items()}
     return out
+
+
+def _quantiles(fc: Forecast) -> np.ndarray:
+    """Return the :data:`QUANTILES` of a Forecast, ``(Q, H, M)``, computed once per Forecast.
+
+    One ``numpy.quantile`` call for every level (the same values as ``fc.quantile(q)`` each);
+    a joint forecast's payload is built once per member, so the result is kept on ``fc``.
+    """
+    got = fc.__dict__.get("_stored_quantiles")
+    if got is None:
+        got = np.quantile(fc.samples, list(QUANTILES.values()), axis=0)
+        fc.__dict__["_stored_quantiles"] = got
+    return got
 
 
 def to_forecast(rec: Any, indicator: str = "demand") -> Forecast:  # noqa: ANN401 - a ForecastRecord
@@ -479,6 +596,61 @@ def _observed_share(values: np.ndarray) -> float:
     return float(ok[int(np.argmax(ok)):].mean()) if len(values) else 0.0
 
 
+def _units_of(group: Group, hist: dict[str, np.ndarray], names: set[str]
+              ) -> list[tuple[Any, ...]]:
+    """Split ``group`` into the members forecast together (a tuple each), see :func:`refresh`."""
+    units: list[tuple[Any, ...]] = []
+    joint = [a for a in group.items if a.metric in hist
+             and _observed_share(hist[a.metric]) >= 0.5]
+    alone = [a for a in group.items if a.metric in hist and a not in joint]
+    if len(joint) > 1 and daemon_model_name(tuple(a.metric for a in joint)) not in names:
+        own = [a for a in joint if daemon_model_name(a.metric) in names]
+        alone += own
+        joint = [a for a in joint if a not in own]
+    if len(joint) > 1:
+        units.append(tuple(joint))
+    else:
+        alone += joint
+    units += [(a,) for a in sorted(alone, key=lambda a: a.metric)]
+    return units
+
+
+def _read_histories(history: History, groups: list[Group], now: int, step: int, n: int,
+                    result: RefreshResult) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Bucketed histories of every series of ``groups``, by series id.
+
+    The store's series come in one batched read; a series a target reads from a
+    Prometheus-compatible ``source`` is read through :meth:`History.buckets`, one request
+    each. Should the batched read fail, each series is read alone, so one bad series costs
+    only its own forecast (an error in ``result``).
+    """
+    items = [a for g in groups for a in g.items]
+    sourced = [a for a in items if (a.entity, a.metric) in history.sources]
+    stored = [a for a in items if (a.entity, a.metric) not in history.sources]
+    end = now - now % step
+    ts = (end - n * step) + step * np.arange(n, dtype=np.int64)
+    hist: dict[int, np.ndarray] = {}
+    one_by_one = list(sourced)
+    if stored:
+        try:
+            with history.store.sessions() as session:
+                _, hist = bucketed_many(session, [a.series_id for a in stored], now, step, n)
+        except Exception:  # noqa: BLE001 - fall back to one read per series
+            log.exception("reading %d series at once failed; reading them one by one",
+                          len(stored))
+            one_by_one += stored
+    for a in one_by_one:
+        try:
+            _, hist[a.series_id] = history.buckets(a.entity, a.metric, now, step, n)
+        except SourceError as exc:  # says where and why; no traceback to read
+            log.warning("reading %s/%s failed: %s", a.entity, a.metric, exc)
+            result.errors.append(f"{a.entity}/{a.metric}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one bad series must not stop the others
+            log.exception("reading %s/%s failed", a.entity, a.metric)
+            result.errors.append(f"{a.entity}/{a.metric}: {type(exc).__name__}: {exc}")
+    return ts, hist
+
+
 def refresh(store: Store, now: int, cache: ModelCache | None = None,
             telemetry: Any = None, only: Callable[[str], bool] | None = None,  # noqa: ANN401
             ) -> RefreshResult:
@@ -494,6 +666,10 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     series cannot send its group to the fallback; a member with a current
     registered model of its own (``daemon:<metric>``) and no registered model of the group
     keeps that model.
+
+    The work is batched: one read of every stored series' buckets (a sourced one is read
+    from its source), forecasts per metric set together (:func:`forecast_units`), one write
+    of all the forecasts.
     """
     cache = cache or ModelCache()
     s = store.settings
@@ -507,51 +683,31 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     if only is not None:
         active = [a for a in active if only(a.entity)]
     names = current_model_names(store) if s.forecast_joint else set()
-    for group in joint_groups(active, s, declared):
+    groups = joint_groups(active, s, declared)
+    ts, by_id = _read_histories(history, groups, now, step, n, result)
+    pending: list[tuple[Group, tuple[Any, ...]]] = []
+    for group in groups:
         result.series += len(group.items)
-        hist: dict[str, np.ndarray] = {}
-        ts = None
-        for a in group.items:
-            try:
-                ts, hist[a.metric] = history.buckets(a.entity, a.metric, now, step, n)
-            except SourceError as exc:  # says where and why; no traceback to read
-                log.warning("reading %s/%s failed: %s", a.entity, a.metric, exc)
-                result.errors.append(f"{a.entity}/{a.metric}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - one bad series must not stop the others
-                log.exception("reading %s/%s failed", a.entity, a.metric)
-                result.errors.append(f"{a.entity}/{a.metric}: {type(exc).__name__}: {exc}")
-        units: list[tuple[Any, ...]] = []  # members forecast together
-        joint = [a for a in group.items if a.metric in hist
-                 and _observed_share(hist[a.metric]) >= 0.5]
-        alone = [a for a in group.items if a.metric in hist and a not in joint]
-        if len(joint) > 1 and daemon_model_name(tuple(a.metric for a in joint)) not in names:
-            own = [a for a in joint if daemon_model_name(a.metric) in names]
-            alone += own
-            joint = [a for a in joint if a not in own]
-        if len(joint) > 1:
-            units.append(tuple(joint))
-        else:
-            alone += joint
-        units += [(a,) for a in sorted(alone, key=lambda a: a.metric)]
-        while units:
-            unit = units.pop(0)
+        hist = {a.metric: by_id[a.series_id] for a in group.items if a.series_id in by_id}
+        pending += [(group, unit) for unit in _units_of(group, hist, names)]
+    while pending:
+        units = []
+        for group, unit in pending:
             metrics = tuple(a.metric for a in unit)
-            try:
-                values = np.stack([hist[m] for m in metrics], axis=1)
-                fc = forecast_series(store, cache, metrics if len(metrics) > 1 else metrics[0],
-                                     ts, values, horizon, group.entity)
-                if len(unit) > 1 and fc.model.startswith("fallback"):
-                    # one member's gaps (or failure) must not cost the others their model:
-                    # forecast each alone, so only the one that cannot be forecast falls back
-                    units = [(a,) for a in unit] + units
-                    continue
-            except NoDataError as exc:
-                result.errors.append(str(exc))
+            values = np.stack([by_id[a.series_id] for a in unit], axis=1)  # (T, M)
+            units.append(Unit(metrics if len(metrics) > 1 else metrics[0], ts, values,
+                              group.entity))
+        outs = forecast_units(store, cache, units, horizon)
+        retry = []
+        for (group, unit), fc in zip(pending, outs, strict=True):
+            metrics = tuple(a.metric for a in unit)
+            if isinstance(fc, NoDataError):
+                result.errors.append(str(fc))
                 continue
-            except Exception as exc:  # noqa: BLE001 - one bad unit must not stop the others
-                log.exception("forecast of %s/%s failed", group.entity, "+".join(metrics))
-                result.errors.append(f"{group.entity}/{'+'.join(metrics)}: "
-                                     f"{type(exc).__name__}: {exc}")
+            if len(unit) > 1 and fc.model.startswith("fallback"):
+                # one member's gaps (or failure) must not cost the others their model:
+                # forecast each alone, so only the one that cannot be forecast falls back
+                retry += [(group, (a,)) for a in unit]
                 continue
             is_fb = fc.model.startswith("fallback")
             for j, a in enumerate(unit):
@@ -559,8 +715,8 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
                 result.fallbacks += is_fb
                 if telemetry is not None:
                     telemetry.forecast(fc.model, is_fb)
-                body = payload(fc, j, metrics)
-                seen = np.flatnonzero(np.isfinite(hist[a.metric]))
+                body = payload(fc, j, metrics, samples_array=True)
+                seen = np.flatnonzero(np.isfinite(by_id[a.series_id]))
                 if (a.entity, a.metric) in history.sources and len(seen):
                     # no raw sample is kept of a sourced series: the freshness of its input
                     # (GET /v1/forecasts) is the last second of its newest bucket with a value
@@ -570,6 +726,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
                     "step": fc.step, "model": fc.model[:128], "fallback": is_fb,
                     "payload": body,
                 })
+        pending = retry
     forecast_store.save_forecasts(store, records)
     return result
 

@@ -186,18 +186,22 @@ def forecast_shards(ctx: DaemonContext, now: float, claim: Any) -> None:  # noqa
 
     entity = None if claim.everything else claim.has_entity
     target = None if claim.everything else claim.has_target
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     res = forecasting.refresh(ctx.store, int(now), ctx.cache, ctx.telemetry, only=entity)
     if ctx.telemetry is not None:
         ctx.telemetry.forecast_error(len(res.errors))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.thread_time()
     outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry, only=target)
-    # one line per run, read by bench/daemon.py (timings) and the sharding tests (who did what)
+    # one line per run, read by bench/daemon.py (wall and this thread's CPU seconds per phase;
+    # the CPU figure leaves out what other processes, e.g. PostgreSQL, spend on the job) and
+    # by the sharding tests (who did what)
     log.debug(
-        "forecast refresh: %d series, %d forecasts, %d fallbacks, %d errors in %.3f s; "
-        "%d decisions in %.3f s; period %d shards %s of %d (%d alive, quota %d); decided %s",
-        res.series, res.forecasts, res.fallbacks, len(res.errors), t1 - t0,
-        len(outcomes), time.perf_counter() - t1, claim.period, sorted(claim.shards),
+        "forecast refresh: %d series, %d forecasts, %d fallbacks, %d errors in %.3f s "
+        "(cpu %.3f s); %d decisions in %.3f s (cpu %.3f s); "
+        "period %d shards %s of %d (%d alive, quota %d); decided %s",
+        res.series, res.forecasts, res.fallbacks, len(res.errors), t1 - t0, c1 - c0,
+        len(outcomes), time.perf_counter() - t1, time.thread_time() - c1,
+        claim.period, sorted(claim.shards),
         claim.total, len(claim.alive), claim.quota, ",".join(o.target for o in outcomes),
     )
 

@@ -21,10 +21,12 @@ transaction. SQLite keeps ``executemany`` (its inserts are already in-process ca
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, Integer, any_, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import Session
 
 from service.ingest import MAX_LABEL_VALUE, Batch, ConflictError, label_problems, text_problem
@@ -387,46 +389,164 @@ def query_series(
         out.points = [(t, v) for t, v in rows]
         return out
     out.agg = agg
-    dirty = series.dirty_from is not None and not (
-        series.dirty_to < start or series.dirty_from > end
-    )
-    if step % 60 == 0 and not dirty:
+    if step % 60 == 0 and not _dirty_over(series.dirty_from, series.dirty_to, start, end):
         out.source = "rollup"
-        bucket = Rollup.ts - Rollup.ts % step
-        q = (
-            select(
-                bucket,
-                func.min(Rollup.min),
-                func.max(Rollup.max),
-                func.sum(Rollup.mean * Rollup.count),
-                func.sum(Rollup.count),
+    out.points = [(b, v) for _, b, v in _buckets(session, [series.id], start, end, step, agg,
+                                                 out.source == "rollup")]
+    return out
+
+
+def _dirty_over(dirty_from: int | None, dirty_to: int | None, start: int, end: int) -> bool:
+    """Say whether a series' dirty range (written since its last rollup) meets [start, end]."""
+    return dirty_from is not None and not (dirty_to < start or dirty_from > end)
+
+
+_PICK = {
+    "min": lambda lo, hi, s, n: lo,
+    "max": lambda lo, hi, s, n: hi,
+    "sum": lambda lo, hi, s, n: s,
+    "count": lambda lo, hi, s, n: float(n),
+    "mean": lambda lo, hi, s, n: s / n,
+}
+
+
+def _buckets(
+    session: Session, ids: Sequence[int], start: int, end: int, step: int, agg: str,
+    rollup: bool,
+) -> Iterator[tuple[int, int, float]]:
+    """(series id, bucket start, aggregate) of ``ids`` over [start, end], by series and time.
+
+    From the per-minute rollups (``rollup``) or the raw samples; one query per
+    :data:`~service.store.sql.CHUNK` series.
+    """
+    pick = _PICK[agg]
+    # PostgreSQL: sums in time order, whatever the plan (a parallel or hash aggregate over
+    # many series adds in another order, and float sums then differ in the last bits from
+    # a one-series read); SQLite reads each series' range in time order anyway
+    postgres = session.bind.dialect.name == "postgresql"
+
+    def total(col: Any, ts: Any) -> Any:  # noqa: ANN401 - SQL expressions
+        return func.sum(aggregate_order_by(col, ts)) if postgres else func.sum(col)
+
+    for part in chunks(list(ids)):
+        if rollup:
+            bucket = Rollup.ts - Rollup.ts % step
+            q = (
+                select(
+                    Rollup.series_id,
+                    bucket,
+                    func.min(Rollup.min),
+                    func.max(Rollup.max),
+                    total(Rollup.mean * Rollup.count, Rollup.ts),
+                    func.sum(Rollup.count),
+                )
+                .where(Rollup.series_id.in_(part), Rollup.ts.between(start, end))
+                .group_by(Rollup.series_id, bucket)
+                .order_by(Rollup.series_id, bucket)
             )
-            .where(Rollup.series_id == series.id, Rollup.ts.between(start, end))
-            .group_by(bucket)
-            .order_by(bucket)
-        )
+        else:
+            bucket = Sample.ts - Sample.ts % step
+            q = (
+                select(
+                    Sample.series_id,
+                    bucket,
+                    func.min(Sample.value),
+                    func.max(Sample.value),
+                    total(Sample.value, Sample.ts),
+                    func.count(),
+                )
+                .where(Sample.series_id.in_(part), Sample.ts.between(start, end))
+                .group_by(Sample.series_id, bucket)
+                .order_by(Sample.series_id, bucket)
+            )
+        # Core, not the ORM's result machinery: this reads every active series' buckets
+        for sid, b, lo, hi, s, n in session.connection().execute(q):
+            yield int(sid), int(b), float(pick(lo, hi, s, n))
+
+
+#: SQL aggregate of each ``agg`` in the per-bucket subquery of :func:`query_buckets` (NULL
+#: for an empty bucket, as :func:`query_series` has no point there).
+_SQL_AGG = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)",
+            "sum": "sum(value)", "count": "nullif(count(*), 0)"}
+
+
+def _sqlite_buckets(session: Session, ids: Sequence[int], start: int, end: int, step: int,
+                    agg: str) -> list[tuple[int, int, float | None]]:
+    """SQLite: (series id, bucket start, aggregate or None) of every bucket of ``ids``.
+
+    One indexed range read per (series, bucket) in a correlated subquery: a GROUP BY over
+    the bucket expression sorts every sample in a temporary B-tree, which cost about 2.5
+    times the CPU (measured on 3.6 M samples). ``avg`` is SQLite's ``sum / count``, the
+    very division :func:`query_series` makes.
+    """
+    marks = ",".join("?" * len(ids))
+    sql = (
+        "WITH RECURSIVE b(t) AS (SELECT ? UNION ALL SELECT t + ? FROM b WHERE t + ? <= ?) "
+        f"SELECT s.id, b.t, (SELECT {_SQL_AGG[agg]} FROM samples "
+        "WHERE series_id = s.id AND ts BETWEEN b.t AND b.t + ?) "
+        f"FROM series s, b WHERE s.id IN ({marks})"
+    )
+    cur = session.connection().connection.driver_connection.cursor()
+    try:
+        cur.execute(sql, (start, step, step, end - step + 1, step - 1, *ids))
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
+def query_buckets(
+    session: Session, series_ids: Sequence[int], start: int, end: int, step: int,
+    agg: str = "mean",
+) -> dict[int, np.ndarray]:
+    """Bucketed values of many series at once: what :func:`query_series` gives each of them.
+
+    ``start`` and ``end`` must be whole buckets of ``step`` (> 1) seconds. Each series is
+    read from the rollups or the raw samples by the same rule as :func:`query_series`
+    (rollups when ``step`` is a multiple of 60 and the series is clean over the range), with
+    the same aggregate values, but with one query per chunk of series instead of two per
+    series: the forecast refresh reads every active series each period.
+
+    Returns:
+        per series id, ``(n,)`` values of the ``n = (end + 1 - start) / step`` buckets (NaN
+        where a bucket has no sample); an unknown id gets all NaN.
+
+    Raises:
+        QueryError: a bad range, step or aggregate.
+
+    """
+    if end < start:
+        raise QueryError(f"end ({end}) is before start ({start})", where="end")
+    if step < 2 or start % step or (end + 1) % step:
+        raise QueryError(f"[{start}, {end}] is not whole buckets of {step} s", where="step")
+    if agg not in AGGREGATES:
+        raise QueryError(f"unknown aggregate {agg!r}; use one of {AGGREGATES}", where="agg")
+    n = (end + 1 - start) // step
+    ids = [int(i) for i in series_ids]
+    out = {i: np.full(n, np.nan) for i in ids}
+    raw, rolled = list(out), []
+    if step % 60 == 0:
+        raw = []
+        for part in chunks(list(out)):
+            rows = session.execute(
+                select(Series.id, Series.dirty_from, Series.dirty_to).where(Series.id.in_(part))
+            )
+            for sid, lo, hi in rows:
+                (raw if _dirty_over(lo, hi, start, end) else rolled).append(int(sid))
+    rows: list[tuple[Any, ...]] = []
+    if session.bind.dialect.name == "sqlite":
+        for part in chunks(raw):
+            rows += _sqlite_buckets(session, part, start, end, step, agg)
     else:
-        bucket = Sample.ts - Sample.ts % step
-        q = (
-            select(
-                bucket,
-                func.min(Sample.value),
-                func.max(Sample.value),
-                func.sum(Sample.value),
-                func.count(),
-            )
-            .where(Sample.series_id == series.id, Sample.ts.between(start, end))
-            .group_by(bucket)
-            .order_by(bucket)
-        )
-    pick = {
-        "min": lambda lo, hi, s, n: lo,
-        "max": lambda lo, hi, s, n: hi,
-        "sum": lambda lo, hi, s, n: s,
-        "count": lambda lo, hi, s, n: float(n),
-        "mean": lambda lo, hi, s, n: s / n,
-    }[agg]
-    out.points = [(int(b), float(pick(lo, hi, s, n))) for b, lo, hi, s, n in session.execute(q)]
+        rows += _buckets(session, raw, start, end, step, agg, False)
+    rows += _buckets(session, rolled, start, end, step, agg, True)
+    if rows:
+        a = np.array(rows, dtype=np.float64)  # (R, 3): id, bucket, value (None -> NaN)
+        uniq, row = np.unique(a[:, 0].astype(np.int64), return_inverse=True)
+        grid = np.full((len(uniq), n), np.nan)  # (series, buckets)
+        grid[row, ((a[:, 1] - start) // step).astype(np.int64)] = a[:, 2]
+        for k, i in enumerate(uniq.tolist()):
+            if i in out:
+                out[i] = grid[k]
     return out
 
 

@@ -1,0 +1,121 @@
+"""CPU of one forecast refresh, in-process, for one or more source trees on the same store.
+
+    .venv/bin/python bench/refresh.py --entities 100 --trees /path/to/main-copy . --repeat 2
+    .venv/bin/python bench/refresh.py --db postgres --entities 100 --trees ../old .
+    .venv/bin/python bench/refresh.py --forecaster harmony --entities 100 --trees ../old .
+
+Makes a fresh store as ``bench/daemon.py`` does (N entities x M metrics, ``--history-s`` of
+1-s history, optionally ``--gaps``: every 7th series loses 60 s of every 97 and every 11th its
+last 1,600 s, so joint groups break up and some series fall back), optionally registers a
+briefly trained ``harmony`` for the metric set, then for each tree in turn (``--repeat``
+rounds) runs ``service.forecasting.refresh`` once in a fresh process with that tree first on
+``sys.path``, at the same ``now``, and prints the process's CPU seconds and wall seconds. It
+then says whether every tree stored the same forecasts (rows and payloads compared as JSON;
+a sampling model such as ``harmony`` draws differently in a batch, so it differs there).
+On PostgreSQL the server's own CPU is not in the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHILD = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from service import forecasting
+assert forecasting.__file__.startswith(sys.argv[1]), forecasting.__file__
+from service.config import Settings
+from service.store.db import Store
+from sqlalchemy import text
+store = Store(Settings(db_url=sys.argv[2], db_schema=sys.argv[3] or None, scheduler_enabled=False))
+forecasting.warm_up()
+c0, t0 = time.process_time(), time.perf_counter()
+r = forecasting.refresh(store, int(sys.argv[4]))
+cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+with store.engine.connect() as conn:
+    rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, fallback, "
+                             "payload FROM forecasts ORDER BY series_id")).all()
+rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+print(json.dumps({"series": r.series, "forecasts": r.forecasts, "fallbacks": r.fallbacks,
+                  "cpu": cpu, "wall": wall, "rows": rows}))
+"""
+
+
+def main() -> None:
+    from bench.daemon import (
+        PG_URL,
+        fresh_store,
+        load,
+        metric_names,
+        prefill,
+        register_model,
+        train_harmony,
+    )
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--pg-url", default=PG_URL)
+    ap.add_argument("--entities", type=int, default=100)
+    ap.add_argument("--metrics", type=int, default=5)
+    ap.add_argument("--history-s", type=int, default=3600)
+    ap.add_argument("--forecaster", choices=("default", "harmony"), default="default")
+    ap.add_argument("--gaps", action="store_true", help="cut gaps (some series fall back)")
+    ap.add_argument("--trees", nargs="+", default=["."], help="source trees to compare")
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    metrics = metric_names(args.metrics)
+    with tempfile.TemporaryDirectory(prefix="tidewise-refresh-") as tmp, \
+            fresh_store(args.db, args.pg_url, Path(tmp)) as (db_url, schema):
+        now = int(time.time())
+        took = prefill(db_url, schema, args.entities, metrics, args.history_s, now)
+        if args.gaps:
+            from sqlalchemy import create_engine, text
+
+            eng = create_engine(db_url, connect_args={"options": f"-c search_path={schema}"}
+                                if schema else {})
+            with eng.begin() as conn:
+                conn.execute(text("DELETE FROM samples WHERE series_id % 7 = 3 AND "
+                                  "ts % 97 < 60"))
+                conn.execute(text("DELETE FROM samples WHERE series_id % 11 = 5 AND "
+                                  f"ts > {now - 1600}"))
+            eng.dispose()
+        if args.forecaster == "harmony":
+            train_harmony(db_url, schema, metrics, now, Path(tmp) / "harmony")
+            register_model(db_url, schema, metrics, Path(tmp) / "harmony")
+        print(f"{args.db}: {args.entities} entities x {len(metrics)} metrics, "
+              f"{args.history_s} s of history (written in {took:.1f} s), forecaster "
+              f"{args.forecaster}{', gaps' if args.gaps else ''}")
+        stored: dict[str, list] = {}
+        for _ in range(args.repeat):
+            for tree in args.trees:
+                out = subprocess.run([sys.executable, "-c", CHILD, str(Path(tree).resolve()),
+                                      db_url, schema or "",
+                                      str(now)], capture_output=True, text=True, cwd=tmp)
+                if out.returncode:
+                    raise SystemExit(f"{tree}: {out.stderr[-2000:]}")
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                stored[tree] = r["rows"]
+                print(f"{tree}: {r['series']} series, {r['forecasts']} forecasts, "
+                      f"{r['fallbacks']} fallbacks: CPU {r['cpu']:.2f} s "
+                      f"({1000 * r['cpu'] / max(1, r['series']):.2f} ms/series), wall "
+                      f"{r['wall']:.2f} s; load {load()}", flush=True)
+        first = next(iter(stored.values()))
+        for tree, rows in stored.items():
+            differ = sum(a != b for a, b in zip(rows, first, strict=False))
+            differ += abs(len(rows) - len(first))
+            print(f"{tree}: stored forecasts " + (f"identical to {args.trees[0]}'s" if not differ
+                                                  else f"DIFFER from {args.trees[0]}'s in "
+                                                  f"{differ} rows"))
+
+
+if __name__ == "__main__":
+    main()
