@@ -269,7 +269,9 @@ class BayesPower(Policy):
         "target_breach": 0.01,  # allowed P(row power > budget) over the window the caps govern
         "horizon": None,  # forecast steps; None: through the decision window (delay + step), +1
         "release_ratio": 0.5,  # lift caps only when uncapped P_breach <= this * target
-        "release_hold_s": 10.0,  # ... and that has held for this long (seconds)
+        "release_hold_s": 0.0,  # ... and that has held this long (s; 0: at the first calm
+        # decision; the margin release_ratio already keeps caps from flapping, and a hold on
+        # a 57 s row kept every cap a whole extra step)
         "fallback_cap_frac": 0.9,  # reactive rule: cap above this fraction of the budget
         "fallback_uncap_frac": 0.8,  # reactive rule: uncap below this fraction
     }
