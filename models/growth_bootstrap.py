@@ -161,8 +161,6 @@ class GrowthBootstrapPredictor(OnlinePredictor):
         joint = np.zeros(m, dtype=np.int64)
         if n_orig < 1:
             return z, c, np.zeros((1, 0), dtype=np.int64), "persistence", joint
-        thr = cfg.get("group_corr")
-        group = joint if thr is None else correlated_groups(z, float(thr))
         origins = np.arange(1, n_orig) if n_orig > 1 else np.arange(0, n_orig)
         kind = "recent"
         min_pool, neighbours = int(cfg["min_pool"]), float(cfg["neighbours"])
@@ -170,24 +168,29 @@ class GrowthBootstrapPredictor(OnlinePredictor):
         k = max(min_pool, int(neighbours * origins.size))
         if neighbours > 0 and origins.size > k:
             # analog selection: origins whose level, last change and time of day resemble now
+            thr = cfg.get("group_corr")
+            group = joint if thr is None else correlated_groups(z, float(thr))
             lvl = z[origins]  # (P, M)
             chg = z[origins] - z[origins - 1]  # (P, M)
             now_l = z[-1]
             now_c = z[-1] - z[-2] if t_len > 1 else np.zeros(m)
-            per = np.zeros((origins.size, m))  # (P, M) distance of each series
+            n_g = int(group.max()) + 1
+            dist = np.zeros((origins.size, n_g))  # (P, G): mean distance over each group
             for feat, cur in ((lvl, now_l), (chg, now_c)):
                 scale = np.maximum(feat.std(axis=0), 1e-9)  # (M,)
-                per += np.abs(feat - cur) / scale
-            n_g = int(group.max()) + 1
-            # (P, G): mean distance over each group's series
-            dist = np.stack([per[:, group == j].mean(axis=1) for j in range(n_g)], axis=1) \
-                if n_g > 1 else per.mean(axis=1, keepdims=True)
+                d = np.abs(feat - cur) / scale  # (P, M)
+                if n_g == 1:  # the joint pool, summed exactly as it always was
+                    dist[:, 0] += d.mean(axis=1)
+                else:
+                    dist += np.stack([d[:, group == j].mean(axis=1) for j in range(n_g)],
+                                     axis=1)
             if season_s > 0 and step > 0:
                 period = season_s / step
                 phase = (t_len - 1 - origins) % period
                 dist += (float(cfg["phase_weight"]) * np.minimum(phase, period - phase) / (
                     period / 4.0))[:, None]
-            near = np.argpartition(dist, k - 1, axis=0)[:k]  # (K, G)
+            near = np.argpartition(dist[:, 0], k - 1)[:k, None] if n_g == 1 else \
+                np.argpartition(dist, k - 1, axis=0)[:k]  # (K, G)
             kind = "analog" if n_g == 1 else f"analog x {n_g} groups"
             return z, c, origins[near].T, kind, group
         elif season_s > 0 and step > 0:
