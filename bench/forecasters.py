@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-until", default="0.5")
     ap.add_argument("--option", action="append", default=[], help="scenario key=value")
     ap.add_argument("--forecaster-param", action="append", default=[], help="model key=value")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every run (forecaster sampling)")
+    ap.add_argument("--points", action="store_true",
+                    help="also print every sweep point (knob, violation rate, replica-seconds)")
     args = ap.parse_args(argv)
     at = args.at or [0.005, 0.01, 0.02]
 
@@ -50,9 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.forecasters.split(","):
         t0 = time.perf_counter()
         if name == "online":
-            rep = run_replay(scored, "vm", ["bayes"], sweep=True, options=options)
+            rep = run_replay(scored, "vm", ["bayes"], sweep=True, options=options,
+                             seed=args.seed)
         else:
             rep = run_replay(frame, "vm", ["bayes"], sweep=True, options=options, model=name,
+                             seed=args.seed,
                              train_until=args.train_until,
                              model_params=parse_options(args.forecaster_param))
             sc = rep["config"]["model"].get("scored")
@@ -62,12 +67,17 @@ def main(argv: list[str] | None = None) -> None:
         curves[f"bayes ({name})"] = [(r["totals"]["violation_rate"],
                                       r["totals"]["replica_seconds"])
                                      for r in rep["policies"]["bayes"]]
+        if args.points:
+            notes[f"{name} sweep"] = ", ".join(
+                f"{r['params'].get('target_violation')}: {r['totals']['violation_rate']:.4f} / "
+                f"{r['totals']['replica_seconds'] / 1e6:.4f} M" for r in rep["policies"]["bayes"])
         print(f"# bayes ({name}): {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     peers = [p for p in args.peers.split(",") if p]
     # policy-specific options (`bayes.x=...`) are for the bayes runs; the peers get the rest
     peer_options = {k: v for k, v in options.items()
                     if "." not in k or k.split(".", 1)[0] in peers}
-    rep = run_replay(scored, "vm", peers, sweep=True, options=peer_options)
+    rep = (run_replay(scored, "vm", peers, sweep=True, options=peer_options) if peers
+           else {"policies": {}})
     for p in peers:
         curves[p] = [(r["totals"]["violation_rate"], r["totals"]["replica_seconds"])
                      for r in rep["policies"][p]]

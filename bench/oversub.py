@@ -20,7 +20,7 @@ step above (the first failure).
 Rows (``--row``):
 
 * ``h100`` — the four 8×H100 training logs (32 GPUs, one GPU = one server), ``--step 1``,
-  nameplate 700 W, idle 70 W (as in the README's power tables).
+  nameplate 700 W, idle 70 W (as in the power tables of docs/replay-scenarios.md).
 * ``genai`` — an inference row from the Alibaba GenAI 2026 pods' GPU duty cycle
   (``pod_gpu_duty_cycle_anon``): ``P = 70 W + (700 − 70) W × duty/100``, one pod = one
   GPU = one server, 57 s steps (the trace's own spacing), one clock. Pods: of those whose

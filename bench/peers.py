@@ -30,8 +30,8 @@ are read the same way from the normal quantile function. So every CRPS here is t
 sample CRPS of 100 quantile-spaced samples.
 
 ``harmony`` and the baselines: read from a ``tidewise evaluate`` report (``--ours``) when given,
-else the cheap baselines are run here and ``harmony``'s figures are the README's Fisher table
-(MSE and CRPS per container; MAE and coverage only as the average of all seven).
+else the cheap baselines are run here and ``harmony``'s figures are the Fisher table of
+docs/models.md (MSE and CRPS per container; MAE and coverage only as the average of all seven).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ NUM_SAMPLES = 100
 # neuralforecast training steps (early stopping on the validation rows may end sooner)
 MAX_STEPS = {"patchtst": 300, "itransformer": 1000, "deepar": 300}
 
-# README "Models / Measured", Fisher 1-7, context 72 (harmony: 3 members, seed 0).
+# docs/models.md "Measured", Fisher 1-7, context 72 (harmony: 3 members, seed 0).
 README_HARMONY = {
     "per_container": {  # MSE, CRPS
         1: (0.0494, 0.0698),

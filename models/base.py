@@ -29,6 +29,7 @@ import numpy as np
 from common.errors import ConfigError, InputError, ModelError, NoDataError
 from models.data import Series, as_series_list, check_training, make_windows
 from models.forecast import Forecast
+from models.progress import FitEvent, ProgressFn, report
 
 log = logging.getLogger(__name__)
 
@@ -521,12 +522,24 @@ class Estimator:
     def _train(self, train: list[Series], validation: list[Series]) -> Predictor:
         raise NotImplementedError
 
+    #: the running fit's progress callback (set by :meth:`fit`; None outside a fit)
+    _progress: ProgressFn | None = None
+
+    def _report(self, stage: str, done: int, total: int, detail: str = "") -> None:
+        """Tell the running fit's progress callback (if any) that a step is done."""
+        report(self._progress, FitEvent(self.name, stage, int(done), int(total), detail))
+
     def fit(
         self,
         train: Series | Sequence[Series],
         validation: Series | Sequence[Series] | None = None,
+        *,
+        progress: ProgressFn | None = None,
     ) -> Predictor:
         """Train on ``train`` (early stopping / calibration on ``validation`` when given).
+
+        ``progress`` is called with a :class:`models.progress.FitEvent` after each step of
+        training (epochs, members, quantile models) and around the calibration pass.
 
         Raises:
             NoDataError: no training series, or none long enough for one window.
@@ -540,20 +553,25 @@ class Estimator:
             check_training(va, tr[0].indicators, "validation")
         make_windows(tr, self.context_length, self.prediction_length, stride=10**9)  # length check
         t0 = time.perf_counter()
+        self._progress = progress
         try:
             pred = self._train(tr, va)
         except (NoDataError, InputError, ConfigError):
             raise
         except Exception as exc:
             raise ModelError(f"training {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._progress = None
         pred.fit_info["train_seconds"] = round(time.perf_counter() - t0, 3)
         if self.calibrate and va:
             from models.calibration import calibrate_predictor
 
+            report(progress, FitEvent(self.name, "calibration", 0, 1))
             try:
                 calibrate_predictor(pred, va, tolerance=self.calibration_tolerance)
             except NoDataError as exc:
                 pred.fit_info["calibration"] = {"skipped": str(exc)}
+            report(progress, FitEvent(self.name, "calibration", 1, 1))
         return pred
 
 

@@ -284,6 +284,9 @@ class QuantileGBMEstimator(Estimator):
             x, y, t = x[keep], y[keep], t[keep]
         ell = self.context_length
         models = []
+        total = self.prediction_length * y.shape[2] * len(p["quantiles"])
+        done = 0
+        self._report("quantile model", done, total)
         for h in range(self.prediction_length):
             feats = gbm_features(x, t[:, ell + h], int(p["lags"]))
             per_m = []
@@ -301,6 +304,8 @@ class QuantileGBMEstimator(Estimator):
                         random_state=self.seed,
                     )
                     per_q.append(mdl.fit(feats, target))
+                    done += 1
+                    self._report("quantile model", done, total)
                 per_m.append(per_q)
             models.append(per_m)
         pred = self.predictor_cls(self.base_config(train[0].indicators, train[0].step))

@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         context: Annotated[int, typer.Option(help="Context length L [rows].", min=1)],
         horizon: Annotated[int, typer.Option(help="Forecast horizon H [rows].", min=1)] = 1,
         models: Annotated[
-            str, typer.Option(help="Comma-separated model names (see --list-models).")
+            str, typer.Option(help="Comma-separated model names (see --list-models or "
+                               "`tidewise models available`).")
         ] = "last,window-mean,seasonal-naive,quantile-gbm,harmony",
         out: Annotated[
             Path, typer.Option(help="Output folder for report.json and forecasts.npz.")
@@ -86,16 +87,40 @@ def register(app: typer.Typer) -> None:
             overrides=parse_overrides(set_ or []),
             progress=progress,
         )
-        typer.echo(f"{'model':<16}{'MSE':>9}{'MAE':>9}{'CRPS':>9}{'wQL':>9}{'cov90':>8}")
-        for name, entry in report["models"].items():
-            a = entry["average"]
-
-            def f(v, w=9, p=4):
-                return f"{v:>{w}.{p}f}" if v is not None else f"{'-':>{w}}"
-
-            typer.echo(
-                f"{name:<16}{f(a['mse'])}{f(a['mae'])}{f(a['crps'])}{f(a['wql_mean'])}"
-                f"{f(a['coverage_90'], 8, 3)}"
-            )
+        typer.echo(evaluation_table(report))
         typer.echo(f"wrote {out / 'report.json'} and {out / 'forecasts.npz'}")
+
+
+def evaluation_table(report: dict) -> str:
+    """Return the table ``tidewise evaluate`` prints: a row per model, units in the header.
+
+    MSE, MAE, CRPS and wQL are on the protocol's MinMax-scaled values (1 = an indicator's
+    training range), so they are given as plain numbers with 4 decimals, comparable down
+    the column; coverage is a percentage; fit time in seconds.
+    """
+    from common.units import human
+
+    head = (f"{'model':<20}{'MSE':>9}{'MAE':>9}{'CRPS':>9}{'wQL':>9}{'cov90':>9}"
+            f"{'fit':>10}{'forecast':>17}")
+    lines = [head]
+    for name, entry in report["models"].items():
+        a = entry["average"]
+
+        def f(v: float | None, w: int = 9) -> str:
+            return f"{v:>{w}.4f}" if v is not None else f"{'-':>{w}}"
+
+        per_window = _mean_of(entry, "predict_ms_per_window")
+        lines.append(
+            f"{name:<20}{f(a['mse'])}{f(a['mae'])}{f(a['crps'])}{f(a['wql_mean'])}"
+            f"{human(a['coverage_90'], '%'):>9}{human(entry['fit_seconds_mean'], 's'):>10}"
+            f"{human(per_window, 'ms/window'):>17}"
+        )
+    lines.append("MSE, MAE, CRPS, wQL: on MinMax-scaled values (1 = an indicator's training "
+                 "range); cov90: targets inside the 5-95 % interval; fit: mean per dataset.")
+    return "\n".join(lines)
+
+
+def _mean_of(entry: dict, key: str) -> float | None:
+    vals = [d[key] for d in entry["per_dataset"].values() if d.get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
 

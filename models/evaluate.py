@@ -292,9 +292,8 @@ def run_evaluation(
         The report as a dict.
 
     """
-    from tqdm import tqdm
-
     from models.base import get_estimator_class
+    from models.progress import FitBar
 
     overrides = overrides or {}
     for name in models:  # unknown names / params fail before any training
@@ -329,52 +328,56 @@ def run_evaluation(
     y_all, samples_all = [], {m: [] for m in models}
     ds_col, ent_col = [], []
     total = len(datasets) * len(models)
-    bar = tqdm(total=total, desc="evaluate", unit="fit", disable=not progress)
-    for ds, sp in zip(datasets, splits, strict=True):
-        x, y, t = make_windows(sp.test, context, horizon)
-        ents = window_entities(sp.test, context, horizon)
-        y_all.append(y)
-        ds_col += [ds.name] * y.shape[0]
-        ent_col += ents
-        for name in models:
-            bar.set_postfix_str(f"{ds.name}:{name}")
-            est = get_estimator(
-                name,
-                context_length=context,
-                prediction_length=horizon,
-                num_samples=num_samples,
-                seed=seed,
-                **overrides.get(name, {}),
-            )
-            t0 = time.perf_counter()
-            pred = est.fit(sp.train, sp.validation)
-            fit_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            outs = pred.predict_windows(x, t, entities=ents)
-            pred_s = time.perf_counter() - t0
-            nodata = [o for o in outs if isinstance(o, NoData)]
-            if nodata:
-                raise NoDataError(f"{ds.name}: {nodata[0].entity}: {nodata[0].reason}")
-            samples = np.stack([o.samples for o in outs])  # (N, S, H, M)
-            fallbacks = sum(o.model.startswith("fallback:") for o in outs)
-            res = evaluate_samples(samples, y, sp.indicators)
-            res.update(
-                {
-                    "windows": int(y.shape[0]),
-                    "fit_seconds": round(fit_s, 2),
-                    "predict_ms_per_window": round(1000 * pred_s / max(len(outs), 1), 3),
-                    "fallbacks": int(fallbacks),
-                    "fit_info": {
-                        k: v
-                        for k, v in pred.fit_info.items()
-                        if k in ("epochs", "best_loss", "calibration", "train_seconds")
-                    },
-                }
-            )
-            report["models"].setdefault(name, {"per_dataset": {}})["per_dataset"][ds.name] = res
-            samples_all[name].append(samples.astype(np.float32))
-            bar.update(1)
-    bar.close()
+    bar = FitBar(total, "evaluate", enabled=progress)
+    try:
+        for ds, sp in zip(datasets, splits, strict=True):
+            x, y, t = make_windows(sp.test, context, horizon)
+            ents = window_entities(sp.test, context, horizon)
+            y_all.append(y)
+            ds_col += [ds.name] * y.shape[0]
+            ent_col += ents
+            for name in models:
+                label = f"{ds.name}:{name}" if len(datasets) > 1 else name
+                bar.start(label)
+                est = get_estimator(
+                    name,
+                    context_length=context,
+                    prediction_length=horizon,
+                    num_samples=num_samples,
+                    seed=seed,
+                    **overrides.get(name, {}),
+                )
+                t0 = time.perf_counter()
+                pred = est.fit(sp.train, sp.validation, progress=bar.event)
+                fit_s = time.perf_counter() - t0
+                bar.start(f"{label} forecasting {y.shape[0]:,} windows")
+                t0 = time.perf_counter()
+                outs = pred.predict_windows(x, t, entities=ents)
+                pred_s = time.perf_counter() - t0
+                nodata = [o for o in outs if isinstance(o, NoData)]
+                if nodata:
+                    raise NoDataError(f"{ds.name}: {nodata[0].entity}: {nodata[0].reason}")
+                samples = np.stack([o.samples for o in outs])  # (N, S, H, M)
+                fallbacks = sum(o.model.startswith("fallback:") for o in outs)
+                res = evaluate_samples(samples, y, sp.indicators)
+                res.update(
+                    {
+                        "windows": int(y.shape[0]),
+                        "fit_seconds": round(fit_s, 2),
+                        "predict_ms_per_window": round(1000 * pred_s / max(len(outs), 1), 3),
+                        "fallbacks": int(fallbacks),
+                        "fit_info": {
+                            k: v
+                            for k, v in pred.fit_info.items()
+                            if k in ("epochs", "best_loss", "calibration", "train_seconds")
+                        },
+                    }
+                )
+                report["models"].setdefault(name, {"per_dataset": {}})["per_dataset"][ds.name] = res
+                samples_all[name].append(samples.astype(np.float32))
+                bar.done()
+    finally:  # an error line then starts on a line of its own
+        bar.close()
 
     for entry in report["models"].values():
         per = entry["per_dataset"]

@@ -144,7 +144,17 @@ class GrowthBootstrapPredictor(OnlinePredictor):
         paths = last[None, None, :] + inc  # (S, H, M)
         if self.config["space"] == "log":
             paths = np.exp(paths) - c[None, None, :]
-        return np.maximum(paths, 0.0)
+            seen = (np.exp(z) - c[None, :]).max(axis=0)  # (M,) the largest value in the window
+        else:
+            seen = z.max(axis=0)
+        paths = np.maximum(paths, 0.0)
+        cap = float(self.config["max_growth"])
+        if cap > 0:
+            # a growth learnt from a near-zero origin (an idle stretch before a burst) is a
+            # factor of hundreds in log space; added to a burst's level it forecast 277
+            # replicas for a series that never exceeded 30 requests/s
+            paths = np.minimum(paths, cap * np.maximum(seen, 0.0)[None, None, :])
+        return paths
 
     def _pool(self, y: np.ndarray, step: float, horizon: int) -> Pool:
         """Return the transformed series, offset, eligible origins and the pool's kind."""
@@ -230,6 +240,8 @@ class GrowthBootstrapEstimator(OnlineEstimator):
             per path. Synchronous servers stay joint while independent ones combine in ways
             the past may not have shown together — the upper tail of a row of independent
             inference pods, which one origin per path under-covers.
+        max_growth: paths never exceed this multiple of the largest value in the window
+            (0 disables): growth learnt from near-zero origins does not multiply a burst.
     """
 
     name = "growth-bootstrap"
@@ -246,6 +258,7 @@ class GrowthBootstrapEstimator(OnlineEstimator):
         "extra_steps": 1,
         "offset_decay": 1.0,
         "group_corr": None,
+        "max_growth": 2.0,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -257,6 +270,8 @@ class GrowthBootstrapEstimator(OnlineEstimator):
             raise ConfigError(f"offset_decay must be in [0, 1], got {p['offset_decay']}")
         if p["group_corr"] is not None and not -1.0 <= float(p["group_corr"]) <= 1.0:
             raise ConfigError(f"group_corr must be None or in [-1, 1], got {p['group_corr']}")
+        if float(p["max_growth"]) < 0:
+            raise ConfigError(f"max_growth must be >= 0 (0 disables), got {p['max_growth']}")
         if int(p["extra_steps"]) < 0 or int(p["min_pool"]) < 1:
             raise ConfigError(f"extra_steps must be >= 0 and min_pool >= 1, got "
                               f"{p['extra_steps']} and {p['min_pool']}")

@@ -483,7 +483,9 @@ def sample_crps(
 
 @register_model
 class HarmonyEstimator(Estimator):
-    """Trains :class:`HarmonyNet` (see the module doc for the design).
+    """Hierarchical multi-indicator transformer with a conditional flow head (deep ensemble).
+
+    Trains :class:`HarmonyNet` members (see the module doc for the design).
 
     Params (units in brackets):
         d_model, n_heads, n_layers, d_ff, dropout: transformer size.
@@ -638,13 +640,16 @@ class HarmonyEstimator(Estimator):
             if i > 0 and left <= 0:
                 break  # out of wall-clock time: a smaller ensemble, said in the config
             net, info = self._fit_member(
-                m, cfg, tr, va, mse_norm, self.seed + i, max(left, 0.0) / (members - i)
+                m, cfg, tr, va, mse_norm, self.seed + i, max(left, 0.0) / (members - i),
+                member=f"member {i + 1}/{members}" if members > 1 else "",
             )
             pred.nets.append(net)
             pre = HarmonyPredictor.member_prefix(i)
             pred.state.update({f"{pre}{k}": v.detach().cpu().numpy().copy()
                                for k, v in net.state_dict().items()})
             infos.append(info)
+            if members > 1:
+                self._report("member", i + 1, members)
         pred.config["members"] = len(pred.nets)
         if members == 1:
             pred.fit_info.update(infos[0])
@@ -658,10 +663,12 @@ class HarmonyEstimator(Estimator):
             )
         return pred
 
-    def _fit_member(self, m, cfg, tr, va, mse_norm, seed: int, wall_s: float):
+    def _fit_member(self, m, cfg, tr, va, mse_norm, seed: int, wall_s: float,
+                    member: str = ""):
         """Train one network on prepared tensors; return it (best epoch) and its fit info.
 
         ``wall_s`` caps this member's wall-clock time; ``max_train_cpu_seconds`` its CPU time.
+        ``member`` (``"member 2/3"``) goes with each epoch's progress event.
         """
         p = self.params
         torch.manual_seed(seed)
@@ -705,6 +712,7 @@ class HarmonyEstimator(Estimator):
         history = []
         t0, c0 = time.perf_counter(), time.process_time()
         net.train()
+        self._report("epoch", 0, int(p["max_epochs"]), member)  # the member starts
         for epoch in range(int(p["max_epochs"])):
             order = rng.permutation(n_tr)[: int(p["max_windows"])]
             run = 0.0
@@ -720,6 +728,7 @@ class HarmonyEstimator(Estimator):
             epochs = epoch + 1
             vl = val_loss() if va is not None else run / order.size
             history.append(round(vl, 5))
+            self._report("epoch", epochs, int(p["max_epochs"]), member)
             if vl < best - 1e-4:
                 best, bad = vl, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -27,12 +27,15 @@ from policies.scenarios import power, serverless, vm
 #: an hour of recent behaviour, the analog's own future with the gap to now fading);
 #: serverless functions' concurrency is a sparse count. Power servers whose step changes
 #: correlate (>= 0.5: the GPUs of one synchronous job) share an analog per path; the others
-#: are drawn independently, which covers the upper tail of a row of independent pods.
+#: are drawn independently, which covers the upper tail of a row of independent pods. No
+#: max_growth cap for power: its paths are past levels plus a fading gap (no compounding
+#: growth), and a pod idle through the window may still burst to nameplate.
 DEFAULT_FORECASTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "vm": ("growth-bootstrap", {"space": "log"}),
     "serverless": ("intermittent-count", {}),
     "power": ("growth-bootstrap", {"space": "linear", "season_s": 0.0, "window_s": 3600.0,
-                                   "neighbours": 0.1, "offset_decay": 0.9, "group_corr": 0.5}),
+                                   "neighbours": 0.1, "offset_decay": 0.9, "group_corr": 0.5,
+                                   "max_growth": 0.0}),
 }
 
 
@@ -113,7 +116,7 @@ def step(policy: Any, forecaster: Callable | None, spec: Any, obs: Any, memory: 
         policy: a registered policy instance.
         forecaster: what :func:`forecaster_for` made for it (None: the policy gets no
             forecast and falls back). Stateful forecasters keep their state themselves; the
-            daemon restores and saves it around this call (:func:`forecaster_state`).
+            daemon restores and saves it around this call (:func:`service.decisions.decide_target`).
         spec: the scenario's ``Spec``.
         obs: the scenario's ``Observation`` at ``now``.
         memory: the policy's previous ``Decision.state`` (None at first).

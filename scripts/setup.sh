@@ -11,6 +11,6 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q torch==2.13.0
 fi
-.venv/bin/pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -c "import service, models, policies, traces, torch, nflows" \
+.venv/bin/pip install -q -e ".[dev,docs]" 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -c "import service, models, policies, traces, torch, nflows, mkdocs" \
   || { echo "setup: installation incomplete" >&2; exit 1; }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the daemon I/O tests run for real: Prometheus (remote-write
-# sender), the node exporter (what it scrapes) and Chromium (headless dashboard test).
+# sender and query API), the node exporter (what it scrapes), VictoriaMetrics (a query API a
+# target can read history from; vmauth comes with it) and Chromium (headless dashboard test).
 # Idempotent and quick when everything is present: `apt-get update` runs only when a package
 # is missing. Needs root (or sudo) and a Debian/Ubuntu apt; elsewhere it says what to install.
 set -euo pipefail
 
-PACKAGES=(prometheus prometheus-node-exporter chromium)
+PACKAGES=(prometheus prometheus-node-exporter victoria-metrics chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

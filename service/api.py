@@ -432,7 +432,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
 
 def _jobs_health(app: FastAPI) -> tuple[bool, dict[str, Any]]:
-    """Health of this daemon's scheduled jobs for /readyz (see :class:`JobHealth`)."""
+    """Health of this daemon's scheduled jobs for /readyz.
+
+    See :class:`service.scheduler.JobHealth`.
+    """
     settings: Settings = app.state.settings
     sched = getattr(app.state, "scheduler", None)
     health = getattr(app.state, "job_health", None)

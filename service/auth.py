@@ -226,7 +226,7 @@ def check_startup(settings: Any) -> TokenBook:  # noqa: ANN401 - Settings (no im
         if settings.environment != "development":
             raise ConfigError(
                 "TIDEWISE_TOKENS is empty: in production every request needs a bearer token; "
-                "set TIDEWISE_TOKENS=name:token:scope[+scope],... (see README, section daemon)"
+                "set TIDEWISE_TOKENS=name:token:scope[+scope],... (see docs/daemon.md, tokens)"
             )
         log.warning(
             "no TIDEWISE_TOKENS configured: the API is open to anyone who can reach it "

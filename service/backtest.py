@@ -67,6 +67,22 @@ def _points(session: Any, entity: str, metric: str, start: int, end: int, step: 
     return np.asarray(ts, dtype=np.float64), np.asarray(vals, dtype=np.float64)
 
 
+def _sourced_points(store: Any, target: Any, start: int, end: int, step: int  # noqa: ANN401
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Read the buckets of a target's ``source`` over ``[start, end)`` (gaps left out)."""
+    from service.forecasting import History
+
+    sp = target.spec
+    end -= end % step
+    ts, v = History.of(store, [target]).buckets(sp["entity"], sp["metric"], end, step,
+                                                max(1, (end - start) // step))
+    ok = np.isfinite(v)
+    if not ok.any():
+        raise NoDataError(f"{sp['entity']}/{sp['metric']}: its source has no value between "
+                          f"{start} and {end}")
+    return ts[ok].astype(np.float64), v[ok]
+
+
 def target_frame(store: Any, target: Any, start: int, end: int) -> tuple[pd.DataFrame, dict]:  # noqa: ANN401
     """Read ``target``'s series over ``[start, end)`` as a canonical frame plus scenario options.
 
@@ -81,7 +97,10 @@ def target_frame(store: Any, target: Any, start: int, end: int) -> tuple[pd.Data
     parts: list[pd.DataFrame] = []
     with store.sessions() as session:
         if target.kind == "vm":
-            ts, v = _points(session, sp["entity"], sp["metric"], start, end, step, "mean")
+            if sp.get("source"):  # history read from the target's Prometheus-compatible API
+                ts, v = _sourced_points(store, target, start, end, int(s.forecast_step_s))
+            else:
+                ts, v = _points(session, sp["entity"], sp["metric"], start, end, step, "mean")
             parts.append(pd.DataFrame({"entity": sp["entity"], "metric": sp["metric"],
                                        "ts": ts, "value": v}))
             options: dict[str, Any] = {
@@ -186,11 +205,10 @@ def backtest(
         report = run_backtest(store, target, seconds, names, out)
     finally:
         store.close()
-    figures = report["config"]["summary_figures"]
-    for name, runs in report["policies"].items():
-        shown = " ".join(f"{f}={runs[0]['totals'][f]:.6g}" for f in figures
-                         if runs[0]["totals"].get(f) is not None)
-        typer.echo(f"{name}: {shown}")
+    from traces.cli import summary_lines
+
+    for line in summary_lines(report, sweep=False):
+        typer.echo(line)
     typer.echo(f"wrote {out / 'report.json'}")
 
 

@@ -1,6 +1,6 @@
 """Evidence picks the forecaster, per scaling target.
 
-Which forecaster serves a policy best differs by trace (the per-trace tables in the README):
+Which forecaster serves a policy best differs by trace (the per-trace tables in docs/decisions.md):
 one global default is not enough. For a scaling target with ``forecaster: auto`` (the
 default) the ``choose`` job (every ``TIDEWISE_CHOOSE_INTERVAL_S``) backtests the candidates
 of ``TIDEWISE_FORECASTER_CANDIDATES`` on the target's own stored history — the same replay
@@ -21,7 +21,7 @@ parameters:
 
 Decisions of an ``auto`` target then read the registered pick (``details.forecaster`` says
 which, ``details.forecaster_chosen`` when); before the first choice, or with too little
-history, they use the online forecaster — the default the README's tables measure.
+history, they use the online forecaster — the default the tables of docs/decisions.md measure.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 from common.errors import NoDataError
+from service.promsource import SourceError
 from service.store import model_registry as model_store
 from service.store import targets as target_store
 from service.store.db import Store
@@ -160,7 +161,7 @@ def choose_target(store: Store, target: Any, now: int,  # noqa: ANN401
     report: dict[str, Any] = {"target": target.name, "candidates": cands}
     try:
         trials, frame, options = backtest_candidates(store, target, now, cands)
-    except NoDataError as exc:
+    except (NoDataError, SourceError) as exc:  # SourceError: the target's source failed
         report.update(outcome="skipped", reason=str(exc))
         return report
     best = pick(trials, _target_violation(target))

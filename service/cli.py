@@ -2,7 +2,8 @@
 
 Each area registers its own commands (``service.commands``, ``traces.cli``,
 ``models.cli``) and keeps heavy imports (torch, pandas) inside the command bodies so
-``tidewise --help`` stays fast. Errors a user can cause (:class:`TidewiseError`) are
+``tidewise --help`` stays fast; the thread pools are sized (:mod:`common.threads`) before
+any of them is imported. Errors a user can cause (:class:`TidewiseError`) are
 printed as one clear line on stderr with exit code 2, never as a traceback.
 """
 
@@ -12,7 +13,8 @@ import sys
 
 import typer
 
-from common.errors import TidewiseError
+from common.errors import ConfigError, TidewiseError
+from common.threads import apply_thread_defaults
 
 app = typer.Typer(
     name="tidewise",
@@ -37,6 +39,23 @@ def version() -> None:
     typer.echo(_v("tidewise"))
 
 
+def _size_threads() -> ConfigError | None:
+    """Size the thread pools (:mod:`common.threads`) before any command imports numpy.
+
+    Runs when this module is imported, since the console script imports it (and the
+    commands' modules with it) before calling :func:`main`; a bad setting is kept and
+    reported by :func:`main` as one ``error:`` line.
+    """
+    try:
+        apply_thread_defaults()
+    except ConfigError as exc:
+        return exc
+    return None
+
+
+_THREADS_ERROR = _size_threads()
+
+
 def _register() -> None:
     from models import cli as models_cli
     from service import backtest as backtest_cli
@@ -57,6 +76,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tidewise`` console script."""
     try:
+        if _THREADS_ERROR is not None:
+            raise _THREADS_ERROR
         app(args=argv)
     except TidewiseError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

@@ -247,7 +247,15 @@ def feed(
             shift_to_now=shift_to_now,
             window_s=window,
         )
-    typer.echo(
-        f"fed {res.samples} samples of {res.entities} entities in {res.batches} batches to "
-        f"{url} (ts {res.first_ts}..{res.last_ts}, shifted by {res.shift_s} s)"
+    typer.echo(feed_message(res, url))
+
+
+def feed_message(res, url: str) -> str:  # noqa: ANN001 - service.feed.FeedResult
+    """``fed 12,345 samples of 1 entity in 3 batches to URL (...)``: counts with their nouns."""
+    from common.units import count, utc
+
+    span = "no samples" if res.samples == 0 else f"{utc(res.first_ts)} .. {utc(res.last_ts)}"
+    return (
+        f"fed {count(res.samples, 'sample')} of {count(res.entities, 'entity')} in "
+        f"{count(res.batches, 'batch')} to {url} ({span}, shifted by {res.shift_s:,} s)"
     )

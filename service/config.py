@@ -2,8 +2,9 @@
 
 Every field is read from the environment with the prefix ``TIDEWISE_`` (``TIDEWISE_DB_URL``,
 ``TIDEWISE_PORT`` …) and validated when the daemon starts, so a nonsense or unsafe value
-stops it with a message naming the variable instead of misbehaving later. The README's
-configuration table is checked against these fields by ``tests/service/test_config.py``.
+stops it with a message naming the variable instead of misbehaving later. The docs'
+configuration table (``docs/service.md``) is checked against these fields by
+``tests/service/test_service_config.py``.
 
 Tests never patch this module: they build a :class:`Settings` (``Settings(db_url=...)``)
 and hand it to the factories (:func:`service.api.create_app`, :func:`service.store.db.make_engine`).
@@ -146,6 +147,15 @@ class Settings(BaseSettings):
         le=3600,
         description="Period of the forecast refresh, followed by a decision per target (seconds).",
     )
+    shards: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="Shards the forecast job's work is split into, so several daemons on one "
+        "database share it (shards): an entity's series and the targets deciding on it hash "
+        "to one shard, and each daemon leases a share of the shards every period; every "
+        "daemon on one database must use the same number (docs/sharding.md).",
+    )
     forecast_step_s: int = Field(
         15,
         ge=1,
@@ -232,6 +242,12 @@ class Settings(BaseSettings):
         ge=60,
         le=30 * 86_400,
         description="Period of the retraining job (seconds).",
+    )
+    source_secrets_dir: str | None = Field(
+        None,
+        description="Folder holding the secrets of targets' Prometheus-compatible sources "
+        "(path): a source's bearerTokenFile / passwordFile must lie inside it; unset, "
+        "file secrets are refused (environment variables TIDEWISE_SOURCE_* still work).",
     )
     model_dir: str = Field(
         "./tidewise-models",

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -156,19 +157,27 @@ def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int) ->
 # decided for scenarios that decide once per completed step, else None.
 
 
-def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None  # noqa: ANN401
-               ) -> tuple[Any, Any, int | None]:
-    """Build the vm ``Spec`` and ``Observation`` of a scaling target from the store."""
+def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None,  # noqa: ANN401
+               history: forecasting.History | None = None) -> tuple[Any, Any, int | None]:
+    """Build the vm ``Spec`` and ``Observation`` of a scaling target from the store.
+
+    The demand comes through ``history`` (default: the store and the sources of ``target``),
+    so a target with a ``source`` reads it from its Prometheus-compatible API.
+
+    Raises:
+        service.promsource.SourceError: the source failed (the decision falls back).
+
+    """
     c = contract("vm")
     s = store.settings
     sp = target.spec
     step = int(s.forecast_step_s)
     n = max(1, s.decision_window_s // step)
-    with store.sessions() as session:
-        try:
-            ts, values = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step, n)
-        except NotFoundError:
-            ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)
+    history = history or forecasting.History.of(store, [target])
+    try:
+        ts, values = history.buckets(sp["entity"], sp["metric"], now, step, n)
+    except NotFoundError:
+        ts, values = np.zeros(0, dtype=np.int64), np.zeros(0)
     demand = read_only(np.ascontiguousarray(_held(values), dtype=np.float64))
     start_s = float(ts[len(ts) - len(demand)]) if len(demand) else float(now)
     spec = c.Spec(capacity=float(sp["capacity"]), min_replicas=int(sp["min_replicas"]),
@@ -205,18 +214,19 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None 
     return spec, obs, None
 
 
-def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any] | None  # noqa: ANN401
+def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any] | None,  # noqa: ANN401
+                       history: forecasting.History | None = None
                        ) -> tuple[Any, Any, int | None]:
     """Build the serverless ``Spec`` and ``Observation`` of one function from the store."""
     c = contract("serverless")
     sp = target.spec
     step = SERVERLESS_STEP_S
-    with store.sessions() as session:
-        try:
-            _, inv = forecasting.bucketed(session, sp["entity"], sp["metric"], now, step,
-                                          SERVERLESS_HISTORY_MIN, agg="sum")
-        except NotFoundError:
-            inv = np.zeros(0)
+    history = history or forecasting.History(store)
+    try:
+        _, inv = history.buckets(sp["entity"], sp["metric"], now, step,
+                                 SERVERLESS_HISTORY_MIN, agg="sum")
+    except NotFoundError:
+        inv = np.zeros(0)
     seen = np.isfinite(inv)
     inv = np.nan_to_num(inv[int(np.argmax(seen)):] if seen.any() else inv[:0], nan=0.0)
     d_ms, mem = float(sp["duration_ms"]), float(sp["memory_mb"])
@@ -234,8 +244,8 @@ def collect_serverless(store: Store, target: Any, now: int, prev: dict[str, Any]
     return spec, obs, step_start
 
 
-def collect_power(store: Store, target: Any, now: int, prev: dict[str, Any] | None  # noqa: ANN401
-                  ) -> tuple[Any, Any, int | None]:
+def collect_power(store: Store, target: Any, now: int, prev: dict[str, Any] | None,  # noqa: ANN401
+                  history: forecasting.History | None = None) -> tuple[Any, Any, int | None]:
     """Build the power ``Spec`` and ``Observation`` of a row from the store."""
     c = contract("power")
     s = store.settings
@@ -244,14 +254,14 @@ def collect_power(store: Store, target: Any, now: int, prev: dict[str, Any] | No
     servers = tuple(sp["servers"])
     p_idle = float(sp["p_idle_w"])
     n = max(1, s.decision_window_s // step)
+    history = history or forecasting.History(store)
     cols = []
-    with store.sessions() as session:
-        for name in servers:
-            try:
-                _, v = forecasting.bucketed(session, name, sp["metric"], now, step, n)
-            except NotFoundError:
-                v = np.full(n, np.nan)
-            cols.append(v)
+    for name in servers:
+        try:
+            _, v = history.buckets(name, sp["metric"], now, step, n)
+        except NotFoundError:
+            v = np.full(n, np.nan)
+        cols.append(v)
     obs = np.stack(cols, axis=1)  # (T, N)
     seen = np.isfinite(obs).any(axis=1)
     obs = obs[int(np.argmax(seen)):] if seen.any() else obs[:0]
@@ -282,8 +292,13 @@ def _stored_memory(stored: Any) -> tuple[Any, Any]:  # noqa: ANN401
     return None, None
 
 
-def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) -> Outcome:  # noqa: ANN401
-    """Decide for one target and store the decision (and an action when it changes)."""
+def decide_target(store: Store, target: Any, now: int, telemetry: Any = None,  # noqa: ANN401
+                  history: forecasting.History | None = None) -> Outcome:
+    """Decide for one target and store the decision (and an action when it changes).
+
+    ``history`` is where collectors read series (default: the store and ``target``'s own
+    source); a source that fails makes an invalid fallback decision saying why.
+    """
     from policies import registry
 
     with store.sessions() as session:
@@ -293,7 +308,7 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None) ->
     fc = None
     try:
         policy = registry.create(target.policy, target.kind, **target.params)
-        spec, obs, step_start = COLLECTORS[target.kind](store, target, now, prev)
+        spec, obs, step_start = COLLECTORS[target.kind](store, target, now, prev, history)
         if (step_start is not None and rec is not None and rec.details
                 and rec.details.get("step_start_s") == step_start):
             # this step was decided already: re-affirm it, the policy sees each step once
@@ -356,14 +371,22 @@ def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> 
                    rec.why)
 
 
-def decide_all(store: Store, now: int, telemetry: Any = None) -> list[Outcome]:  # noqa: ANN401
-    """Decide for every declared target (one failing target never stops the others)."""
+def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
+               only: Callable[[Any], bool] | None = None) -> list[Outcome]:
+    """Decide for every declared target (one failing target never stops the others).
+
+    ``only`` (optional) keeps the targets it accepts: the forecast job's shards
+    (:mod:`service.sharding`).
+    """
     with store.sessions() as session:
         targets = target_store.list_targets(session)
+    if only is not None:
+        targets = [t for t in targets if only(t)]
+    history = forecasting.History.of(store, targets)
     out = []
     for target in targets:
         try:
-            out.append(decide_target(store, target, now, telemetry))
+            out.append(decide_target(store, target, now, telemetry, history))
         except Exception:  # noqa: BLE001 - e.g. the store was busy: next period retries
             log.exception("storing the decision of %r failed", target.name)
     return out

@@ -1,7 +1,9 @@
 """The forecast refresh: a Forecast for every series with recent data.
 
 Every ``TIDEWISE_FORECAST_INTERVAL_S`` the scheduler calls :func:`refresh`. For each series
-with a raw sample in the last ``forecast_context_steps x forecast_step_s`` seconds:
+with a raw sample in the last ``forecast_context_steps x forecast_step_s`` seconds, and each
+series a scaling target reads from a Prometheus-compatible ``source`` (:class:`History`, the
+one door to a series' buckets; :mod:`service.promsource`):
 
 1. its history is averaged into epoch-aligned buckets of ``forecast_step_s`` seconds; only
    *complete* buckets (ending at or before ``now``) are used, and empty buckets are NaN:
@@ -28,6 +30,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,7 @@ import numpy as np
 from common.errors import NoDataError
 from models.forecast import Forecast
 from models.training import beats
+from service.promsource import PromSource, SourceError, read_buckets
 from service.store import forecasts as forecast_store
 from service.store import model_registry as model_store
 from service.store import samples as sample_store
@@ -172,6 +176,69 @@ def bucketed(
         if 0 <= i < n:
             values[i] = v
     return ts, values
+
+
+class History:
+    """The one door to a series' recent buckets, for the forecast refresh and the collectors.
+
+    A series is read from the samples pushed into the store (:func:`bucketed`) unless a
+    scaling target names a ``source`` for it (its ``entity``/``metric``): then from that
+    Prometheus-compatible API (:func:`service.promsource.read_buckets`), with the same
+    buckets, the same NaN gaps, so everything downstream runs the same code. Two targets
+    naming a source for one series: the first by name is used. A source's query sets its
+    own aggregation, so ``agg`` applies to stored samples only.
+    """
+
+    def __init__(self, store: Store, sources: dict[tuple[str, str], Any] | None = None) -> None:
+        self.store = store
+        self.sources = dict(sources or {})
+
+    @classmethod
+    def of(cls, store: Store, targets: list[Any] | None = None) -> History:
+        """Build the history of ``store`` with the sources its targets (default: all) name."""
+        if targets is None:
+            with store.sessions() as session:
+                targets = target_store.list_targets(session)
+        sources: dict[tuple[str, str], Any] = {}
+        for t in sorted(targets, key=lambda t: t.name):
+            src = t.spec.get("source") if t.kind == "vm" else None
+            if not src:
+                continue
+            try:
+                sources.setdefault((t.spec["entity"], t.spec["metric"]), PromSource(**src))
+            except ValueError as exc:  # stored by an older version: declare it again
+                log.warning("target %r: its source is not readable (%s); redeclare it", t.name,
+                            exc)
+        return cls(store, sources)
+
+    def sourced_series(self) -> list[Any]:
+        """List the series read from a source (``ActiveSeries``; created in the store if new)."""
+        return [sample_store.ensure_series(self.store, e, m) for e, m in sorted(self.sources)]
+
+    def active(self, since: int) -> list[Any]:
+        """Series to forecast: pushed samples at or after ``since``, and every sourced one."""
+        with self.store.sessions() as session:
+            active = sample_store.active_series(session, since)
+        if not self.sources:
+            return active
+        have = {(a.entity, a.metric) for a in active}
+        extra = [a for a in self.sourced_series() if (a.entity, a.metric) not in have]
+        return sorted(active + extra, key=lambda a: (a.entity, a.metric))
+
+    def buckets(self, entity: str, metric: str, now: int, step: int, n: int,
+                agg: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+        """Return the last ``n`` complete buckets before ``now`` (see :func:`bucketed`).
+
+        Raises:
+            NotFoundError: a store series that does not exist.
+            service.promsource.SourceError: the source failed (names URL, query, status).
+
+        """
+        src = self.sources.get((entity, metric))
+        if src is not None:
+            return read_buckets(src, now, step, n, self.store.settings.source_secrets_dir)
+        with self.store.sessions() as session:
+            return bucketed(session, entity, metric, now, step, n, agg)
 
 
 @dataclasses.dataclass
@@ -413,8 +480,12 @@ def _observed_share(values: np.ndarray) -> float:
 
 
 def refresh(store: Store, now: int, cache: ModelCache | None = None,
-            telemetry: Any = None) -> RefreshResult:  # noqa: ANN401
+            telemetry: Any = None, only: Callable[[str], bool] | None = None,  # noqa: ANN401
+            ) -> RefreshResult:
     """Forecast every series with recent data and store the forecasts (see module doc).
+
+    ``only`` (optional) keeps the entities it accepts: the forecast job's shards
+    (:mod:`service.sharding`); an entity's series are always kept or left together.
 
     Series are forecast jointly per entity (:func:`joint_groups`): one model call per group,
     its indicators sharing each sample path. A series with no sample in the context is an
@@ -429,9 +500,12 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     step, n, horizon = s.forecast_step_s, s.forecast_context_steps, s.forecast_horizon_steps
     result = RefreshResult()
     records = []
+    history = History.of(store)
+    active = history.active(now - n * step)
     with store.sessions() as session:
-        active = sample_store.active_series(session, now - n * step)
         declared = declared_indicators(session) if s.forecast_joint else {}
+    if only is not None:
+        active = [a for a in active if only(a.entity)]
     names = current_model_names(store) if s.forecast_joint else set()
     for group in joint_groups(active, s, declared):
         result.series += len(group.items)
@@ -439,8 +513,10 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
         ts = None
         for a in group.items:
             try:
-                with store.sessions() as session:
-                    ts, hist[a.metric] = bucketed(session, a.entity, a.metric, now, step, n)
+                ts, hist[a.metric] = history.buckets(a.entity, a.metric, now, step, n)
+            except SourceError as exc:  # says where and why; no traceback to read
+                log.warning("reading %s/%s failed: %s", a.entity, a.metric, exc)
+                result.errors.append(f"{a.entity}/{a.metric}: {exc}")
             except Exception as exc:  # noqa: BLE001 - one bad series must not stop the others
                 log.exception("reading %s/%s failed", a.entity, a.metric)
                 result.errors.append(f"{a.entity}/{a.metric}: {type(exc).__name__}: {exc}")
@@ -483,10 +559,16 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
                 result.fallbacks += is_fb
                 if telemetry is not None:
                     telemetry.forecast(fc.model, is_fb)
+                body = payload(fc, j, metrics)
+                seen = np.flatnonzero(np.isfinite(hist[a.metric]))
+                if (a.entity, a.metric) in history.sources and len(seen):
+                    # no raw sample is kept of a sourced series: the freshness of its input
+                    # (GET /v1/forecasts) is the last second of its newest bucket with a value
+                    body["info"]["source_last_ts"] = int(ts[seen[-1]]) + step - 1
                 records.append({
                     "series_id": a.series_id, "computed_at": now, "start": fc.start,
                     "step": fc.step, "model": fc.model[:128], "fallback": is_fb,
-                    "payload": payload(fc, j, metrics),
+                    "payload": body,
                 })
     forecast_store.save_forecasts(store, records)
     return result
@@ -529,14 +611,15 @@ def _holdout_crps(predictor: Any, series: list[Any], origins: int, horizon: int)
     return float(np.mean(scores))
 
 
-def training_history(store: Store, group: Group, now: int) -> Any | None:  # noqa: ANN401
+def training_history(store: Store, group: Group, now: int,
+                     history: History | None = None) -> Any | None:  # noqa: ANN401
     """Return the group's joint training series over ``TIDEWISE_TRAIN_HISTORY_S``, or None.
 
     Gaps hold the previous value.
 
     Buckets of ``forecast_step_s`` seconds up to the last complete one before ``now``, from
     the series' first sample in that span; the rollups serve buckets a multiple of a minute
-    wide (:func:`service.sample_store.query_series`), so the span may then exceed the raw
+    wide (:func:`service.store.samples.query_series`), so the span may then exceed the raw
     retention. None when fewer than four horizons of buckets are observed.
     """
     from models.base import fill_gaps
@@ -545,11 +628,11 @@ def training_history(store: Store, group: Group, now: int) -> Any | None:  # noq
     s = store.settings
     step, horizon = s.forecast_step_s, s.forecast_horizon_steps
     n = max(s.forecast_context_steps, int(s.train_window_s // step))
+    history = history or History.of(store)
     cols = []
     ts = None
     for a in group.items:
-        with store.sessions() as session:
-            ts, v = bucketed(session, a.entity, a.metric, now, step, n)
+        ts, v = history.buckets(a.entity, a.metric, now, step, n)
         cols.append(v)
     values = np.stack(cols, axis=1)  # (n, M)
     ok = np.isfinite(values).any(axis=1)
@@ -592,13 +675,18 @@ def retrain(store: Store, now: int, model: str | None = None) -> list[dict[str, 
     s = store.settings
     step, n, horizon = s.forecast_step_s, s.forecast_context_steps, s.forecast_horizon_steps
     model = model or s.retrain_model or s.forecast_model
+    history = History.of(store)
+    active = history.active(now - n * step)
     with store.sessions() as session:
-        active = sample_store.active_series(session, now - n * step)
         declared = declared_indicators(session) if s.forecast_joint else {}
     by_set: dict[tuple[str, ...], list[Any]] = {}
     kinds: dict[tuple[str, ...], str] = {}
     for group in joint_groups(active, s, declared):
-        series = training_history(store, group, now)
+        try:
+            series = training_history(store, group, now, history)
+        except SourceError as exc:  # this set waits for its source; the others go on
+            log.warning("retrain: history of %s unreadable: %s", group.entity, exc)
+            continue
         if series is not None:
             by_set.setdefault(group.metrics, []).append(series)
             kinds.setdefault(group.metrics, group.kind)

@@ -32,21 +32,18 @@ def _settings(db_url: str | None, model_dir: Path | None = None):  # noqa: ANN20
 DbUrl = Annotated[str | None, typer.Option("--db-url", help="Store URL (default TIDEWISE_DB_URL).")]
 
 
-def _num(v: float | None, fmt: str) -> str:
-    """Format a metric that is None when it was not finite."""
-    return "-" if v is None else format(v, fmt)
-
-
 def _metric_text(metrics: dict) -> str:
     """CRPS/MSE/coverage of a registry row (ours, or the daemon retraining's holdout CRPS)."""
+    from common.units import human
+
     val = metrics.get("validation") or {}
     if val:
         return (
-            f"crps={_num(val.get('crps'), '.4g')} mse={_num(val.get('mse'), '.4g')} "
-            f"cov90={_num(val.get('coverage_90'), '.2f')}"
+            f"crps={human(val.get('crps'), digits=4)} mse={human(val.get('mse'), digits=4)} "
+            f"cov90={human(val.get('coverage_90'), '%')}"
         )
     if "holdout_crps" in metrics:
-        return f"holdout_crps={metrics['holdout_crps']:.4g}"
+        return f"holdout_crps={human(metrics['holdout_crps'], digits=4)}"
     return "-"
 
 
@@ -59,7 +56,8 @@ def _trained_text(trained) -> str:  # noqa: ANN001 - dict or the daemon's senten
 
 def _register_training(app: typer.Typer) -> None:
     models_app = typer.Typer(
-        help="Models registered in the store (the daemon forecasts with the current one).",
+        help="Models: the kinds there are (`available`) and those registered in the store "
+        "(the daemon forecasts with the current one).",
         no_args_is_help=True,
     )
     app.add_typer(models_app, name="models")
@@ -67,7 +65,7 @@ def _register_training(app: typer.Typer) -> None:
     @app.command()
     def train(
         data: Annotated[Path, typer.Option(help="Trace file (one file).")],
-        model: Annotated[str, typer.Option(help="Model name (see `tidewise evaluate`).")],
+        model: Annotated[str, typer.Option(help="Model name (see `tidewise models available`).")],
         context: Annotated[int, typer.Option(help="Context length L [rows].", min=1)] = 96,
         horizon: Annotated[int, typer.Option(help="Forecast horizon H [rows].", min=1)] = 1,
         format: TraceFormat = None,
@@ -99,6 +97,12 @@ def _register_training(app: typer.Typer) -> None:
             bool, typer.Option(help="Make it current without comparing (with --current).")
         ] = False,
         seed: Annotated[int, typer.Option(help="Seed of training and sampling.")] = 0,
+        progress: Annotated[
+            bool | None,
+            typer.Option("--progress/--no-progress",
+                         help="Show the fit's progress (epochs, members, quantile models) on "
+                         "stderr [default: when stderr is a terminal]."),
+        ] = None,
     ) -> None:
         """Fit a model on the train split, score it on the validation split, register it.
 
@@ -107,8 +111,10 @@ def _register_training(app: typer.Typer) -> None:
         MODEL_DIR/NAME/VERSION and the store records name, version, data, metrics and path.
         """
         from common.errors import InputError
+        from common.units import count, human
         from models.base import get_estimator_class
         from models.evaluate import parse_overrides
+        from models.progress import FitBar
         from service.training import daemon_warnings, open_store, train_and_register
 
         get_estimator_class(model)  # unknown model: error before touching data or store
@@ -118,6 +124,11 @@ def _register_training(app: typer.Typer) -> None:
         params = parse_overrides([f"{model}.{s}" for s in set_ or []]).get(model, {})
         settings = _settings(db_url, model_dir)
         store = open_store(settings)
+        import sys
+
+        shown = sys.stderr.isatty() if progress is None else progress
+        bar = FitBar(1, "train", enabled=shown, lazy=True)  # not before the data loads
+        bar.start(model)
         try:
             res = train_and_register(
                 store,
@@ -134,21 +145,37 @@ def _register_training(app: typer.Typer) -> None:
                 make_current=current,
                 force=force,
                 seed=seed,
+                progress=bar.event,
             )
+            bar.done()
         finally:
+            bar.close()
             store.close()
         m = res.metrics
         typer.echo(
             f"registered id {res.id}: {res.name} {res.version}{' (current)' if res.current else ''}"
         )
         typer.echo(
-            f"validation ({m['windows']} windows): CRPS {_num(m['crps'], '.6g')}  "
-            f"MSE {_num(m['mse'], '.6g')}  coverage_90 {_num(m['coverage_90'], '.3f')}"
+            f"validation ({count(m['windows'], 'window')}, in the data's units; MSE in their "
+            f"square): CRPS {human(m['crps'], digits=4)}  MSE {human(m['mse'], digits=4)}  "
+            f"coverage_90 {human(m['coverage_90'], '%')}"
         )
         typer.echo(f"current: {'yes' if res.current else 'no'} ({res.reason})")
         typer.echo(f"artifact: {res.artifact}")
         for line in daemon_warnings(settings, res.name, res.trained_on["step_s"], context, horizon):
             typer.echo(f"warning: {line}", err=True)
+
+    @models_app.command("available")
+    def models_available() -> None:
+        """List the model names `train` and `evaluate` accept, each with what it is."""
+        from models.base import available_models, get_estimator_class
+
+        names = available_models()
+        width = max(len(n) for n in names) + 2
+        for n in names:
+            doc = (get_estimator_class(n).__doc__ or "").strip().splitlines()
+            line = doc[0].replace("``", "") if doc else ""
+            typer.echo(f"{n:<{width}}{line}")
 
     @models_app.command("list")
     def models_list(

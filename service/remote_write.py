@@ -441,7 +441,7 @@ def _log_skipped(stored: int, dropped: dict[str, int], examples: dict[str, str])
     )
     log.log(
         logging.WARNING if fresh else logging.DEBUG,
-        "remote-write: stored %d samples, skipped %s; see README section daemon-io "
+        "remote-write: stored %d samples, skipped %s; see docs/daemon-io.md "
         "(repeats of this warning are logged at debug level for %d s)",
         stored,
         detail,

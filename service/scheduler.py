@@ -6,7 +6,8 @@
   ``raw_retention_hours`` and rollups older than ``rollup_retention_days``.
 * ``forecast``: every ``forecast_interval_s``, forecast every series with recent data, an
   entity's metrics jointly (:mod:`service.forecasting`), then decide for every target
-  (:mod:`service.decisions`).
+  (:mod:`service.decisions`); split into ``TIDEWISE_SHARDS`` shards that the daemons on one
+  database share (:mod:`service.sharding`).
 * ``retrain``: every ``retrain_interval_s``, train a candidate model per indicator set
   (``TIDEWISE_RETRAIN_MODEL``) over ``TIDEWISE_TRAIN_HISTORY_S`` and register it only when it
   beats the current one on held-out recent data (:func:`service.forecasting.retrain`).
@@ -21,6 +22,13 @@ whatever the number of daemons. Jobs never overlap themselves (``max_instances=1
 runs are coalesced into one, and a failing run is logged and retried at the next period; it
 never stops the daemon.
 
+The ``forecast`` job is the exception (:data:`SHARDED`): every daemon runs it at the start of
+every epoch-aligned period and does the shards it leases for that period
+(:func:`service.sharding.claim`), so K daemons do K times the work. It therefore lives in each
+daemon's own memory job store (in the shared store it would fire in whichever daemon woke
+first), beside a ``heartbeat`` tick every quarter period that tells the others this daemon is
+alive. A run that gets no shard is ``skipped``.
+
 The jobs in the store reference :func:`run_job` and a context key (a stable name of the
 database), since a job store can only hold importable functions and plain arguments; the
 process's open store and telemetry are found through :data:`_CONTEXTS`.
@@ -29,7 +37,9 @@ process's open store and telemetry are found through :data:`_CONTEXTS`.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
+import math
 import os
 import socket
 import threading
@@ -38,8 +48,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from service.store import leases as lease_store
 from service.store import rollups as rollup_store
@@ -50,6 +63,8 @@ log = logging.getLogger("tidewise.scheduler")
 #: Share of a job's period its lease lasts: long enough to keep other daemons out of this
 #: period, short enough that the next period's run (by anyone) can take it.
 LEASE_SHARE = 0.8
+#: Jobs every daemon runs each period on the shards it leases (not under a whole-job lease).
+SHARDED = frozenset({"forecast"})
 
 
 @dataclasses.dataclass
@@ -63,6 +78,12 @@ class DaemonContext:
     )
     cache: Any = None
     health: JobHealth | None = None
+    #: When this daemon started (unix s): the oldest daemon's shard count rules.
+    started_at: float = dataclasses.field(default_factory=time.time)
+    #: When the forecast run in progress started (unix s), None between runs.
+    busy_since: float | None = None
+    #: The shards of the last forecast run (logged when they change).
+    last_shards: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         if self.cache is None:
@@ -159,20 +180,74 @@ def retention_job(ctx: DaemonContext, now: float) -> None:
         log.info("retention deleted %d samples and %d rollups", res.samples, res.rollups)
 
 
-def forecast_job(ctx: DaemonContext, now: float) -> None:
-    """Refresh the forecasts, then decide for every target."""
+def forecast_shards(ctx: DaemonContext, now: float, claim: Any) -> None:  # noqa: ANN401
+    """Refresh the forecasts of the series in ``claim``'s shards, then decide its targets."""
     from service import decisions, forecasting
 
-    res = forecasting.refresh(ctx.store, int(now), ctx.cache, ctx.telemetry)
+    entity = None if claim.everything else claim.has_entity
+    target = None if claim.everything else claim.has_target
+    t0 = time.perf_counter()
+    res = forecasting.refresh(ctx.store, int(now), ctx.cache, ctx.telemetry, only=entity)
     if ctx.telemetry is not None:
         ctx.telemetry.forecast_error(len(res.errors))
-    outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry)
+    t1 = time.perf_counter()
+    outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry, only=target)
+    # one line per run, read by bench/daemon.py (timings) and the sharding tests (who did what)
     log.debug(
-        "forecast refresh: %d series, %d fallbacks; %d decisions",
-        res.forecasts,
-        res.fallbacks,
-        len(outcomes),
+        "forecast refresh: %d series, %d forecasts, %d fallbacks, %d errors in %.3f s; "
+        "%d decisions in %.3f s; period %d shards %s of %d (%d alive, quota %d); decided %s",
+        res.series, res.forecasts, res.fallbacks, len(res.errors), t1 - t0,
+        len(outcomes), time.perf_counter() - t1, claim.period, sorted(claim.shards),
+        claim.total, len(claim.alive), claim.quota, ",".join(o.target for o in outcomes),
     )
+
+
+def forecast_job(ctx: DaemonContext, now: float) -> int:
+    """Refresh the forecasts and decide, for the shards this daemon leases this period.
+
+    Returns:
+        the number of shards done (0: another daemon holds them all).
+
+    """
+    from service import sharding
+
+    t0 = time.perf_counter()
+    ctx.busy_since = time.time()
+    try:
+        claim = sharding.claim(ctx.store, ctx.holder, now, ctx.started_at)
+        if claim.shards != ctx.last_shards:
+            log.info("forecast shards now %s of %d (%d daemons alive, at most %d each)",
+                     sorted(claim.shards), claim.total, len(claim.alive), claim.quota)
+            ctx.last_shards = claim.shards
+        if claim.shards:
+            forecast_shards(ctx, now, claim)
+        # the clock of the sweep: ``now`` moved on by the run's own time (fake clocks too)
+        extra = sharding.sweep(ctx.store, claim, now + time.perf_counter() - t0)
+        if extra.shards:
+            log.info("forecast period %d: took over shards %s nobody claimed",
+                     extra.period, sorted(extra.shards))
+            forecast_shards(ctx, now, extra)
+        return len(claim.shards) + len(extra.shards)
+    finally:
+        ctx.busy_since = None
+
+
+def heartbeat_job(key: str) -> None:
+    """Tell the other daemons this one is alive (unless its forecast run is overdue)."""
+    from service import sharding
+
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+    if ctx is None or ctx.last_shards is None:
+        return  # not counted on before its first forecast run claims (and heartbeats)
+    now = time.time()
+    busy = ctx.busy_since
+    if busy is not None and now - busy > ctx.store.settings.forecast_interval_s:
+        return  # too slow to take its next period: let the others count it out
+    try:
+        sharding.heartbeat(ctx.store, ctx.holder, now, ctx.started_at)
+    except Exception as exc:  # noqa: BLE001 - the next tick retries
+        log.warning("heartbeat not written: %s: %s", type(exc).__name__, exc)
 
 
 def exit_with_parent(parent: int, interval_s: float = 1.0) -> threading.Thread:
@@ -256,7 +331,7 @@ def retrain_job(ctx: DaemonContext, now: float) -> None:
         log.info("retrain %s: %s", report["metric"], report["outcome"])
 
 
-JOBS: dict[str, Callable[[DaemonContext, float], None]] = {
+JOBS: dict[str, Callable[[DaemonContext, float], Any]] = {
     "rollups": rollup_job,
     "retention": retention_job,
     "forecast": forecast_job,
@@ -280,23 +355,28 @@ def periods(store: Store) -> dict[str, float]:
 def run_once(ctx: DaemonContext, name: str, now: float | None = None) -> str:
     """Run job ``name`` if this daemon gets its lease for the period.
 
+    A job of :data:`SHARDED` takes no whole-job lease: it runs, on the shards it leases.
+
     Returns:
-        ``ok``, ``failed`` or ``skipped`` (another daemon holds the lease). Exceptions are
-        logged, never raised.
+        ``ok``, ``failed`` or ``skipped`` (another daemon holds the lease, or every shard).
+        Exceptions are logged, never raised.
 
     """
     now = time.time() if now is None else now
     period = periods(ctx.store)[name]
     try:
-        if not lease_store.try_lease(ctx.store, name, ctx.holder, now, LEASE_SHARE * period):
+        if name not in SHARDED and not lease_store.try_lease(
+                ctx.store, name, ctx.holder, now, LEASE_SHARE * period):
             outcome, took = "skipped", None
         else:
             t0 = time.perf_counter()
             try:
-                JOBS[name](ctx, now)
-                outcome = "ok"
+                done = JOBS[name](ctx, now)
+                outcome = "skipped" if name in SHARDED and done == 0 else "ok"
             finally:
                 took = time.perf_counter() - t0
+            if outcome == "skipped":  # no shard: timed like a run skipped for its lease
+                took = None
     except Exception:  # noqa: BLE001 - a scheduled job must survive a bad run
         log.exception("%s job failed; retrying at the next period", name)
         outcome, took = "failed", None
@@ -327,18 +407,41 @@ def make_scheduler(
     ``health`` (optional) records every run for ``/readyz``.
 
     The jobs are (re)written into the database's job store with ``replace_existing``, so a
-    changed period in the settings takes effect at the next start.
+    changed period in the settings takes effect at the next start. The sharded ``forecast``
+    job and the ``heartbeat`` tick go to this daemon's own memory store instead, firing at
+    epoch-aligned period starts (the same instants in every daemon).
     """
     key = context_key(store)
     with _CONTEXTS_LOCK:
         _CONTEXTS[key] = DaemonContext(store, telemetry, health=health)
+    shared = SQLAlchemyJobStore(engine=store.engine)
+    for name in SHARDED:  # left in the shared store by a version before the shards
+        try:
+            shared.remove_job(name)
+        except JobLookupError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - e.g. no job table yet: nothing to remove
+            log.debug("no %s job to remove from the shared store: %s", name, exc)
     sched = BackgroundScheduler(
         timezone="UTC",
-        jobstores={"default": SQLAlchemyJobStore(engine=store.engine)},
+        jobstores={"default": shared, "local": MemoryJobStore()},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     for name, period in periods(store).items():
         if jobs is not None and name not in jobs:
+            continue
+        if name in SHARDED:
+            sched.add_job("service.scheduler:run_job", aligned(period), args=[key, name],
+                          id=name, name=name, jobstore="local", replace_existing=True)
+            from service.sharding import HEARTBEAT_PERIODS
+
+            executors = logging.getLogger("apscheduler.executors.default")
+            if _QUIET not in executors.filters:
+                executors.addFilter(_QUIET)
+            sched.add_job("service.scheduler:heartbeat_job",
+                          IntervalTrigger(seconds=HEARTBEAT_PERIODS * period, timezone="UTC"),
+                          args=[key], id="heartbeat", name="heartbeat", jobstore="local",
+                          replace_existing=True)
             continue
         sched.add_job(
             "service.scheduler:run_job",
@@ -352,7 +455,36 @@ def make_scheduler(
     return sched
 
 
+class _QuietTicks(logging.Filter):
+    """Drop APScheduler's per-run INFO lines of the heartbeat tick (four per period)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        return getattr(job, "id", None) != "heartbeat"
+
+
+_QUIET = _QuietTicks()
+
+
+def aligned(period_s: float) -> IntervalTrigger:
+    """Every ``period_s`` seconds at the multiples of ``period_s`` since the epoch."""
+    start = math.floor(time.time() / period_s) * period_s
+    return IntervalTrigger(seconds=period_s, timezone="UTC",
+                           start_date=dt.datetime.fromtimestamp(start, dt.UTC))
+
+
 def forget(store: Store) -> None:
-    """Drop the process's context of ``store`` (when its app shuts down)."""
+    """Drop the process's context of ``store`` (when its app shuts down).
+
+    The daemon's heartbeat goes with it, so the others take its shards at the next period.
+    """
     with _CONTEXTS_LOCK:
-        _CONTEXTS.pop(context_key(store), None)
+        ctx = _CONTEXTS.pop(context_key(store), None)
+    if ctx is None:
+        return
+    from service import sharding
+
+    try:
+        sharding.leave(store, ctx.holder)
+    except Exception as exc:  # noqa: BLE001 - the heartbeat then simply ages out
+        log.warning("heartbeat not deleted: %s: %s", type(exc).__name__, exc)

@@ -7,7 +7,8 @@ the daemon builds for it (:mod:`service.decisions`):
   entity; one replica serves ``capacity`` demand units. The ready and requested replicas
   are read from ``ready_metric`` / ``requested_metric`` when named (what the cluster
   reports), else from the counts of the actuator's latest acknowledgement, else assumed to
-  be the last recommendation (:func:`service.decisions.collect_vm`).
+  be the last recommendation (:func:`service.decisions.collect_vm`). With a ``source`` the
+  demand history is read from a Prometheus-compatible API (:mod:`service.promsource`).
 * ``serverless`` (scenario ``serverless``): warm instances of one function, from its
   ``invocations`` per minute, mean duration and memory.
 * ``power`` (scenario ``power``): per-server power caps of a row under a budget.
@@ -25,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.promsource import PromSource
 from service.store import targets as target_store
 from service.store.db import Store
 
@@ -109,6 +111,14 @@ class ScalingTarget(_TargetBase):
         description="metrics of the entity forecast jointly with the demand metric (which "
         "must be one of them), as the indicators of one model, e.g. [requests, cpu_cores, "
         "mem_gb]; unset: the entity's metrics, TIDEWISE_FORECAST_MAX_INDICATORS at most",
+    )
+    source: PromSource | None = Field(
+        None,
+        description="read the demand history from a Prometheus-compatible query API "
+        "(Prometheus, VictoriaMetrics, Thanos, Mimir) instead of from pushed samples: "
+        "KEDA's prometheus scaler fields (serverAddress, query, authModes, ...); see "
+        "docs/prometheus-source.md. ready_metric / requested_metric are still read from "
+        "the store",
     )
     forecaster: Literal["auto", "online", "stored"] = Field(
         "auto",

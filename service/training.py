@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError, ModelError
+from models.progress import ProgressFn
 from models.training import beats, load_split, score
 from service.artifacts import artifact_folder
 
@@ -107,12 +108,14 @@ def train_and_register(
     force: bool = False,
     seed: int = 0,
     num_samples: int = 100,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Fit ``model`` on the training split of ``data``, score, save and register it.
 
     The artifact is written under ``model_dir`` (default: the store's ``TIDEWISE_MODEL_DIR``)
     in the folder :func:`service.artifacts.artifact_folder` derives from name and version,
-    and removed again if registering fails.
+    and removed again if registering fails. ``progress`` gets the fit's
+    :class:`models.progress.FitEvent` as training goes.
 
     Raises:
         ConfigError: unknown model or parameter.
@@ -133,7 +136,7 @@ def train_and_register(
     )
     train, val, trained_on = load_split(data, fmt, step, context, horizon, indicator)
     name = name or (f"daemon:{indicator}" if indicator else f"{model}:{Path(data).name}")
-    predictor = est.fit(train, val)
+    predictor = est.fit(train, val, progress=progress)
     metrics = score(predictor, val, context, horizon)
 
     with store.sessions() as session:

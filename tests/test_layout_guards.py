@@ -39,8 +39,8 @@ def test_test_folders_have_no_init_and_unique_module_names():
     assert [n for n, c in names.items() if c > 1] == []
 
 
-def test_the_readme_draws_the_store_layers_the_contract_keeps():
-    """STYLE 21: the drawing of the store's layers (README, Architecture) and the import-linter
+def test_the_docs_draw_the_store_layers_the_contract_keeps():
+    """STYLE 21: the drawing of the store's layers (docs/architecture.md) and the import-linter
     contract that keeps them are the same text: same modules, same rows, same order."""
     import tomllib
 
@@ -49,7 +49,7 @@ def test_the_readme_draws_the_store_layers_the_contract_keeps():
     assert contract["type"] == "layers" and contract.get("exhaustive") is True
     kept = [sorted(m.strip() for m in layer.split("|")) for layer in contract["layers"]]
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "architecture.md").read_text()
     start = readme.index("\n service/store/ ")
     drawing = readme[start : readme.index("```", start)].splitlines()[2:]
     drawn: list[list[str]] = [[]]

@@ -58,7 +58,6 @@ def replay(
     from common.errors import TidewiseError
 
     try:
-        from policies import registry
         from traces.replay.core import parse_options, run_replay
 
         report = run_replay(
@@ -70,26 +69,57 @@ def replay(
     except TidewiseError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
-    figures = report["config"]["summary_figures"]
-    for name, runs in report["policies"].items():
-        param = registry.get(name, scenario).sweep_param
-        for r in runs:
-            knob = f" {param}={r['params'].get(param)}" if sweep and param else ""
-            shown = " ".join(
-                f"{f}={r['totals'][f]:.6g}" for f in figures if r["totals"].get(f) is not None
-            )
-            typer.echo(f"{name}{knob}: {shown}")
+    for line in summary_lines(report, sweep):
+        typer.echo(line)
     info = report["config"].get("model")
     if info:
-        span = (f"scored {info['scored_span'][0]:.0f}..{info['scored_span'][1]:.0f}"
-                if "scored_span" in info else "scored on the whole trace")
-        sc = info.get("scored")
-        figures_fc = (f", crps={sc['crps']:.6g} mse={sc['mse']:.6g} coverage_90="
-                      f"{sc['coverage_90']:.3f} over {sc['windows']} windows" if sc else
-                      " (perfect foresight: nothing to score)" if info.get("model") == "truth"
-                      else "")
-        typer.echo(f"forecaster {info['name']}: {span}{figures_fc}")
+        typer.echo(forecaster_line(info))
     typer.echo(f"wrote {out / 'report.json'}")
+
+
+def forecaster_line(info: dict) -> str:
+    """Say where the replay's trained forecaster was scored and how well.
+
+    CRPS and MAE are in the units of the series the policies read, MSE in their square.
+    """
+    from common.units import count, human, utc
+
+    span = (f"scored {utc(info['scored_span'][0])} .. {utc(info['scored_span'][1])}"
+            if "scored_span" in info else "scored on the whole trace")
+    sc = info.get("scored")
+    if sc:
+        figures = (f", crps={human(sc['crps'], digits=4)} mse={human(sc['mse'], digits=4)}"
+                   f" (the forecast series' units, squared for mse) coverage_90="
+                   f"{human(sc['coverage_90'], '%')} over {count(sc['windows'], 'window')}")
+    elif info.get("model") == "truth":
+        figures = " (perfect foresight: nothing to score)"
+    else:
+        figures = ""
+    return f"forecaster {info['name']}: {span}{figures}"
+
+
+def summary_lines(report: dict, sweep: bool) -> list[str]:
+    """One line per run: the policy, its knob when swept, each summary figure with its unit.
+
+    ``keepalive-10m: wasted_memory_gb_s=1.56 M GB·s, cold_start_rate=1.72 %`` (figures in
+    :func:`common.units.human`'s form, units from the report's config).
+    """
+    from common.units import human
+    from policies import registry
+
+    cfg = report["config"]
+    units = cfg.get("units") or {}
+    lines = []
+    for name, runs in report["policies"].items():
+        param = registry.get(name, report["scenario"]).sweep_param
+        for r in runs:
+            knob = f" {param}={r['params'].get(param)}" if sweep and param else ""
+            shown = ", ".join(
+                f"{f}={human(r['totals'][f], units.get(f, ''))}"
+                for f in cfg["summary_figures"] if r["totals"].get(f) is not None
+            )
+            lines.append(f"{name}{knob}: {shown}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -76,7 +76,9 @@ class ForecastOut(BaseModel):
         description="per step: ts (unix s of the step's start), mean, lo-90 … hi-90, median"
     )
     input_last_ts: int | None = Field(
-        description="unix s of the series' newest raw sample (null: none kept)")
+        description="unix s of the series' newest raw sample (null: none kept); for a series "
+        "read from a target's source, at least the last second of its newest bucket with a "
+        "value")
     input_age_s: float | None = Field(
         description="seconds since that sample, when answered (null: none kept)")
     input_stale: bool = Field(
@@ -197,6 +199,9 @@ def get_forecast(
     cols = ["mean", *forecasting.QUANTILES]
     steps = [{"ts": p["times"][h], **{c: p[c][h] for c in cols}} for h in range(n)]
     last = sample_store.last_sample_ts(session, rec.series_id)
+    sourced = (p.get("info") or {}).get("source_last_ts")  # read from a target's source
+    if isinstance(sourced, int):
+        last = sourced if last is None else max(last, sourced)
     age = None if last is None else max(0.0, time.time() - last)
     stale_after = forecasting.input_stale_after_s(cfg)
     return {

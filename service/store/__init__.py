@@ -11,5 +11,5 @@ each importing only those below it (an import-linter ``layers`` contract in
     sql, errors                        dialect upserts, IN-list chunks; NotFoundError, QueryError
     db, tables                         engines, transactions, Store; the schema (migrations/ only)
 
-The README's Architecture section draws the same layers.
+docs/architecture.md draws the same layers.
 """

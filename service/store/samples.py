@@ -1,6 +1,6 @@
 """Samples: ingest (entity and series resolution), entities, series queries.
 
-Write semantics (documented in the README):
+Write semantics (documented in docs/ingest.md):
 
 * A sample is keyed by (series, second). A re-sent sample replaces the stored value:
   **last write wins**, across batches (the later commit) and inside one batch (the later
@@ -475,3 +475,31 @@ def last_sample_ts(session: Session, series_id: int) -> int | None:
     """Unix s of the newest raw sample of a series (None: none kept, e.g. all expired)."""
     t = session.scalar(select(func.max(Sample.ts)).where(Sample.series_id == series_id))
     return None if t is None else int(t)
+def ensure_series(store: Store, entity: str, metric: str, kind: str = "vm") -> ActiveSeries:
+    """Return the series ``entity``/``metric``, creating it (and its entity) when missing.
+
+    For a series whose history lives elsewhere (a target's Prometheus-compatible ``source``):
+    its forecasts are stored under its id. A new entity gets ``kind``; an existing one keeps
+    its own. ``last_ts`` is the newest stored sample, 0 when none. Read first: the write
+    transaction runs only the first time (the refresh asks every period).
+    """
+    with store.sessions() as session:
+        row = session.execute(
+            select(Series.id, Entity.kind).join(Entity)
+            .where(Entity.name == entity, Series.metric == metric)).first()
+        if row is not None:
+            last = session.execute(
+                select(func.max(Sample.ts)).where(Sample.series_id == row[0])).scalar()
+            return ActiveSeries(int(row[0]), entity, row[1], metric, int(last or 0))
+    with write_tx(store.engine) as conn:
+        conn.execute(insert_for(store.dialect, _ENT).on_conflict_do_nothing(
+            index_elements=["name"]), [{"name": entity, "kind": kind, "labels": {}}])
+        eid, ekind = conn.execute(
+            select(_ENT.c.id, _ENT.c.kind).where(_ENT.c.name == entity)).one()
+        conn.execute(insert_for(store.dialect, _SER).on_conflict_do_nothing(
+            index_elements=["entity_id", "metric"]),
+            [{"entity_id": eid, "metric": metric, "unit": _DEFAULT_UNITS.get(metric, "")[:64]}])
+        sid = conn.execute(select(_SER.c.id).where(
+            _SER.c.entity_id == eid, _SER.c.metric == metric)).scalar_one()
+        last = conn.execute(select(func.max(Sample.ts)).where(Sample.series_id == sid)).scalar()
+    return ActiveSeries(int(sid), entity, ekind, metric, int(last or 0))

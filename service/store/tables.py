@@ -236,6 +236,22 @@ class JobLease(Base):
     last_run: Mapped[float | None] = mapped_column(Double)
 
 
+class DaemonHeartbeat(Base):
+    """A daemon running the sharded forecast job, and when it was last seen alive.
+
+    Written every quarter of a forecast period by each daemon (:mod:`service.sharding`);
+    ``shards`` is its ``TIDEWISE_SHARDS``, ``started_at`` when it started (unix s), so the
+    daemons agree on who shares the shards and which shard count rules.
+    """
+
+    __tablename__ = "daemon_heartbeats"
+
+    holder: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[float] = mapped_column(Double)
+    shards: Mapped[int] = mapped_column(Integer)
+
+
 class SchedulerJob(Base):
     """APScheduler's job store table (``SQLAlchemyJobStore``), created by migration."""
 

@@ -54,11 +54,16 @@ def test_jobs_live_in_the_database_and_keep_their_next_run_across_restarts(store
     sched = make_scheduler(store)
     sched.start(paused=True)
     first = {j.id: j.next_run_time for j in sched.get_jobs()}
+    local = {j.id for j in sched.get_jobs("local")}
     sched.shutdown(wait=False)
-    assert set(first) == {"rollups", "retention", "forecast", "retrain", "choose"}
+    assert set(first) == {"rollups", "retention", "forecast", "retrain", "choose", "heartbeat"}
+    # the sharded forecast job runs in every daemon, so it is each daemon's own
+    assert local == {"forecast", "heartbeat"}
+    period = store.settings.forecast_interval_s
+    assert first["forecast"].timestamp() % period == 0  # epoch-aligned: same instants everywhere
     with store.engine.connect() as conn:
         rows = dict(conn.execute(text("SELECT id, next_run_time FROM apscheduler_jobs")).all())
-    assert set(rows) == set(first)
+    assert set(rows) == set(first) - local
     assert rows["retrain"] == pytest.approx(first["retrain"].timestamp())
 
     # a restarted daemon finds the jobs (same ids, replaced with its own context)
@@ -146,6 +151,7 @@ def test_metrics_endpoint_counts_ingest_jobs_and_decisions(store):
 
     app = create_app(store.settings, store)
     now = int(time.time())
+    now -= now % int(store.settings.forecast_interval_s)  # now and now + 1: one period
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         send(c, "web-vm", "vm", "cpu_cores", [(now - 900 + i, 7.0) for i in range(900)])
         c.post("/v1/targets", json=scaling_target(), headers=bearer("act"))

@@ -252,3 +252,30 @@ def test_help_names_the_model_list_and_renders_units(capsys):
     assert code == 0 and "--list-models" in out
     assert "Context length L [rows]." in " ".join(out.split())
 
+
+
+def test_models_available_lists_every_model_with_a_line_about_it():
+    from typer.testing import CliRunner
+
+    from models.base import available_models
+    from service.cli import app
+
+    r = CliRunner().invoke(app, ["models", "available"])
+    assert r.exit_code == 0, r.output
+    rows = [ln.split(None, 1) for ln in r.output.splitlines()]
+    assert [n for n, _ in rows] == available_models()
+    assert all(len(about) > 10 and "``" not in about for _, about in rows)
+    assert "models available" in CliRunner().invoke(app, ["train", "--help"]).output
+
+
+def test_the_evaluation_table_says_its_units():
+    from models.cli import evaluation_table
+
+    avg = {"mse": 0.01234, "mae": 0.05, "crps": 0.04, "wql_mean": 0.03, "coverage_90": 0.912}
+    rep = {"models": {"harmony": {"average": avg, "fit_seconds_mean": 125.4, "per_dataset": {
+        "a": {"predict_ms_per_window": 0.5}, "b": {"predict_ms_per_window": 1.5}}}}}
+    head, row, note = evaluation_table(rep).splitlines()
+    assert head.split() == ["model", "MSE", "MAE", "CRPS", "wQL", "cov90", "fit", "forecast"]
+    assert row.split() == ["harmony", "0.0123", "0.0500", "0.0400", "0.0300", "91.2", "%",
+                           "125", "s", "1", "ms/window"]
+    assert "MinMax-scaled" in note

@@ -47,6 +47,20 @@ def test_growth_bootstrap_replays_past_growth_in_log_space():
     assert out.samples[:, 0, 0].min() > y[-1]  # every path grows, as the past always did
 
 
+def test_growth_bootstrap_growth_from_idle_does_not_multiply_a_burst():
+    # an intermittent series (the bundled LLM trace at 15 s): idle, then a burst. Growth learnt
+    # from the idle origins is a factor of hundreds in log space; before max_growth it put
+    # the burst's forecast at thousands (bayes scaled to 277 replicas for <= 30 requests/s)
+    y = np.array([0.8, 0, 3.4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.9, 11.5, 4.1, 17.9])
+    capped = growth(num_samples=256, season_s=0.0, extra_steps=0).forecast(y, 0.0, 15.0, 3)
+    assert capped.samples.max() <= 2.0 * y.max() + 1e-9
+    assert capped.samples.max() == pytest.approx(2.0 * y.max())  # the tail reaches the cap
+    free = growth(num_samples=256, season_s=0.0, extra_steps=0, max_growth=0.0)
+    assert free.forecast(y, 0.0, 15.0, 3).samples.max() > 100.0 * y.max()
+    with pytest.raises(ConfigError, match="max_growth"):
+        growth(max_growth=-1.0)
+
+
 def test_growth_bootstrap_joint_paths_share_one_origin():
     # two series that always move in opposite directions: every sampled path must too
     rng = np.random.default_rng(0)

@@ -9,6 +9,7 @@ rows forecasts ``x[t-1] - 1.5``, missing ``x[t] = x[t-1] + 1`` by 2.5, so MSE = 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -360,3 +361,17 @@ def test_models_registered_by_the_retraining_job_are_listed(store, env, tmp_path
     code, out, _ = _run(["models", "show", "1"], capsys)
     doc = json.loads(out)
     assert doc["trained_on"].startswith("2 series") and doc["artifact_present"] is False
+
+
+def test_train_shows_the_fit_progress_and_figures_with_units(store, env, tmp_path, capsys):  # noqa: ANN001
+    csv = _ramp_csv(tmp_path / "ramp.csv")
+    code, out, err = _run(_train(csv, "quantile-gbm", "--set", "max_iter=3", "--progress"),
+                          capsys)
+    assert code == 0, err
+    # one indicator, one step, seven quantile levels; then the calibration pass
+    assert "quantile-gbm quantile model 1/7" in err and "quantile-gbm quantile model 7/7" in err
+    assert "quantile-gbm calibration 1/1" in err
+    assert "validation (40 windows, in the data's units; MSE in their square): CRPS " in out
+    assert re.search(r"coverage_90 [\d.]+ %", out)
+    code, out, err = _run(_train(csv, "quantile-gbm", "--set", "max_iter=3"), capsys)
+    assert code == 0 and err == ""  # not a terminal: no bar unless asked for

@@ -124,7 +124,9 @@ def test_risk_adapts_quantile_up_after_violations_and_down_after_clean_run():
 def test_scale_down_hysteresis_and_rate_limit():
     pol = BayesVM(learn_risk=False, objective="quantile", scale_down_window_s=300.0,
                   max_scale_down_ratio=0.5, max_scale_down_abs=1)
-    high, low = forecast(np.full(100, 140.0)), forecast(np.full(100, 7.0))
+    # one path of the low forecast in 100 still reaches 140: the 99 % quantile says 1 replica,
+    # but not every path fits in fewer than 20, so the hysteresis holds
+    high, low = forecast(np.full(100, 140.0)), forecast(np.r_[np.full(99, 7.0), 140.0])
     d1 = pol.decide(*inputs(replicas=20, ready=20), high, NOW)
     assert d1.action["replicas"] == 20
     # demand collapses: within the window the earlier recommendation (20) holds
@@ -138,6 +140,78 @@ def test_scale_down_hysteresis_and_rate_limit():
     up = BayesVM(learn_risk=False, objective="quantile", max_scale_up_ratio=2.0,
                  max_scale_up_abs=4).decide(*inputs(replicas=3, ready=3), high, NOW)
     assert up.action["replicas"] == 7  # 3 + 4 > 2 * 3
+
+
+def test_sure_scale_down_skips_hysteresis_and_rate_limit_when_every_path_fits():
+    pol = BayesVM(learn_risk=False, objective="quantile", target_violation=0.05,
+                  scale_down_window_s=300.0,
+                  max_scale_down_ratio=0.5, max_scale_down_abs=1)
+    high = forecast(np.full(100, 140.0))
+    d1 = pol.decide(*inputs(replicas=20, ready=20), high, NOW)
+    assert d1.action["replicas"] == 20
+    # every path of the new forecast peaks at 30 or 40 over [now, now + 75 s]: 40 / 7 -> 6
+    # replicas cover them all, so the window's 20 and the rate limit's 19 are skipped; the
+    # 95 % quantile (30 / 7 -> 5) stays the raw count
+    low = forecast(np.r_[np.full(95, 30.0), np.full(5, 40.0)])
+    d2 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=d1.state)
+    assert d2.details["raw_replicas"] == 5
+    assert d2.details["replicas_every_path"] == 6
+    assert d2.action["replicas"] == 6 and d2.details["sure_scale_down"]
+    assert "every forecast path fits in 6" in d2.why
+    # the window's older 20 is spent (not a scale-up back to 20), the raw count stays in it:
+    # the next wide forecast (raw 1) is held at 6 by it
+    wide = forecast(np.r_[np.full(95, 7.0), np.full(5, 140.0)])
+    d3 = pol.decide(*inputs(replicas=6, ready=6), wide, NOW + 115.0, memory=d2.state)
+    assert d3.action["replicas"] == 6 and not d3.details["sure_scale_down"]
+    # switched off, the same forecast is held by the window as before
+    off = BayesVM(learn_risk=False, objective="quantile", target_violation=0.05,
+                  scale_down_window_s=300.0,
+                  max_scale_down_ratio=0.5, max_scale_down_abs=1, sure_scale_down=False)
+    e1 = off.decide(*inputs(replicas=20, ready=20), high, NOW)
+    e2 = off.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=e1.state)
+    assert e2.action["replicas"] == 20 and not e2.details["sure_scale_down"]
+
+
+def test_sure_scale_down_never_goes_below_the_whole_window_or_scales_up():
+    # step 0 (now, before new replicas could return) peaks at 60 on every path, then 5:
+    # every path fits in 6 over the whole window, which is where the decision stops
+    paths = np.zeros((10, 3, 1))
+    paths[:, 0, 0] = 60.0
+    paths[:, 1:, 0] = 5.0
+    fc = Forecast(samples=paths, start=NOW, step=300.0, indicators=("d",), model="hand")
+    pol = BayesVM(learn_risk=False, objective="quantile")  # default window and limits
+    sp = inputs(capacity=10.0, replicas=9, ready=9, boot_s=600.0)
+    d0 = pol.decide(*sp, forecast(np.full(10, 90.0), horizon=3), NOW)
+    assert d0.action["replicas"] == 9
+    d = pol.decide(*sp, fc, NOW + 15.0, memory=d0.state)
+    assert d.details["replicas_ready_window"] == 1
+    assert d.action["replicas"] == 6 and d.details["sure_scale_down"]
+    # a rise is a rise: the rule only ever removes replicas
+    up = pol.decide(*inputs(capacity=10.0, replicas=3, ready=3, boot_s=600.0),
+                    forecast(np.full(10, 60.0), horizon=3), NOW)
+    assert up.action["replicas"] == 6 and not up.details["sure_scale_down"]
+
+
+def test_sure_scale_down_only_while_the_realised_rate_is_confidently_below_target():
+    # learnt risk on: the rule is trusted only while P(realised rate > target) <= 0.1
+    pol = BayesVM(objective="quantile", target_violation=0.05, scale_down_window_s=300.0)
+    high = forecast(np.full(100, 140.0))
+    low = forecast(np.r_[np.full(95, 30.0), np.full(5, 40.0)])  # every path fits in 6
+    learner = pol.learner
+    # the prior alone: Beta(1, 19) at target 5 %, P(rate > 5 %) = 0.95^19 = 0.377 > 0.1
+    assert learner.prob_above_target(learner.initial()) == pytest.approx(0.95**19)
+    d1 = pol.decide(*inputs(replicas=20, ready=20), high, NOW)
+    d2 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=d1.state)
+    assert d2.action["replicas"] == 20 and not d2.details["sure_scale_down"]
+    # 200 clean intervals: a ~ 1, b ~ 19 + 0.995^200-decayed 200 -> P(rate > 5 %) ~ 0
+    clean = dict(d1.state, risk=learner.update(None, 0, 200))
+    assert learner.prob_above_target(clean["risk"]) < 0.1
+    d3 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=clean)
+    assert d3.action["replicas"] == 6 and d3.details["sure_scale_down"]
+    # 20 violations in 200: P(rate > 5 %) near 1, the window holds again
+    hot = dict(d1.state, risk=learner.update(None, 20, 200))
+    d4 = pol.decide(*inputs(replicas=20, ready=20), low, NOW + 100.0, memory=hot)
+    assert d4.action["replicas"] == 20 and not d4.details["sure_scale_down"]
 
 
 def test_fallback_without_forecast_uses_reactive_rule():

@@ -171,3 +171,15 @@ def test_foresight_on_coarse_samples_leaves_no_violation():
     oracle = rep["policies"]["oracle"][0]["totals"]
     assert truth["violation_rate"] == 0.0
     assert truth["replica_seconds"] <= 1.1 * oracle["replica_seconds"]
+
+
+def test_the_forecaster_training_shows_its_progress(capsys):
+    """`--forecaster quantile-gbm` trains before the replay: its quantile models are shown."""
+    run_replay(_frame(), "vm", ["hpa"], options=OPTS, model="quantile-gbm", progress=True,
+               model_params={"context_length": 24, "max_iter": 3, "quantiles": [0.1, 0.5, 0.9]})
+    err = capsys.readouterr().err
+    # one step ahead (hpa reads no forecast), one series, three levels
+    assert "train forecaster" in err and "quantile-gbm quantile model 3/3" in err
+    run_replay(_frame(), "vm", ["hpa"], options=OPTS, model="quantile-gbm",
+               model_params={"context_length": 24, "max_iter": 3, "quantiles": [0.1, 0.5, 0.9]})
+    assert "quantile model" not in capsys.readouterr().err

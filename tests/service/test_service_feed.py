@@ -106,3 +106,28 @@ def test_an_unknown_entity_kind_is_refused_before_sending():
     f.attrs["kinds"] = {"fn-a": "function", "fn-b": "container"}
     with httpx.Client() as client, pytest.raises(InputError, match="'fn-b' has kind 'container'"):
         feed_frame(f, client, url="http://127.0.0.1:9")
+
+
+def test_the_feed_command_counts_in_words_with_plurals(live_url, tmp_path):
+    """`fed 1 sample of 1 entity in 1 batch`, `fed 3 samples of 2 entities in 2 batches`."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    now = int(time.time())
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"entity": ["vm-1"], "metric": ["cpu_util"], "ts": [now - 5],
+                  "value": [40.0], "kind": ["vm"]}).to_csv(path, index=False)
+    r = CliRunner().invoke(app, ["feed", "--trace", str(path), "--url", live_url, "--step", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"fed 1 sample of 1 entity in 1 batch to {live_url} (")
+    assert "shifted by 0 s" in r.output and " UTC .. " in r.output
+
+    path = tmp_path / "two.csv"
+    pd.DataFrame({"entity": ["vm-1", "vm-1", "vm-2"], "metric": ["cpu_util"] * 3,
+                  "ts": [now - 5, now - 4, now - 5], "value": [40.0, 41.0, 7.0],
+                  "kind": ["vm"] * 3}).to_csv(path, index=False)
+    r = CliRunner().invoke(app, ["feed", "--trace", str(path), "--url", live_url, "--step", "1",
+                                 "--batch-size", "2"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"fed 3 samples of 2 entities in 2 batches to {live_url} (")

@@ -1,7 +1,7 @@
 """Inspect traces: ``python -m traces.loaders PATH... [--format NAME] [--step SECONDS]``.
 
 Prints one Markdown table row per path: detected format, rows, entities, metrics, time
-span, step and the wall time of :func:`traces.load` (the figure quoted in the README).
+span, step and the wall time of :func:`traces.load` (the figure quoted in docs/traces.md).
 A bad trace prints its located error message (no traceback) and exits with status 2.
 """
 

@@ -50,6 +50,9 @@ class Scenario:
     sla_figure: ClassVar[str] = ""
     #: resolved defaults of the scenario's configuration (units in the names or docs)
     defaults: ClassVar[dict[str, Any]] = {}
+    #: unit of each figure in ``RunResult.totals`` and each timeline column, as the CLI
+    #: and the plots print it (:func:`common.units.human`; ``"%"``: a fraction)
+    units: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **config: Any) -> None:
         unknown = set(config) - set(self.defaults)
@@ -59,6 +62,10 @@ class Scenario:
                 f"known: {sorted(self.defaults)}"
             )
         self.config = {**self.defaults, **config}
+
+    def units_for(self, data: Any) -> dict[str, str]:  # noqa: ANN401 - the prepared data
+        """Units of the figures and timeline columns for ``data`` (default :attr:`units`)."""
+        return dict(self.units)
 
     def prepare(self, frame: pd.DataFrame) -> Any:
         """Extract the arrays this scenario simulates from a canonical frame."""

@@ -32,6 +32,7 @@ import pandas as pd
 from common.errors import InputError, TidewiseError, TraceFormatError
 from policies.forecasters import PredictorForecaster, TruthForecaster
 from policies.pipeline import forecaster_for
+from traces.replay.plots import knob_text
 
 
 def parse_options(items: Iterable[str] | None) -> dict[str, Any]:
@@ -180,12 +181,13 @@ def split_frame(frame: pd.DataFrame, until: float | str) -> tuple[pd.DataFrame, 
 
 def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any,  # noqa: ANN401
                      classes: list[type], overrides: dict[str, dict[str, Any]], seed: int,
-                     params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+                     params: dict[str, Any], progress: bool = False) -> tuple[Any, dict[str, Any]]:
     """Load or train the model fed to the policies; return it and what the report says of it.
 
     A saved artifact folder is loaded; a registered model name is trained on the scenario's
     forecast series of the training part (its last fifth as validation), with a horizon that
-    covers every chosen policy, and scored (CRPS, MSE, coverage) on the scored part.
+    covers every chosen policy, and scored (CRPS, MSE, coverage) on the scored part;
+    ``progress`` shows the training's epochs / quantile models on a bar.
 
     Raises:
         InputError: an unknown model, a bad parameter, or too little data to train or score.
@@ -223,7 +225,12 @@ def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any, 
             train = [_rows(s, 0, c) for s, c in zip(series, cut, strict=True)]
             val = [_rows(s, max(0, c - context), len(s)) for s, c in zip(series, cut, strict=True)]
             t0 = time.perf_counter()
-            predictor = est.fit(train, val)
+            from models.progress import FitBar
+
+            with FitBar(1, "train forecaster", enabled=progress, lazy=True) as bar:
+                bar.start(model)
+                predictor = est.fit(train, val, progress=bar.event)
+                bar.done()
             info = {"name": f"model:{model}", "model": model, "params": _jsonable(params),
                     "train_seconds": round(time.perf_counter() - t0, 3)}
         metrics = score(predictor, scored, context, min(need, predictor.prediction_length))
@@ -337,7 +344,8 @@ def run_replay(
                          where=trace_name) from None
     if model is not None:
         predictor, model_info = model_forecaster(
-            model, sc, train_frame, data, classes, overrides, seed, model_params or {})
+            model, sc, train_frame, data, classes, overrides, seed, model_params or {},
+            progress=progress)
         model_info.update(spans)
         forecaster = "model"
         if not isinstance(predictor, TruthForecaster):  # one shared instance, its windows
@@ -350,6 +358,7 @@ def run_replay(
     jobs = [(cls, ps) for cls in classes for ps in param_sets(cls, sweep)]
     report_policies: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
     timelines: dict[str, pd.DataFrame] = {}
+    panel_labels: dict[str, str] = {}  # family -> "hpa target=0.7" (the run drawn)
     resolved_params: dict[str, list[dict[str, Any]]] = {cls.name: [] for cls in classes}
     wall: dict[str, float] = {}
     steps_done: dict[str, int] = {}
@@ -390,6 +399,8 @@ def run_replay(
             resolved_params[cls.name].append(_jsonable(dict(pol.params)))
             if want_tl and res.timeline is not None:
                 timelines[cls.name] = res.timeline
+                panel_labels[cls.name] = " ".join(
+                    [cls.name, *(f"{k}={knob_text(v)}" for k, v in ps.items())])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(cls.name)
@@ -415,6 +426,8 @@ def run_replay(
         # figures the CLI prints per run (a scenario may name more with summary_figures)
         "summary_figures": list(getattr(sc, "summary_figures", None)
                                 or (sc.cost_figure, sc.sla_figure)),
+        # unit of each figure and timeline column (common.units.human; "%": a fraction)
+        "units": sc.units_for(data),
     }
     report = {"scenario": scenario, "trace": trace_name, "config": config,
               "policies": report_policies}
@@ -423,7 +436,8 @@ def run_replay(
                 "pandas": pd.__version__,
                 "wall_s": {k: round(v, 4) for k, v in wall.items()},
                 "entity_steps": steps_done}
-        _write_outputs(out_path, report, {**config, "run": meta}, timelines, sc, plots)
+        _write_outputs(out_path, report, {**config, "run": meta}, timelines, sc, plots,
+                       panel_labels)
     return report
 
 
@@ -451,7 +465,8 @@ def _check_writable(out_path: Path) -> None:
 
 
 def _write_outputs(out_path: Path, report: dict, config: dict,
-                   timelines: dict[str, pd.DataFrame], sc: Any, plots: bool) -> None:
+                   timelines: dict[str, pd.DataFrame], sc: Any, plots: bool,
+                   panel_labels: dict[str, str] | None = None) -> None:
     """Write everything into a temp folder beside ``out_path``, then move it in place."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-", dir=out_path.parent))
@@ -469,7 +484,8 @@ def _write_outputs(out_path: Path, report: dict, config: dict,
             plots_mod.cost_vs_sla(report, sc.cost_figure, sc.sla_figure,
                                   tmp / "cost_vs_sla.png")
             plots_mod.timeline(timelines, tmp / "timeline.png",
-                               title=f"{report['scenario']}: {Path(report['trace']).name}")
+                               title=f"{report['scenario']}: {Path(report['trace']).name}",
+                               units=report["config"].get("units"), labels=panel_labels)
         if not out_path.exists():
             os.replace(tmp, out_path)
         else:

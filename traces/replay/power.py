@@ -154,6 +154,17 @@ class PowerScenario(Scenario):
     name: ClassVar[str] = "power"
     cost_figure: ClassVar[str] = "performance_lost"
     sla_figure: ClassVar[str] = "breach_steps"
+    units: ClassVar[dict[str, str]] = {
+        "servers": "servers", "breach_steps": "steps", "capped_fraction": "%",
+        "performance_lost": "%", "budget_w": "W", "budget_servers": "servers",
+        "breach_fraction": "%", "demand_breach_steps": "steps", "peak_row_power_w": "W",
+        "mean_row_power_w": "W", "energy_demanded_kwh": "kWh", "energy_clipped_kwh": "kWh",
+        "performance_lost_low": "%", "performance_lost_high": "%",
+        "low_priority_servers": "servers", "steps": "steps", "step_s": "s",
+        "fallback_steps": "steps", "invalid_steps": "steps",
+        # timeline columns
+        "demand_kw": "kW", "row_power_kw": "kW", "budget_kw": "kW", "caps_active": "servers",
+    }
     defaults: ClassVar[dict[str, Any]] = {
         "metric": "auto",             # power_w, cpu_util, gpu_util or auto (first present)
         "p_idle_w": 100.0,            # W, idle power (linear model; lowest effective cap)

@@ -160,6 +160,13 @@ class ServerlessScenario(Scenario):
     cost_figure: ClassVar[str] = "wasted_memory_gb_s"
     sla_figure: ClassVar[str] = "cold_start_rate"
     defaults: ClassVar[dict[str, Any]] = {}
+    units: ClassVar[dict[str, str]] = {
+        "invocations": "invocations", "cold_starts": "cold starts", "cold_start_rate": "%",
+        "wasted_memory_gb_s": "GB·s", "warm_memory_gb_s": "GB·s", "functions": "functions",
+        "steps": "steps", "step_s": "s", "fallback_steps": "steps", "invalid_steps": "steps",
+        # timeline columns (per step, over all functions; cold_starts as above)
+        "concurrency": "instances", "warm": "instances",
+    }
 
     def prepare(self, frame: pd.DataFrame) -> ServerlessData:
         """Pivot the ``invocations`` rows to (T, F) and join the per-function constants.

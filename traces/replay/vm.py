@@ -1,6 +1,6 @@
 """The ``vm`` replay scenario: horizontal scaling of one service.
 
-Reference model (documented in the README, section ``replay``):
+Reference model (documented in docs/replay.md, section *The vm scenario*):
 
 * **Demand** ``d_j`` (CPU cores, requests per second...) is piecewise constant: sample
   ``j`` holds over ``[j*step, (j+1)*step)`` from the trace start. It comes from the metric
@@ -116,6 +116,16 @@ class VmScenario(Scenario):
     cost_figure = "replica_seconds"
     sla_figure = "violation_rate"
     summary_figures = ("replica_seconds", "violation_rate", "unserved_fraction")
+    units = {
+        "replica_seconds": "replica·s", "violation_rate": "%", "unserved_fraction": "%",
+        "mean_replicas": "replicas", "peak_replicas": "replicas",
+        "idle_replica_seconds": "replica·s", "decisions": "decisions",
+        "invalid_decisions": "decisions", "scale_ups": "scale-ups",
+        "scale_downs": "scale-downs",
+        # timeline columns: the demand's own units (units_for), "demand units" if unknown
+        "demand": "demand units", "capacity_ready": "demand units",
+        "capacity_requested": "demand units",
+    }
     action_keys = ("replicas",)
     defaults = {
         "metric": "auto",  # frame metric the demand comes from
@@ -163,6 +173,14 @@ class VmScenario(Scenario):
                 raise ValueError(f"vm option {key} must be {want}, got {c[key]!r}")
 
     # ------------------------------------------------------------------ prepare
+    def units_for(self, data: VmData) -> dict[str, str]:
+        """:attr:`units`, with the timeline in the demand's own units (``cores``...)."""
+        out = dict(self.units)
+        own = str((data.resolved or {}).get("units") or "").split(" (")[0].strip()
+        if own:
+            out.update(demand=own, capacity_ready=own, capacity_requested=own)
+        return out
+
     def _demand_rows(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
         metrics = set(frame["metric"].unique())
         want = self.config["metric"]
