@@ -34,7 +34,36 @@ from models.online import (
     window_step,
 )
 
-Pool = tuple[np.ndarray, np.ndarray, np.ndarray, str]
+#: (z (T, M), offset c (M,), origins (G, K) per group, kind, group of each series (M,))
+Pool = tuple[np.ndarray, np.ndarray, np.ndarray, str, np.ndarray]
+
+
+def correlated_groups(y: np.ndarray, threshold: float) -> np.ndarray:
+    """Group series whose step changes move together; ``(M,)`` group index per series.
+
+    Two series are linked when the correlation of their first differences over ``y``
+    ``(T, M)`` is at least ``threshold``; groups are the connected components (single
+    linkage), numbered in order of their first series. A series that never changes is a
+    group of its own. Servers of one synchronous job (the GPUs of a training node) form
+    one group; independent inference pods each form their own.
+    """
+    t_len, m = y.shape
+    group = np.arange(m)
+    if m < 2 or t_len < 3:
+        return group
+    dz = np.diff(y, axis=0)  # (T-1, M)
+    dz = dz - dz.mean(axis=0)
+    norm = np.sqrt((dz * dz).sum(axis=0))  # (M,)
+    live = norm > 1e-9
+    corr = (dz.T @ dz) / np.maximum(np.outer(norm, norm), 1e-18)  # (M, M)
+    linked = (corr >= threshold) & live[:, None] & live[None, :]
+    for i in range(m):  # union-find by relabelling: m is a row of servers, not thousands
+        js = np.flatnonzero(linked[i])
+        if js.size:
+            labels = np.unique(group[np.append(js, i)])
+            group[np.isin(group, labels)] = labels.min()
+    _, out = np.unique(group, return_inverse=True)
+    return out.astype(np.int64)
 
 
 class GrowthBootstrapPredictor(OnlinePredictor):
@@ -75,7 +104,7 @@ class GrowthBootstrapPredictor(OnlinePredictor):
         pool = self._cache[1]
         paths = self._paths(pool, self.rng, self.num_samples, horizon)
         return self._online_forecast(paths, now, step, names,
-                                     {"pool": pool[3], "origins": int(pool[2].size)})
+                                     {"pool": pool[3], "origins": int(pool[2].shape[1])})
 
     # -- windows -----------------------------------------------------------------
     def _sample(self, x: np.ndarray, t: np.ndarray, num_samples: int,
@@ -93,19 +122,25 @@ class GrowthBootstrapPredictor(OnlinePredictor):
     # -- the model ---------------------------------------------------------------
     def _paths(self, pool: Pool, rng: np.random.Generator, s: int, horizon: int) -> np.ndarray:
         """Draw ``s`` joint paths ``(S, H, M)`` from a pool (one origin per path)."""
-        z, c, origins, _ = pool
+        z, c, origins, _, group = pool
         m = z.shape[1]
         last = z[-1]  # (M,)
         if origins.size == 0:
             inc = np.zeros((s, horizon, m))
         else:
-            pick = origins[rng.integers(0, origins.size, size=s)]  # (S,)
-            idx = pick[:, None] + np.arange(1, horizon + 1)[None, :]  # (S, H)
+            g, k = origins.shape
+            # one origin per path and group: series of a group keep their joint past,
+            # groups are drawn independently (one group: every series jointly)
+            pick_g = origins[np.arange(g)[None, :], rng.integers(0, k, size=(s, g))]  # (S, G)
+            pick = pick_g[:, group]  # (S, M)
+            idx = pick[:, None, :] + np.arange(1, horizon + 1)[None, :, None]  # (S, H, M)
+            cols = np.arange(m)
             # the analog's own future, plus the gap between now and the analog's level, the
             # gap fading by offset_decay per step (1.0: pure growth added to the current level)
             fade = float(self.config["offset_decay"]) ** np.arange(1, horizon + 1)  # (H,)
-            gap = last[None, :] - z[pick]  # (S, M)
-            inc = z[idx] - last[None, None, :] + fade[None, :, None] * gap[:, None, :]
+            gap = last[None, :] - z[pick, cols[None, :]]  # (S, M)
+            inc = z[idx, cols[None, None, :]] - last[None, None, :] \
+                + fade[None, :, None] * gap[:, None, :]
         paths = last[None, None, :] + inc  # (S, H, M)
         if self.config["space"] == "log":
             paths = np.exp(paths) - c[None, None, :]
@@ -133,8 +168,9 @@ class GrowthBootstrapPredictor(OnlinePredictor):
             c = np.zeros(m)
             z = y
         n_orig = t_len - horizon  # origins t with t + horizon <= T - 1
+        joint = np.zeros(m, dtype=np.int64)
         if n_orig < 1:
-            return z, c, np.zeros(0, dtype=np.int64), "persistence"
+            return z, c, np.zeros((1, 0), dtype=np.int64), "persistence", joint
         origins = np.arange(1, n_orig) if n_orig > 1 else np.arange(0, n_orig)
         kind = "recent"
         min_pool, neighbours = int(cfg["min_pool"]), float(cfg["neighbours"])
@@ -142,21 +178,31 @@ class GrowthBootstrapPredictor(OnlinePredictor):
         k = max(min_pool, int(neighbours * origins.size))
         if neighbours > 0 and origins.size > k:
             # analog selection: origins whose level, last change and time of day resemble now
+            thr = cfg.get("group_corr")
+            group = joint if thr is None else correlated_groups(z, float(thr))
             lvl = z[origins]  # (P, M)
             chg = z[origins] - z[origins - 1]  # (P, M)
             now_l = z[-1]
             now_c = z[-1] - z[-2] if t_len > 1 else np.zeros(m)
-            dist = np.zeros(origins.size)
+            n_g = int(group.max()) + 1
+            dist = np.zeros((origins.size, n_g))  # (P, G): mean distance over each group
             for feat, cur in ((lvl, now_l), (chg, now_c)):
                 scale = np.maximum(feat.std(axis=0), 1e-9)  # (M,)
-                dist += (np.abs(feat - cur) / scale).mean(axis=1)
+                d = np.abs(feat - cur) / scale  # (P, M)
+                if n_g == 1:  # the joint pool, summed exactly as it always was
+                    dist[:, 0] += d.mean(axis=1)
+                else:
+                    dist += np.stack([d[:, group == j].mean(axis=1) for j in range(n_g)],
+                                     axis=1)
             if season_s > 0 and step > 0:
                 period = season_s / step
                 phase = (t_len - 1 - origins) % period
-                dist += float(cfg["phase_weight"]) * np.minimum(phase, period - phase) / (
-                    period / 4.0)
-            origins = origins[np.argpartition(dist, k - 1)[:k]]
-            kind = "analog"
+                dist += (float(cfg["phase_weight"]) * np.minimum(phase, period - phase) / (
+                    period / 4.0))[:, None]
+            near = np.argpartition(dist[:, 0], k - 1)[:k, None] if n_g == 1 else \
+                np.argpartition(dist, k - 1, axis=0)[:k]  # (K, G)
+            kind = "analog" if n_g == 1 else f"analog x {n_g} groups"
+            return z, c, origins[near].T, kind, group
         elif season_s > 0 and step > 0:
             period = season_s / step
             # circular distance in steps between each origin's phase and the last row's
@@ -165,7 +211,7 @@ class GrowthBootstrapPredictor(OnlinePredictor):
             same = origins[dist <= float(cfg["phase_halfwidth_s"]) / step]
             if same.size >= min_pool:
                 origins, kind = same, "same-phase"
-        return z, c, origins, kind
+        return z, c, origins[None, :], kind, joint
 
 
 @register_model
@@ -188,6 +234,12 @@ class GrowthBootstrapEstimator(OnlineEstimator):
             to the current level (unbounded demand that scales, e.g. CPU); below 1 follows
             the analog's own future plus the gap to now fading by this factor per step
             (bounded series whose joint states matter: server power).
+        group_corr: None (every series follows one analog per path, jointly) or a
+            correlation of step changes (0..1): series linked at or above it form a group
+            (:func:`correlated_groups`), each group gets its own analogs and its own origin
+            per path. Synchronous servers stay joint while independent ones combine in ways
+            the past may not have shown together — the upper tail of a row of independent
+            inference pods, which one origin per path under-covers.
         max_growth: paths never exceed this multiple of the largest value in the window
             (0 disables): growth learnt from near-zero origins does not multiply a burst.
     """
@@ -205,6 +257,7 @@ class GrowthBootstrapEstimator(OnlineEstimator):
         "phase_weight": 0.5,
         "extra_steps": 1,
         "offset_decay": 1.0,
+        "group_corr": None,
         "max_growth": 2.0,
     }
 
@@ -215,6 +268,8 @@ class GrowthBootstrapEstimator(OnlineEstimator):
             raise ConfigError(f"space must be 'log' or 'linear', got {p['space']!r}")
         if not 0.0 <= float(p["offset_decay"]) <= 1.0:
             raise ConfigError(f"offset_decay must be in [0, 1], got {p['offset_decay']}")
+        if p["group_corr"] is not None and not -1.0 <= float(p["group_corr"]) <= 1.0:
+            raise ConfigError(f"group_corr must be None or in [-1, 1], got {p['group_corr']}")
         if float(p["max_growth"]) < 0:
             raise ConfigError(f"max_growth must be >= 0 (0 disables), got {p['max_growth']}")
         if int(p["extra_steps"]) < 0 or int(p["min_pool"]) < 1:

@@ -15,6 +15,12 @@ the uncapped row is safe with margin (``P_breach <= release_ratio * target_breac
 with and without caps, and the risk in the delay before the caps act, which no decision
 taken now can change.
 
+The samples come from the scenario's online forecaster (``policies.pipeline``): analogs
+drawn per group of servers whose step changes correlate (a synchronous job's GPUs stay
+joint, independent pods are drawn independently), because one analog per path for the whole
+row never puts the row above its past peaks and left the upper tail uncovered (issue 11,
+``docs/power.md``). The forecast reaches just past the window (:meth:`BayesPower.forecast_steps`).
+
 Planning: :func:`plan_servers` answers "how many servers can this row host for a target
 breach probability" from per-server power traces or samples, and :func:`plan_row` wraps it
 for the CLI.
@@ -261,9 +267,11 @@ class BayesPower(Policy):
     needs_forecast = True
     defaults = {
         "target_breach": 0.01,  # allowed P(row power > budget) over the window the caps govern
-        "horizon": 48,  # forecast steps asked of the replay (must reach delay + one step)
-        "release_ratio": 0.25,  # lift caps only when uncapped P_breach <= this * target
-        "release_hold_s": 10.0,  # ... and that has held for this long (seconds)
+        "horizon": None,  # forecast steps; None: through the decision window (delay + step), +1
+        "release_ratio": 0.5,  # lift caps only when uncapped P_breach <= this * target
+        "release_hold_s": 0.0,  # ... and that has held this long (s; 0: at the first calm
+        # decision; the margin release_ratio already keeps caps from flapping, and a hold on
+        # a 57 s row kept every cap a whole extra step)
         "fallback_cap_frac": 0.9,  # reactive rule: cap above this fraction of the budget
         "fallback_uncap_frac": 0.8,  # reactive rule: uncap below this fraction
     }
@@ -333,6 +341,17 @@ class BayesPower(Policy):
             fallback=False,
             state=memory,
         )
+
+    def forecast_steps(self, spec: Spec) -> int:
+        """Return the forecast steps a decision reads.
+
+        ``horizon``, or by default through its window ``[now + delay, now + delay + step]``
+        plus one step (step 0 is the step starting at ``now``): 42 for a 1 s row with a 40 s
+        delay, 3 for a 57 s row.
+        """
+        if self.params["horizon"] is not None:
+            return int(self.params["horizon"])
+        return int(math.ceil((float(spec.delay_s) + float(spec.step_s)) / float(spec.step_s))) + 1
 
     def _matrix(self, spec: Spec, forecast: Forecast, n: int) -> np.ndarray:
         ids = spec.server_ids

@@ -25,12 +25,17 @@ from policies.scenarios import power, serverless, vm
 #: registered model of :mod:`models`, by name, and its parameters): vm demand grows
 #: multiplicatively with a daily season; server power moves within seconds (no daily season,
 #: an hour of recent behaviour, the analog's own future with the gap to now fading);
-#: serverless functions' concurrency is a sparse count.
+#: serverless functions' concurrency is a sparse count. Power servers whose step changes
+#: correlate (>= 0.5: the GPUs of one synchronous job) share an analog per path; the others
+#: are drawn independently, which covers the upper tail of a row of independent pods. No
+#: max_growth cap for power: its paths are past levels plus a fading gap (no compounding
+#: growth), and a pod idle through the window may still burst to nameplate.
 DEFAULT_FORECASTERS: dict[str, tuple[str, dict[str, Any]]] = {
     "vm": ("growth-bootstrap", {"space": "log"}),
     "serverless": ("intermittent-count", {}),
     "power": ("growth-bootstrap", {"space": "linear", "season_s": 0.0, "window_s": 3600.0,
-                                   "neighbours": 0.1, "offset_decay": 0.9}),
+                                   "neighbours": 0.1, "offset_decay": 0.9, "group_corr": 0.5,
+                                   "max_growth": 0.0}),
 }
 
 

@@ -132,9 +132,18 @@ def desired_from(setting: dict[str, Any] | None, spec: Spec) -> Desired | None:
     return Desired(np.array([float(caps.get(s, math.inf)) for s in spec.server_ids]))
 
 
-#: what the forecaster reads (per-server power (t, N)), and how far it forecasts
+#: what the forecaster reads (per-server power (t, N))
 history = stepped_history
-horizon = policy_horizon
+
+
+def horizon(spec: Spec, policy: Any) -> int:  # noqa: ANN401
+    """Return the steps to forecast.
+
+    The policy's ``forecast_steps(spec)`` when it has one (what its decision window needs,
+    from the row's delay and step), else its ``horizon`` parameter.
+    """
+    fn = getattr(policy, "forecast_steps", None)
+    return int(fn(spec)) if callable(fn) else policy_horizon(spec, policy)
 
 
 def apply(decision: Decision, spec: Spec, current: Desired | None) -> Desired | None:

@@ -224,3 +224,55 @@ def test_a_calibrated_online_model_widens_its_online_forecasts_too():
     a = plain.forecast(y, 0.0, 60.0, 3).samples
     b = wide.forecast(y, 0.0, 60.0, 3).samples
     np.testing.assert_allclose(b - b.mean(axis=0), 2.0 * (a - a.mean(axis=0)))
+
+
+# --------------------------------------------------------------------------- grouped analogs
+
+
+def test_correlated_groups_link_series_whose_step_changes_move_together():
+    from models.growth_bootstrap import correlated_groups
+
+    a = np.array([0.0, 1.0, 3.0, 2.0, 5.0, 4.0])
+    b = 2.0 * a + 7.0  # the same changes, doubled: correlation 1
+    # changes of c: [0, 1, 0, -1, 0] against a's [1, 2, -1, 3, -1] (centred on 0.8):
+    # covariance 1.2 - 2.2 = -1 < 0, below any positive threshold
+    c = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    d = np.full(6, 3.0)  # never changes: a group of its own
+    groups = correlated_groups(np.column_stack([a, c, b, d]), 0.5)
+    assert groups.tolist() == [0, 1, 0, 2]
+    # a threshold above every correlation leaves each series alone
+    assert correlated_groups(np.column_stack([a, c, b, d]), 1.01).tolist() == [0, 1, 2, 3]
+
+
+def test_grouped_analogs_keep_synchronous_servers_joint():
+    # two servers of one job: b is a plus 100 W at every step, so every grouped path keeps it
+    rng = np.random.default_rng(4)
+    a = 100.0 + 400.0 * rng.integers(0, 2, size=300)
+    hist = np.column_stack([a, a + 100.0])
+    fc = growth(num_samples=64, space="linear", season_s=0.0, neighbours=0.2, min_pool=5,
+                offset_decay=0.0, group_corr=0.5, seed=1).forecast(hist, 300.0, 1.0, 2)
+    np.testing.assert_allclose(fc.samples[..., 1] - fc.samples[..., 0], 100.0)
+    assert fc.info["pool"] == "analog"  # one group: the joint pool
+
+
+def test_independent_groups_reach_row_levels_one_origin_per_path_cannot():
+    # a and b are never high together in the past (b = high exactly when a is low), and their
+    # changes are perfectly anti-correlated (< 0.5): two groups. One origin per path keeps
+    # the row at 600 W in every path; a separate origin per group also draws both high at
+    # once (1000 W), an upper tail no joint resample of the past can show.
+    rng = np.random.default_rng(5)
+    on = rng.integers(0, 2, size=400).astype(bool)
+    hist = np.column_stack([np.where(on, 500.0, 100.0), np.where(on, 100.0, 500.0)])
+    kw = dict(num_samples=256, space="linear", season_s=0.0, neighbours=0.2, min_pool=5,
+              offset_decay=0.0, seed=2)
+    joint = growth(**kw).forecast(hist, 400.0, 1.0, 1).samples.sum(axis=2)  # (S, H)
+    grouped = growth(group_corr=0.5, **kw).forecast(hist, 400.0, 1.0, 1).samples.sum(axis=2)
+    np.testing.assert_allclose(joint, 600.0)
+    assert (grouped > 900.0).mean() > 0.1
+    assert set(np.unique(np.round(grouped))) <= {200.0, 600.0, 1000.0}
+    assert grouped.shape == joint.shape
+
+
+def test_group_corr_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match="group_corr"):
+        growth(group_corr=1.5)

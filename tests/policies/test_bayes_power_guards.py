@@ -73,19 +73,20 @@ def test_caps_lift_once_the_margin_has_held_for_release_hold_s():
     assert x.details["p_breach_uncapped"] == 0.025 and x.why.startswith("lift all")
 
 
-def test_the_default_release_margin_is_a_quarter_of_the_target():
-    # defaults: target 1 %, release_ratio 0.25, release_hold_s 10 -> lift only at <= 0.25 %
+def test_the_default_release_margin_is_half_the_target_with_no_hold():
+    # defaults: target 1 %, release_ratio 0.5, release_hold_s 0 -> lift at the first
+    # decision whose uncapped risk is <= 0.5 %, never while it is 1 %
     pol = BayesPower()
-    assert (pol.params["target_breach"], pol.params["release_ratio"]) == (0.01, 0.25)
+    assert (pol.params["target_breach"], pol.params["release_ratio"],
+            pol.params["release_hold_s"]) == (0.01, 0.5, 0.0)
     caps, memory = np.full(3, np.inf), None
-    for t, (hot, paths) in enumerate([(20, 200)] + [(1, 200)] * 12):  # then 0.5 % for 12 s
+    for t, (hot, paths) in enumerate([(20, 200)] + [(2, 200)] * 12):  # then 1 % for 12 s
         d = pol.decide(*inputs(caps), joint(hot, paths), float(t), memory=memory)
         caps, memory = np.asarray(d.action["caps"], dtype=float), d.state
         assert np.isfinite(caps).sum() == 1, (t, d.why)  # capped, then held, never lifted
-    for t in range(13, 24):  # 0 % from t=13: calm for 10 s at t=23
-        d = pol.decide(*inputs(caps), joint(0, 200), float(t), memory=memory)
-        caps, memory = np.asarray(d.action["caps"], dtype=float), d.state
-        assert np.isfinite(caps).any() == (t < 23), (t, d.why)
+    d = pol.decide(*inputs(caps), joint(1, 200), 13.0, memory=memory)  # 0.5 %: calm
+    assert not np.isfinite(np.asarray(d.action["caps"], dtype=float)).any(), d.why
+    assert d.why.startswith("lift all")
 
 
 def test_the_decision_reports_the_window_its_caps_govern():
@@ -192,15 +193,22 @@ def test_the_default_search_reaches_a_row_of_many_small_servers_and_one_large_on
     assert out["p_breach"] <= 0.5
 
 
-def test_the_default_horizon_is_the_documented_48_steps():
-    # README: "the power scenario's horizon parameter (48 steps by default) must reach the
-    # actuation delay plus one step"; the replay asks the forecaster for that many steps
+def test_the_default_horizon_reaches_the_window_the_caps_govern():
+    # window [now + delay, now + delay + step]; step 0 starts at now, so the last step it
+    # touches is ceil((delay + step) / step) - 1, and one more is asked:
+    # 1 s steps, 40 s delay -> ceil(41 / 1) + 1 = 42; 57 s steps -> ceil(97 / 57) + 1 = 3
+    from policies.scenarios import power as contract
     from traces.replay.power import PowerScenario
 
-    horizon = BayesPower().params["horizon"]
-    assert horizon == 48
-    delay = PowerScenario.defaults["delay_s"]  # 40 s: plus one 1 s step, well within
-    assert delay / 1.0 + 1 <= horizon
+    pol = BayesPower()
+    assert pol.params["horizon"] is None
+    delay = PowerScenario.defaults["delay_s"]
+    assert delay == 40.0
+    h100, _ = inputs(np.full(3, np.inf), delay_s=delay, step_s=1.0)
+    genai, _ = inputs(np.full(3, np.inf), delay_s=delay, step_s=57.0)
+    assert contract.horizon(h100, pol) == 42
+    assert contract.horizon(genai, pol) == 3
+    assert contract.horizon(h100, BayesPower(horizon=48)) == 48  # an explicit horizon wins
 
 
 def test_the_lowest_priority_server_is_capped_even_when_another_would_cut_more():

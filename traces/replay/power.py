@@ -298,8 +298,17 @@ class PowerScenario(Scenario):
                 for i, sid in enumerate(data.server_ids)]
 
     def forecast_horizon(self, policy: Policy, data: PowerData) -> int:
-        """Return the steps a forecast for ``policy`` must cover: its ``horizon`` parameter."""
-        return int(getattr(policy, "params", {}).get("horizon", 1) or 1)
+        """Return the steps a forecast for ``policy`` must cover.
+
+        As the decision path asks (:func:`policies.scenarios.power.horizon`): the policy's
+        window, else its ``horizon`` parameter.
+        """
+        future = bool(getattr(policy, "reads_future", False))
+        spec = contract.Spec(server_ids=data.server_ids, budget_w=data.budget_w,
+                             p_max_w=data.p_max_w, p_idle_w=data.p_idle_w,
+                             low_priority=data.low_priority, step_s=data.step_s,
+                             delay_s=0.0 if future else float(self.config["delay_s"]))
+        return contract.horizon(spec, policy)
 
     def run(self, policy: Policy, data: PowerData, *, seed: int = 0, timeline: bool = False,
             forecaster: Any = None) -> RunResult:
