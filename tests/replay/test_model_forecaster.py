@@ -183,3 +183,18 @@ def test_the_forecaster_training_shows_its_progress(capsys):
     run_replay(_frame(), "vm", ["hpa"], options=OPTS, model="quantile-gbm",
                model_params={"context_length": 24, "max_iter": 3, "quantiles": [0.1, 0.5, 0.9]})
     assert "quantile model" not in capsys.readouterr().err
+
+
+def test_a_callers_own_online_forecaster_restarts_for_every_sweep_point():
+    """A forecaster object handed to ``run_replay`` is one object for all runs of a sweep:
+    each run must stream from its start, as the default (made anew per run) does. Before the
+    restart, the second sweep point's forecasts were drawn from a generator the first run
+    had advanced."""
+    from policies.pipeline import default_forecaster
+
+    frame = _frame()
+    own = default_forecaster("vm", seed=0)
+    rep = run_replay(frame, "vm", ["bayes"], options=OPTS, sweep=True, forecaster=own)
+    default = run_replay(frame, "vm", ["bayes"], options=OPTS, sweep=True)
+    assert len(rep["policies"]["bayes"]) > 1
+    assert rep["policies"]["bayes"] == default["policies"]["bayes"]

@@ -378,10 +378,12 @@ def run_replay(
                 raise InputError(str(exc), where=f"policy {cls.name} {ps}") from None
             if forecaster == "model":
                 fc = forecaster_for(pol, seed, predictor)
-                if isinstance(fc, PredictorForecaster):
-                    fc.restart()  # an online model streams each run from its start
             else:
                 fc = forecaster_for(pol, seed, None if forecaster == "auto" else forecaster)
+            if isinstance(fc, PredictorForecaster):
+                # an online model streams each run from its start, a caller's own object too:
+                # a sweep point must not see what the previous point's run taught it
+                fc.restart()
             want_tl = ps == _timeline_point(cls, sweep)
             t0 = time.perf_counter()
             res = sc.run(pol, data, seed=seed, timeline=want_tl, forecaster=fc)
