@@ -350,7 +350,7 @@ class BayesPower(Policy):
         delay, 3 for a 57 s row.
         """
         if self.params["horizon"] is not None:
-            return int(self.params["horizon"])
+            return max(1, int(self.params["horizon"]))  # a forecast covers at least one step
         return int(math.ceil((float(spec.delay_s) + float(spec.step_s)) / float(spec.step_s))) + 1
 
     def _matrix(self, spec: Spec, forecast: Forecast, n: int) -> np.ndarray:

@@ -154,15 +154,18 @@ def test_the_row_runs_on_the_trace_clock_or_from_each_run_start(align, t0):
     np.testing.assert_array_equal(r.timeline["t_s"], t0 + 60.0 * np.arange(4))
 
 
-@pytest.mark.parametrize("horizon", [0, None])
-def test_a_forecast_covers_at_least_one_step(horizon):
+def test_a_forecast_covers_at_least_one_step():
     from policies.bayes_power import BayesPower
 
     sc = PowerScenario(servers=2)
     data = sc.prepare(build_frame(UTIL, step_s=60.0))
-    assert sc.forecast_horizon(BayesPower(), data) == 48  # the default the README documents
+    # the default reads the decision window [now + delay, now + delay + step] plus step 0:
+    # ceil((40 s + 60 s) / 60 s) + 1 = 3 steps (docs/power.md)
+    assert sc.forecast_horizon(BayesPower(), data) == 3
+    assert sc.forecast_horizon(BayesPower(horizon=None), data) == 3
     assert sc.forecast_horizon(FixedCaps(), data) == 1  # a policy without a horizon
-    assert sc.forecast_horizon(BayesPower(horizon=horizon), data) == 1
+    assert sc.forecast_horizon(BayesPower(horizon=0), data) == 1
+    assert sc.forecast_horizon(BayesPower(horizon=5), data) == 5  # an explicit horizon wins
 
 
 def test_a_row_that_draws_no_power_loses_no_performance():
