@@ -21,8 +21,8 @@ PAGES = sorted((ROOT / "docs").glob("*.md"))
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)\)")
 
 
-def _prose(text: str) -> str:
-    """The text outside fenced blocks and inline code, where links are links."""
+def _outside_fences(text: str) -> list[str]:
+    """The lines of ``text`` outside fenced code blocks."""
     out, fence = [], None
     for line in text.splitlines():
         m = re.match(r"^\s*(`{3,}|~{3,})", line)
@@ -31,8 +31,13 @@ def _prose(text: str) -> str:
         elif m and fence is not None and line.strip().startswith(fence):
             fence = None
         elif fence is None:
-            out.append(re.sub(r"`[^`]*`", "", line))
-    return "\n".join(out)
+            out.append(line)
+    return out
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced blocks and inline code, where links are links."""
+    return "\n".join(re.sub(r"`[^`]*`", "", line) for line in _outside_fences(text))
 
 
 def _mkdocs_slug(title: str) -> str:  # Python-Markdown's toc.slugify, as MkDocs uses it
@@ -64,16 +69,7 @@ def _anchors(path: Path) -> tuple[set[str], set[str]]:
 
 
 def _prose_with_headings(text: str) -> list[str]:
-    out, fence = [], None
-    for line in text.splitlines():
-        m = re.match(r"^\s*(`{3,}|~{3,})", line)
-        if m and fence is None:
-            fence = m.group(1)
-        elif m and fence is not None and line.strip().startswith(fence):
-            fence = None
-        elif fence is None and re.match(r"^#{1,6} ", line):
-            out.append(line)
-    return out
+    return [line for line in _outside_fences(text) if re.match(r"^#{1,6} ", line)]
 
 
 def _broken_links(path: Path) -> list[str]:
