@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
             sc = rep["config"]["model"].get("scored")
             if sc:
                 notes[name] = (f"forecast CRPS {sc['crps']:.4g}, MSE {sc['mse']:.4g}, "
-                               f"coverage_90 {sc['coverage_90']:.3f}")
+                               f"coverage_90 {sc['coverage_90']:.3f}, upper-99 coverage "
+                               f"{sc['coverage_upper_99']:.3f}")
         curves[f"bayes ({name})"] = [(r["totals"]["violation_rate"],
                                       r["totals"]["replica_seconds"])
                                      for r in rep["policies"]["bayes"]]

@@ -28,7 +28,7 @@ from common.errors import InputError, ModelError, NoDataError
 from models.data import Series, make_windows, window_entities
 
 #: Metrics kept in the registry's ``metrics.validation`` (averaged over indicators).
-KEPT_METRICS = ("crps", "mse", "mae", "wql_mean", "coverage_90")
+KEPT_METRICS = ("crps", "mse", "mae", "wql_mean", "coverage_90", "coverage_upper_99")
 
 
 def _raw_parts(raw: list[Series], scaled: list[Series]) -> list[Series]:
@@ -102,8 +102,8 @@ def score(predictor: Any, validation: list[Series], context: int, horizon: int) 
     """Score ``predictor`` on every window of ``validation`` (data units).
 
     Returns:
-        ``{"crps", "mse", "mae", "wql_mean", "coverage_90", "windows", "fallbacks",
-        "per_indicator"}``.
+        ``{"crps", "mse", "mae", "wql_mean", "coverage_90", "coverage_upper_99", "windows",
+        "fallbacks", "per_indicator"}``.
 
     Raises:
         ModelError: the predictor cannot forecast these windows (indicators, horizon).

@@ -90,7 +90,10 @@ def forecaster_line(info: dict) -> str:
     if sc:
         figures = (f", crps={human(sc['crps'], digits=4)} mse={human(sc['mse'], digits=4)}"
                    f" (the forecast series' units, squared for mse) coverage_90="
-                   f"{human(sc['coverage_90'], '%')} over {count(sc['windows'], 'window')}")
+                   f"{human(sc['coverage_90'], '%')}"
+                   + (f" coverage_upper_99={human(sc['coverage_upper_99'], '%')}"
+                      if "coverage_upper_99" in sc else "")
+                   + f" over {count(sc['windows'], 'window')}")
     elif info.get("model") == "truth":
         figures = " (perfect foresight: nothing to score)"
     else:

@@ -52,6 +52,9 @@ def test_wql_coverage_mse_mae_by_hand():
     assert a["coverage_90"] == pytest.approx(0.0)  # point forecast 2 never covers 1 or 3
     assert b["mse"] == pytest.approx(((1.5 - 1) ** 2 + (1.5 - 10) ** 2) / 2)
     assert b["coverage_90"] == pytest.approx(0.5)
+    # upper 99 % quantile: a's is 2 (y 1 under, 3 over), b's 2.97 (y 1 under, 10 over)
+    assert a["coverage_upper_99"] == pytest.approx(0.5)
+    assert b["coverage_upper_99"] == pytest.approx(0.5)
     assert r["average"]["mse"] == pytest.approx((a["mse"] + b["mse"]) / 2)
 
 

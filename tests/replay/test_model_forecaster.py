@@ -35,6 +35,8 @@ def test_a_trained_model_feeds_bayes_and_every_policy_is_scored_after_the_split(
     # the step in progress, then (30 + 15) / 15 steps of boot and decision period
     assert info["horizon_needed"] == 4 and info["prediction_length"] == 4
     assert info["scored"]["windows"] > 100 and info["scored"]["crps"] > 0
+    # the tail a 1 % SLA lives in, recorded beside the 90 % interval's coverage
+    assert 0.5 < info["scored"]["coverage_upper_99"] <= 1.0
     assert rep["config"]["forecasters_used"] == {"bayes": "model:window-mean"}
 
     # the peers are scored on the same part: hpa equals a replay of the second half alone

@@ -32,6 +32,8 @@ def test_the_forecaster_line_has_dates_units_and_plurals():
         "forecaster model:last: scored 2023-11-14 22:13:20 UTC .. 2023-11-14 23:13:20 UTC, "
         "crps=1.235 k mse=2.5 M (the forecast series' units, squared for mse) "
         "coverage_90=90 % over 1 window")
+    info["scored"]["coverage_upper_99"] = 0.995
+    assert forecaster_line(info).endswith("coverage_90=90 % coverage_upper_99=99.5 % over 1 window")
 
 
 def test_replay_prints_units_on_every_figure(trace_csv, tmp_path):

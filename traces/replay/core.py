@@ -240,7 +240,8 @@ def model_forecaster(model: str, sc: Any, train_frame: pd.DataFrame, data: Any, 
         raise InputError(str(exc), where="--forecaster") from None
     info.update(context_length=context, prediction_length=predictor.prediction_length,
                 horizon_needed=need, scored={k: metrics[k] for k in
-                                             ("crps", "mse", "mae", "coverage_90", "windows")})
+                                             ("crps", "mse", "mae", "coverage_90",
+                                              "coverage_upper_99", "windows")})
     return predictor, _jsonable(info)
 
 
