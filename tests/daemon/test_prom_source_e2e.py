@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def test_source_gives_the_forecast_and_decisions_of_pushed_samples(
     real = int(time.time())
     now = real - real % STEP - 60
     points = demand_samples(np.random.default_rng(seed), now)
-    series = f"parity-{server}-{seed}-{real}"
+    series = f"parity-{server}-{seed}-{uuid.uuid4().hex}"  # one per run: two in one second collided
     write(server, servers[server], {"__name__": "demand", "series": series}, points)
 
     store = open_store(settings_factory, **SETTINGS)
@@ -225,7 +226,7 @@ def test_long_ranges_are_read_in_chunks_under_prometheus_point_limit(servers) ->
     step = 1
     # the last 50 minutes (Prometheus takes remote-written samples up to 1 h behind its head)
     points = [(t, float(t % 997)) for t in range(now - 3000, now)]
-    series = f"chunks-{real}"
+    series = f"chunks-{uuid.uuid4().hex}"
     write("prometheus", prom, {"__name__": "demand", "series": series}, points)
     src = PromSource(serverAddress=prom, query=f'demand{{series="{series}"}}')
     # one request of 12,000 points is over Prometheus' 11,000 per series: refused ...
@@ -268,7 +269,7 @@ def test_bearer_and_basic_auth_reach_the_source_and_a_401_is_a_fallback_with_a_r
         servers, guarded, settings_factory, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     real = int(time.time())
     now = real - real % STEP - 60
-    series = f"auth-{real}"
+    series = f"auth-{uuid.uuid4().hex}"
     points = [(t, 2.0 + (t % 60) / 60) for t in range(now - 1800, now)]
     write("victoria-metrics", servers["victoria-metrics"],
           {"__name__": "demand", "series": series}, points)
