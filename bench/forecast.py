@@ -6,8 +6,12 @@ Usage:
 
 With ``--floor`` it prints instead, per container, the MSE of an oracle that knows each
 indicator's test-period mean (the smaller of the test variance and the last-value MSE,
-per indicator), and the largest |autocorrelation| (lags 1..300) of the two-level blkio
-state sequences: a bound on what any 1-step forecaster can reach on these files.
+per indicator), the CRPS of an oracle that knows each indicator's test-period distribution
+(per indicator the smaller of two: the test values' own marginal distribution, or the last
+value plus the test period's distribution of one-step changes; S = 100 samples read at
+the levels (s + 0.5)/S, as the protocol's sample CRPS), and the largest |autocorrelation|
+(lags 1..300) of the two-level blkio state sequences: references for what a 1-step
+forecaster that is not told the test period can reach on these files.
 
 Prints, per model and container, the wall-clock training time (HARMONY protocol split,
 early stopping and calibration included) and the time of one batched forecast of
@@ -66,8 +70,11 @@ def floor(args) -> None:
     from models.data import make_windows
     from models.evaluate import load_dataset, split_dataset
 
-    print(f"{'container':<12}{'oracle MSE':>11}{'blkio max|acf|':>16}")
-    vals = []
+    from models.metrics import crps_samples
+
+    print(f"{'container':<12}{'oracle MSE':>11}{'oracle CRPS':>12}{'blkio max|acf|':>16}")
+    vals, crpss = [], []
+    levels = (np.arange(100) + 0.5) / 100
     for c in args.containers.split(","):
         ds = load_dataset(args.data / f"container{c}.csv")
         sp = split_dataset(ds, args.context, 1)
@@ -75,6 +82,12 @@ def floor(args) -> None:
         y, last = y[:, 0], x[:, -1]
         per = np.minimum(y.var(axis=0), ((y - last) ** 2).mean(axis=0))
         vals.append(per.mean())
+        marginal = np.quantile(y, levels, axis=0)  # (S, M): the same draws for every step
+        changes = np.quantile(y - last, levels, axis=0)
+        told = crps_samples(np.broadcast_to(marginal, (len(y),) + marginal.shape), y)
+        moved = crps_samples(last[:, None, :] + changes[None], y)
+        crps = np.minimum(told.mean(axis=0), moved.mean(axis=0))
+        crpss.append(crps.mean())
         acf = []
         raw = ds.series[0]
         for j, name in enumerate(raw.indicators):
@@ -83,8 +96,8 @@ def floor(args) -> None:
                 st = (v > (v.max() + v.min()) / 2).astype(float)
                 st -= st.mean()
                 acf += [abs(np.corrcoef(st[:-k], st[k:])[0, 1]) for k in range(1, 301)]
-        print(f"{'container' + c:<12}{per.mean():>11.4f}{max(acf):>16.3f}")
-    print(f"{'mean':<12}{np.mean(vals):>11.4f}")
+        print(f"{'container' + c:<12}{per.mean():>11.4f}{crps.mean():>12.4f}{max(acf):>16.3f}")
+    print(f"{'mean':<12}{np.mean(vals):>11.4f}{np.mean(crpss):>12.4f}")
 
 
 if __name__ == "__main__":
