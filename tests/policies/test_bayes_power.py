@@ -87,12 +87,15 @@ def test_select_caps_takes_the_server_that_is_high_where_the_row_breaches():
 
 
 def test_select_caps_breaks_ties_by_the_excess_removed_in_the_breaching_paths():
-    # no single server fixes a path (each hot path 600 W over): the first pick is the one
-    # removing the most excess there (s1: 400 W), not the highest on average (s0: 300 W)
-    x = np.asarray(RISING)[:, None, :]
-    caps, p = select_caps(x, 600.0, np.zeros(3), 0.05, idle_w=IDLE, max_w=PMAX)
-    # s1 (-400) then s0 (-300): hot row 1200 -> 500, calm row 800 -> 500; s2 stays free
-    assert np.isfinite(caps).tolist() == [True, True, False] and p == 0.0
+    # s0 draws 200 W in every path (100 W above idle); s1 and s2 idle in 8 calm paths and
+    # draw 500 W in 2 hot ones: hot row 1200 W, 700 W over a 500 W budget, more than any one
+    # server removes, so no first pick fixes a path. The first pick is the one removing the
+    # most excess there (s1: 400 W), not the highest on average (s0: 100 W against 80 W);
+    # then s2 brings the hot paths under. The mean-power order takes s0, s1 and s2.
+    x = np.asarray([[200.0, 100.0, 100.0]] * 8 + [[200.0, 500.0, 500.0]] * 2)[:, None, :]
+    caps, p = select_caps(x, 500.0, np.zeros(3), 0.05, idle_w=IDLE, max_w=PMAX)
+    assert np.isfinite(caps).tolist() == [False, True, True] and p == 0.0
+    assert caps[1] == caps[2] == pytest.approx(150.0, abs=1.0)  # 200 + 2 L <= 500
 
 
 def test_policy_caps_before_breach_then_lifts_when_calm():
