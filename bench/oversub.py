@@ -33,6 +33,11 @@ Examples::
     .venv/bin/python bench/oversub.py --row h100 --out out/oversub-h100.json
     .venv/bin/python bench/oversub.py --row genai --stop 6 --step-ratio 0.25 --fine-step 0.05
     .venv/bin/python bench/oversub.py --row h100 --param bayes.target_breach=0.001
+    .venv/bin/python bench/oversub.py --row genai --policies bayes --explain 3.25
+
+``--explain RATIO`` scans nothing: it replays each policy at that ratio and prints, for
+every breach step, the decisions whose caps were in force then and their ``why`` (for
+``bayes`` the forecast's P(breach) with and without caps): a missed tail or a rule's choice.
 
 ``--param NAME.k=v`` sets a policy parameter; the row label then names it, so a tried
 parameter is reported as its own row, never as the policy's default.
@@ -49,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -205,6 +211,66 @@ def scan_policy(frame: pd.DataFrame, options: dict[str, Any], policy: str,
     return refined_ratio(run_at, ratios, fine_step, max_capped, patience)
 
 
+def governing(t: int, step_s: float, delay_s: float) -> list[int]:
+    """Decisions whose caps were in force during step ``t`` (the replay's actuation model).
+
+    A cap decided before step ``d`` acts ``delay_s`` later: with ``delay_s = q·step + r``
+    the first ``r`` seconds of step ``t`` run under decision ``t − q − 1`` and the rest under
+    decision ``t − q`` (:mod:`traces.replay.power`). Earliest first; none before step 0.
+    """
+    q = int(delay_s // step_s)
+    r = delay_s - q * step_s
+    out = ([t - q - 1] if r > 0 else []) + [t - q]
+    return [d for d in out if d >= 0]
+
+
+def explain(frame: pd.DataFrame, options: dict[str, Any], policy: str, params: dict[str, Any],
+            ratio: float, *, seed: int = 0) -> dict[str, Any]:
+    """Replay ``policy`` at ``ratio`` and say, for each breach step, what decided its caps.
+
+    Returns the run's ``totals`` and ``breaches``: per breach step ``t`` the row's uncapped
+    demand and its power after caps as fractions of the budget, and every decision that
+    governed the step (:func:`governing`): its step, ``why`` and ``details`` (for ``bayes``
+    the forecast's P(breach) uncapped and under its caps). A breach whose decisions all
+    reported an uncapped risk under the target is a forecast that missed (too low a tail,
+    the actuation delay); one under caps too few or too late is the rule's.
+    """
+    from policies import registry
+    from policies.pipeline import forecaster_for
+    from traces.replay.power import PowerScenario
+
+    sc = PowerScenario(**{**options, "oversubscription": float(ratio)})
+    data = sc.prepare(frame)
+    pol = registry.create(policy, "power", **params)
+    made: dict[int, tuple[str, dict[str, Any]]] = {}
+    decide = pol.decide
+
+    def record(spec: Any, obs: Any, forecast: Any, now: float, memory: Any = None) -> Any:
+        dec = decide(spec, obs, forecast, now, memory)
+        made[int(obs.t)] = (dec.why, dict(dec.details or {}))
+        return dec
+
+    pol.decide = record  # type: ignore[method-assign]
+    res = sc.run(pol, data, seed=seed, forecaster=forecaster_for(pol, seed), timeline=True)
+    delay = 0.0 if getattr(pol, "reads_future", False) else float(sc.config["delay_s"])
+    budget = data.budget_w
+    demand = data.demand_w.sum(axis=1)
+    row = res.timeline["row_power_kw"].to_numpy() * 1000.0
+    breaches = []
+    for t in np.flatnonzero(res.extra["breach"]):
+        breaches.append({
+            "step": int(t), "demand": float(demand[t] / budget), "row": float(row[t] / budget),
+            "decisions": [{"step": d, "why": made[d][0],
+                           **{k: v for k, v in made[d][1].items()
+                              if isinstance(v, int | float | str)}}
+                          for d in governing(int(t), data.step_s, delay) if d in made],
+        })
+    return {"policy": policy, "ratio": float(ratio),
+            "totals": {k: float(v) for k, v in res.totals.items()
+                       if isinstance(v, int | float)},
+            "breaches": breaches}
+
+
 def uncapped_ratio(results: dict[str, dict[str, Any]]) -> tuple[float | None, float | None]:
     """Highest scanned ratio whose *uncapped* demand never exceeds the budget, and the next.
 
@@ -292,6 +358,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pods", type=int, default=32, help="genai row: pods (= GPUs) in it")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="write every point as JSON here")
+    ap.add_argument("--explain", type=float, metavar="RATIO",
+                    help="no scan: replay each policy at RATIO and print, per breach step, "
+                         "the decisions that governed it (their why)")
     a = ap.parse_args(argv)
 
     row = rows(a.data)[a.row]
@@ -306,6 +375,23 @@ def main(argv: list[str] | None = None) -> None:
     frame = load_row(row, a.pods)
     print(f"row {a.row}: {frame['entity'].nunique()} series from {row.trace} "
           f"(step {row.step_s:g} s) in {time.time() - t0:.1f}s; options {options}", flush=True)
+    if a.explain is not None:
+        out = [explain(frame, options, name, params.get(name, {}), a.explain, seed=a.seed)
+               for name in a.policies.split(",")]
+        for ex in out:
+            tot = ex["totals"]
+            print(f"{ex['policy']} {ex['ratio']:.2f}x: breach steps {tot['breach_steps']:.0f}, "
+                  f"capped {100 * tot['capped_fraction']:.2f} %, uncapped demand above "
+                  f"budget in {tot['demand_breach_steps']:.0f} steps")
+            for b in ex["breaches"]:
+                print(f"  step {b['step']}: demand {b['demand']:.3f}, after caps "
+                      f"{b['row']:.3f} of budget")
+                for d in b["decisions"]:
+                    print(f"    decided at step {d['step']}: {d['why']}")
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps(out, indent=1))
+        return
     ratios = ratio_grid(a.start, a.stop, a.step_ratio)
     results: dict[str, dict[str, Any]] = {}
     for name in a.policies.split(","):

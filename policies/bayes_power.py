@@ -89,10 +89,14 @@ def select_caps(
 ) -> tuple[np.ndarray, float]:
     """Caps on the fewest lowest-priority servers, as high as possible, with ``P_breach <= eps``.
 
-    First the fewest servers, taken lowest priority first (ties: the one whose capping cuts
-    the most expected power first), that reach ``P_breach <= eps`` when held at idle; then
-    the highest common cap level for those servers that still meets it (bisection), so no
-    server is clipped deeper than needed.
+    Servers are added one at a time, held at idle, from the lowest priority class that still
+    has uncapped servers: each time the one that brings the most over-budget paths under the
+    budget, ties broken by the most excess power removed over the over-budget paths (the
+    servers that are high *in the paths that breach*, e.g. those whose power is rising,
+    rather than the ones high on average); until ``P_breach <= eps``. Then the highest
+    common cap level for the chosen servers that still meets it (bisection), so no server is
+    clipped deeper than needed. Capped server-time counts servers, not depth, so the fewest
+    servers is what is minimised.
 
     Args:
         samples: ``(S, H, N)`` joint demanded power over the window the caps will govern.
@@ -110,18 +114,29 @@ def select_caps(
     """
     s, h, n = samples.shape
     caps = np.full(n, np.inf)
+    limit = budget_w + 1e-9
     row = samples.sum(axis=2)  # (S, H)
-    p = float(np.mean(row.max(axis=1) > budget_w + 1e-9))
+    p = float(np.mean(row.max(axis=1) > limit))
     if p <= eps:
         return caps, p
     cut = np.maximum(samples - idle_w, 0.0)  # (S, H, N) power removed by a cap at idle
+    free = np.ones(n, dtype=bool)
+    prio = np.asarray(priority, dtype=np.float64)
     chosen: list[int] = []
-    for i in cap_order(priority, cut.mean(axis=(0, 1))):
-        chosen.append(int(i))
-        row = row - cut[:, :, i]
-        p = float(np.mean(row.max(axis=1) > budget_w + 1e-9))
-        if p <= eps:
-            break
+    while p > eps and free.any():
+        cls = free & (prio == prio[free].min())  # the lowest class with uncapped servers
+        cand = np.flatnonzero(cls)
+        over = row.max(axis=1) > limit  # (S,) paths that breach now
+        r_over = row[over]  # (B, H)
+        after = r_over[:, :, None] - cut[over][:, :, cand]  # (B, H, C)
+        fixed = (after.max(axis=1) <= limit).sum(axis=0)  # (C,) paths brought under
+        removed = (np.maximum(r_over - limit, 0.0)[:, :, None]
+                   - np.maximum(after - limit, 0.0)).sum(axis=(0, 1))  # (C,) excess cut
+        best = int(cand[np.lexsort((-removed, -fixed))[0]])
+        chosen.append(best)
+        free[best] = False
+        row = row - cut[:, :, best]
+        p = float(np.mean(row.max(axis=1) > limit))
     caps[chosen] = idle_w
     if p > eps:
         return caps, p

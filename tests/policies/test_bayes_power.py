@@ -69,6 +69,35 @@ def test_select_caps_lowest_priority_first_and_just_enough():
     assert np.isfinite(caps).tolist() == [True, True, False] and p == 0.0
 
 
+# 8 calm paths (row 800 W) and 2 hot ones (row 1200 W) where s1 rises from idle to 500 W;
+# s0 is the highest on average (400 W in every path) but only s1 is high where it breaches
+RISING = [[400.0, 100.0, 300.0]] * 8 + [[400.0, 500.0, 300.0]] * 2
+
+
+def test_select_caps_takes_the_server_that_is_high_where_the_row_breaches():
+    x = np.asarray(RISING)[:, None, :]  # (10, 1, 3), budget 800: the hot paths 400 W over
+    caps, p = select_caps(x, 800.0, np.zeros(3), 0.05, idle_w=IDLE, max_w=PMAX)
+    # one server: s1 at idle brings both hot paths to 800 W; taking servers by their mean
+    # power (s0, 300 W above idle, then s2) would cap two
+    assert np.isfinite(caps).tolist() == [False, True, False] and p == 0.0
+    assert caps[1] == pytest.approx(IDLE, abs=1.0)  # 400 + L + 300 <= 800 -> L = idle
+    # priority still comes first: s1 high priority -> the two low-priority servers instead
+    caps, p = select_caps(x, 800.0, np.array([0.0, 1.0, 0.0]), 0.05, idle_w=IDLE, max_w=PMAX)
+    assert np.isfinite(caps).tolist() == [True, False, True] and p == 0.0
+
+
+def test_select_caps_breaks_ties_by_the_excess_removed_in_the_breaching_paths():
+    # s0 draws 200 W in every path (100 W above idle); s1 and s2 idle in 8 calm paths and
+    # draw 500 W in 2 hot ones: hot row 1200 W, 700 W over a 500 W budget, more than any one
+    # server removes, so no first pick fixes a path. The first pick is the one removing the
+    # most excess there (s1: 400 W), not the highest on average (s0: 100 W against 80 W);
+    # then s2 brings the hot paths under. The mean-power order takes s0, s1 and s2.
+    x = np.asarray([[200.0, 100.0, 100.0]] * 8 + [[200.0, 500.0, 500.0]] * 2)[:, None, :]
+    caps, p = select_caps(x, 500.0, np.zeros(3), 0.05, idle_w=IDLE, max_w=PMAX)
+    assert np.isfinite(caps).tolist() == [False, True, True] and p == 0.0
+    assert caps[1] == caps[2] == pytest.approx(150.0, abs=1.0)  # 200 + 2 L <= 500
+
+
 def test_policy_caps_before_breach_then_lifts_when_calm():
     pol = BayesPower(target_breach=0.05, release_ratio=0.25, release_hold_s=3.0)
     d = pol.decide(*inputs(), joint(PATHS), 0.0)

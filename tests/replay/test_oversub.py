@@ -104,3 +104,43 @@ def test_uncapped_ratio_pools_the_demand_breaches_of_every_policy():
            "b": {"points": [pt(1.0, 0), pt(1.1, 0)]}}
     assert oversub.uncapped_ratio(res) == (1.1, 1.2)
     assert oversub.uncapped_ratio({"b": res["b"]}) == (1.1, None)
+
+
+def test_governing_decisions_follow_the_actuation_delay():
+    # 1 s steps, 40 s delay: step 50 runs wholly under the caps decided before step 10
+    assert oversub.governing(50, 1.0, 40.0) == [10]
+    assert oversub.governing(39, 1.0, 40.0) == []  # nothing decided yet acts
+    # 57 s steps: the first 40 s of step 5 under decision 4, the last 17 s under decision 5
+    assert oversub.governing(5, 57.0, 40.0) == [4, 5]
+    assert oversub.governing(0, 57.0, 40.0) == [0]
+    assert oversub.governing(7, 60.0, 0.0) == [7]  # no delay (the oracle)
+
+
+def _jump_row() -> pd.DataFrame:
+    # 3 servers at 300 W for steps 0-4 (row 900 W), then 600 W (row 1800 W) for steps 5-9;
+    # the budget holds 2 servers at 700 W = 1400 W
+    v = np.full((10, 3), 300.0)
+    v[5:] = 600.0
+    return build_frame(v, metric="power_w", step_s=60.0)
+
+
+def test_explain_names_each_breach_step_and_the_decision_that_capped_it():
+    # POLCA with a one-step delay (60 s): step 5 and 6 breach under no caps (decided at 4
+    # and 5, when the row was calm); the brake decided at 6 (row at 129 %) holds steps 7-8
+    # at 3 x 350 W; decided at 8 on step 7's 75 %, only the low-priority server is capped
+    # (525 W) and step 9 breaches again under it: 600 + 525 + 600 W
+    opts = {**GPU, "delay_s": 60.0, "budget_servers": 2, "servers": 3}
+    ex = oversub.explain(_jump_row(), opts, "polca", {}, 1.5)
+    assert [b["step"] for b in ex["breaches"]] == [5, 6, 9]
+    assert ex["totals"]["breach_steps"] == 3
+    assert [[d["step"] for d in b["decisions"]] for b in ex["breaches"]] == [[4], [5], [8]]
+    assert ex["breaches"][0]["decisions"][0]["why"].endswith("uncapped")
+    last = ex["breaches"][2]
+    assert last["decisions"][0]["why"].endswith("cap-low")
+    assert last["demand"] == pytest.approx(1800 / 1400)
+    assert last["row"] == pytest.approx(1725 / 1400)
+    # a 40 s delay on 60 s steps: each step has two governing decisions
+    ex = oversub.explain(_jump_row(), {**opts, "delay_s": 40.0}, "polca", {}, 1.5)
+    assert ex["breaches"][0]["step"] == 5
+    assert [d["step"] for d in ex["breaches"][0]["decisions"]] == [4, 5]
+    assert len(ex["breaches"]) == ex["totals"]["breach_steps"]

@@ -477,4 +477,6 @@ def _result(data: PowerData, d: np.ndarray, low: np.ndarray, obs: np.ndarray,
             "budget_kw": np.full(n_t, data.budget_w / 1000.0),
             "caps_active": capped,
         })
-    return RunResult(totals=totals, timeline=tl, extra={"entity_steps": int(n_t * n)})
+    # breach: (T,) bool, the steps counted in breach_steps (bench/oversub.py --explain reads it)
+    return RunResult(totals=totals, timeline=tl,
+                     extra={"entity_steps": int(n_t * n), "breach": breach.copy()})
