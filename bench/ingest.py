@@ -19,8 +19,9 @@ on PostgreSQL, in a fresh schema dropped afterwards, and a third rate besides: r
 4. PostgreSQL only, in the same run and on the same data (fresh seconds, same series and
    values): psycopg 3's binary ``COPY samples FROM STDIN`` with ``write_row``, one
    transaction per batch, rows prepared beforehand. A plain COPY cannot upsert, so it is
-   the ceiling of any write into ``samples``, not a like-for-like rival of the daemon's
-   upsert (which COPYs into a staging table, then INSERT ... SELECT ... ON CONFLICT).
+   the ceiling of any write into ``samples``, not a like-for-like rival of the daemon (which
+   also parses, validates, locks the batch's series, marks them dirty and checks for stored
+   keys, then COPYs new seconds straight in, or upserts through a staging table).
 
 Repeats this ``--repeat`` times, each on a fresh database, and prints every run and the
 medians of the rates and their ratios (the machine is shared, single runs vary a lot).
