@@ -319,9 +319,12 @@ def _mark_dirty(
     ids = sorted(set(series_ids))
     if dialect == "postgresql":
         raw = conn.connection.driver_connection
-        steps = [(_LOCK_SERIES, (ids,)), (_WIDEN_DIRTY, {"lo": lo, "hi": hi, "ids": ids})]
+        # The ids as one array literal, parsed by the server: psycopg adapting a list of
+        # 500 Python ints, three times, took about 4 ms of the batch.
+        array = "{" + ",".join(map(str, ids)) + "}"
+        steps = [(_LOCK_SERIES, (array,)), (_WIDEN_DIRTY, {"lo": lo, "hi": hi, "ids": array})]
         if copy:
-            steps += [(_ANY_STORED, (ids, first, last)), (_SAVEPOINT, None)]
+            steps += [(_ANY_STORED, (array, first, last)), (_SAVEPOINT, None)]
         cursors = [raw.cursor() for _ in steps]
         try:
             with driver_errors(conn, _LOCK_SERIES), raw.pipeline():
