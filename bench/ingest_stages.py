@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -29,27 +28,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def bodies(batches: int, batch_size: int, n_series: int, t0: int) -> list[bytes]:
-    """JSON bodies of ``batch_size`` samples: ``n_series`` series x consecutive seconds."""
-    import orjson
-
-    n_entities = max(1, n_series // 5)
-    metrics = ["cpu_util", "mem_util", "net_in", "net_out", "disk_io"]
-    out, k = [], 0
-    for _ in range(batches + 1):
-        samples = []
-        while len(samples) < batch_size:
-            j = k % n_series
-            samples.append({
-                "entity": f"vm-{j % n_entities}", "kind": "vm",
-                "metric": metrics[(j // n_entities) % len(metrics)],
-                "ts": t0 + k // n_series, "value": (k * 7919 % 1000) / 10.0,
-            })
-            k += 1
-        out.append(orjson.dumps({"samples": samples}))
-    return out
 
 
 class Stages:
@@ -98,8 +76,7 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=500)
     args = ap.parse_args()
 
-    from sqlalchemy import create_engine, text
-
+    from bench.ingest import drop_store, make_bodies
     from service import ingest, intake, migrate
     from service.config import Settings
     from service.store import samples
@@ -132,7 +109,7 @@ def main() -> None:
     store = Store(settings)
     t0 = int(time.time()) - 3600
     try:
-        todo = bodies(args.batches, args.batch_size, args.series, t0)
+        todo = make_bodies(args.batches, args.batch_size, args.series, t0)
         now = int(time.time())
         intake.store_body(store, settings, todo[0], "json", "identity", now)  # creates ids
         stages.on = True
@@ -140,13 +117,7 @@ def main() -> None:
             intake.store_body(store, settings, body, "json", "identity", now)
     finally:
         store.close()
-        if schema:
-            admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            admin.dispose()
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        drop_store(db_url, schema, tmp)
     print(f"load average after : {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     n = args.batches
     total = stages.total.pop("store_body (all of the above)")
