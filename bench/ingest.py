@@ -19,8 +19,9 @@ on PostgreSQL, in a fresh schema dropped afterwards, and a third rate besides: r
 4. PostgreSQL only, in the same run and on the same data (fresh seconds, same series and
    values): psycopg 3's binary ``COPY samples FROM STDIN`` with ``write_row``, one
    transaction per batch, rows prepared beforehand. A plain COPY cannot upsert, so it is
-   the ceiling of any write into ``samples``, not a like-for-like rival of the daemon's
-   upsert (which COPYs into a staging table, then INSERT ... SELECT ... ON CONFLICT).
+   the ceiling of any write into ``samples``, not a like-for-like rival of the daemon (which
+   also parses, validates, locks the batch's series, marks them dirty and checks for stored
+   keys, then COPYs new seconds straight in, or upserts through a staging table).
 
 Repeats this ``--repeat`` times, each on a fresh database, and prints every run and the
 medians of the rates and their ratios (the machine is shared, single runs vary a lot).
@@ -50,12 +51,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def client(  # noqa: PLR0913
-    url: str, batches: int, batch_size: int, n_series: int, t0: int, connections: int, out
-) -> None:  # noqa: ANN001
-    import threading
+def make_bodies(batches: int, batch_size: int, n_series: int, t0: int) -> list[bytes]:
+    """``batches + 1`` JSON bodies of ``batch_size`` samples (the first is the warm-up).
 
-    import httpx
+    ``n_series`` series (``n_series / 5`` entities x 5 metrics) x consecutive seconds from
+    ``t0``: each body covers every series over ``batch_size / n_series`` seconds.
+    """
     import orjson
 
     n_entities = max(1, n_series // 5)
@@ -78,6 +79,30 @@ def client(  # noqa: PLR0913
             )
             k += 1
         bodies.append(orjson.dumps({"samples": samples}))
+    return bodies
+
+
+def drop_store(db_url: str, schema: str | None, tmp: Path | None) -> None:
+    """Drop the bench's PostgreSQL ``schema``, or delete its SQLite folder ``tmp``."""
+    if schema:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def client(  # noqa: PLR0913
+    url: str, batches: int, batch_size: int, n_series: int, t0: int, connections: int, out
+) -> None:  # noqa: ANN001
+    import threading
+
+    import httpx
+
+    bodies = make_bodies(batches, batch_size, n_series, t0)
     headers = {"content-type": "application/json"}
     clients = [httpx.Client(timeout=120) for _ in range(connections)]
     r = clients[0].post(url + "/v1/metrics", content=bodies[0], headers=headers)  # warm-up
@@ -279,15 +304,7 @@ def measure(args: argparse.Namespace, run: int) -> tuple[float, float, float, fl
         if schema:
             copy = raw_rate(settings, args.batches, args.batch_size, args.series, t0, copy=True)
     finally:
-        if schema:
-            from sqlalchemy import create_engine, text
-
-            admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            admin.dispose()
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        drop_store(db_url, schema, None if schema else tmp)
     return stored / elapsed, raw, body_bytes, copy
 
 

@@ -117,39 +117,122 @@ def test_values_round_trip_exactly(pg: Store) -> None:
     assert stored(pg) == {("a", "m", NOW - i): v.hex() for i, v in enumerate(values)}
 
 
-def test_a_failing_write_leaves_nothing(pg: Store, monkeypatch) -> None:  # noqa: ANN001
+def corrupt_row(monkeypatch, index: int) -> None:  # noqa: ANN001
+    """Make row ``index`` of every COPY stream unreadable: the field count says 3, the first
+    field's length 5 (an integer has 4 bytes), so PostgreSQL refuses the COPY at that row."""
+    real = sample_store._copy_payload
+    row = sample_store._COPY_ROW.itemsize
+    header = len(sample_store._COPY_HEADER)
+
+    def payload(sid, t, v) -> bytes:  # noqa: ANN001
+        data = bytearray(real(sid, t, v))
+        at = header + index * row + 2  # after the row's field count
+        data[at : at + 4] = (5).to_bytes(4, "big")
+        return bytes(data)
+
+    monkeypatch.setattr(sample_store, "_copy_payload", payload)
+
+
+@pytest.mark.parametrize("path", ["direct", "upsert"])
+def test_a_bad_row_in_the_middle_of_the_copy_leaves_nothing(
+    pg: Store, monkeypatch, path: str  # noqa: ANN001
+) -> None:
+    # "direct": new seconds only, copied straight into samples; "upsert": one second stored
+    # already, so the batch goes through the staging table and INSERT ... ON CONFLICT.
     sample_store.ingest(pg, batch(("a", "m", 100, 1.0)))
     before = (stored(pg), dirty(pg), names(pg))
-    real = sample_store._upsert_copy
-
-    def broken(conn, series_ids, ts, values) -> None:  # noqa: ANN001
-        # A row of a series that does not exist: PostgreSQL refuses the INSERT ... SELECT
-        # (foreign key) after the COPY and the dirty marks went through.
-        real(conn, [*series_ids, 2_000_000_000], [*ts, NOW], [*values, 1.0])
-
-    monkeypatch.setattr(sample_store, "_upsert_copy", broken)
-    with pytest.raises(exc.IntegrityError):
-        sample_store.ingest(
-            pg, batch(("a", "m", 100, 9.0), ("a", "m", 5, 2.0), ("new", "m", 5, 3.0))
-        )
+    items = [("a", "m", 50 - i, float(i)) for i in range(20)] + [("new", "m", 5, 3.0)]
+    if path == "upsert":
+        items.append(("a", "m", 100, 9.0))
+    corrupt_row(monkeypatch, 10)
+    with pytest.raises(exc.DataError, match="incorrect binary data format"):
+        sample_store.ingest(pg, batch(*items))
     assert (stored(pg), dirty(pg), names(pg)) == before
     assert ("new", "m") not in pg.cache.series  # a rolled-back id never enters the cache
-    monkeypatch.setattr(sample_store, "_upsert_copy", real)
+    monkeypatch.undo()
     # The pooled connection (and its staging table) still serves the next batch.
-    sample_store.ingest(pg, batch(("a", "m", 100, 9.0), ("new", "m", 5, 3.0)))
-    assert stored(pg) == {("a", "m", NOW - 100): (9.0).hex(), ("new", "m", NOW - 5): (3.0).hex()}
+    sample_store.ingest(pg, batch(*items))
+    assert stored(pg) == {
+        ("a", "m", NOW - 100): (9.0 if path == "upsert" else 1.0).hex(),
+        **{("a", "m", NOW - 50 + i): float(i).hex() for i in range(20)},
+        ("new", "m", NOW - 5): (3.0).hex(),
+    }
 
 
-def test_a_database_error_in_the_copy_path_is_sqlalchemys(pg: Store, monkeypatch) -> None:  # noqa: ANN001
+def spy_paths(monkeypatch) -> list[str]:  # noqa: ANN001
+    """Record which COPY path each batch took: ``direct``, ``upsert`` or both in turn."""
+    taken: list[str] = []
+    direct, upsert = sample_store._copy_direct, sample_store._copy_upsert
+
+    def spy_direct(*a):  # noqa: ANN002, ANN202
+        taken.append("direct")
+        return direct(*a)
+
+    def spy_upsert(*a):  # noqa: ANN002, ANN202
+        taken.append("upsert")
+        return upsert(*a)
+
+    monkeypatch.setattr(sample_store, "_copy_direct", spy_direct)
+    monkeypatch.setattr(sample_store, "_copy_upsert", spy_upsert)
+    return taken
+
+
+def test_new_seconds_are_copied_straight_in_and_stored_ones_upserted(
+    pg: Store, monkeypatch  # noqa: ANN001
+) -> None:
+    taken = spy_paths(monkeypatch)
+    sample_store.ingest(pg, batch(("a", "m", 10, 1.0), ("a", "m", 10, 2.0), ("b", "m", 9, 3.0)))
+    assert taken == ["direct"]  # duplicates inside the batch: the later item, no conflict
+    sample_store.ingest(pg, batch(("a", "m", 8, 4.0), ("b", "m", 8, 5.0)))
+    assert taken == ["direct", "direct"]
+    sample_store.ingest(pg, batch(("b", "m", 7, 6.0), ("a", "m", 10, 7.0)))  # a re-sent key
+    assert taken == ["direct", "direct", "upsert"]
+    assert stored(pg) == {
+        ("a", "m", NOW - 10): (7.0).hex(),
+        ("b", "m", NOW - 9): (3.0).hex(),
+        ("a", "m", NOW - 8): (4.0).hex(),
+        ("b", "m", NOW - 8): (5.0).hex(),
+        ("b", "m", NOW - 7): (6.0).hex(),
+    }
+
+
+def test_a_conflict_the_check_missed_rolls_the_direct_copy_back_and_upserts(
+    pg: Store, monkeypatch  # noqa: ANN001
+) -> None:
+    # Should a stored key escape the check (a writer outside ingest), the COPY fails on the
+    # key after it wrote other rows: the savepoint takes them back and the upsert stores
+    # the whole batch once, later items winning.
+    sample_store.ingest(pg, batch(("a", "m", 5, 1.0)))
+    monkeypatch.setattr(
+        sample_store, "_ANY_STORED", "SELECT false FROM (SELECT %s::int[], %s::int8, %s::int8) x"
+    )
+    taken = spy_paths(monkeypatch)
+    items = [("a", "m", 40 - i, float(i)) for i in range(30)] + [("a", "m", 5, 2.0)]
+    assert sample_store.ingest(pg, batch(*items)) == 31
+    assert taken == ["direct", "upsert"]
+    assert stored(pg) == {
+        **{("a", "m", NOW - 40 + i): float(i).hex() for i in range(30)},
+        ("a", "m", NOW - 5): (2.0).hex(),
+    }
+
+
+@pytest.mark.parametrize("statement", ["_ANY_STORED", "_STAGE_UPSERT"])
+def test_a_database_error_in_the_copy_path_is_sqlalchemys(
+    pg: Store, monkeypatch, statement: str  # noqa: ANN001
+) -> None:
     # The API answers sqlalchemy's OperationalError (deadlock, lost connection, timeout)
     # with 503 "retry": the raw psycopg cursor's errors must arrive as such, not as a 500.
+    sample_store.ingest(pg, batch(("a", "m", 10, 1.0)))
+    before = (stored(pg), dirty(pg), names(pg))
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql("SET SESSION statement_timeout = 200")  # the pool's connection
+    slow = "SELECT pg_sleep(1) FROM (SELECT %s::int[], %s::int8, %s::int8) x"
     monkeypatch.setattr(
-        sample_store, "_STAGE_UPSERT", "SET LOCAL statement_timeout = 1; SELECT pg_sleep(1)"
+        sample_store, statement, slow if statement == "_ANY_STORED" else "SELECT pg_sleep(1)"
     )
     with pytest.raises(exc.OperationalError, match="statement timeout"):
-        sample_store.ingest(pg, batch(("a", "m", 10, 1.0)))
-    assert stored(pg) == {}
-    assert names(pg) == set()
+        sample_store.ingest(pg, batch(("a", "m", 10, 2.0), ("b", "m", 10, 1.0)))
+    assert (stored(pg), dirty(pg), names(pg)) == before
 
 
 def test_a_kind_conflict_leaves_nothing(pg: Store) -> None:
@@ -164,9 +247,13 @@ def test_a_kind_conflict_leaves_nothing(pg: Store) -> None:
     assert (stored(pg), dirty(pg), names(pg)) == before
 
 
-def test_the_staging_table_starts_empty_in_every_batch(pg: Store) -> None:
+def test_the_staging_table_starts_empty_in_every_batch(pg: Store, monkeypatch) -> None:  # noqa: ANN001
+    taken = spy_paths(monkeypatch)
     sample_store.ingest(pg, batch(("a", "m", 10, 1.0)))
-    sample_store.ingest(pg, batch(("b", "m", 10, 2.0)))
+    sample_store.ingest(pg, batch(("a", "m", 10, 2.0)))
+    sample_store.ingest(pg, batch(("a", "m", 10, 3.0), ("b", "m", 10, 2.0)))
+    assert taken == ["direct", "upsert", "upsert"]
+    assert stored(pg) == {("a", "m", NOW - 10): (3.0).hex(), ("b", "m", NOW - 10): (2.0).hex()}
     with pg.engine.connect() as conn:  # the pool's one connection so far: the same session
         conn.exec_driver_sql(sample_store._STAGE_DDL)
         assert conn.exec_driver_sql(f"SELECT count(*) FROM {sample_store._STAGE}").scalar() == 0
@@ -185,6 +272,29 @@ def test_dirty_ranges_and_rollups(pg: Store) -> None:
         points = sample_store.query_series(s, "a", "m", start - 60, start + 59, step=60, agg="sum")
     assert points.source == "rollup"
     assert points.points == [(start - 60, -1.0), (start, sum(range(60)) - 30 + 100.0)]
+
+
+def test_dirty_marks_cover_whole_minutes_and_rewrite_a_series_row_only_to_widen(
+    pg: Store,
+) -> None:
+    start = NOW - NOW % 60 - 600  # a whole minute, 10 minutes ago
+    ago = NOW - start
+
+    def version() -> str:  # the transaction that last wrote the series row
+        with pg.engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT xmin::text FROM series").scalar()
+
+    sample_store.ingest(pg, batch(("a", "m", ago - 5, 1.0)))
+    assert dirty(pg) == {("a", "m"): (start, start + 59)}
+    written = version()
+    sample_store.ingest(pg, batch(("a", "m", ago - 30, 2.0), ("a", "m", ago - 59, 2.0)))
+    assert version() == written  # inside the marked minute: locked, not rewritten
+    sample_store.ingest(pg, batch(("a", "m", ago - 70, 3.0)))
+    assert version() != written
+    assert dirty(pg) == {("a", "m"): (start, start + 119)}
+    assert rollups.run_rollups(pg, NOW) == 1
+    sample_store.ingest(pg, batch(("a", "m", ago - 31, 4.0)))  # rolled up: marked again
+    assert dirty(pg) == {("a", "m"): (start, start + 59)}
 
 
 # --- COPY and executemany give the same store, row for row ----------------------------------

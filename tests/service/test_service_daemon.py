@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+
+from tests.service.conftest import make_settings, pg_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,19 +43,44 @@ def start_daemon(env: dict[str, str], url: str) -> subprocess.Popen:
     raise RuntimeError("daemon did not become ready")
 
 
-def test_acknowledged_batches_survive_sigkill(tmp_path, port):
-    from service import migrate
-    from service.config import Settings
+STORED = (
+    "SELECT e.name, s.ts, s.value FROM samples s JOIN series r ON r.id = s.series_id "
+    "JOIN entities e ON e.id = r.entity_id"
+)
 
-    db = tmp_path / "durable.db"
-    migrate.upgrade(Settings(db_url=f"sqlite:///{db}"))
+
+def test_acknowledged_batches_survive_sigkill(tmp_path, port, backend):
+    # PostgreSQL: every batch but the first is COPYed straight into samples (new seconds).
+    with contextlib.ExitStack() as stack:
+        schema = stack.enter_context(pg_schema()) if backend == "postgresql" else None
+        sigkill_round(tmp_path, port, make_settings(backend, tmp_path, schema))
+
+
+def stored_after_kill(settings) -> list[tuple[str, int, float]]:  # noqa: ANN001
+    """Every stored sample, read without the daemon (what is on disk right after the kill)."""
+    if settings.is_sqlite:
+        with sqlite3.connect(settings.db_url.removeprefix("sqlite:///")) as conn:
+            return conn.execute(STORED).fetchall()
+    import psycopg
+
+    url = settings.db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, options=f"-c search_path={settings.db_schema}") as conn:
+        return conn.execute(STORED).fetchall()
+
+
+def sigkill_round(tmp_path, port, settings) -> None:  # noqa: ANN001
+    from service import migrate
+
+    migrate.upgrade(settings)
     url = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ,
-        TIDEWISE_DB_URL=f"sqlite:///{db}",
+        TIDEWISE_DB_URL=settings.db_url,
         TIDEWISE_PORT=str(port),
         TIDEWISE_LOG_LEVEL="warning",
     )
+    if settings.db_schema:
+        env["TIDEWISE_DB_SCHEMA"] = settings.db_schema
     proc = start_daemon(env, url)
     acked: dict[tuple[str, int], float] = {}
     t0 = int(time.time()) - 1000
@@ -83,12 +111,7 @@ def test_acknowledged_batches_survive_sigkill(tmp_path, port):
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     # what is on disk (WAL included) right after the kill, read without the daemon
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT e.name, s.ts, s.value FROM samples s JOIN series r ON r.id = s.series_id "
-            "JOIN entities e ON e.id = r.entity_id"
-        ).fetchall()
-    assert {(n, t): v for n, t, v in rows} == acked
+    assert {(n, t): v for n, t, v in stored_after_kill(settings)} == acked
     # and the restarted daemon serves every acknowledged sample
     proc = start_daemon(env, url)
     try:

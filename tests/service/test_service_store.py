@@ -262,6 +262,25 @@ def test_entity_ids_are_reused_across_batches(store):
     assert count(store, Entity) == 1 and count(store, Series) == 1 and count(store, Sample) == 3
 
 
+def test_deleting_an_entity_deletes_its_samples_and_a_stale_cached_id_is_refused(store):
+    # samples.series_id has no foreign key: a trigger on series deletes a deleted series'
+    # samples (as ON DELETE CASCADE did), and ingest checks the batch's series exist.
+    from sqlalchemy import delete
+
+    put(store, s(T0, 1.0), s(T0, 2.0, entity="vm-2"))
+    with store.engine.begin() as conn:
+        conn.execute(delete(Entity).where(Entity.name == "vm-1"))  # series cascade, samples
+    assert count(store, Series) == 1 and count(store, Sample) == 1
+    # This process still caches the ids of vm-1 and its series.
+    with pytest.raises(ConflictError, match="was deleted from the store") as err:
+        put(store, s(T0 + 1, 3.0, entity="vm-2"), s(T0 + 1, 4.0))
+    assert err.value.problems[0].item == 1 and err.value.problems[0].field == "metric"
+    assert count(store, Sample) == 1 and count(store, Entity) == 1  # nothing written
+    put(store, s(T0 + 1, 3.0, entity="vm-2"), s(T0 + 1, 4.0))  # sent again: stored
+    assert raw(store).points == [(T0 + 1, 4.0)]
+    assert raw(store, entity="vm-2").points == [(T0, 2.0), (T0 + 1, 3.0)]
+
+
 def test_two_daemons_on_one_database_keep_last_write_wins_for_labels(store):
     from service.store.db import Store
 
