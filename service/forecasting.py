@@ -258,6 +258,116 @@ def bucketed_many(
 
 
 @dataclasses.dataclass
+class _Cached:
+    """Buckets of one series a :class:`BucketCache` holds, and the marks read before them."""
+
+    end: int  # end (exclusive, unix s) of the last bucket held
+    values: np.ndarray  # (k,) the buckets [end - k * step, end)
+    max_ts: int  # the series' write marks when they were read
+    late_count: int
+
+
+class BucketCache:
+    """Bucketed history of the stored series, kept by one daemon from one forecast run to the next.
+
+    Each run reads every active series' last ``n`` complete buckets. With this cache it reads
+    only what may have changed since the series was last read, per series: the buckets from
+    the one holding the newest second written then (``max_ts``) or the end of what it holds,
+    whichever is earlier; and, when a late write or a retention delete touched the series
+    since (one more in ``late_count``), from its ``late_from``. Every other bucket comes from
+    the cache. The marks are kept by ingest and retention in the transaction that changes the
+    samples (:func:`service.store.samples.ingest`,
+    :func:`service.store.rollups.apply_retention`), whichever process or daemon writes, and
+    they are read before the samples, so the cache can only re-read too much, never hold a
+    bucket the full read would not give:
+
+    * a write after the marks were read either reaches back to or below the ``max_ts`` of
+      its time (>= the ``max_ts`` read), and is counted, or lies above the ``max_ts`` read,
+      in the buckets re-read;
+    * two or more counted changes since (their ranges are not kept), a ``max_ts`` not yet
+      set (a store migrated with data: set by the next write), a series not held, a window
+      that moved back or past what is held, or a step that is a whole number of minutes (the
+      rollups serve those buckets, by a rule over the whole window): the series' whole window
+      is read, as without the cache.
+
+    Bucket values come from :func:`service.store.samples.query_buckets` either way, one
+    aggregate per bucket, so a bucket read this period or earlier holds the same bits.
+    Thread-safe (a lock around each :meth:`read`).
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, _Cached] = {}
+        self._lock = threading.Lock()
+        #: What the last :meth:`read` did: series read in full, series read from a later
+        #: bucket, buckets read in all.
+        self.last = {"full": 0, "partial": 0, "buckets": 0}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def _read_from(self, sid: int, marks: Any, start: int, end: int, step: int) -> int:  # noqa: ANN401
+        """First bucket to read of series ``sid`` for the window [start, end)."""
+        held = self._held.get(sid)
+        if held is None or marks is None or marks.max_ts is None:
+            return start
+        if held.end > end or held.end - len(held.values) * step > start:
+            return start
+        changes = marks.late_count - held.late_count
+        if changes < 0 or changes > 1:
+            return start
+        r = min(held.end, held.max_ts - held.max_ts % step)
+        if changes == 1 and (marks.late_to is None or marks.late_to >= start):
+            if marks.late_from is None:
+                return start
+            r = min(r, marks.late_from - marks.late_from % step)
+        return max(r, start)
+
+    def read(self, session: Any, series_ids: list[int], now: int, step: int, n: int,  # noqa: ANN401
+             ) -> dict[int, np.ndarray]:
+        """Return what :func:`bucketed_many` gives (the values by id), reading what changed."""
+        end = now - now % step
+        start = end - n * step
+        if step % 60 == 0:  # the rollups may serve these buckets, by a rule over the window
+            self.last = {"full": len(series_ids), "partial": 0, "buckets": n * len(series_ids)}
+            return bucketed_many(session, series_ids, now, step, n)[1]
+        with self._lock:
+            marks = sample_store.write_marks(session, series_ids)  # before the samples
+            plan: dict[int, list[int]] = {}
+            for sid in series_ids:
+                plan.setdefault(self._read_from(sid, marks.get(sid), start, end, step),
+                                []).append(sid)
+            out: dict[int, np.ndarray] = {}
+            stats = {"full": 0, "partial": 0, "buckets": 0}
+            for r, ids in sorted(plan.items()):
+                got = (sample_store.query_buckets(session, ids, r, end - 1, step)
+                       if r < end else {})
+                k = (end - r) // step
+                stats["full" if r == start else "partial"] += len(ids)
+                stats["buckets"] += k * len(ids)
+                for sid in ids:
+                    new = got.get(sid, np.full(k, np.nan)) if k else np.empty(0)
+                    if r > start:
+                        held = self._held[sid]
+                        first = held.end - len(held.values) * step
+                        old = held.values[(start - first) // step:(r - first) // step]
+                        values = np.concatenate([old, new])
+                    else:
+                        values = new
+                    values.flags.writeable = False  # shared with the next run: read only
+                    out[sid] = values
+                    m = marks.get(sid)
+                    if m is not None and m.max_ts is not None:
+                        self._held[sid] = _Cached(end, values, m.max_ts, m.late_count)
+                    else:
+                        self._held.pop(sid, None)
+            # what ends at or before this window's start can serve no later window
+            for sid in [sid for sid, h in self._held.items() if h.end <= start]:
+                del self._held[sid]
+            self.last = stats
+        return out
+
+
+@dataclasses.dataclass
 class RefreshResult:
     """What one refresh did (for logs, /metrics and tests)."""
 
@@ -616,10 +726,12 @@ def _units_of(group: Group, hist: dict[str, np.ndarray], names: set[str]
 
 
 def _read_histories(history: History, groups: list[Group], now: int, step: int, n: int,
-                    result: RefreshResult) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+                    result: RefreshResult, buckets: BucketCache | None = None,
+                    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Bucketed histories of every series of ``groups``, by series id.
 
-    The store's series come in one batched read; a series a target reads from a
+    The store's series come in one batched read (through ``buckets``, when given, which
+    reads only what changed since its last read); a series a target reads from a
     Prometheus-compatible ``source`` is read through :meth:`History.buckets`, one request
     each. Should the batched read fail, each series is read alone, so one bad series costs
     only its own forecast (an error in ``result``).
@@ -633,8 +745,10 @@ def _read_histories(history: History, groups: list[Group], now: int, step: int, 
     one_by_one = list(sourced)
     if stored:
         try:
+            ids = [a.series_id for a in stored]
             with history.store.sessions() as session:
-                _, hist = bucketed_many(session, [a.series_id for a in stored], now, step, n)
+                hist = (buckets.read(session, ids, now, step, n) if buckets is not None
+                        else bucketed_many(session, ids, now, step, n)[1])
         except Exception:  # noqa: BLE001 - fall back to one read per series
             log.exception("reading %d series at once failed; reading them one by one",
                           len(stored))
@@ -653,11 +767,13 @@ def _read_histories(history: History, groups: list[Group], now: int, step: int, 
 
 def refresh(store: Store, now: int, cache: ModelCache | None = None,
             telemetry: Any = None, only: Callable[[str], bool] | None = None,  # noqa: ANN401
-            ) -> RefreshResult:
+            buckets: BucketCache | None = None) -> RefreshResult:
     """Forecast every series with recent data and store the forecasts (see module doc).
 
     ``only`` (optional) keeps the entities it accepts: the forecast job's shards
     (:mod:`service.sharding`); an entity's series are always kept or left together.
+    ``buckets`` (optional, kept by the daemon from run to run) reads only the buckets that
+    changed since the previous run (:class:`BucketCache`); the forecasts are the same.
 
     Series are forecast jointly per entity (:func:`joint_groups`): one model call per group,
     its indicators sharing each sample path. A series with no sample in the context is an
@@ -684,7 +800,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
         active = [a for a in active if only(a.entity)]
     names = current_model_names(store) if s.forecast_joint else set()
     groups = joint_groups(active, s, declared)
-    ts, by_id = _read_histories(history, groups, now, step, n, result)
+    ts, by_id = _read_histories(history, groups, now, step, n, result, buckets)
     pending: list[tuple[Group, tuple[Any, ...]]] = []
     for group in groups:
         result.series += len(group.items)

@@ -187,11 +187,17 @@ def _mark_dirty(conn: Connection, dialect: str, series_ids: list[int], lo: int, 
     """Widen the dirty range of each of ``series_ids`` to cover [``lo``, ``hi``] (unix s).
 
     The whole batch's [lo, hi] is marked on each of its series: a superset of what was
-    written, so the rollup job may redo a few minutes but never misses one. On PostgreSQL
+    written, so the rollup job may redo a few minutes but never misses one. The same
+    statement keeps the write marks of the forecast refresh's cache (:class:`Series`):
+    ``max_ts`` rises to ``hi``, and a batch with ``lo <= max_ts`` counts as late with the
+    range [lo, hi] (again a superset). On PostgreSQL
     the rows are locked in id order, then updated by one UPDATE with an array of ids (one
     parameter, where an IN list has one per id); on SQLite (one writer at a time) one UPDATE
     per chunk of ids.
     """
+    # a write reaching back to or below the newest second ever written (late or re-sent):
+    # counted, with its range, for the forecast refresh's cache (every SET reads the old row)
+    late = _SER.c.max_ts.is_not(None) & (_SER.c.max_ts >= lo)
     mark = update(_SER).values(
         dirty_from=case(
             (_SER.c.dirty_from.is_(None) | (_SER.c.dirty_from > lo), lo),
@@ -201,6 +207,10 @@ def _mark_dirty(conn: Connection, dialect: str, series_ids: list[int], lo: int, 
             (_SER.c.dirty_to.is_(None) | (_SER.c.dirty_to < hi), hi),
             else_=_SER.c.dirty_to,
         ),
+        max_ts=case((_SER.c.max_ts.is_(None) | (_SER.c.max_ts < hi), hi), else_=_SER.c.max_ts),
+        late_count=case((late, _SER.c.late_count + 1), else_=_SER.c.late_count),
+        late_from=case((late, lo), else_=_SER.c.late_from),
+        late_to=case((late, hi), else_=_SER.c.late_to),
     )
     ids = sorted(set(series_ids))
     if dialect == "postgresql":
@@ -547,6 +557,30 @@ def query_buckets(
         for k, i in enumerate(uniq.tolist()):
             if i in out:
                 out[i] = grid[k]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteMarks:
+    """A series' write marks (:class:`service.store.tables.Series`), read by the refresh."""
+
+    max_ts: int | None
+    late_count: int
+    late_from: int | None
+    late_to: int | None
+
+
+def write_marks(session: Session, series_ids: Sequence[int]) -> dict[int, WriteMarks]:
+    """Return the write marks of ``series_ids`` (an unknown id is left out)."""
+    out: dict[int, WriteMarks] = {}
+    for part in chunks([int(i) for i in series_ids]):
+        rows = session.connection().execute(
+            select(_SER.c.id, _SER.c.max_ts, _SER.c.late_count, _SER.c.late_from,
+                   _SER.c.late_to).where(_SER.c.id.in_(part)))
+        for sid, top, count, lo, hi in rows:
+            out[int(sid)] = WriteMarks(None if top is None else int(top), int(count or 0),
+                                       None if lo is None else int(lo),
+                                       None if hi is None else int(hi))
     return out
 
 

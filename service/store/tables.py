@@ -65,6 +65,14 @@ class Series(Base):
 
     ``dirty_from``/``dirty_to`` (unix s) bound the samples written since the rollup job last
     summarised this series; NULL means its rollups are up to date.
+
+    ``max_ts``, ``late_count``, ``late_from`` and ``late_to`` are the write marks the forecast
+    refresh's cache of bucketed history checks (:class:`service.forecasting.BucketCache`):
+    ``max_ts`` is the newest second ever written (never lowered, NULL before the first
+    write); a write that reaches back to or below ``max_ts`` (a late sample or an overwrite)
+    or a retention delete counts in ``late_count`` and leaves its range (unix s, inclusive)
+    in ``late_from``/``late_to``. Only ingest and retention change samples, and both keep
+    these marks in the transaction that changes the samples.
     """
 
     __tablename__ = "series"
@@ -76,6 +84,10 @@ class Series(Base):
     unit: Mapped[str] = mapped_column(String(64), default="")
     dirty_from: Mapped[int | None] = mapped_column(BigInteger)
     dirty_to: Mapped[int | None] = mapped_column(BigInteger)
+    max_ts: Mapped[int | None] = mapped_column(BigInteger)
+    late_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    late_from: Mapped[int | None] = mapped_column(BigInteger)
+    late_to: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Sample(Base):

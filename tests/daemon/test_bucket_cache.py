@@ -1,0 +1,212 @@
+"""The refresh's cache of bucketed history gives what a full read of the window gives.
+
+A daemon keeps each series' buckets between forecast runs (:class:`BucketCache`) and reads
+only what the write marks say may have changed. Here every period's refresh through the
+cache is compared with a full re-read: the histories value for value (NaN where no sample)
+and the stored forecasts row for row, after in-order writes, a last-write-wins overwrite
+into an old bucket, a late sample into an empty old bucket, a lagging series catching up,
+two late writes in one period, writes by another store (connection pool) and by another
+process, and a retention delete inside the window. Each step also checks that the cache
+read less than the whole window where it may, so a cache that always re-read everything
+(or never re-read) fails here too.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+
+from service import forecasting
+from service.ingest import validate
+from service.store import rollups
+from service.store import samples as sample_store
+from service.store.db import Store
+
+STEP = 15
+CTX = 40  # buckets: a 600-s window keeps the test quick
+ENTITIES = ("e0", "e1", "e2")
+METRICS = ("cpu", "mem")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _put(store: Store, rows: list[tuple[str, str, int, float]]) -> None:
+    """Ingest (entity, metric, ts, value) rows through the store's ingest, in one batch."""
+    items = [{"entity": e, "kind": "vm", "metric": m, "ts": t, "value": v}
+             for e, m, t, v in rows]
+    sample_store.ingest(store, validate(items, int(time.time()), 300))
+
+
+def _value(e: str, m: str, t: int) -> float:
+    return float(1 + ENTITIES.index(e) + 0.5 * METRICS.index(m) + np.sin(t / 97.0))
+
+
+def _period(t0: int, t1: int, skip: set[tuple[str, str]] = frozenset()) -> list[tuple]:
+    return [(e, m, t, _value(e, m, t)) for e in ENTITIES for m in METRICS
+            if (e, m) not in skip for t in range(t0, t1)]
+
+
+def _stored(store: Store) -> list[list]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, fallback, "
+                                 "payload FROM forecasts ORDER BY series_id")).all()
+    return [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+
+
+def _check(store: Store, cache: forecasting.BucketCache, now: int) -> dict[str, int]:
+    """Refresh through the cache and in full at ``now``; both must agree. Return the stats."""
+    with store.sessions() as session:
+        ids = [a.series_id for a in sample_store.active_series(session, 0)]
+        cached = cache.read(session, ids, now, STEP, CTX)
+        stats = dict(cache.last)
+        _, full = forecasting.bucketed_many(session, ids, now, STEP, CTX)
+    assert sorted(cached) == sorted(full) == sorted(ids)
+    for sid in ids:
+        np.testing.assert_array_equal(cached[sid], full[sid], err_msg=f"series {sid}")
+    # the same through refresh: what the cache path stores, the full path stores
+    res = forecasting.refresh(store, now, buckets=cache)
+    via_cache = _stored(store)
+    res_full = forecasting.refresh(store, now)
+    assert (res.series, res.forecasts, res.fallbacks, res.errors) == (
+        res_full.series, res_full.forecasts, res_full.fallbacks, res_full.errors)
+    assert via_cache == _stored(store)
+    assert len(via_cache) == len(ids)
+    return stats
+
+
+def test_cached_histories_and_forecasts_equal_a_full_read(settings_factory):
+    from service import migrate
+
+    # raw retention of 0.1 h (360 s) reaches into the 600-s window: retention deletes there
+    settings = settings_factory(forecast_context_steps=CTX, raw_retention_hours=0.1,
+                                rollup_interval_s=30)
+    migrate.upgrade(settings)
+    store, other = Store(settings), Store(settings)
+    try:
+        now = int(time.time()) - 200
+        now -= now % STEP
+        t0 = now - CTX * STEP
+        cache = forecasting.BucketCache()
+        # e2/mem stops 100 s early (a lagging series); e0/mem misses its 11th bucket
+        hole = t0 + 10 * STEP
+        _put(store, _period(t0, now, skip={("e2", "mem"), ("e0", "mem")}))
+        _put(store, [("e2", "mem", t, _value("e2", "mem", t)) for t in range(t0, now - 100)])
+        _put(store, [("e0", "mem", t, _value("e0", "mem", t)) for t in range(t0, now)
+                     if not hole <= t < hole + STEP])
+        stats = _check(store, cache, now)
+        assert stats["full"] == 6 and stats["partial"] == 0
+
+        # next period, in order: only the new bucket is read (the lagging series from its
+        # newest second's bucket)
+        _put(store, _period(now, now + STEP, skip={("e2", "mem")}))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 0 and stats["partial"] == 6
+        assert stats["buckets"] < 6 * CTX // 4
+
+        # the lagging series catches up below the end of what the cache holds (not a late
+        # write: above its newest second), and e1/cpu is overwritten in an old bucket
+        _put(store, [("e2", "mem", t, _value("e2", "mem", t)) for t in range(now - 100, now)])
+        _put(store, _period(now, now + STEP, skip={("e2", "mem")}))
+        late = now - 300
+        _put(store, [("e1", "cpu", late, 1000.0)])  # last write wins
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 0 and stats["partial"] == 6
+        with store.sessions() as session:
+            sid = sample_store.series_id(session, "e1", "cpu")
+            hole_sid = sample_store.series_id(session, "e0", "mem")
+        # the overwritten bucket holds the new value (mean of 14 sines and 1000)
+        assert cache._held[sid].values[(late - (now - CTX * STEP)) // STEP] > 50
+
+        # another store (another daemon's ingest: its own connections and id cache) fills the
+        # empty old bucket of e0/mem and writes the period
+        assert np.isnan(cache._held[hole_sid].values[(hole - (now - CTX * STEP)) // STEP])
+        _put(other, [("e0", "mem", hole + 3, 42.0)])
+        _put(other, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 0 and stats["partial"] == 6
+        assert cache._held[hole_sid].values[(hole - (now - CTX * STEP)) // STEP] == 42.0
+
+        # a store migrated with data has no max_ts yet: read in full until a write sets it
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE series SET max_ts = NULL"))
+        stats = _check(store, cache, now + STEP)
+        assert stats["full"] == 6
+        _put(store, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 6  # held nothing (the marks had no max_ts)
+        _put(store, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 0 and stats["partial"] == 6
+
+        # two late writes to e2/cpu in one period: its marks cannot say both ranges, so
+        # it is read in full; the others are not
+        _put(other, [("e2", "cpu", now - 200, -5.0)])
+        _put(store, [("e2", "cpu", now - 400, -7.0)])
+        _put(store, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 1 and stats["partial"] == 5
+
+        # another process overwrites e0/cpu in an old bucket
+        code = (
+            "import sys, time\n"
+            "from service.config import Settings\n"
+            "from service.ingest import validate\n"
+            "from service.store import samples\n"
+            "from service.store.db import Store\n"
+            "s = Store(Settings(db_url=sys.argv[1], db_schema=sys.argv[2] or None, "
+            "scheduler_enabled=False))\n"
+            "items = [{'entity': 'e0', 'kind': 'vm', 'metric': 'cpu', 'ts': int(sys.argv[3]), "
+            "'value': 77.0}]\n"
+            "samples.ingest(s, validate(items, int(time.time()), 300))\n"
+            "s.close()\n"
+        )
+        subprocess.run([sys.executable, "-c", code, settings.db_url, settings.db_schema or "",
+                        str(now - 500)], check=True, cwd=ROOT, timeout=120)
+        _put(store, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 0 and stats["partial"] == 6
+
+        # retention deletes samples older than 360 s, inside the 600-s window
+        gone = rollups.apply_retention(store, now)
+        assert gone.samples > 0
+        _put(store, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 6
+
+        # and back to reading only the new bucket
+        _put(store, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 0 and stats["partial"] == 6
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_late_write_is_counted_with_its_range(store):
+    """Ingest's marks: max_ts rises; a batch at or below it counts, with its range."""
+    now = int(time.time()) - 100
+    _put(store, [("e0", "cpu", now - 10, 1.0), ("e0", "cpu", now - 5, 2.0)])
+    with store.sessions() as session:
+        sid = sample_store.series_id(session, "e0", "cpu")
+        m = sample_store.write_marks(session, [sid])[sid]
+    assert (m.max_ts, m.late_count) == (now - 5, 0)
+    _put(store, [("e0", "cpu", now - 4, 1.0)])  # after the newest: in order
+    _put(store, [("e0", "cpu", now - 4, 3.0)])  # the same second again: an overwrite
+    _put(store, [("e0", "cpu", now - 30, 1.0), ("e0", "cpu", now - 20, 1.0)])
+    with store.sessions() as session:
+        m = sample_store.write_marks(session, [sid])[sid]
+    assert (m.max_ts, m.late_count, m.late_from, m.late_to) == (now - 4, 2, now - 30, now - 20)
