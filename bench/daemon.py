@@ -155,7 +155,10 @@ def prefill(db_url: str, schema: str | None, entities: int, metrics: list[str],
                     "WHERE x < :b) SELECT s.id, t.x, 1 + (s.id % 7) + "
                     "(abs(random()) % 1000000) / 1000000.0 FROM series s CROSS JOIN t"),
                     {"a": first + 1, "b": now - 1})
-            conn.execute(text("UPDATE series SET dirty_from = NULL, dirty_to = NULL"))
+            # what ingest would have marked: the newest second written (the forecast cache
+            # re-reads from there; see service.forecasting.BucketCache)
+            conn.execute(text("UPDATE series SET dirty_from = NULL, dirty_to = NULL, "
+                              "max_ts = :b"), {"b": now - 1})
     finally:
         store.close()
     return time.perf_counter() - t0

@@ -372,17 +372,19 @@ def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> 
 
 
 def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
-               only: Callable[[Any], bool] | None = None) -> list[Outcome]:
+               only: Callable[[Any], bool] | None = None,
+               buckets: forecasting.BucketCache | None = None) -> list[Outcome]:
     """Decide for every declared target (one failing target never stops the others).
 
     ``only`` (optional) keeps the targets it accepts: the forecast job's shards
-    (:mod:`service.sharding`).
+    (:mod:`service.sharding`). ``buckets`` (optional, the daemon's): read the targets'
+    stored series through it (:class:`service.forecasting.BucketCache`, the same buckets).
     """
     with store.sessions() as session:
         targets = target_store.list_targets(session)
     if only is not None:
         targets = [t for t in targets if only(t)]
-    history = forecasting.History.of(store, targets)
+    history = forecasting.History.of(store, targets, buckets)
     out = []
     for target in targets:
         try:

@@ -189,13 +189,20 @@ class History:
     own aggregation, so ``agg`` applies to stored samples only.
     """
 
-    def __init__(self, store: Store, sources: dict[tuple[str, str], Any] | None = None) -> None:
+    def __init__(self, store: Store, sources: dict[tuple[str, str], Any] | None = None,
+                 cache: BucketCache | None = None) -> None:
         self.store = store
         self.sources = dict(sources or {})
+        #: Where stored series' mean buckets are read through (None: read in full).
+        self.cache = cache
 
     @classmethod
-    def of(cls, store: Store, targets: list[Any] | None = None) -> History:
-        """Build the history of ``store`` with the sources its targets (default: all) name."""
+    def of(cls, store: Store, targets: list[Any] | None = None,
+           cache: BucketCache | None = None) -> History:
+        """Build the history of ``store`` with the sources its targets (default: all) name.
+
+        ``cache``: read the stored series' mean buckets through this :class:`BucketCache`.
+        """
         if targets is None:
             with store.sessions() as session:
                 targets = target_store.list_targets(session)
@@ -209,7 +216,7 @@ class History:
             except ValueError as exc:  # stored by an older version: declare it again
                 log.warning("target %r: its source is not readable (%s); redeclare it", t.name,
                             exc)
-        return cls(store, sources)
+        return cls(store, sources, cache)
 
     def sourced_series(self) -> list[Any]:
         """List the series read from a source (``ActiveSeries``; created in the store if new)."""
@@ -238,7 +245,12 @@ class History:
         if src is not None:
             return read_buckets(src, now, step, n, self.store.settings.source_secrets_dir)
         with self.store.sessions() as session:
-            return bucketed(session, entity, metric, now, step, n, agg)
+            if self.cache is None or agg != "mean":
+                return bucketed(session, entity, metric, now, step, n, agg)
+            sid = sample_store.series_id(session, entity, metric)  # NotFoundError as above
+            end = now - now % step
+            ts = (end - n * step) + step * np.arange(n, dtype=np.int64)
+            return ts, self.cache.read(session, [sid], now, step, n)[sid]
 
 
 def bucketed_many(
@@ -266,38 +278,45 @@ class _Cached:
     max_ts: int  # the series' write marks when they were read
     late_count: int
 
+    def first(self, step: int) -> int:
+        """Start (unix s) of the first bucket held."""
+        return self.end - len(self.values) * step
+
 
 class BucketCache:
     """Bucketed history of the stored series, kept by one daemon from one forecast run to the next.
 
-    Each run reads every active series' last ``n`` complete buckets. With this cache it reads
-    only what may have changed since the series was last read, per series: the buckets from
-    the one holding the newest second written then (``max_ts``) or the end of what it holds,
-    whichever is earlier; and, when a late write or a retention delete touched the series
-    since (one more in ``late_count``), from its ``late_from``. Every other bucket comes from
-    the cache. The marks are kept by ingest and retention in the transaction that changes the
-    samples (:func:`service.store.samples.ingest`,
-    :func:`service.store.rollups.apply_retention`), whichever process or daemon writes, and
-    they are read before the samples, so the cache can only re-read too much, never hold a
-    bucket the full read would not give:
+    Each run reads every active series' last ``n`` complete buckets (and each decision its
+    target's longer window). With this cache it reads only what may have changed since the
+    series was last read, per series: the buckets from the one holding the newest second
+    written then (``max_ts``) or the end of what it holds, whichever is earlier; and, when a
+    late write or a retention delete touched the series since (one more in ``late_count``),
+    from its ``late_from`` (a change wholly before the window asked for only drops the
+    buckets it touched). Every other bucket comes from the cache. The marks are kept by
+    ingest and retention in the transaction that changes the samples
+    (:func:`service.store.samples.ingest`, :func:`service.store.rollups.apply_retention`),
+    whichever process or daemon writes, and they are read before the samples, so the cache
+    can only re-read too much, never hold a bucket the full read would not give:
 
     * a write after the marks were read either reaches back to or below the ``max_ts`` of
       its time (>= the ``max_ts`` read), and is counted, or lies above the ``max_ts`` read,
       in the buckets re-read;
     * two or more counted changes since (their ranges are not kept), a ``max_ts`` not yet
       set (a store migrated with data: set by the next write), a series not held, a window
-      that moved back or past what is held, or a step that is a whole number of minutes (the
-      rollups serve those buckets, by a rule over the whole window): the series' whole window
-      is read, as without the cache.
+      that moved back or starts before what is held, or a step that is a whole number of
+      minutes (the rollups serve those buckets, by a rule over the whole window): the whole
+      window asked for is read, as without the cache.
 
     Bucket values come from :func:`service.store.samples.query_buckets` either way, one
-    aggregate per bucket, so a bucket read this period or earlier holds the same bits.
+    aggregate per bucket, so a bucket read this period or earlier holds the same bits. A
+    series keeps the longest window asked for (the refresh's context, a decision's day).
     Thread-safe (a lock around each :meth:`read`).
     """
 
     def __init__(self) -> None:
         self._held: dict[int, _Cached] = {}
         self._lock = threading.Lock()
+        self._longest = 0  # the most buckets asked for at once: what a series keeps
         #: What the last :meth:`read` did: series read in full, series read from a later
         #: bucket, buckets read in all.
         self.last = {"full": 0, "partial": 0, "buckets": 0}
@@ -305,22 +324,32 @@ class BucketCache:
     def __len__(self) -> int:
         return len(self._held)
 
-    def _read_from(self, sid: int, marks: Any, start: int, end: int, step: int) -> int:  # noqa: ANN401
-        """First bucket to read of series ``sid`` for the window [start, end)."""
+    def _plan(self, sid: int, marks: Any, start: int, end: int, step: int  # noqa: ANN401
+              ) -> tuple[int, int]:
+        """Return (first bucket to read, first valid bucket held) of ``sid`` for [start, end).
+
+        What is held is valid on [second value, first value); the first value is ``start``
+        when the window must be read whole (nothing held kept then).
+        """
         held = self._held.get(sid)
-        if held is None or marks is None or marks.max_ts is None:
-            return start
-        if held.end > end or held.end - len(held.values) * step > start:
-            return start
+        if held is None or marks is None or marks.max_ts is None or held.end > end:
+            return start, start
         changes = marks.late_count - held.late_count
         if changes < 0 or changes > 1:
-            return start
+            return start, start
+        valid_lo = held.first(step)
         r = min(held.end, held.max_ts - held.max_ts % step)
-        if changes == 1 and (marks.late_to is None or marks.late_to >= start):
-            if marks.late_from is None:
-                return start
-            r = min(r, marks.late_from - marks.late_from % step)
-        return max(r, start)
+        if changes == 1:
+            if marks.late_to is not None and marks.late_to < start:
+                # wholly before the window: drop the buckets it touched, keep the rest
+                valid_lo = max(valid_lo, marks.late_to - marks.late_to % step + step)
+            elif marks.late_from is None:
+                return start, start
+            else:
+                r = min(r, marks.late_from - marks.late_from % step)
+        if valid_lo > start or r <= start:
+            return start, start
+        return r, valid_lo
 
     def read(self, session: Any, series_ids: list[int], now: int, step: int, n: int,  # noqa: ANN401
              ) -> dict[int, np.ndarray]:
@@ -331,37 +360,43 @@ class BucketCache:
             self.last = {"full": len(series_ids), "partial": 0, "buckets": n * len(series_ids)}
             return bucketed_many(session, series_ids, now, step, n)[1]
         with self._lock:
+            self._longest = max(self._longest, n)
+            keep_from = end - self._longest * step
             marks = sample_store.write_marks(session, series_ids)  # before the samples
-            plan: dict[int, list[int]] = {}
+            plan: dict[int, list[tuple[int, int]]] = {}
             for sid in series_ids:
-                plan.setdefault(self._read_from(sid, marks.get(sid), start, end, step),
-                                []).append(sid)
+                r, valid_lo = self._plan(sid, marks.get(sid), start, end, step)
+                plan.setdefault(r, []).append((sid, valid_lo))
             out: dict[int, np.ndarray] = {}
             stats = {"full": 0, "partial": 0, "buckets": 0}
-            for r, ids in sorted(plan.items()):
+            for r, items in sorted(plan.items()):
+                ids = [sid for sid, _ in items]
                 got = (sample_store.query_buckets(session, ids, r, end - 1, step)
                        if r < end else {})
                 k = (end - r) // step
                 stats["full" if r == start else "partial"] += len(ids)
                 stats["buckets"] += k * len(ids)
-                for sid in ids:
+                for sid, valid_lo in items:
                     new = got.get(sid, np.full(k, np.nan)) if k else np.empty(0)
-                    if r > start:
+                    if r > start:  # held [lo, r) and read [r, end): lo <= start
                         held = self._held[sid]
-                        first = held.end - len(held.values) * step
-                        old = held.values[(start - first) // step:(r - first) // step]
+                        lo = max(valid_lo, keep_from)
+                        old = held.values[(lo - held.first(step)) // step:
+                                          (r - held.first(step)) // step]
                         values = np.concatenate([old, new])
+                        values.flags.writeable = False  # shared with later reads: read only
+                        out[sid] = values[(start - lo) // step:]
                     else:
                         values = new
-                    values.flags.writeable = False  # shared with the next run: read only
-                    out[sid] = values
+                        values.flags.writeable = False
+                        out[sid] = values
                     m = marks.get(sid)
                     if m is not None and m.max_ts is not None:
                         self._held[sid] = _Cached(end, values, m.max_ts, m.late_count)
                     else:
                         self._held.pop(sid, None)
-            # what ends at or before this window's start can serve no later window
-            for sid in [sid for sid, h in self._held.items() if h.end <= start]:
+            # what ends before the longest window's start can serve no later read
+            for sid in [sid for sid, h in self._held.items() if h.end <= keep_from]:
                 del self._held[sid]
             self.last = stats
         return out
@@ -632,7 +667,13 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
         NotFoundError: no such series or no forecast of it yet.
 
     """
-    rec = forecast_store.latest_forecast(session, entity, metric)
+    got = forecast_store.entity_forecasts(session, entity)  # one query for every member
+
+    def latest(m: str) -> Any:  # noqa: ANN401
+        # a member without a stored forecast: the per-series read says what is missing
+        return got[m] if m in got else forecast_store.latest_forecast(session, entity, m)
+
+    rec = latest(metric)
     names = [str(x) for x in rec.payload.get("indicators") or [metric]]
     info = {"computed_at": rec.computed_at}
     if len(names) <= 1 or metric not in names:
@@ -640,7 +681,7 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
                         rec.start, rec.step, (metric,), model=rec.model, info=info)
     cols = []
     for m in names:
-        other = rec if m == metric else forecast_store.latest_forecast(session, entity, m)
+        other = rec if m == metric else latest(m)
         if other.computed_at != rec.computed_at or other.start != rec.start:
             raise NotFoundError(
                 f"the joint forecast of {entity!r} is incomplete ({m!r} was not refreshed "

@@ -196,7 +196,8 @@ def forecast_shards(ctx: DaemonContext, now: float, claim: Any) -> None:  # noqa
     if ctx.telemetry is not None:
         ctx.telemetry.forecast_error(len(res.errors))
     t1, c1 = time.perf_counter(), time.thread_time()
-    outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry, only=target)
+    outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry, only=target,
+                                    buckets=ctx.buckets)
     # one line per run, read by bench/daemon.py (wall and this thread's CPU seconds per phase;
     # the CPU figure leaves out what other processes, e.g. PostgreSQL, spend on the job) and
     # by the sharding tests (who did what)

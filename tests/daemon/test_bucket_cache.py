@@ -6,9 +6,10 @@ cache is compared with a full re-read: the histories value for value (NaN where 
 and the stored forecasts row for row, after in-order writes, a last-write-wins overwrite
 into an old bucket, a late sample into an empty old bucket, a lagging series catching up,
 two late writes in one period, writes by another store (connection pool) and by another
-process, and a retention delete inside the window. Each step also checks that the cache
-read less than the whole window where it may, so a cache that always re-read everything
-(or never re-read) fails here too.
+process, and a retention delete inside the window; and a decision's longer window read through
+the same cache equals the one-series read (:func:`forecasting.bucketed`). Each step also
+checks that the cache read less than the whole window where it may, so a cache that always
+re-read everything (or never re-read) fails here too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import text
 
 from service import forecasting
@@ -27,6 +29,7 @@ from service.ingest import validate
 from service.store import rollups
 from service.store import samples as sample_store
 from service.store.db import Store
+from service.store.errors import NotFoundError
 
 STEP = 15
 CTX = 40  # buckets: a 600-s window keeps the test quick
@@ -49,6 +52,12 @@ def _value(e: str, m: str, t: int) -> float:
 def _period(t0: int, t1: int, skip: set[tuple[str, str]] = frozenset()) -> list[tuple]:
     return [(e, m, t, _value(e, m, t)) for e in ENTITIES for m in METRICS
             if (e, m) not in skip for t in range(t0, t1)]
+
+
+def _held_at(cache: forecasting.BucketCache, sid: int, t: int) -> float:
+    """The value the cache holds for the bucket of second ``t`` of series ``sid``."""
+    held = cache._held[sid]
+    return float(held.values[(t - held.first(STEP)) // STEP])
 
 
 def _stored(store: Store) -> list[list]:
@@ -76,6 +85,16 @@ def _check(store: Store, cache: forecasting.BucketCache, now: int) -> dict[str, 
         res_full.series, res_full.forecasts, res_full.fallbacks, res_full.errors)
     assert via_cache == _stored(store)
     assert len(via_cache) == len(ids)
+    # a decision's longer window through the same cache (History, as decide_all reads it)
+    # gives what the one-series read gives
+    hist = forecasting.History(store, cache=cache)
+    with store.sessions() as session:
+        for e in ENTITIES:
+            for m in METRICS:
+                ts_c, v_c = hist.buckets(e, m, now, STEP, 3 * CTX)
+                ts_f, v_f = forecasting.bucketed(session, e, m, now, STEP, 3 * CTX)
+                np.testing.assert_array_equal(ts_c, ts_f)
+                np.testing.assert_array_equal(v_c, v_f, err_msg=f"{e}/{m}")
     return stats
 
 
@@ -100,6 +119,8 @@ def test_cached_histories_and_forecasts_equal_a_full_read(settings_factory):
                      if not hole <= t < hole + STEP])
         stats = _check(store, cache, now)
         assert stats["full"] == 6 and stats["partial"] == 0
+        with pytest.raises(NotFoundError, match="no entity named 'nope'"):
+            forecasting.History(store, cache=cache).buckets("nope", "cpu", now, STEP, CTX)
 
         # next period, in order: only the new bucket is read (the lagging series from its
         # newest second's bucket)
@@ -122,17 +143,17 @@ def test_cached_histories_and_forecasts_equal_a_full_read(settings_factory):
             sid = sample_store.series_id(session, "e1", "cpu")
             hole_sid = sample_store.series_id(session, "e0", "mem")
         # the overwritten bucket holds the new value (mean of 14 sines and 1000)
-        assert cache._held[sid].values[(late - (now - CTX * STEP)) // STEP] > 50
+        assert _held_at(cache, sid, late) > 50
 
         # another store (another daemon's ingest: its own connections and id cache) fills the
         # empty old bucket of e0/mem and writes the period
-        assert np.isnan(cache._held[hole_sid].values[(hole - (now - CTX * STEP)) // STEP])
+        assert np.isnan(_held_at(cache, hole_sid, hole))
         _put(other, [("e0", "mem", hole + 3, 42.0)])
         _put(other, _period(now, now + STEP))
         now += STEP
         stats = _check(store, cache, now)
         assert stats["full"] == 0 and stats["partial"] == 6
-        assert cache._held[hole_sid].values[(hole - (now - CTX * STEP)) // STEP] == 42.0
+        assert _held_at(cache, hole_sid, hole) == 42.0
 
         # a store migrated with data has no max_ts yet: read in full until a write sets it
         with store.engine.begin() as conn:
@@ -173,6 +194,15 @@ def test_cached_histories_and_forecasts_equal_a_full_read(settings_factory):
         )
         subprocess.run([sys.executable, "-c", code, settings.db_url, settings.db_schema or "",
                         str(now - 500)], check=True, cwd=ROOT, timeout=120)
+        _put(store, _period(now, now + STEP))
+        now += STEP
+        stats = _check(store, cache, now)
+        assert stats["full"] == 0 and stats["partial"] == 6
+
+        # an overwrite before the refresh's window but inside a decision's longer one: the
+        # refresh reads only its new bucket, the decision's window re-reads what it touched
+        assert t0 + 2 < now - CTX * STEP
+        _put(other, [("e1", "mem", t0 + 2, 500.0)])
         _put(store, _period(now, now + STEP))
         now += STEP
         stats = _check(store, cache, now)
