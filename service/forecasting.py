@@ -317,6 +317,7 @@ class BucketCache:
         self._held: dict[int, _Cached] = {}
         self._lock = threading.Lock()
         self._longest = 0  # the most buckets asked for at once: what a series keeps
+        self._swept_at: int | None = None  # the window end of the last sweep
         #: What the last :meth:`read` did: series read in full, series read from a later
         #: bucket, buckets read in all.
         self.last = {"full": 0, "partial": 0, "buckets": 0}
@@ -395,9 +396,12 @@ class BucketCache:
                         self._held[sid] = _Cached(end, values, m.max_ts, m.late_count)
                     else:
                         self._held.pop(sid, None)
-            # what ends before the longest window's start can serve no later read
-            for sid in [sid for sid, h in self._held.items() if h.end <= keep_from]:
-                del self._held[sid]
+            # what ends before the longest window's start can serve no later read (looked
+            # for once per bucket end: a decision reads one series at a time)
+            if end != self._swept_at:
+                self._swept_at = end
+                for sid in [sid for sid, h in self._held.items() if h.end <= keep_from]:
+                    del self._held[sid]
             self.last = stats
         return out
 
