@@ -16,7 +16,9 @@ refreshes P times, one forecast period apart, as a daemon does: the first run re
 series' whole window, the later ones (where the tree has ``BucketCache``) only what is new;
 the first run's figure and the mean of the later ones are printed. ``TREE@full`` runs TREE
 with ``TIDEWISE_FORECAST_INCREMENTAL=false`` (every run reads the whole window), for a
-ratio within one tree. It then says whether every tree stored the same forecasts (every
+ratio within one tree. ``--targets T`` declares T scaling targets (``bayes`` on the stored
+forecast) and decides them after every refresh (each process starts from no decision). It
+then says whether every tree stored the same forecasts, decisions and actions (every
 period's rows and payloads compared as JSON; a sampling model such as ``harmony`` draws
 differently in a batch, so it differs there). On PostgreSQL the server's own CPU is not in
 the figure.
@@ -48,22 +50,33 @@ store = Store(Settings(db_url=sys.argv[2], db_schema=sys.argv[3] or None, schedu
 forecasting.warm_up()
 now, periods = int(sys.argv[4]), int(sys.argv[5])
 step = int(store.settings.forecast_interval_s)
+from service import decisions
 cache = forecasting.ModelCache()
 kw = {}
 if hasattr(forecasting, "BucketCache") and store.settings.forecast_incremental:
     kw["buckets"] = forecasting.BucketCache()
-runs, digests = [], []
+with store.engine.begin() as conn:  # every tree decides from the same (empty) past
+    conn.execute(text("DELETE FROM actions"))
+    conn.execute(text("DELETE FROM decisions"))
+runs, decs, digests = [], [], []
 for p in range(periods):
     c0, t0 = time.process_time(), time.perf_counter()
     r = forecasting.refresh(store, now + p * step, cache, **kw)
     runs.append((time.process_time() - c0, time.perf_counter() - t0))
+    c0 = time.process_time()
+    out = decisions.decide_all(store, now + p * step, **kw)
+    decs.append((time.process_time() - c0, len(out)))
     with store.engine.connect() as conn:
         rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, "
                                  "fallback, payload FROM forecasts ORDER BY series_id")).all()
-    rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
-    digests.append(hashlib.sha256(json.dumps(rows).encode()).hexdigest())
+        rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+        for table, key in (("decisions", "target_id"), ("actions", "id")):
+            got = conn.execute(text(f"SELECT * FROM {table} ORDER BY {key}")).all()
+            rows.append([[json.loads(x) if isinstance(x, str) and x[:1] in "[{" else x
+                          for x in row] for row in got])
+    digests.append(hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest())
 print(json.dumps({"series": r.series, "forecasts": r.forecasts, "fallbacks": r.fallbacks,
-                  "runs": runs, "digests": digests, "rows": len(rows)}))
+                  "runs": runs, "decisions": decs, "digests": digests}))
 """
 
 
@@ -88,6 +101,8 @@ def main() -> None:
     ap.add_argument("--gaps", action="store_true", help="cut gaps (some series fall back)")
     ap.add_argument("--trees", nargs="+", default=["."],
                     help="source trees to compare (TREE@full: without the bucket cache)")
+    ap.add_argument("--targets", type=int, default=0,
+                    help="scaling targets (bayes on the stored forecast), decided every period")
     ap.add_argument("--periods", type=int, default=1,
                     help="refreshes per process, one forecast period apart")
     ap.add_argument("--repeat", type=int, default=1)
@@ -113,6 +128,18 @@ def main() -> None:
                 conn.execute(text("DELETE FROM samples WHERE series_id % 11 = 5 AND "
                                   f"ts > {now - 1600}"))
             eng.dispose()
+        if args.targets:
+            from service import targets as target_api
+            from service.config import Settings
+            from service.store.db import Store
+
+            store = Store(Settings(db_url=db_url, db_schema=schema, scheduler_enabled=False))
+            for i in range(args.targets):
+                target_api.declare(store, target_api.ScalingTarget(
+                    kind="scaling", name=f"t-{i:05d}", entity=f"vm-{i:06d}", metric=metrics[0],
+                    capacity=2.0, min_replicas=1, max_replicas=50, boot_s=30, policy="bayes",
+                    params={}, forecaster="stored"))
+            store.close()
         if args.forecaster == "harmony":
             train_harmony(db_url, schema, metrics, now, Path(tmp) / "harmony")
             register_model(db_url, schema, metrics, Path(tmp) / "harmony")
@@ -145,11 +172,16 @@ def main() -> None:
                     w = sum(x[1] for x in later) / len(later)
                     line += (f"; later {len(later)} runs, mean CPU {c:.2f} s "
                              f"({1000 * c / n:.2f} ms/series), wall {w:.2f} s")
+                if args.targets:
+                    d1, later_d = r["decisions"][0], r["decisions"][1:] or r["decisions"]
+                    cd = sum(x[0] for x in later_d) / len(later_d)
+                    line += (f"; decisions CPU first {1000 * d1[0] / max(1, d1[1]):.1f}, later "
+                             f"{1000 * cd / max(1, d1[1]):.1f} ms each")
                 print(f"{line}; load {load()}", flush=True)
         first = next(iter(stored.values()))
         for spec, digests in stored.items():
             differ = [p for p, (a, b) in enumerate(zip(digests, first, strict=True)) if a != b]
-            print(f"{spec}: stored forecasts " + (
+            print(f"{spec}: stored forecasts{', decisions' if args.targets else ''} " + (
                 f"identical to {args.trees[0]}'s in all {len(first)} periods" if not differ
                 else f"DIFFER from {args.trees[0]}'s in periods {differ}"))
 
