@@ -71,9 +71,11 @@ for p in range(periods):
                                  "fallback, payload FROM forecasts ORDER BY series_id")).all()
         rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
         for table, key in (("decisions", "target_id"), ("actions", "id")):
-            got = conn.execute(text(f"SELECT * FROM {table} ORDER BY {key}")).all()
-            rows.append([[json.loads(x) if isinstance(x, str) and x[:1] in "[{" else x
-                          for x in row] for row in got])
+            got = conn.execute(text(f"SELECT * FROM {table} ORDER BY {key}"))
+            # an action's id comes from a PostgreSQL sequence, which each tree's run advances
+            keep = [i for i, c in enumerate(got.keys()) if (table, c) != ("actions", "id")]
+            rows.append([[json.loads(row[i]) if isinstance(row[i], str) and row[i][:1] in "[{"
+                          else row[i] for i in keep] for row in got.all()])
     digests.append(hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest())
 print(json.dumps({"series": r.series, "forecasts": r.forecasts, "fallbacks": r.fallbacks,
                   "runs": runs, "decisions": decs, "digests": digests}))
