@@ -294,7 +294,10 @@ def _stored_memory(stored: Any) -> tuple[Any, Any]:  # noqa: ANN401
 
 @dataclasses.dataclass
 class _Decided:
-    """A decision made, not yet stored: what :func:`save_decision` and the Outcome need."""
+    """A decision made, not yet stored.
+
+    What :func:`service.store.decisions.save_decision` and the Outcome need.
+    """
 
     target: Any
     record: dict[str, Any]
