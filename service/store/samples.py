@@ -10,7 +10,9 @@ Write semantics (documented in docs/ingest.md):
   rejected (409). Entity labels: the last labels sent replace the stored ones. A series'
   unit is set when the series is first seen.
 * Every write marks the written time range of its series dirty; the rollup job recomputes
-  the per-minute rollups of dirty ranges only.
+  the per-minute rollups of dirty ranges only. The same update keeps the series' write
+  marks (``max_ts``, ``late_count``, ``late_from``/``late_to``) that the forecast refresh's
+  cache of buckets checks (:class:`service.forecasting.BucketCache`).
 
 On PostgreSQL the samples go in through COPY: the batch, deduplicated in Python (last item
 wins), is copied in binary into a temporary staging table of the connection, then one
