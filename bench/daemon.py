@@ -155,7 +155,10 @@ def prefill(db_url: str, schema: str | None, entities: int, metrics: list[str],
                     "WHERE x < :b) SELECT s.id, t.x, 1 + (s.id % 7) + "
                     "(abs(random()) % 1000000) / 1000000.0 FROM series s CROSS JOIN t"),
                     {"a": first + 1, "b": now - 1})
-            conn.execute(text("UPDATE series SET dirty_from = NULL, dirty_to = NULL"))
+            # what ingest would have marked: the newest second written (the forecast cache
+            # re-reads from there; see service.forecasting.BucketCache)
+            conn.execute(text("UPDATE series SET dirty_from = NULL, dirty_to = NULL, "
+                              "max_ts = :b"), {"b": now - 1})
     finally:
         store.close()
     return time.perf_counter() - t0
@@ -329,8 +332,8 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def feeder(urls: list[str], entities: int, metrics: list[str], batch: int, seconds: float,
-           out: Any) -> None:  # noqa: ANN401 - a multiprocessing Connection
-    """POST every second's samples of every series until ``seconds`` have passed."""
+           out: Any, stop: Any = None) -> None:  # noqa: ANN401 - multiprocessing objects
+    """POST every second's samples of every series until ``seconds`` have passed (or ``stop``)."""
     import httpx
     import orjson
 
@@ -347,7 +350,7 @@ def feeder(urls: list[str], entities: int, metrics: list[str], batch: int, secon
     start = time.time()
     sec = int(start)
     k = 0
-    while time.time() < start + seconds:
+    while time.time() < start + seconds and not (stop is not None and stop.is_set()):
         wait = sec + 1 - time.time()  # second ``sec`` is complete at sec + 1
         if wait > 0:
             time.sleep(wait)
@@ -468,10 +471,12 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
         try:
             names = declare_targets(daemons[0].url, targets, metrics[0])
             before = [scrape(d.url) for d in daemons]
-            recv, send = mp.get_context("spawn").Pipe(duplex=False)
-            feed = mp.get_context("spawn").Process(
+            ctx = mp.get_context("spawn")
+            recv, send = ctx.Pipe(duplex=False)
+            feed_stop = ctx.Event()
+            feed = ctx.Process(
                 target=feeder, args=([d.url for d in daemons], entities, metrics, args.batch,
-                                     args.duration, send))
+                                     args.duration + args.warmup_max, send, feed_stop))
             t_start = time.time()
             feed.start()
             stop = threading.Event()
@@ -479,7 +484,17 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
             rt = threading.Thread(target=recommendations, args=(
                 [d.url for d in daemons], names, args.rec_rate, stop, rec), daemon=True)
             rt.start()
-            fed = recv.recv() if recv.poll(args.duration + 120) else None
+            if args.warmup:  # measure from the end of every daemon's first (cold) run
+                while (time.time() < t_start + args.warmup_max
+                       and not all(d.runs for d in daemons)):
+                    time.sleep(0.2)
+                res["warmup_s"] = time.time() - t_start
+                t_start = time.time()
+                say(f"warm-up: every daemon's first forecast run ended after "
+                    f"{res['warmup_s']:.1f} s; measuring from here")
+            time.sleep(max(0.0, t_start + args.duration - time.time()))
+            feed_stop.set()
+            fed = recv.recv() if recv.poll(120) else None
             feed.join(timeout=30)
             stop.set()
             rt.join(timeout=30)
@@ -640,6 +655,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--forecaster", choices=("default", "harmony"), default="default")
     ap.add_argument("--batch", type=int, default=5000, help="samples per ingest request")
     ap.add_argument("--rec-rate", type=float, default=10.0, help="recommendations/s")
+    ap.add_argument("--warmup", action="store_true",
+                    help="start the measured --duration when every daemon's first (cold) "
+                    "forecast run has ended (feeding from the start)")
+    ap.add_argument("--warmup-max", type=float, default=600.0,
+                    help="with --warmup: the longest wait for the first runs (s)")
     ap.add_argument("--find-max", action="store_true",
                     help="find the largest N that keeps up (see --forecasters)")
     ap.add_argument("--forecasters", default="default,harmony",

@@ -1,24 +1,34 @@
-"""CPU of one forecast refresh, in-process, for one or more source trees on the same store.
+"""CPU of the forecast refresh, in-process, for one or more source trees on the same store.
 
     .venv/bin/python bench/refresh.py --entities 100 --trees /path/to/main-copy . --repeat 2
     .venv/bin/python bench/refresh.py --db postgres --entities 100 --trees ../old .
     .venv/bin/python bench/refresh.py --forecaster harmony --entities 100 --trees ../old .
+    .venv/bin/python bench/refresh.py --entities 100 --periods 4 --trees .@full .
 
 Makes a fresh store as ``bench/daemon.py`` does (N entities x M metrics, ``--history-s`` of
 1-s history, optionally ``--gaps``: every 7th series loses 60 s of every 97 and every 11th its
 last 1,600 s, so joint groups break up and some series fall back), optionally registers a
 briefly trained ``harmony`` for the metric set, then for each tree in turn (``--repeat``
-rounds) runs ``service.forecasting.refresh`` once in a fresh process with that tree first on
-``sys.path``, at the same ``now``, and prints the process's CPU seconds and wall seconds. It
-then says whether every tree stored the same forecasts (rows and payloads compared as JSON;
-a sampling model such as ``harmony`` draws differently in a batch, so it differs there).
-On PostgreSQL the server's own CPU is not in the figure.
+rounds) runs ``service.forecasting.refresh`` in a fresh process with that tree first on
+``sys.path``, at the same ``now``, and prints the process's CPU seconds and wall seconds.
+With ``--periods P`` the store also holds the next P - 1 periods' samples, and the process
+refreshes P times, one forecast period apart, as a daemon does: the first run reads every
+series' whole window, the later ones (where the tree has ``BucketCache``) only what is new;
+the first run's figure and the mean of the later ones are printed. ``TREE@full`` runs TREE
+with ``TIDEWISE_FORECAST_INCREMENTAL=false`` (every run reads the whole window), for a
+ratio within one tree. ``--targets T`` declares T scaling targets (``bayes`` on the stored
+forecast) and decides them after every refresh (each process starts from no decision). It
+then says whether every tree stored the same forecasts, decisions and actions (every
+period's rows and payloads compared as JSON; a sampling model such as ``harmony`` draws
+differently in a batch, so it differs there). On PostgreSQL the server's own CPU is not in
+the figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHILD = """
-import json, os, sys, time
+import hashlib, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from service import forecasting
 assert forecasting.__file__.startswith(sys.argv[1]), forecasting.__file__
@@ -38,15 +48,37 @@ from service.store.db import Store
 from sqlalchemy import text
 store = Store(Settings(db_url=sys.argv[2], db_schema=sys.argv[3] or None, scheduler_enabled=False))
 forecasting.warm_up()
-c0, t0 = time.process_time(), time.perf_counter()
-r = forecasting.refresh(store, int(sys.argv[4]))
-cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-with store.engine.connect() as conn:
-    rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, fallback, "
-                             "payload FROM forecasts ORDER BY series_id")).all()
-rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+now, periods = int(sys.argv[4]), int(sys.argv[5])
+step = int(store.settings.forecast_interval_s)
+from service import decisions
+cache = forecasting.ModelCache()
+kw = {}
+if hasattr(forecasting, "BucketCache") and store.settings.forecast_incremental:
+    kw["buckets"] = forecasting.BucketCache()
+with store.engine.begin() as conn:  # every tree decides from the same (empty) past
+    conn.execute(text("DELETE FROM actions"))
+    conn.execute(text("DELETE FROM decisions"))
+runs, decs, digests = [], [], []
+for p in range(periods):
+    c0, t0 = time.process_time(), time.perf_counter()
+    r = forecasting.refresh(store, now + p * step, cache, **kw)
+    runs.append((time.process_time() - c0, time.perf_counter() - t0))
+    c0 = time.process_time()
+    out = decisions.decide_all(store, now + p * step, **kw)
+    decs.append((time.process_time() - c0, len(out)))
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, "
+                                 "fallback, payload FROM forecasts ORDER BY series_id")).all()
+        rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+        for table, key in (("decisions", "target_id"), ("actions", "id")):
+            got = conn.execute(text(f"SELECT * FROM {table} ORDER BY {key}"))
+            # an action's id comes from a PostgreSQL sequence, which each tree's run advances
+            keep = [i for i, c in enumerate(got.keys()) if (table, c) != ("actions", "id")]
+            rows.append([[json.loads(row[i]) if isinstance(row[i], str) and row[i][:1] in "[{"
+                          else row[i] for i in keep] for row in got.all()])
+    digests.append(hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest())
 print(json.dumps({"series": r.series, "forecasts": r.forecasts, "fallbacks": r.fallbacks,
-                  "cpu": cpu, "wall": wall, "rows": rows}))
+                  "runs": runs, "decisions": decs, "digests": digests}))
 """
 
 
@@ -69,14 +101,24 @@ def main() -> None:
     ap.add_argument("--history-s", type=int, default=3600)
     ap.add_argument("--forecaster", choices=("default", "harmony"), default="default")
     ap.add_argument("--gaps", action="store_true", help="cut gaps (some series fall back)")
-    ap.add_argument("--trees", nargs="+", default=["."], help="source trees to compare")
+    ap.add_argument("--trees", nargs="+", default=["."],
+                    help="source trees to compare (TREE@full: without the bucket cache)")
+    ap.add_argument("--targets", type=int, default=0,
+                    help="scaling targets (bayes on the stored forecast), decided every period")
+    ap.add_argument("--periods", type=int, default=1,
+                    help="refreshes per process, one forecast period apart")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     metrics = metric_names(args.metrics)
     with tempfile.TemporaryDirectory(prefix="tidewise-refresh-") as tmp, \
             fresh_store(args.db, args.pg_url, Path(tmp)) as (db_url, schema):
-        now = int(time.time())
-        took = prefill(db_url, schema, args.entities, metrics, args.history_s, now)
+        # the samples of the later periods are written up front (ending at the last run's
+        # ``now``): a run reads only complete buckets before its own ``now``
+        ahead = (args.periods - 1) * 15
+        now = int(time.time()) - ahead
+        now -= now % 15
+        took = prefill(db_url, schema, args.entities, metrics, args.history_s + ahead,
+                       now + ahead)
         if args.gaps:
             from sqlalchemy import create_engine, text
 
@@ -88,6 +130,18 @@ def main() -> None:
                 conn.execute(text("DELETE FROM samples WHERE series_id % 11 = 5 AND "
                                   f"ts > {now - 1600}"))
             eng.dispose()
+        if args.targets:
+            from service import targets as target_api
+            from service.config import Settings
+            from service.store.db import Store
+
+            store = Store(Settings(db_url=db_url, db_schema=schema, scheduler_enabled=False))
+            for i in range(args.targets):
+                target_api.declare(store, target_api.ScalingTarget(
+                    kind="scaling", name=f"t-{i:05d}", entity=f"vm-{i:06d}", metric=metrics[0],
+                    capacity=2.0, min_replicas=1, max_replicas=50, boot_s=30, policy="bayes",
+                    params={}, forecaster="stored"))
+            store.close()
         if args.forecaster == "harmony":
             train_harmony(db_url, schema, metrics, now, Path(tmp) / "harmony")
             register_model(db_url, schema, metrics, Path(tmp) / "harmony")
@@ -96,26 +150,42 @@ def main() -> None:
               f"{args.forecaster}{', gaps' if args.gaps else ''}")
         stored: dict[str, list] = {}
         for _ in range(args.repeat):
-            for tree in args.trees:
+            for spec in args.trees:
+                tree, _, mode = spec.partition("@")
+                env = dict(os.environ)
+                if mode == "full":
+                    env["TIDEWISE_FORECAST_INCREMENTAL"] = "false"
+                elif mode:
+                    raise SystemExit(f"--trees {spec!r}: only TREE or TREE@full")
                 out = subprocess.run([sys.executable, "-c", CHILD, str(Path(tree).resolve()),
-                                      db_url, schema or "",
-                                      str(now)], capture_output=True, text=True, cwd=tmp)
+                                      db_url, schema or "", str(now), str(args.periods)],
+                                     capture_output=True, text=True, cwd=tmp, env=env)
                 if out.returncode:
-                    raise SystemExit(f"{tree}: {out.stderr[-2000:]}")
+                    raise SystemExit(f"{spec}: {out.stderr[-2000:]}")
                 r = json.loads(out.stdout.strip().splitlines()[-1])
-                stored[tree] = r["rows"]
-                print(f"{tree}: {r['series']} series, {r['forecasts']} forecasts, "
-                      f"{r['fallbacks']} fallbacks: CPU {r['cpu']:.2f} s "
-                      f"({1000 * r['cpu'] / max(1, r['series']):.2f} ms/series), wall "
-                      f"{r['wall']:.2f} s; load {load()}", flush=True)
+                stored[spec] = r["digests"]
+                n = max(1, r["series"])
+                (c1, w1), later = r["runs"][0], r["runs"][1:]
+                line = (f"{spec}: {r['series']} series, {r['forecasts']} forecasts, "
+                        f"{r['fallbacks']} fallbacks: first run CPU {c1:.2f} s "
+                        f"({1000 * c1 / n:.2f} ms/series), wall {w1:.2f} s")
+                if later:
+                    c = sum(x[0] for x in later) / len(later)
+                    w = sum(x[1] for x in later) / len(later)
+                    line += (f"; later {len(later)} runs, mean CPU {c:.2f} s "
+                             f"({1000 * c / n:.2f} ms/series), wall {w:.2f} s")
+                if args.targets:
+                    d1, later_d = r["decisions"][0], r["decisions"][1:] or r["decisions"]
+                    cd = sum(x[0] for x in later_d) / len(later_d)
+                    line += (f"; decisions CPU first {1000 * d1[0] / max(1, d1[1]):.1f}, later "
+                             f"{1000 * cd / max(1, d1[1]):.1f} ms each")
+                print(f"{line}; load {load()}", flush=True)
         first = next(iter(stored.values()))
-        for tree, rows in stored.items():
-            differ = sum(a != b for a, b in zip(rows, first, strict=False))
-            differ += abs(len(rows) - len(first))
-            print(f"{tree}: stored forecasts " + (f"identical to {args.trees[0]}'s" if not differ
-                                                  else f"DIFFER from {args.trees[0]}'s in "
-                                                  f"{differ} rows"))
-
+        for spec, digests in stored.items():
+            differ = [p for p, (a, b) in enumerate(zip(digests, first, strict=True)) if a != b]
+            print(f"{spec}: stored forecasts{', decisions' if args.targets else ''} " + (
+                f"identical to {args.trees[0]}'s in all {len(first)} periods" if not differ
+                else f"DIFFER from {args.trees[0]}'s in periods {differ}"))
 
 if __name__ == "__main__":
     main()

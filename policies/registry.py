@@ -43,7 +43,14 @@ def names(scenario: str | None = None) -> list[str]:
 
 
 def get(name: str, scenario: str) -> type[Policy]:
-    """Return the policy class registered as ``name`` for ``scenario``; a clear error otherwise."""
+    """Return the policy class registered as ``name`` for ``scenario``; a clear error otherwise.
+
+    The package's modules are imported (:func:`load_all`) when the name is not registered
+    yet: listing them costs more than a decision's own work, and a daemon asks every period.
+    """
+    cls = _REGISTRY.get((scenario, name))
+    if cls is not None:
+        return cls
     load_all()
     try:
         return _REGISTRY[(scenario, name)]

@@ -179,6 +179,12 @@ class Settings(BaseSettings):
         "(HARMONY's multi-indicator forecast; each sample path is one joint draw), rather "
         "than each metric alone (bool).",
     )
+    forecast_incremental: bool = Field(
+        True,
+        description="Keep each series' bucketed history between forecast runs and read only "
+        "the buckets written since (and what late writes or retention changed), rather than "
+        "the whole context every period; the forecasts are the same (bool).",
+    )
     forecast_max_indicators: int = Field(
         8, ge=1, le=64,
         description="Most metrics in one joint forecast; an entity with more is split into "

@@ -292,6 +292,23 @@ def _stored_memory(stored: Any) -> tuple[Any, Any]:  # noqa: ANN401
     return None, None
 
 
+@dataclasses.dataclass
+class _Decided:
+    """A decision made, not yet stored.
+
+    What :func:`service.store.decisions.save_decision` and the Outcome need.
+    """
+
+    target: Any
+    record: dict[str, Any]
+    changed: bool
+    prev: dict[str, Any] | None
+    desired: dict[str, Any]
+    valid: bool
+    fallback: bool
+    why: str
+
+
 def decide_target(store: Store, target: Any, now: int, telemetry: Any = None,  # noqa: ANN401
                   history: forecasting.History | None = None) -> Outcome:
     """Decide for one target and store the decision (and an action when it changes).
@@ -299,6 +316,21 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None,  #
     ``history`` is where collectors read series (default: the store and ``target``'s own
     source); a source that fails makes an invalid fallback decision saying why.
     """
+    d = _decide(store, target, now, history)
+    action_id = decision_store.save_decision(store, target, d.record, now, d.changed, d.prev)
+    return _outcome(d, action_id, telemetry)
+
+
+def _outcome(d: _Decided, action_id: int | None, telemetry: Any) -> Outcome:  # noqa: ANN401
+    """Return the Outcome of a stored decision (telemetry counts it)."""
+    if telemetry is not None:
+        telemetry.decision(d.target.policy, d.valid, d.fallback, action_id is not None)
+    return Outcome(d.target.name, d.desired, d.valid, d.fallback, d.why, action_id)
+
+
+def _decide(store: Store, target: Any, now: int,  # noqa: ANN401
+            history: forecasting.History | None = None) -> _Decided:
+    """Make one target's decision (see :func:`decide_target`), without storing it."""
     from policies import registry
 
     with store.sessions() as session:
@@ -312,7 +344,8 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None,  #
         if (step_start is not None and rec is not None and rec.details
                 and rec.details.get("step_start_s") == step_start):
             # this step was decided already: re-affirm it, the policy sees each step once
-            return _reaffirm(store, target, rec, now, telemetry)
+            return _Decided(target, {"computed_at": now}, False, None, dict(rec.desired or {}),
+                            bool(rec.valid), bool(rec.fallback), rec.why)
         chosen, choice = None, {}
         source = target.spec.get("forecaster", "auto") if target.kind == "vm" else None
         if source == "stored":
@@ -354,40 +387,44 @@ def decide_target(store: Store, target: Any, now: int, telemetry: Any = None,  #
         "memory": pack_memory({"policy": memory, "forecaster": fc_out}), "desired": desired,
     }
     changed = bool(desired) and desired != prev
-    action_id = decision_store.save_decision(store, target, record, now, changed, prev)
-    if telemetry is not None:
-        telemetry.decision(target.policy, dec.valid, dec.fallback, action_id is not None)
-    return Outcome(target.name, desired, bool(dec.valid), bool(dec.fallback), record["why"],
-                   action_id)
-
-
-def _reaffirm(store: Store, target: Any, rec: Any, now: int, telemetry: Any) -> Outcome:  # noqa: ANN401
-    """Store the step's decision again with a fresh time (nothing else changes)."""
-    record = {"computed_at": now}
-    decision_store.save_decision(store, target, record, now, False, None)
-    if telemetry is not None:
-        telemetry.decision(target.policy, bool(rec.valid), bool(rec.fallback), False)
-    return Outcome(target.name, dict(rec.desired or {}), bool(rec.valid), bool(rec.fallback),
-                   rec.why)
+    return _Decided(target, record, changed, prev, desired, bool(dec.valid), bool(dec.fallback),
+                    record["why"])
 
 
 def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
-               only: Callable[[Any], bool] | None = None) -> list[Outcome]:
+               only: Callable[[Any], bool] | None = None,
+               buckets: forecasting.BucketCache | None = None) -> list[Outcome]:
     """Decide for every declared target (one failing target never stops the others).
 
     ``only`` (optional) keeps the targets it accepts: the forecast job's shards
-    (:mod:`service.sharding`).
+    (:mod:`service.sharding`). ``buckets`` (optional, the daemon's): read the targets'
+    stored series through it (:class:`service.forecasting.BucketCache`, the same buckets).
     """
     with store.sessions() as session:
         targets = target_store.list_targets(session)
     if only is not None:
         targets = [t for t in targets if only(t)]
-    history = forecasting.History.of(store, targets)
-    out = []
+    history = forecasting.History.of(store, targets, buckets)
+    made = []
     for target in targets:
         try:
-            out.append(decide_target(store, target, now, telemetry, history))
+            made.append(_decide(store, target, now, history))
         except Exception:  # noqa: BLE001 - e.g. the store was busy: next period retries
-            log.exception("storing the decision of %r failed", target.name)
+            log.exception("the decision of %r failed", target.name)
+    try:  # one transaction for the period's decisions
+        ids = decision_store.save_decisions(
+            store, [(d.target, d.record, now, d.changed, d.prev) for d in made])
+        return [_outcome(d, i, telemetry) for d, i in zip(made, ids, strict=True)]
+    except Exception:  # noqa: BLE001 - then one by one: one bad decision costs only itself
+        log.exception("storing %d decisions at once failed; storing them one by one",
+                      len(made))
+    out = []
+    for d in made:
+        try:
+            i = decision_store.save_decision(store, d.target, d.record, now, d.changed, d.prev)
+        except Exception:  # noqa: BLE001 - e.g. the store was busy: next period retries
+            log.exception("storing the decision of %r failed", d.target.name)
+            continue
+        out.append(_outcome(d, i, telemetry))
     return out
 

@@ -189,13 +189,20 @@ class History:
     own aggregation, so ``agg`` applies to stored samples only.
     """
 
-    def __init__(self, store: Store, sources: dict[tuple[str, str], Any] | None = None) -> None:
+    def __init__(self, store: Store, sources: dict[tuple[str, str], Any] | None = None,
+                 cache: BucketCache | None = None) -> None:
         self.store = store
         self.sources = dict(sources or {})
+        #: Where stored series' mean buckets are read through (None: read in full).
+        self.cache = cache
 
     @classmethod
-    def of(cls, store: Store, targets: list[Any] | None = None) -> History:
-        """Build the history of ``store`` with the sources its targets (default: all) name."""
+    def of(cls, store: Store, targets: list[Any] | None = None,
+           cache: BucketCache | None = None) -> History:
+        """Build the history of ``store`` with the sources its targets (default: all) name.
+
+        ``cache``: read the stored series' mean buckets through this :class:`BucketCache`.
+        """
         if targets is None:
             with store.sessions() as session:
                 targets = target_store.list_targets(session)
@@ -209,7 +216,7 @@ class History:
             except ValueError as exc:  # stored by an older version: declare it again
                 log.warning("target %r: its source is not readable (%s); redeclare it", t.name,
                             exc)
-        return cls(store, sources)
+        return cls(store, sources, cache)
 
     def sourced_series(self) -> list[Any]:
         """List the series read from a source (``ActiveSeries``; created in the store if new)."""
@@ -238,7 +245,12 @@ class History:
         if src is not None:
             return read_buckets(src, now, step, n, self.store.settings.source_secrets_dir)
         with self.store.sessions() as session:
-            return bucketed(session, entity, metric, now, step, n, agg)
+            if self.cache is None or agg != "mean":
+                return bucketed(session, entity, metric, now, step, n, agg)
+            sid = sample_store.series_id(session, entity, metric)  # NotFoundError as above
+            end = now - now % step
+            ts = (end - n * step) + step * np.arange(n, dtype=np.int64)
+            return ts, self.cache.read(session, [sid], now, step, n)[sid]
 
 
 def bucketed_many(
@@ -255,6 +267,148 @@ def bucketed_many(
     ts = start + step * np.arange(n, dtype=np.int64)
     out = sample_store.query_buckets(session, series_ids, start, end - 1, step, agg)
     return ts, out
+
+
+@dataclasses.dataclass
+class _Cached:
+    """Buckets of one series a :class:`BucketCache` holds, and the marks read before them."""
+
+    end: int  # end (exclusive, unix s) of the last bucket held
+    values: np.ndarray  # (k,) the buckets [end - k * step, end)
+    max_ts: int  # the series' write marks when they were read
+    late_count: int
+
+    def first(self, step: int) -> int:
+        """Start (unix s) of the first bucket held."""
+        return self.end - len(self.values) * step
+
+
+class BucketCache:
+    """Bucketed history of the stored series, kept by one daemon from one forecast run to the next.
+
+    Each run reads every active series' last ``n`` complete buckets (and each decision its
+    target's longer window). With this cache it reads only what may have changed since the
+    series was last read, per series: the buckets from the one holding the first second of
+    the newest minute written then (``max_ts - 59``) or the end of what it holds, whichever
+    is earlier; and, when a
+    late write or a retention delete touched the series since (one more in ``late_count``),
+    from its ``late_from`` (a change wholly before the window asked for only drops the
+    buckets it touched). Every other bucket comes from the cache. The marks are kept by
+    ingest and retention in the transaction that changes the samples
+    (:func:`service.store.samples.ingest`, :func:`service.store.rollups.apply_retention`),
+    whichever process or daemon writes, and they are read before the samples, so the cache
+    can only re-read too much, never hold a bucket the full read would not give:
+
+    * ingest keeps ``max_ts`` as the last second of the newest minute written and counts a
+      write as late when it starts in an earlier minute (``first <= max_ts - 60``); so a
+      write after the marks were read either starts at or below ``max_ts - 60`` of its time
+      (>= the ``max_ts`` read), and is counted, or starts at or after ``max_ts - 59`` of the
+      ``max_ts`` read, in the buckets re-read (from the one holding that second; an exact
+      ``max_ts``, set by hand, is covered too);
+    * two or more counted changes since (their ranges are not kept), a ``max_ts`` not yet
+      set (a store migrated with data: set by the next write), a series not held, a window
+      that moved back or starts before what is held, or a step that is a whole number of
+      minutes (the rollups serve those buckets, by a rule over the whole window): the whole
+      window asked for is read, as without the cache.
+
+    Bucket values come from :func:`service.store.samples.query_buckets` either way, one
+    aggregate per bucket, so a bucket read this period or earlier holds the same bits. A
+    series keeps the longest window asked for (the refresh's context, a decision's day).
+    Thread-safe (a lock around each :meth:`read`).
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, _Cached] = {}
+        self._lock = threading.Lock()
+        self._longest = 0  # the most buckets asked for at once: what a series keeps
+        self._swept_at: int | None = None  # the window end of the last sweep
+        #: What the last :meth:`read` did: series read in full, series read from a later
+        #: bucket, buckets read in all.
+        self.last = {"full": 0, "partial": 0, "buckets": 0}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def _plan(self, sid: int, marks: Any, start: int, end: int, step: int  # noqa: ANN401
+              ) -> tuple[int, int]:
+        """Return (first bucket to read, first valid bucket held) of ``sid`` for [start, end).
+
+        What is held is valid on [second value, first value); the first value is ``start``
+        when the window must be read whole (nothing held kept then).
+        """
+        held = self._held.get(sid)
+        if held is None or marks is None or marks.max_ts is None or held.end > end:
+            return start, start
+        changes = marks.late_count - held.late_count
+        if changes < 0 or changes > 1:
+            return start, start
+        valid_lo = held.first(step)
+        top = held.max_ts - 59  # the newest minute's first second: ingest counts no write
+        r = min(held.end, top - top % step)  # inside that minute as late, so re-read it all
+        if changes == 1:
+            if marks.late_to is not None and marks.late_to < start:
+                # wholly before the window: drop the buckets it touched, keep the rest
+                valid_lo = max(valid_lo, marks.late_to - marks.late_to % step + step)
+            elif marks.late_from is None:
+                return start, start
+            else:
+                r = min(r, marks.late_from - marks.late_from % step)
+        if valid_lo > start or r <= start:
+            return start, start
+        return r, valid_lo
+
+    def read(self, session: Any, series_ids: list[int], now: int, step: int, n: int,  # noqa: ANN401
+             ) -> dict[int, np.ndarray]:
+        """Return what :func:`bucketed_many` gives (the values by id), reading what changed."""
+        end = now - now % step
+        start = end - n * step
+        if step % 60 == 0:  # the rollups may serve these buckets, by a rule over the window
+            self.last = {"full": len(series_ids), "partial": 0, "buckets": n * len(series_ids)}
+            return bucketed_many(session, series_ids, now, step, n)[1]
+        with self._lock:
+            self._longest = max(self._longest, n)
+            keep_from = end - self._longest * step
+            marks = sample_store.write_marks(session, series_ids)  # before the samples
+            plan: dict[int, list[tuple[int, int]]] = {}
+            for sid in series_ids:
+                r, valid_lo = self._plan(sid, marks.get(sid), start, end, step)
+                plan.setdefault(r, []).append((sid, valid_lo))
+            out: dict[int, np.ndarray] = {}
+            stats = {"full": 0, "partial": 0, "buckets": 0}
+            for r, items in sorted(plan.items()):
+                ids = [sid for sid, _ in items]
+                got = (sample_store.query_buckets(session, ids, r, end - 1, step)
+                       if r < end else {})
+                k = (end - r) // step
+                stats["full" if r == start else "partial"] += len(ids)
+                stats["buckets"] += k * len(ids)
+                for sid, valid_lo in items:
+                    new = got.get(sid, np.full(k, np.nan)) if k else np.empty(0)
+                    if r > start:  # held [lo, r) and read [r, end): lo <= start
+                        held = self._held[sid]
+                        lo = max(valid_lo, keep_from)
+                        old = held.values[(lo - held.first(step)) // step:
+                                          (r - held.first(step)) // step]
+                        values = np.concatenate([old, new])
+                        values.flags.writeable = False  # shared with later reads: read only
+                        out[sid] = values[(start - lo) // step:]
+                    else:
+                        values = new
+                        values.flags.writeable = False
+                        out[sid] = values
+                    m = marks.get(sid)
+                    if m is not None and m.max_ts is not None:
+                        self._held[sid] = _Cached(end, values, m.max_ts, m.late_count)
+                    else:
+                        self._held.pop(sid, None)
+            # what ends before the longest window's start can serve no later read (looked
+            # for once per bucket end: a decision reads one series at a time)
+            if end != self._swept_at:
+                self._swept_at = end
+                for sid in [sid for sid, h in self._held.items() if h.end <= keep_from]:
+                    del self._held[sid]
+            self.last = stats
+        return out
 
 
 @dataclasses.dataclass
@@ -522,7 +676,13 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
         NotFoundError: no such series or no forecast of it yet.
 
     """
-    rec = forecast_store.latest_forecast(session, entity, metric)
+    got = forecast_store.entity_forecasts(session, entity)  # one query for every member
+
+    def latest(m: str) -> Any:  # noqa: ANN401
+        # a member without a stored forecast: the per-series read says what is missing
+        return got[m] if m in got else forecast_store.latest_forecast(session, entity, m)
+
+    rec = latest(metric)
     names = [str(x) for x in rec.payload.get("indicators") or [metric]]
     info = {"computed_at": rec.computed_at}
     if len(names) <= 1 or metric not in names:
@@ -530,7 +690,7 @@ def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa:
                         rec.start, rec.step, (metric,), model=rec.model, info=info)
     cols = []
     for m in names:
-        other = rec if m == metric else forecast_store.latest_forecast(session, entity, m)
+        other = rec if m == metric else latest(m)
         if other.computed_at != rec.computed_at or other.start != rec.start:
             raise NotFoundError(
                 f"the joint forecast of {entity!r} is incomplete ({m!r} was not refreshed "
@@ -616,10 +776,12 @@ def _units_of(group: Group, hist: dict[str, np.ndarray], names: set[str]
 
 
 def _read_histories(history: History, groups: list[Group], now: int, step: int, n: int,
-                    result: RefreshResult) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+                    result: RefreshResult, buckets: BucketCache | None = None,
+                    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Bucketed histories of every series of ``groups``, by series id.
 
-    The store's series come in one batched read; a series a target reads from a
+    The store's series come in one batched read (through ``buckets``, when given, which
+    reads only what changed since its last read); a series a target reads from a
     Prometheus-compatible ``source`` is read through :meth:`History.buckets`, one request
     each. Should the batched read fail, each series is read alone, so one bad series costs
     only its own forecast (an error in ``result``).
@@ -633,8 +795,10 @@ def _read_histories(history: History, groups: list[Group], now: int, step: int, 
     one_by_one = list(sourced)
     if stored:
         try:
+            ids = [a.series_id for a in stored]
             with history.store.sessions() as session:
-                _, hist = bucketed_many(session, [a.series_id for a in stored], now, step, n)
+                hist = (buckets.read(session, ids, now, step, n) if buckets is not None
+                        else bucketed_many(session, ids, now, step, n)[1])
         except Exception:  # noqa: BLE001 - fall back to one read per series
             log.exception("reading %d series at once failed; reading them one by one",
                           len(stored))
@@ -653,11 +817,13 @@ def _read_histories(history: History, groups: list[Group], now: int, step: int, 
 
 def refresh(store: Store, now: int, cache: ModelCache | None = None,
             telemetry: Any = None, only: Callable[[str], bool] | None = None,  # noqa: ANN401
-            ) -> RefreshResult:
+            buckets: BucketCache | None = None) -> RefreshResult:
     """Forecast every series with recent data and store the forecasts (see module doc).
 
     ``only`` (optional) keeps the entities it accepts: the forecast job's shards
     (:mod:`service.sharding`); an entity's series are always kept or left together.
+    ``buckets`` (optional, kept by the daemon from run to run) reads only the buckets that
+    changed since the previous run (:class:`BucketCache`); the forecasts are the same.
 
     Series are forecast jointly per entity (:func:`joint_groups`): one model call per group,
     its indicators sharing each sample path. A series with no sample in the context is an
@@ -684,7 +850,7 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
         active = [a for a in active if only(a.entity)]
     names = current_model_names(store) if s.forecast_joint else set()
     groups = joint_groups(active, s, declared)
-    ts, by_id = _read_histories(history, groups, now, step, n, result)
+    ts, by_id = _read_histories(history, groups, now, step, n, result, buckets)
     pending: list[tuple[Group, tuple[Any, ...]]] = []
     for group in groups:
         result.series += len(group.items)

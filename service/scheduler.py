@@ -84,12 +84,16 @@ class DaemonContext:
     busy_since: float | None = None
     #: The shards of the last forecast run (logged when they change).
     last_shards: frozenset[int] | None = None
+    #: Bucketed history kept between forecast runs (``TIDEWISE_FORECAST_INCREMENTAL``).
+    buckets: Any = None
 
     def __post_init__(self) -> None:
-        if self.cache is None:
-            from service.forecasting import ModelCache
+        from service.forecasting import BucketCache, ModelCache
 
+        if self.cache is None:
             self.cache = ModelCache()
+        if self.buckets is None and self.store.settings.forecast_incremental:
+            self.buckets = BucketCache()
 
 
 class JobHealth:
@@ -187,11 +191,13 @@ def forecast_shards(ctx: DaemonContext, now: float, claim: Any) -> None:  # noqa
     entity = None if claim.everything else claim.has_entity
     target = None if claim.everything else claim.has_target
     t0, c0 = time.perf_counter(), time.thread_time()
-    res = forecasting.refresh(ctx.store, int(now), ctx.cache, ctx.telemetry, only=entity)
+    res = forecasting.refresh(ctx.store, int(now), ctx.cache, ctx.telemetry, only=entity,
+                              buckets=ctx.buckets)
     if ctx.telemetry is not None:
         ctx.telemetry.forecast_error(len(res.errors))
     t1, c1 = time.perf_counter(), time.thread_time()
-    outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry, only=target)
+    outcomes = decisions.decide_all(ctx.store, int(now), ctx.telemetry, only=target,
+                                    buckets=ctx.buckets)
     # one line per run, read by bench/daemon.py (wall and this thread's CPU seconds per phase;
     # the CPU figure leaves out what other processes, e.g. PostgreSQL, spend on the job) and
     # by the sharding tests (who did what)

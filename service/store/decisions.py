@@ -56,23 +56,43 @@ def save_decision(
     stored (or the reverse). Returns the new action's id, or None.
     """
     with store.write_sessions() as session, session.begin():
-        if session.get(Target, target.id) is None:  # deleted meanwhile: nothing to record
-            return None
-        row = session.get(DecisionRecord, target.id)
-        if row is None:
-            session.add(DecisionRecord(target_id=target.id, **record))
-        else:
-            for k, v in record.items():
-                setattr(row, k, v)
-        if not changed:
-            return None
-        action = ActionRecord(
-            target=target.name, kind=target.kind, created_at=now, desired=record["desired"],
-            previous=previous, why=record["why"],
-        )
-        session.add(action)
-        session.flush()
-        return int(action.id)
+        return _save(session, target, record, now, changed, previous)
+
+
+def save_decisions(
+    store: Store, items: list[tuple[Target, dict[str, Any], int, bool, dict[str, Any] | None]],
+) -> list[int | None]:
+    """:func:`save_decision` for many (target, record, now, changed, previous), one transaction.
+
+    The decisions of one forecast period: one write transaction instead of one per target
+    (on SQLite each waits for the writer lock, which ingest holds batch after batch). Either
+    every decision is stored or none. Returns each new action's id, or None, in order.
+    """
+    if not items:
+        return []
+    with store.write_sessions() as session, session.begin():
+        return [_save(session, *item) for item in items]
+
+
+def _save(session: Session, target: Target, record: dict[str, Any], now: int, changed: bool,
+          previous: dict[str, Any] | None) -> int | None:
+    if session.get(Target, target.id) is None:  # deleted meanwhile: nothing to record
+        return None
+    row = session.get(DecisionRecord, target.id)
+    if row is None:
+        session.add(DecisionRecord(target_id=target.id, **record))
+    else:
+        for k, v in record.items():
+            setattr(row, k, v)
+    if not changed:
+        return None
+    action = ActionRecord(
+        target=target.name, kind=target.kind, created_at=now, desired=record["desired"],
+        previous=previous, why=record["why"],
+    )
+    session.add(action)
+    session.flush()
+    return int(action.id)
 
 
 def list_actions(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, bindparam
+from sqlalchemy import JSON, Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
@@ -13,7 +15,7 @@ from service.store.db import Store, write_tx
 from service.store.errors import NotFoundError
 from service.store.samples import series_id
 from service.store.sql import insert_for
-from service.store.tables import ForecastRecord
+from service.store.tables import Entity, ForecastRecord, Series
 
 
 def _plain(value: Any) -> Any:  # noqa: ANN401
@@ -84,3 +86,42 @@ def latest_forecast(session: Session, entity: str, metric: str) -> ForecastRecor
             "TIDEWISE_FORECAST_INTERVAL_S seconds over series with recent data"
         )
     return rec
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredRecord:
+    """A stored forecast as :func:`entity_forecasts` reads it (the fields policies use)."""
+
+    series_id: int
+    computed_at: int
+    start: float
+    step: float
+    model: str
+    fallback: bool
+    payload: dict[str, Any]
+
+
+def _loads(text: str) -> Any:  # noqa: ANN401
+    """Decode a payload: orjson (what wrote it), else the stdlib (e.g. a NaN token)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def entity_forecasts(session: Session, entity: str) -> dict[str, StoredRecord]:
+    """Return the latest forecast of every series of ``entity`` that has one, by metric.
+
+    One query for the entity (a decision rebuilds a joint forecast from all its members),
+    payloads decoded by orjson; an unknown entity gives ``{}``.
+    """
+    t = ForecastRecord.__table__
+    rows = session.connection().execute(
+        select(Series.metric, t.c.series_id, t.c.computed_at, t.c.start, t.c.step, t.c.model,
+               t.c.fallback, cast(t.c.payload, Text))
+        .join(Series, Series.id == t.c.series_id)
+        .join(Entity, Entity.id == Series.entity_id)
+        .where(Entity.name == entity))
+    return {m: StoredRecord(int(sid), int(at), float(start), float(step), model, bool(fb),
+                            _loads(body))
+            for m, sid, at, start, step, model, fb, body in rows}

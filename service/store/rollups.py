@@ -93,7 +93,10 @@ def apply_retention(store: Store, now: int, series_per_tx: int = 200) -> Retenti
     """Delete raw samples older than the raw retention and rollups older than theirs.
 
     Deletes go series by series so each is a range scan of the (series_id, ts) key, and in
-    small transactions so ingest is never blocked for long on SQLite.
+    small transactions so ingest is never blocked for long on SQLite. A series that lost raw
+    samples has the deletion counted in its write marks (``late_count``, ``late_to`` =
+    ``raw_cut - 1``, ``late_from`` NULL), in the same transaction, so a cache of its
+    bucketed history never keeps a deleted sample (:class:`service.forecasting.BucketCache`).
     """
     raw_cut = now - store.settings.raw_retention_s
     roll_cut = now - store.settings.rollup_retention_s
@@ -102,11 +105,23 @@ def apply_retention(store: Store, now: int, series_per_tx: int = 200) -> Retenti
     result = RetentionResult(0, 0)
     for part in chunks(ids, series_per_tx):
         with write_tx(store.engine) as conn:
+            gone = []
             for sid in part:
-                result.samples += conn.execute(
+                n = conn.execute(
                     delete(_SAM).where(_SAM.c.series_id == sid, _SAM.c.ts < raw_cut)
                 ).rowcount
+                result.samples += n
+                if n:
+                    gone.append(sid)
                 result.rollups += conn.execute(
                     delete(_ROL).where(_ROL.c.series_id == sid, _ROL.c.ts < roll_cut)
                 ).rowcount
+            if gone:  # a change below raw_cut for the forecast cache (late_from NULL: unbounded)
+                if store.dialect == "postgresql":  # locked in id order, as ingest locks them
+                    conn.execute(select(_SER.c.id).where(_SER.c.id.in_(gone))
+                                 .order_by(_SER.c.id).with_for_update(key_share=True))
+                conn.execute(
+                    update(_SER).where(_SER.c.id.in_(gone)).values(
+                        late_count=_SER.c.late_count + 1, late_from=None, late_to=raw_cut - 1)
+                )
     return result

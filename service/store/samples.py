@@ -10,12 +10,14 @@ Write semantics (documented in docs/ingest.md):
   rejected (409). Entity labels: the last labels sent replace the stored ones. A series'
   unit is set when the series is first seen.
 * Every write marks the written time range of its series dirty; the rollup job recomputes
-  the per-minute rollups of dirty ranges only.
+  the per-minute rollups of dirty ranges only. The same update keeps the series' write
+  marks (``max_ts``, ``late_count``, ``late_from``/``late_to``) that the forecast refresh's
+  cache of buckets checks (:class:`service.forecasting.BucketCache`).
 
-On PostgreSQL the samples go in through COPY: the batch, deduplicated in Python (last item
-wins), is copied in binary into a temporary staging table of the connection, then one
-``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` moves it into ``samples``, all in the batch's
-transaction. SQLite keeps ``executemany`` (its inserts are already in-process calls).
+On PostgreSQL the samples go in through binary COPY: the batch, deduplicated in Python (last
+item wins), is copied straight into ``samples`` when none of its keys is stored yet, else into
+a temporary staging table of the connection, then one ``INSERT ... SELECT ... ON CONFLICT DO
+UPDATE`` moves it into ``samples``, all in the batch's transaction. SQLite keeps ``executemany`` (its inserts are already in-process calls).
 """
 
 from __future__ import annotations
@@ -98,9 +100,14 @@ _WIDEN_DIRTY = (
     "UPDATE series SET "
     "dirty_from = CASE WHEN dirty_from IS NULL OR dirty_from > %(lo)s "
     "THEN %(lo)s ELSE dirty_from END, "
-    "dirty_to = CASE WHEN dirty_to IS NULL OR dirty_to < %(hi)s THEN %(hi)s ELSE dirty_to END "
+    "dirty_to = CASE WHEN dirty_to IS NULL OR dirty_to < %(hi)s THEN %(hi)s ELSE dirty_to END, "
+    "late_count = CASE WHEN max_ts - 60 >= %(first)s THEN late_count + 1 ELSE late_count END, "
+    "late_from = CASE WHEN max_ts - 60 >= %(first)s THEN %(lo)s ELSE late_from END, "
+    "late_to = CASE WHEN max_ts - 60 >= %(first)s THEN %(hi)s ELSE late_to END, "
+    "max_ts = CASE WHEN max_ts IS NULL OR max_ts < %(hi)s THEN %(hi)s ELSE max_ts END "
     "WHERE id = ANY(%(ids)s::integer[]) "
-    "AND (dirty_from IS NULL OR dirty_from > %(lo)s OR dirty_to IS NULL OR dirty_to < %(hi)s)"
+    "AND (dirty_from IS NULL OR dirty_from > %(lo)s OR dirty_to IS NULL OR dirty_to < %(hi)s "
+    "OR max_ts IS NULL OR max_ts < %(hi)s OR max_ts - 60 >= %(first)s)"
 )
 
 #: One row of PostgreSQL's binary COPY format for (integer, bigint, double precision): the
@@ -312,6 +319,13 @@ def _mark_dirty(
         process had its id cached), empty normally; and, with ``copy``, whether a sample of
         the series is stored in [``lo``, ``hi``] (else False).
 
+    The same statement keeps the series' write marks that the forecast refresh's cache of
+    buckets checks (:class:`Series`), in whole minutes too, so a stream's batches inside the
+    newest minute rewrite nothing: ``max_ts`` rises to the last second of the newest minute
+    written, and a batch whose first second lies in an earlier minute (``first <= max_ts -
+    60``: a late sample, a backfill, a re-sent older batch) counts as late, with its range in
+    whole minutes. A write inside the newest minute is not counted: the cache re-reads that
+    whole minute each time (:meth:`service.forecasting.BucketCache.read`).
     """
     first, last = lo, hi
     lo -= lo % 60
@@ -323,7 +337,8 @@ def _mark_dirty(
         # trip took 5 ms a batch, mostly psycopg adapting 3 lists of 500 Python ints (0.8 ms
         # a list measured alone, 0.2 ms for a literal).
         array = "{" + ",".join(map(str, ids)) + "}"
-        steps = [(_LOCK_SERIES, (array,)), (_WIDEN_DIRTY, {"lo": lo, "hi": hi, "ids": array})]
+        marks = {"lo": lo, "hi": hi, "first": first, "ids": array}
+        steps = [(_LOCK_SERIES, (array,)), (_WIDEN_DIRTY, marks)]
         if copy:
             steps += [(_ANY_STORED, (array, first, last)), (_SAVEPOINT, None)]
         cursors = [raw.cursor() for _ in steps]
@@ -339,14 +354,16 @@ def _mark_dirty(
         return set(ids) - found, stored
     found = set()
     widen: list[int] = []
-    q = select(_SER.c.id, _SER.c.dirty_from, _SER.c.dirty_to).where(
+    q = select(_SER.c.id, _SER.c.dirty_from, _SER.c.dirty_to, _SER.c.max_ts).where(
         _SER.c.id.in_(bindparam("ids", expanding=True))
     )
     for part in chunks(ids):
-        for sid, dirty_from, dirty_to in conn.execute(q, {"ids": part}):
+        for sid, dirty_from, dirty_to, top in conn.execute(q, {"ids": part}):
             found.add(sid)
-            if dirty_from is None or dirty_from > lo or dirty_to is None or dirty_to < hi:
+            if (dirty_from is None or dirty_from > lo or dirty_to is None or dirty_to < hi
+                    or top is None or top < hi or top - 60 >= first):
                 widen.append(sid)
+    late = _SER.c.max_ts - 60 >= first  # NULL (not late) before the first write
     mark = (
         update(_SER)
         .values(
@@ -358,6 +375,12 @@ def _mark_dirty(
                 (_SER.c.dirty_to.is_(None) | (_SER.c.dirty_to < hi), hi),
                 else_=_SER.c.dirty_to,
             ),
+            # every SET reads the old row
+            late_count=case((late, _SER.c.late_count + 1), else_=_SER.c.late_count),
+            late_from=case((late, lo), else_=_SER.c.late_from),
+            late_to=case((late, hi), else_=_SER.c.late_to),
+            max_ts=case((_SER.c.max_ts.is_(None) | (_SER.c.max_ts < hi), hi),
+                        else_=_SER.c.max_ts),
         )
         .where(_SER.c.id.in_(bindparam("ids", expanding=True)))
     )
@@ -672,7 +695,9 @@ def query_buckets(
 ) -> dict[int, np.ndarray]:
     """Bucketed values of many series at once: what :func:`query_series` gives each of them.
 
-    ``start`` and ``end`` must be whole buckets of ``step`` (> 1) seconds. Each series is
+    ``start`` and ``end`` must be whole buckets of ``step`` (>= 1) seconds; at ``step=1``
+    every bucket holds one sample and its value is the raw sample's whatever ``agg`` is, as
+    :func:`query_series` gives it. Each series is
     read from the rollups or the raw samples by the same rule as :func:`query_series`
     (rollups when ``step`` is a multiple of 60 and the series is clean over the range), with
     the same aggregate values, but with one query per chunk of series instead of two per
@@ -688,10 +713,12 @@ def query_buckets(
     """
     if end < start:
         raise QueryError(f"end ({end}) is before start ({start})", where="end")
-    if step < 2 or start % step or (end + 1) % step:
+    if step < 1 or start % step or (end + 1) % step:
         raise QueryError(f"[{start}, {end}] is not whole buckets of {step} s", where="step")
     if agg not in AGGREGATES:
         raise QueryError(f"unknown aggregate {agg!r}; use one of {AGGREGATES}", where="agg")
+    if step == 1:
+        agg = "mean"  # one sample per bucket: the raw value (``count`` would say 1)
     n = (end + 1 - start) // step
     ids = [int(i) for i in series_ids]
     out = {i: np.full(n, np.nan) for i in ids}
@@ -719,6 +746,30 @@ def query_buckets(
         for k, i in enumerate(uniq.tolist()):
             if i in out:
                 out[i] = grid[k]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteMarks:
+    """A series' write marks (:class:`service.store.tables.Series`), read by the refresh."""
+
+    max_ts: int | None
+    late_count: int
+    late_from: int | None
+    late_to: int | None
+
+
+def write_marks(session: Session, series_ids: Sequence[int]) -> dict[int, WriteMarks]:
+    """Return the write marks of ``series_ids`` (an unknown id is left out)."""
+    out: dict[int, WriteMarks] = {}
+    for part in chunks([int(i) for i in series_ids]):
+        rows = session.connection().execute(
+            select(_SER.c.id, _SER.c.max_ts, _SER.c.late_count, _SER.c.late_from,
+                   _SER.c.late_to).where(_SER.c.id.in_(part)))
+        for sid, top, count, lo, hi in rows:
+            out[int(sid)] = WriteMarks(None if top is None else int(top), int(count or 0),
+                                       None if lo is None else int(lo),
+                                       None if hi is None else int(hi))
     return out
 
 

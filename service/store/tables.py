@@ -65,6 +65,16 @@ class Series(Base):
 
     ``dirty_from``/``dirty_to`` (unix s) bound the samples written since the rollup job last
     summarised this series; NULL means its rollups are up to date.
+
+    ``max_ts``, ``late_count``, ``late_from`` and ``late_to`` are the write marks the forecast
+    refresh's cache of bucketed history checks (:class:`service.forecasting.BucketCache`):
+    ``max_ts`` is the last second of the newest minute ever written (never lowered, NULL
+    before the first write); a write that starts in an earlier minute (``first <= max_ts -
+    60``: a late sample, a backfill or an older overwrite) or a retention delete counts in
+    ``late_count`` and leaves its range (unix s, inclusive, whole minutes for a write) in
+    ``late_from``/``late_to``. Whole minutes, so a stream's batches rewrite the row once a
+    minute, not once a batch. Only ingest and retention change samples, and both keep
+    these marks in the transaction that changes the samples.
     """
 
     __tablename__ = "series"
@@ -76,6 +86,10 @@ class Series(Base):
     unit: Mapped[str] = mapped_column(String(64), default="")
     dirty_from: Mapped[int | None] = mapped_column(BigInteger)
     dirty_to: Mapped[int | None] = mapped_column(BigInteger)
+    max_ts: Mapped[int | None] = mapped_column(BigInteger)
+    late_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    late_from: Mapped[int | None] = mapped_column(BigInteger)
+    late_to: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Sample(Base):

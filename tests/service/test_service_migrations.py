@@ -178,3 +178,43 @@ def test_action_ack_counts_migrate_up_and_down_keeping_the_actions(settings):
         assert rows("applied, ready") == [(None, None), (None, None)]
     finally:
         engine.dispose()
+
+
+def test_series_write_marks_migrate_up_and_down_keeping_the_samples(settings):
+    """8b2d4e6f1a30 adds series.max_ts/late_count/late_from/late_to (NULL, 0 on existing
+    rows); going back drops them and keeps every series and sample."""
+    from sqlalchemy import text
+
+    before, marks = "8b1e5d2c4a90", "8b2d4e6f1a30"
+    cols = {"max_ts", "late_count", "late_from", "late_to"}
+    migrate.upgrade(settings, before)
+    engine = make_engine(settings)
+
+    def columns() -> set[str]:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns("series")}
+
+    def rows(sql: str) -> list[tuple]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO entities (name, kind, labels) VALUES ('e', 'vm', '{}')"))
+            conn.execute(text("INSERT INTO series (entity_id, metric, unit) VALUES (1, 'cpu', '')"))
+            conn.execute(text("INSERT INTO samples (series_id, ts, value) VALUES (1, 10, 1.5), "
+                              "(1, 11, 2.5)"))
+        assert not cols & columns()
+        migrate.upgrade(settings, marks)
+        assert cols <= columns()
+        assert rows("SELECT id, max_ts, late_count, late_from, late_to FROM series") == [
+            (1, None, 0, None, None)]
+        migrate.downgrade(settings, before)
+        assert not cols & columns()
+        assert rows("SELECT series_id, ts, value FROM samples ORDER BY ts") == [
+            (1, 10, 1.5), (1, 11, 2.5)]
+        assert rows("SELECT id, metric FROM series") == [(1, "cpu")]
+        migrate.upgrade(settings)
+        assert rows("SELECT count(*) FROM samples") == [(2,)]
+    finally:
+        engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -64,6 +65,20 @@ def test_resent_sample_is_idempotent_and_last_write_wins(store):
     put(store, s(T0 + 1.2, 7.0), s(T0 + 1.9, 8.0))
     assert raw(store).points == [(T0, 5.0), (T0 + 1, 8.0)]
     assert count(store, Sample) == 2
+
+
+def test_query_buckets_at_one_second_gives_the_raw_samples_for_every_aggregate(store):
+    """1-s buckets (a daemon forecasting at ``TIDEWISE_FORECAST_STEP_S=1``) read many series
+    at once: the raw values where a sample is, NaN where none, whatever the aggregate."""
+    put(store, s(T0, 1.5), s(T0 + 2, -2.0), s(T0 + 3, 4.0), s(T0 + 1, 7.0, entity="vm-2"))
+    with store.sessions() as session:
+        ids = [sample_store.series_id(session, e, "cpu_util") for e in ("vm-1", "vm-2")]
+        for agg in sample_store.AGGREGATES:
+            got = sample_store.query_buckets(session, ids, T0, T0 + 3, 1, agg)
+            assert got[ids[0]].tolist()[:1] + got[ids[0]].tolist()[2:] == [1.5, -2.0, 4.0], agg
+            assert np.isnan(got[ids[0]][1]) and np.isnan(got[ids[1]][[0, 2, 3]]).all(), agg
+            assert got[ids[1]][1] == 7.0, agg
+    assert [v for _, v in raw(store, start=T0, end=T0 + 3).points] == [1.5, -2.0, 4.0]
 
 
 def test_kind_conflict_rejects_the_whole_batch(store):
