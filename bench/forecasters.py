@@ -27,6 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import interpolate_cost, pareto  # noqa: E402
 
 
+def online_forecaster(seed: int, params: dict) -> object:
+    """The ``online`` row's forecaster: the vm default, with ``params`` over its own."""
+    from models.online import online_predictor
+    from policies.forecasters import PredictorForecaster
+    from policies.pipeline import DEFAULT_FORECASTERS
+
+    model, base = DEFAULT_FORECASTERS["vm"]
+    return PredictorForecaster(online_predictor(model, seed=seed, **{**base, **params}), seed,
+                               model)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the table for one trace."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-until", default="0.5")
     ap.add_argument("--option", action="append", default=[], help="scenario key=value")
     ap.add_argument("--forecaster-param", action="append", default=[], help="model key=value")
+    ap.add_argument("--online-param", action="append", default=[],
+                    help="key=value for the scenario's online model (the `online` row): "
+                         "overrides policies.pipeline.DEFAULT_FORECASTERS['vm']")
     ap.add_argument("--seed", type=int, default=0, help="seed of every run (forecaster sampling)")
     ap.add_argument("--points", action="store_true",
                     help="also print every sweep point (knob, violation rate, replica-seconds)")
@@ -54,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         if name == "online":
             rep = run_replay(scored, "vm", ["bayes"], sweep=True, options=options,
-                             seed=args.seed)
+                             seed=args.seed, forecaster=online_forecaster(
+                                 args.seed, parse_options(args.online_param)))
         else:
             rep = run_replay(frame, "vm", ["bayes"], sweep=True, options=options, model=name,
                              seed=args.seed,
