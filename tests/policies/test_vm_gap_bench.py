@@ -27,6 +27,14 @@ def test_online_param_overrides_the_vm_default_and_keeps_the_rest():
         forecasters.online_forecaster(0, {"no_such_knob": 1})
 
 
+def _head(tmp_path, rows: int):
+    """The header and the first ``rows`` rows of the bundled datacenter day, as a trace file."""
+    lines = gzip.open(SLICE, "rt").read().splitlines()[: rows + 1]
+    path = tmp_path / "machine_usage_day_1_grouped_10_seconds.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def test_at_miss_interpolates_the_cost_at_a_miss_rate():
     miss = np.array([0.04, 0.02, 0.0, 0.01])  # unsorted, as the levels give them
     cost = np.array([1.0, 1.1, 1.5, 1.3])
@@ -37,9 +45,7 @@ def test_at_miss_interpolates_the_cost_at_a_miss_rate():
 
 def test_tail_bound_table_on_a_slice(tmp_path, capsys):
     # the first 600 rows (100 minutes at 10 s) of the bundled datacenter day
-    lines = gzip.open(SLICE, "rt").read().splitlines()[:601]
-    path = tmp_path / "machine_usage_day_1_grouped_10_seconds.csv"
-    path.write_text("\n".join(lines) + "\n")
+    path = _head(tmp_path, 600)
     vm_tail_bound.main([str(path), "--rate", "0.05", "--rate", "0.2"])
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]]
@@ -60,9 +66,7 @@ def test_choose_vm_backtests_on_the_history_and_picks(tmp_path, capsys):
 
     # 1,200 rows (200 minutes at 10 s): the history is the first half, its second quarter the
     # backtest; one candidate within any SLA is the pick
-    lines = gzip.open(SLICE, "rt").read().splitlines()[:1201]
-    path = tmp_path / "machine_usage_day_1_grouped_10_seconds.csv"
-    path.write_text("\n".join(lines) + "\n")
+    path = _head(tmp_path, 1200)
     choose_vm.main([str(path), "--candidates", "online", "--sla", "0.1"])
     out = capsys.readouterr().out
     first = out.splitlines()[0]
