@@ -427,12 +427,13 @@ def ingest(store: Store, batch: Batch, *, use_copy: bool | None = None) -> int:
         return 0
     cache = store.cache
     dialect = store.dialect
-    # The cache dicts only grow and are updated under the lock after commit; lookups
-    # (never iteration) are safe without the lock, and copying them per batch would cost
-    # O(number of series).
-    known_entities = cache.entities
-    known_series = cache.series
+    # The cache dicts are updated under the lock after commit, and a batch that finds a
+    # series deleted from the store drops its ids (:func:`_deleted_series`); lookups (never
+    # iteration) are safe without the lock, so each of the batch's keys is looked up once,
+    # here: a key dropped meanwhile by another batch is then resolved again, not a KeyError.
     keys = set(batch.keys)
+    known_entities = {n: v for n in batch.kinds if (v := cache.entities.get(n)) is not None}
+    known_series = {k: v for k in keys if (v := cache.series.get(k)) is not None}
     with write_tx(store.engine) as conn:
         new_entities = _resolve_entities(conn, dialect, batch, known_entities)
         entity_ids = {n: (new_entities.get(n) or known_entities[n])[0] for n in batch.kinds}

@@ -296,6 +296,25 @@ def test_deleting_an_entity_deletes_its_samples_and_a_stale_cached_id_is_refused
     assert raw(store, entity="vm-2").points == [(T0, 2.0), (T0 + 1, 3.0)]
 
 
+def test_a_cached_id_dropped_by_another_batch_midway_is_no_server_error(store, monkeypatch):
+    """Another batch that found a series deleted drops cached ids (``_deleted_series``) while
+    this one is between resolving its series and using their ids: this batch still stores
+    (it looked each key up once), where it raised KeyError (a 500) before."""
+    put(store, s(T0, 1.0), s(T0, 2.0, entity="vm-2"))
+    resolve = sample_store._resolve_series
+
+    def racing(*args, **kwargs):
+        out = resolve(*args, **kwargs)
+        with store.cache.lock:  # what _deleted_series does for a key of this batch
+            store.cache.series.pop(("vm-1", "cpu_util"), None)
+            store.cache.entities.pop("vm-1", None)
+        return out
+
+    monkeypatch.setattr(sample_store, "_resolve_series", racing)
+    assert put(store, s(T0 + 1, 3.0), s(T0 + 1, 4.0, entity="vm-2")) == 2
+    assert raw(store).points == [(T0, 1.0), (T0 + 1, 3.0)]
+
+
 def test_two_daemons_on_one_database_keep_last_write_wins_for_labels(store):
     from service.store.db import Store
 
