@@ -20,8 +20,9 @@ ratio within one tree. ``--targets T`` declares T scaling targets (``bayes`` on 
 forecast) and decides them after every refresh (each process starts from no decision). It
 then says whether every tree stored the same forecasts, decisions and actions (every
 period's rows and payloads compared as JSON; a sampling model such as ``harmony`` draws
-differently in a batch, so it differs there). On PostgreSQL the server's own CPU is not in
-the figure.
+differently in a batch from one draw at a time); where they differ, it says how many stored
+numbers of the last period differ and by how much at most. On PostgreSQL the server's own
+CPU is not in the figure.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ for p in range(periods):
         rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, "
                                  "fallback, payload FROM forecasts ORDER BY series_id")).all()
         rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+        payloads = {str(r[0]): r[6] for r in rows}
         for table, key in (("decisions", "target_id"), ("actions", "id")):
             got = conn.execute(text(f"SELECT * FROM {table} ORDER BY {key}"))
             # an action's id comes from a PostgreSQL sequence, which each tree's run advances
@@ -77,6 +79,9 @@ for p in range(periods):
             rows.append([[json.loads(row[i]) if isinstance(row[i], str) and row[i][:1] in "[{"
                           else row[i] for i in keep] for row in got.all()])
     digests.append(hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest())
+if len(sys.argv) > 6:  # the last period's forecast payloads, for the numeric comparison
+    with open(sys.argv[6], "w") as fh:
+        json.dump(payloads, fh)
 print(json.dumps({"series": r.series, "forecasts": r.forecasts, "fallbacks": r.fallbacks,
                   "runs": runs, "decisions": decs, "digests": digests}))
 """
@@ -149,6 +154,7 @@ def main() -> None:
               f"{args.history_s} s of history (written in {took:.1f} s), forecaster "
               f"{args.forecaster}{', gaps' if args.gaps else ''}")
         stored: dict[str, list] = {}
+        dumps: dict[str, Path] = {}
         for _ in range(args.repeat):
             for spec in args.trees:
                 tree, _, mode = spec.partition("@")
@@ -157,13 +163,16 @@ def main() -> None:
                     env["TIDEWISE_FORECAST_INCREMENTAL"] = "false"
                 elif mode:
                     raise SystemExit(f"--trees {spec!r}: only TREE or TREE@full")
+                dump = Path(tmp) / f"payloads-{len(stored)}.json"
                 out = subprocess.run([sys.executable, "-c", CHILD, str(Path(tree).resolve()),
-                                      db_url, schema or "", str(now), str(args.periods)],
+                                      db_url, schema or "", str(now), str(args.periods),
+                                      str(dump)],
                                      capture_output=True, text=True, cwd=tmp, env=env)
                 if out.returncode:
                     raise SystemExit(f"{spec}: {out.stderr[-2000:]}")
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 stored[spec] = r["digests"]
+                dumps[spec] = dump
                 n = max(1, r["series"])
                 (c1, w1), later = r["runs"][0], r["runs"][1:]
                 line = (f"{spec}: {r['series']} series, {r['forecasts']} forecasts, "
@@ -185,7 +194,31 @@ def main() -> None:
             differ = [p for p, (a, b) in enumerate(zip(digests, first, strict=True)) if a != b]
             print(f"{spec}: stored forecasts{', decisions' if args.targets else ''} " + (
                 f"identical to {args.trees[0]}'s in all {len(first)} periods" if not differ
-                else f"DIFFER from {args.trees[0]}'s in periods {differ}"))
+                else f"DIFFER from {args.trees[0]}'s in periods {differ}") + (
+                f"; last period: {payload_gap(dumps[args.trees[0]], dumps[spec])}"
+                if differ else ""))
+
+
+def payload_gap(a: Path, b: Path) -> str:
+    """Say how far two trees' stored forecasts (last period) are apart, number by number."""
+    import numpy as np
+
+    pa, pb = json.loads(a.read_text()), json.loads(b.read_text())
+    if pa.keys() != pb.keys():
+        return f"different series ({len(pa)} and {len(pb)})"
+    worst, n_diff, n_all, scale = 0.0, 0, 0, 0.0
+    for sid, x in pa.items():
+        y = pb[sid]
+        for key in sorted(k for k in x if k not in ("info", "indicators", "times")):
+            u, v = np.asarray(x[key], dtype=float), np.asarray(y[key], dtype=float)
+            if u.shape != v.shape:
+                return f"series {sid} {key!r}: shapes {u.shape} and {v.shape}"
+            d = np.abs(u - v)
+            worst, n_diff, n_all = max(worst, float(d.max(initial=0))), n_diff + int(
+                (d > 0).sum()), n_all + d.size
+            scale = max(scale, float(np.abs(u).max(initial=0)))
+    return (f"{n_diff:,} of {n_all:,} stored numbers differ, max abs difference {worst:.3g} "
+            f"(largest value {scale:.3g})")
 
 if __name__ == "__main__":
     main()
