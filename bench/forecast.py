@@ -69,7 +69,6 @@ def main() -> None:
 def floor(args) -> None:
     from models.data import make_windows
     from models.evaluate import load_dataset, split_dataset
-
     from models.metrics import crps_samples
 
     print(f"{'container':<12}{'oracle MSE':>11}{'oracle CRPS':>12}{'blkio max|acf|':>16}")

@@ -17,7 +17,8 @@ Write semantics (documented in docs/ingest.md):
 On PostgreSQL the samples go in through binary COPY: the batch, deduplicated in Python (last
 item wins), is copied straight into ``samples`` when none of its keys is stored yet, else into
 a temporary staging table of the connection, then one ``INSERT ... SELECT ... ON CONFLICT DO
-UPDATE`` moves it into ``samples``, all in the batch's transaction. SQLite keeps ``executemany`` (its inserts are already in-process calls).
+UPDATE`` moves it into ``samples``, all in the batch's transaction. SQLite keeps
+``executemany`` (its inserts are already in-process calls).
 """
 
 from __future__ import annotations
@@ -314,11 +315,6 @@ def _mark_dirty(
     a loaded machine each round trip cost 1-4 ms, more than the statements themselves
     (0.3 ms to lock 500 series). SQLite has one writer anyway.
 
-    Returns:
-        the ids of ``series_ids`` that no longer exist (a series deleted by hand while this
-        process had its id cached), empty normally; and, with ``copy``, whether a sample of
-        the series is stored in [``lo``, ``hi``] (else False).
-
     The same statement keeps the series' write marks that the forecast refresh's cache of
     buckets checks (:class:`Series`), in whole minutes too, so a stream's batches inside the
     newest minute rewrite nothing: ``max_ts`` rises to the last second of the newest minute
@@ -326,6 +322,12 @@ def _mark_dirty(
     60``: a late sample, a backfill, a re-sent older batch) counts as late, with its range in
     whole minutes. A write inside the newest minute is not counted: the cache re-reads that
     whole minute each time (:meth:`service.forecasting.BucketCache.read`).
+
+    Returns:
+        the ids of ``series_ids`` that no longer exist (a series deleted by hand while this
+        process had its id cached), empty normally; and, with ``copy``, whether a sample of
+        the series is stored in [``lo``, ``hi``] (else False).
+
     """
     first, last = lo, hi
     lo -= lo % 60
