@@ -6,6 +6,9 @@ per test); this module adds settings with tokens and an authenticated HTTP clien
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +87,15 @@ def scaling_target(name: str = "web", **kw) -> dict:
             "policy": "hpa", "params": {"target": 1.0, "tolerance": 0.0}}
     body.update(kw)
     return body
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, deadline: float) -> None:
+    """Wait until ``url``/readyz answers 200; raise with the log's tail if ``proc`` exits or
+    ``deadline`` (``time.monotonic()``) passes first."""
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"serve did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)

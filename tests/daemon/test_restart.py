@@ -15,7 +15,14 @@ import httpx
 
 from service import migrate
 from service.config import Settings
-from tests.daemon.conftest import TOKENS_SETTING, bearer, free_port, scaling_target, send
+from tests.daemon.conftest import (
+    TOKENS_SETTING,
+    bearer,
+    free_port,
+    scaling_target,
+    send,
+    wait_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,16 +34,7 @@ def daemon(env: dict[str, str], url: str, log: Path) -> Iterator[subprocess.Pope
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env,
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_ready(url, proc, log, time.monotonic() + 60)
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -33,6 +33,7 @@ from tests.daemon.conftest import (
     pg_schema,
     scaling_target,
     send,
+    wait_ready,
 )
 from tests.daemon.test_restart import _wait_for
 
@@ -71,14 +72,7 @@ def _daemons(envs: list[dict[str, str]], logs: list[Path]) -> Iterator[list[subp
                                               stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 120  # three imports of torch at once on 2 cores
         for env, proc, log in zip(envs, procs, logs, strict=True):
-            url = f"http://127.0.0.1:{env['TIDEWISE_PORT']}/readyz"
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(url, timeout=2).status_code == 200:
-                        break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"serve did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.2)
+            wait_ready(f"http://127.0.0.1:{env['TIDEWISE_PORT']}", proc, log, deadline)
         yield procs
     finally:
         for proc in procs:
