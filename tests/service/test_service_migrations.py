@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -218,3 +220,44 @@ def test_series_write_marks_migrate_up_and_down_keeping_the_samples(settings):
         assert rows("SELECT count(*) FROM samples") == [(2,)]
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_forecast_payloads_are_lz4_on_postgresql_and_pglz_after_downgrade(settings):
+    """9c4e7a1b2d58: a stored forecast payload (above the TOAST threshold) is compressed with
+    lz4; downgraded, the next write of the same row is pglz again (the server's default)."""
+    from sqlalchemy import text
+
+    from service.store import forecasts as forecast_store
+    from service.store.db import Store
+
+    before, lz4 = "8b2d4e6f1a30", "9c4e7a1b2d58"
+    rng = np.random.default_rng(0)
+    samples = np.round(rng.gamma(2.0, 10.0, size=(100, 20)), 6).tolist()  # ~20 kB of JSON
+
+    def write_and_read() -> str:
+        store = Store(settings)
+        try:
+            forecast_store.save_forecasts(store, [{
+                "series_id": 1, "computed_at": 0, "start": 0.0, "step": 15.0,
+                "model": "window-mean", "fallback": False,
+                "payload": {"samples": samples}}])
+            with store.engine.connect() as conn:
+                return conn.execute(
+                    text("SELECT pg_column_compression(payload) FROM forecasts")).scalar_one()
+        finally:
+            store.close()
+
+    migrate.upgrade(settings, lz4)
+    engine = make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO entities (name, kind, labels) VALUES ('e', 'vm', '{}')"))
+            conn.execute(text("INSERT INTO series (entity_id, metric, unit) VALUES (1, 'cpu', '')"))
+    finally:
+        engine.dispose()
+    assert write_and_read() == "lz4"
+    migrate.downgrade(settings, before)
+    assert write_and_read() == "pglz"
+    migrate.upgrade(settings)
+    assert write_and_read() == "lz4"
