@@ -2,9 +2,11 @@
 
 Every forecast period rewrites one ``forecasts`` row per series, and its ``payload`` (the
 samples, about 20 kB of JSON for 100 paths x 20 steps) is above PostgreSQL's TOAST threshold,
-so the server compresses every one of them. With the default ``pglz`` that was most of the
-server's CPU in the forecast job: upserting 14,000 such payloads took 9.8-10.3 s of server
-CPU with ``pglz`` against 2.3-3.0 s with ``lz4`` (docs/scale.md), for the same size on disk.
+so the server compresses every one of them. With the default ``pglz`` that cost more server
+CPU than anything else in a forecast period: upserting 14,000 payloads took 10.64 s of server
+CPU with ``pglz`` and 2.70 s with ``lz4`` where the paths vary over the horizon (trained and
+online models), 2.67 s and 1.12 s where each path is constant (``window-mean``)
+(``bench/forecast_payload.py``, docs/scale.md).
 Only values written after the change are lz4; older ones stay readable as they are.
 
 Nothing changes where the server lacks lz4 (built without it, or before PostgreSQL 14: its
