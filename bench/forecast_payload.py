@@ -105,14 +105,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.series:,} series, {args.paths} paths x {args.horizon} steps per payload, "
               f"{args.repeat} periods each; load {os.getloadavg()[0]:.2f}", flush=True)
         print("| payload | compression | JSON bytes each | wall per period | server CPU per "
-              "period |")
-        print("|---|---|---:|---:|---:|")
+              "period | WAL per period |")
+        print("|---|---|---:|---:|---:|---:|")
         for kind in ("constant", "varied"):
             fcs = forecasts(kind, args.series, args.paths, args.horizon)
-            for method in ("pglz", "lz4"):
+            for method in ("pglz", "lz4", "lz4, unlogged"):
                 with store.engine.begin() as conn:
-                    conn.execute(text(
-                        f"ALTER TABLE forecasts ALTER COLUMN payload SET COMPRESSION {method}"))
+                    conn.execute(text("ALTER TABLE forecasts ALTER COLUMN payload SET "
+                                      f"COMPRESSION {method.split(',')[0]}"))
+                    conn.execute(text("ALTER TABLE forecasts SET " + (
+                        "UNLOGGED" if "unlogged" in method else "LOGGED")))
+                    wal0 = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
                 walls, cpus = [], []
                 for rep in range(args.repeat):
                     records = [{"series_id": sid, "computed_at": rep, "start": 0.0,
@@ -123,11 +126,14 @@ def main(argv: list[str] | None = None) -> None:
                     forecast_store.save_forecasts(store, records)
                     walls.append(time.perf_counter() - t0)
                     cpus.append(server_cpu_s() - c0)
+                with store.engine.begin() as conn:
+                    wal = conn.execute(text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), "
+                                            ":a)"), {"a": wal0}).scalar_one()
                 size = len(orjson.dumps(payload(fcs[0], 0, ("cpu",)),
                                         option=orjson.OPT_SERIALIZE_NUMPY))
                 print(f"| {kind} paths | {method} | {size:,} | "
-                      f"{statistics.median(walls):.2f} s | {statistics.median(cpus):.2f} s |",
-                      flush=True)
+                      f"{statistics.median(walls):.2f} s | {statistics.median(cpus):.2f} s | "
+                      f"{float(wal) / args.repeat / 1e6:,.1f} MB |", flush=True)
         store.close()
     finally:
         with admin.begin() as conn:

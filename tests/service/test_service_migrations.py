@@ -223,9 +223,10 @@ def test_series_write_marks_migrate_up_and_down_keeping_the_samples(settings):
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
-def test_forecast_payloads_are_lz4_on_postgresql_and_pglz_after_downgrade(settings):
-    """9c4e7a1b2d58: a stored forecast payload (above the TOAST threshold) is compressed with
-    lz4; downgraded, the next write of the same row is pglz again (the server's default)."""
+def test_forecasts_are_unlogged_and_lz4_on_postgresql_and_back_after_downgrade(settings):
+    """9c4e7a1b2d58: ``forecasts`` is unlogged and a stored payload (above the TOAST
+    threshold) is compressed with lz4; downgraded, the table is logged and the next write
+    of the same row is pglz again (the server's default)."""
     from sqlalchemy import text
 
     from service.store import forecasts as forecast_store
@@ -243,8 +244,12 @@ def test_forecast_payloads_are_lz4_on_postgresql_and_pglz_after_downgrade(settin
                 "model": "window-mean", "fallback": False,
                 "payload": {"samples": samples}}])
             with store.engine.connect() as conn:
-                return conn.execute(
+                how = conn.execute(
                     text("SELECT pg_column_compression(payload) FROM forecasts")).scalar_one()
+                kept = conn.execute(text(
+                    "SELECT relpersistence FROM pg_class WHERE oid = 'forecasts'::regclass"
+                )).scalar_one()
+                return f"{how} {kept}"
         finally:
             store.close()
 
@@ -256,8 +261,8 @@ def test_forecast_payloads_are_lz4_on_postgresql_and_pglz_after_downgrade(settin
             conn.execute(text("INSERT INTO series (entity_id, metric, unit) VALUES (1, 'cpu', '')"))
     finally:
         engine.dispose()
-    assert write_and_read() == "lz4"
+    assert write_and_read() == "lz4 u"  # lz4, unlogged
     migrate.downgrade(settings, before)
-    assert write_and_read() == "pglz"
+    assert write_and_read() == "pglz p"  # the default, permanent (logged)
     migrate.upgrade(settings)
-    assert write_and_read() == "lz4"
+    assert write_and_read() == "lz4 u"
