@@ -84,6 +84,11 @@ class DaemonContext:
     busy_since: float | None = None
     #: The shards of the last forecast run (logged when they change).
     last_shards: frozenset[int] | None = None
+    #: Every shard the last finished forecast run did (its claim and what its sweep took).
+    done_shards: frozenset[int] = frozenset()
+    #: The forecast run in progress does a shard the last one did not (the daemon's first
+    #: run, or a takeover): it reads those shards' whole windows, so it is slow by nature.
+    cold_run: bool = False
     #: Bucketed history kept between forecast runs (``TIDEWISE_FORECAST_INCREMENTAL``).
     buckets: Any = None
 
@@ -225,6 +230,7 @@ def forecast_job(ctx: DaemonContext, now: float) -> int:
     ctx.busy_since = time.time()
     try:
         claim = sharding.claim(ctx.store, ctx.holder, now, ctx.started_at)
+        ctx.cold_run = bool(claim.shards - ctx.done_shards)
         if claim.shards != ctx.last_shards:
             log.info("forecast shards now %s of %d (%d daemons alive, at most %d each)",
                      sorted(claim.shards), claim.total, len(claim.alive), claim.quota)
@@ -236,10 +242,13 @@ def forecast_job(ctx: DaemonContext, now: float) -> int:
         if extra.shards:
             log.info("forecast period %d: took over shards %s nobody claimed",
                      extra.period, sorted(extra.shards))
+            ctx.cold_run = ctx.cold_run or bool(extra.shards - ctx.done_shards)
             forecast_shards(ctx, now, extra)
+        ctx.done_shards = frozenset(claim.shards | extra.shards)
         return len(claim.shards) + len(extra.shards)
     finally:
         ctx.busy_since = None
+        ctx.cold_run = False
 
 
 def heartbeat_job(key: str) -> None:
@@ -252,8 +261,15 @@ def heartbeat_job(key: str) -> None:
         return  # not counted on before its first forecast run claims (and heartbeats)
     now = time.time()
     busy = ctx.busy_since
-    if busy is not None and now - busy > ctx.store.settings.forecast_interval_s:
+    if (busy is not None and now - busy > ctx.store.settings.forecast_interval_s
+            and not ctx.cold_run):
         return  # too slow to take its next period: let the others count it out
+    # A cold run (shards new to this daemon: its first run, or a takeover) reads those
+    # shards' whole windows and may take several periods; it keeps its heartbeat. Counted
+    # out, its shards would move to the others, cold for them too, and back when it is
+    # done: K daemons started on a large store each took every shard, period after period
+    # (bench/daemon.py --daemons 2, 22,400 series, docs/scale.md). A run that hangs is
+    # what /readyz reports (the job has not succeeded for several periods).
     try:
         sharding.heartbeat(ctx.store, ctx.holder, now, ctx.started_at)
     except Exception as exc:  # noqa: BLE001 - the next tick retries

@@ -16,7 +16,8 @@ TIDEWISE_FORECAST_INTERVAL_S``, and every daemon fires the job at the start of e
 1. **heartbeat**: ``D`` upserts its row in ``daemon_heartbeats`` (also every ``T/4`` from a
    scheduler tick once its first run has claimed, unless its own forecast run has been going
    for more than ``T``: a daemon too slow to take its next period should not be counted on
-   for it).
+   for it; a *cold* run, one doing a shard its last run did not, keeps the tick, see
+   :func:`service.scheduler.heartbeat_job`).
 2. **alive set**: the holders seen in the last ``T`` seconds (``D`` included) that run the
    same shard count as the oldest of them (a daemon started with another ``TIDEWISE_SHARDS``
    claims nothing and says so, rather than hashing the work differently). ``K`` is their

@@ -289,9 +289,47 @@ def test_the_heartbeat_tick_waits_for_the_first_run_and_pauses_while_a_run_is_ov
         ctx.busy_since = time.time() - 2 * period  # a run going on for two periods
         scheduler.heartbeat_job(key)
         assert lease_store.seen_since(store, 0.0) == []
+        ctx.cold_run = True  # ... reading shards new to it: counted on all the same
+        scheduler.heartbeat_job(key)
+        assert [h for h, _, _ in lease_store.seen_since(store, 0.0)] == [ctx.holder]
+        ctx.cold_run = False
         ctx.busy_since = None
         scheduler.heartbeat_job(key)
         assert [h for h, _, _ in lease_store.seen_since(store, 0.0)] == [ctx.holder]
     finally:
         scheduler.forget(store)
     assert lease_store.seen_since(store, 0.0) == []  # a clean stop deletes the heartbeat
+
+
+def test_a_run_is_cold_when_it_does_a_shard_the_last_run_did_not(http, store, monkeypatch):
+    """The first run, and a run that takes over shards, is cold (its heartbeat is kept while
+    it overruns); a run of the same shards as the last is not."""
+    from service import scheduler
+
+    period = int(store.settings.forecast_interval_s)
+    now = int(time.time()) - 10 * period
+    now -= now % period - 1
+    send(http, "vm-0", "vm", "cpu_cores", [(now - 600 + i, 3.0) for i in range(600)])
+    other = Store(store.settings)
+    seen: list[bool] = []
+    real = scheduler.forecast_shards
+
+    def spy(ctx, when, claim):  # noqa: ANN001, ANN202
+        seen.append(ctx.cold_run)
+        return real(ctx, when, claim)
+
+    monkeypatch.setattr(scheduler, "forecast_shards", spy)
+    try:
+        a, b = DaemonContext(store), DaemonContext(other)
+        assert run_once(a, "forecast", now) == "ok"  # alone: every shard, all new
+        assert run_once(a, "forecast", now + period) == "ok"  # the same shards again
+        assert seen == [True, False] and not a.cold_run  # reset once a run ends
+        assert a.done_shards == frozenset(range(store.settings.shards))
+        sharding.heartbeat(other, b.holder, now + 2 * period - 1, b.started_at)
+        assert run_once(b, "forecast", now + 2 * period) == "ok"  # b's half: new to b
+        assert seen[-1] is True
+        sharding.heartbeat(store, a.holder, now + 2 * period + 0.4, a.started_at)
+        run_once(a, "forecast", now + 2 * period + 0.5)
+        assert len(seen) == 4 and seen[-1] is False  # a's half: a part of what it did before
+    finally:
+        other.close()
