@@ -24,7 +24,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +36,10 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def server_cpu_s() -> float:
     """CPU seconds used so far by every process named ``postgres`` (Linux ``/proc``)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            raw = (d / "stat").read_text()
-        except OSError:
-            continue
-        if raw[raw.index("(") + 1 : raw.rindex(")")].startswith("postgres"):
-            rest = raw[raw.rindex(")") + 2 :].split()
-            total += (float(rest[11]) + float(rest[12])) / tick
-    return total
+    from bench.daemon import proc_snapshot
+
+    return sum(cpu for comm, _, cpu in proc_snapshot()[1].values()
+               if comm.startswith("postgres"))
 
 
 def forecasts(kind: str, n: int, paths: int, horizon: int) -> list:
@@ -82,18 +72,15 @@ def main(argv: list[str] | None = None) -> None:
     import orjson
     from sqlalchemy import text
 
+    from bench.daemon import fresh_store
     from service import migrate
     from service.config import Settings
     from service.forecasting import payload
     from service.store import forecasts as forecast_store
-    from service.store.db import Store, make_engine
+    from service.store.db import Store
 
-    schema = f"bench_fp_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(Settings(db_url=args.pg_url, scheduler_enabled=False))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        settings = Settings(db_url=args.pg_url, db_schema=schema, scheduler_enabled=False)
+    with fresh_store("postgres", args.pg_url, Path(".")) as (url, schema):
+        settings = Settings(db_url=url, db_schema=schema, scheduler_enabled=False)
         migrate.upgrade(settings)
         store = Store(settings)
         with store.engine.begin() as conn:
@@ -135,10 +122,6 @@ def main(argv: list[str] | None = None) -> None:
                       f"{statistics.median(walls):.2f} s | {statistics.median(cpus):.2f} s | "
                       f"{float(wal) / args.repeat / 1e6:,.1f} MB |", flush=True)
         store.close()
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 if __name__ == "__main__":
