@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         5, ge=1, le=100, description="Connections kept open per daemon (connections)."
     )
+    db_ping_idle_s: float = Field(
+        1.0, ge=0.0, le=3600.0,
+        description="PostgreSQL: a pooled connection idle longer than this is pinged before "
+        "use, and replaced if the server dropped it (s); 0 pings at every checkout. Ignored on "
+        "SQLite.",
+    )
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
         "FULL",
         description="SQLite `PRAGMA synchronous` in WAL mode (no unit). FULL: an acknowledged "

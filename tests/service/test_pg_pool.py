@@ -1,0 +1,51 @@
+"""PostgreSQL pool: a connection idle past ``db_ping_idle_s`` is pinged (and replaced if the
+server dropped it) before use; one used a moment ago is not (real server, real backends)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from service.store.db import Store, make_engine
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+
+
+def _pid(store: Store) -> int:
+    with store.sessions() as session:
+        return session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def _terminate(settings, pid: int) -> None:  # noqa: ANN001
+    admin = make_engine(settings)
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    finally:
+        admin.dispose()
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced_before_use(settings_factory):
+    settings = settings_factory(db_ping_idle_s=0.0, db_pool_size=1)  # ping at every checkout
+    store = Store(settings)
+    try:
+        first = _pid(store)
+        _terminate(settings, first)
+        second = _pid(store)  # no error: the ping found the connection gone
+        assert second != first
+    finally:
+        store.close()
+
+
+def test_a_connection_used_a_moment_ago_is_not_pinged(settings_factory):
+    settings = settings_factory(db_ping_idle_s=3600.0, db_pool_size=1)
+    store = Store(settings)
+    try:
+        first = _pid(store)
+        _terminate(settings, first)
+        with pytest.raises(OperationalError):  # not pinged: its next statement fails once
+            _pid(store)
+        assert _pid(store) != first  # and the pool has replaced it
+    finally:
+        store.close()
