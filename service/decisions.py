@@ -329,12 +329,20 @@ def _outcome(d: _Decided, action_id: int | None, telemetry: Any) -> Outcome:  # 
 
 
 def _decide(store: Store, target: Any, now: int,  # noqa: ANN401
-            history: forecasting.History | None = None) -> _Decided:
-    """Make one target's decision (see :func:`decide_target`), without storing it."""
+            history: forecasting.History | None = None,
+            latest: dict[int, Any] | None = None) -> _Decided:
+    """Make one target's decision (see :func:`decide_target`), without storing it.
+
+    ``latest`` (optional): the targets' latest decisions, read beforehand for many targets
+    at once (:func:`service.store.decisions.latest_decisions`); else it is read here.
+    """
     from policies import registry
 
-    with store.sessions() as session:
-        rec = decision_store.latest_decision(session, target.id)
+    if latest is not None:
+        rec = latest.get(target.id)
+    else:
+        with store.sessions() as session:
+            rec = decision_store.latest_decision(session, target.id)
     prev = dict(rec.desired) if rec is not None and rec.desired else None
     memory, fc_state = _stored_memory(rec.memory) if rec is not None else (None, None)
     fc = None
@@ -405,10 +413,16 @@ def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
     if only is not None:
         targets = [t for t in targets if only(t)]
     history = forecasting.History.of(store, targets, buckets)
+    latest: dict[int, Any] | None = None
+    try:  # every target's last decision in one read (else each reads its own)
+        with store.sessions() as session:
+            latest = decision_store.latest_decisions(session, [t.id for t in targets])
+    except Exception:  # noqa: BLE001 - e.g. the store was busy: the targets read their own
+        log.exception("reading the last decisions of %d targets failed", len(targets))
     made = []
     for target in targets:
         try:
-            made.append(_decide(store, target, now, history))
+            made.append(_decide(store, target, now, history, latest))
         except Exception:  # noqa: BLE001 - e.g. the store was busy: next period retries
             log.exception("the decision of %r failed", target.name)
     try:  # one transaction for the period's decisions

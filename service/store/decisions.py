@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from common.errors import InputError
 from service.store.db import Store
 from service.store.errors import NotFoundError
+from service.store.sql import chunks
 from service.store.tables import ActionRecord, DecisionRecord, Target
 
 
@@ -44,6 +45,19 @@ def target_and_decision(session: Session, name: str) -> tuple[Any, Any]:
 def latest_decision(session: Session, target_id: int) -> DecisionRecord | None:
     """Return the latest decision of a target, or None before the first one."""
     return session.get(DecisionRecord, target_id)
+
+
+def latest_decisions(session: Session, target_ids: list[int]) -> dict[int, DecisionRecord]:
+    """Return the latest decision of each of ``target_ids`` that has one, by target id.
+
+    One query per :data:`service.store.sql.CHUNK` targets instead of one per target (the
+    forecast job decides every target of its shards each period).
+    """
+    out: dict[int, DecisionRecord] = {}
+    for part in chunks(target_ids):
+        q = select(DecisionRecord).where(DecisionRecord.target_id.in_(list(part)))
+        out.update((rec.target_id, rec) for rec in session.scalars(q))
+    return out
 
 
 def save_decision(

@@ -219,3 +219,43 @@ def test_policy_memory_is_stored_as_json_and_a_pickle_row_is_never_unpickled(
         session.execute(update(DecisionRecord).values(memory=evil))
     out = decisions.decide_all(store, now + 15)
     assert [o.valid for o in out] == [True] and not marker.exists()
+
+
+def test_the_job_reads_every_targets_last_decision_in_one_batch(http, store, monkeypatch):
+    """``latest_decisions`` gives what ``latest_decision`` gives, per target (none for a
+    target not yet decided); the forecast job reads them so, not one per target, and a
+    failing batch read falls back to the per-target reads."""
+    from service.store import decisions as decision_store
+    from service.store import targets as target_store
+
+    now = int(time.time())
+    for name in ("a", "b"):
+        send(http, f"{name}-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
+        body = scaling_target(name=name, entity=f"{name}-vm")
+        assert http.post("/v1/targets", json=body).status_code == 201
+    ctx = DaemonContext(store)  # one daemon: every shard, every run
+    assert run_once(ctx, "forecast", now) == "ok"
+    send(http, "c-vm", "vm", "cpu_cores", _flat(now, 600, 7.0))
+    assert http.post("/v1/targets", json=scaling_target(name="c", entity="c-vm")).status_code == 201
+    with store.sessions() as session:
+        ids = {t.name: t.id for t in target_store.list_targets(session)}
+        got = decision_store.latest_decisions(session, [*ids.values(), 10**6])
+        one = {n: decision_store.latest_decision(session, i) for n, i in ids.items()}
+    assert set(got) == {ids["a"], ids["b"]} and one["c"] is None
+    for n in ("a", "b"):
+        assert got[ids[n]].computed_at == one[n].computed_at == now
+        assert got[ids[n]].memory == one[n].memory and got[ids[n]].desired == one[n].desired
+
+    singles: list[int] = []
+    real = decision_store.latest_decision
+    monkeypatch.setattr(decision_store, "latest_decision",
+                        lambda s, i: singles.append(i) or real(s, i))
+    assert run_once(ctx, "forecast", now + 15) == "ok"
+    assert singles == []  # the batch served all three
+    monkeypatch.setattr(decision_store, "latest_decisions",
+                        lambda s, i: (_ for _ in ()).throw(RuntimeError("store busy")))
+    assert run_once(ctx, "forecast", now + 30) == "ok"
+    assert sorted(singles) == sorted(ids.values())  # each read its own
+    recs = {n: http.get(f"/v1/recommendations/{n}").json() for n in ids}
+    assert {n: r["computed_at_unix"] for n, r in recs.items()} == dict.fromkeys(ids, now + 30)
+    assert all(r["valid"] for r in recs.values())
