@@ -403,7 +403,11 @@ def test_fresh_state_demand_fan_capacity_and_legend(browser: Page, fleet: Fleet)
     # capacity: the desired replicas x 25 percent, held over the forecast
     cap = svg.find("polyline", data_series="capacity")
     assert labels["capacity"] == "capacity: desired replicas × 25 percent per replica"
-    assert _times(svg, cap)[-1] == pytest.approx(fc["steps"][-1]["ts"], abs=1e-6)
+    drawn = _times(svg, svg.find("polyline", data_series="median"))
+    assert _times(svg, cap)[-1] == pytest.approx(drawn[-1], abs=1e-6)  # to the fan's end
+    # ... the forecast the API serves (refreshed every second: its steps may have moved on
+    # by one bucket since the page read it)
+    assert fc["steps"][-1]["ts"] - drawn[-1] in (0, STEP_S)
     # units on both axes
     assert svg.find("text", **{"class": "label axis-y"}).text() == "cpu_util (percent)"
     assert svg.find("text", **{"class": "label axis-x"}).text() == "time (UTC)"
