@@ -31,13 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from bench.daemon import PG_URL, fresh_store, proc_snapshot  # noqa: E402 - after the path
 
 
 def server_cpu_s() -> float:
     """CPU seconds used so far by every process named ``postgres`` (Linux ``/proc``)."""
-    from bench.daemon import proc_snapshot
-
     return sum(cpu for comm, _, cpu in proc_snapshot()[1].values()
                if comm.startswith("postgres"))
 
@@ -72,7 +70,6 @@ def main(argv: list[str] | None = None) -> None:
     import orjson
     from sqlalchemy import text
 
-    from bench.daemon import fresh_store
     from service import migrate
     from service.config import Settings
     from service.forecasting import payload
