@@ -119,8 +119,7 @@ def store_body(
     """
     cfg = settings
     data = gunzip(body, cfg.max_body_bytes) if encoding == "gzip" else body
-    items, lines = ingest.parse_body(data, media)
-    batch = ingest.validate(items, now, cfg.max_future_s, lines, oldest=now - cfg.raw_retention_s)
+    batch = ingest.read_batch(data, media, now, cfg.max_future_s, oldest=now - cfg.raw_retention_s)
     return sample_store.ingest(store, batch)
 
 
