@@ -90,7 +90,8 @@ def main() -> None:
     for attr, name in (
         ("_resolve_entities", "entities"),
         ("_resolve_series", "series"),
-        ("_mark_dirty", "lock series, dirty marks"),
+        ("_lock_series", "lock series (and savepoint)"),
+        ("_widen_dirty", "widen dirty marks"),
         ("_last_per_key", "dedup (numpy)"),
         ("_copy_payload", "COPY stream (numpy)"),
         ("_copy_direct", "COPY into samples (savepoint)"),
@@ -123,10 +124,10 @@ def main() -> None:
     n = args.batches
     total = stages.total.pop("store_body (all of the above)")
     copy_all = stages.total.pop("_upsert_copy", None)
-    if copy_all is not None:  # what _upsert_copy does besides its wrapped parts: the check
+    if copy_all is not None:  # what _upsert_copy does besides its wrapped parts
         parts = ("dedup (numpy)", "COPY stream (numpy)", "COPY into samples (savepoint)",
                  "staging COPY + upsert")
-        stages.total["check for stored keys"] = copy_all - sum(
+        stages.total["rest of the COPY path (cursor)"] = copy_all - sum(
             stages.total.get(p, 0.0) for p in parts)
     print(f"{n} batches of {args.batch_size} samples ({args.series} series), "
           f"{'PostgreSQL' if args.postgres else 'SQLite'}; mean ms per batch:")

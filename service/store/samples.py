@@ -15,9 +15,10 @@ Write semantics (documented in docs/ingest.md):
   cache of buckets checks (:class:`service.forecasting.BucketCache`).
 
 On PostgreSQL the samples go in through binary COPY: the batch, deduplicated in Python (last
-item wins), is copied straight into ``samples`` when none of its keys is stored yet, else into
-a temporary staging table of the connection, then one ``INSERT ... SELECT ... ON CONFLICT DO
-UPDATE`` moves it into ``samples``, all in the batch's transaction. SQLite keeps
+item wins), is copied straight into ``samples``; should a key be stored already (a re-sent
+batch, a backfill), the unique violation rolls that COPY back to a savepoint and the batch goes
+into a temporary staging table of the connection, then one ``INSERT ... SELECT ... ON CONFLICT
+DO UPDATE`` moves it into ``samples``, all in the batch's transaction. SQLite keeps
 ``executemany`` (its inserts are already in-process calls).
 """
 
@@ -79,23 +80,19 @@ _STAGE_UPSERT = (
     f"INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value FROM {_STAGE} "
     "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
 )
-#: The fast path: straight into ``samples``, when none of the batch's keys is stored yet.
+#: The fast path: straight into ``samples`` (it fails when one of the batch's keys is stored).
 _DIRECT_COPY = "COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
-#: Whether any sample of the batch's series lies in the batch's time range: one index descent
-#: per series (``= ANY`` on the key's first column), about a millisecond for 500 series.
-_ANY_STORED = (
-    "SELECT EXISTS (SELECT FROM samples "
-    "WHERE series_id = ANY(%s::integer[]) AND ts BETWEEN %s AND %s)"
-)
 #: SQLSTATE of a unique violation.
 _UNIQUE_VIOLATION = "23505"
 #: The savepoint around the COPY straight into ``samples`` (never released: the commit does).
 _SAVEPOINT = "SAVEPOINT tidewise_copy"
 _ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT tidewise_copy"
-#: PostgreSQL's series lock and dirty marks (see :func:`_mark_dirty`): the rows in id order,
-#: then those whose dirty range must widen to [lo, hi].
+#: PostgreSQL's series lock (see :func:`_lock_series`): the rows in id order, with their marks;
+#: then, once the samples are written, the dirty ranges that must widen to [lo, hi]
+#: (:func:`_widen_dirty`).
 _LOCK_SERIES = (
-    "SELECT id FROM series WHERE id = ANY(%s::integer[]) ORDER BY id FOR NO KEY UPDATE"
+    "SELECT id, dirty_from, dirty_to, max_ts FROM series WHERE id = ANY(%s::integer[]) "
+    "ORDER BY id FOR NO KEY UPDATE"
 )
 _WIDEN_DIRTY = (
     "UPDATE series SET "
@@ -166,25 +163,25 @@ def _upsert_executemany(
 
 
 def _upsert_copy(
-    conn: Connection, series_ids: list[int], ts: list[int], values: list[float], stored: bool
+    conn: Connection, series_ids: list[int], ts: list[int], values: list[float]
 ) -> None:
     """PostgreSQL: the batch through binary COPY, deduplicated (:func:`_last_per_key`).
 
-    ``stored`` (from :func:`_mark_dirty`): whether a stored sample of the batch's series lies
-    in its time range. When none does (the usual case: a stream of new seconds), the rows
-    are copied straight into ``samples``, inside the savepoint :func:`_mark_dirty` opened: a
-    plain COPY cannot conflict then. The batch's series rows are locked since before the
-    check, and every ingest locks them, so no other batch can write these keys between the
-    check and the COPY; should one get there anyway (a writer outside ingest), the unique
-    violation rolls the savepoint back and the batch takes the upsert path. Otherwise (a
-    re-sent batch, a backfill over stored seconds) the rows are copied into the staging table
-    and moved into ``samples`` by one INSERT ... SELECT ... ON CONFLICT DO UPDATE.
+    The rows are copied straight into ``samples``, inside the savepoint :func:`_lock_series`
+    opened: in the usual case (a stream of new seconds) none of the keys is stored and that
+    is all. When one is (a re-sent batch, a backfill over stored seconds) the COPY stops at
+    it with a unique violation, the savepoint takes back the rows it wrote, and the rows are
+    copied into the staging table and moved into ``samples`` by one INSERT ... SELECT ... ON
+    CONFLICT DO UPDATE. The direct COPY is tried first instead of asking the server whether a
+    key is stored (one index descent per series, 1.8 ms for 500 series measured, paid by
+    every batch); a batch over stored seconds then pays a COPY that stops at its first
+    stored key.
     """
     sid, t, v = _last_per_key(series_ids, ts, values)
     payload = _copy_payload(sid, t, v)
     # The DB-API connection under SQLAlchemy's, in the transaction SQLAlchemy began.
     with conn.connection.driver_connection.cursor() as cur:
-        if stored or not _copy_direct(conn, cur, payload):
+        if not _copy_direct(conn, cur, payload):
             _copy_upsert(conn, cur, payload)
 
 
@@ -294,30 +291,35 @@ def _resolve_series(
     return found
 
 
-def _mark_dirty(
-    conn: Connection, dialect: str, series_ids: list[int], lo: int, hi: int, copy: bool = False
-) -> tuple[set[int], bool]:
-    """Lock the series ``series_ids`` and widen each dirty range to cover [``lo``, ``hi``].
+def _minutes(lo: int, hi: int) -> tuple[int, int]:
+    """[lo, hi] widened to whole minutes."""
+    return lo - lo % 60, hi + 59 - hi % 60
 
-    The whole batch's [lo, hi], widened to whole minutes, is marked on each of its series: a
-    superset of what was written, and the rollup job recomputes whole minutes anyway, so it
-    redoes the same minutes and never misses one. Whole minutes let most batches of a stream
-    (each a few seconds further on) find their range already marked: those series rows are
-    then only locked, not rewritten.
+
+def _lock_series(
+    conn: Connection, dialect: str, series_ids: list[int], lo: int, hi: int, copy: bool = False
+) -> tuple[set[int], list[int]]:
+    """Lock the series ``series_ids`` and read which dirty ranges must widen to [lo, hi].
+
+    The whole batch's [lo, hi], widened to whole minutes, is marked on each of its series
+    (:func:`_widen_dirty`, once the samples are written): a superset of what was written, and
+    the rollup job recomputes whole minutes anyway, so it redoes the same minutes and never
+    misses one. Whole minutes let most batches of a stream (each a few seconds further on)
+    find their range already marked: those series rows are then only locked, not rewritten,
+    and which rows need it is decided here from the marks the lock reads (asking the server
+    to filter all 500 rows again in the UPDATE took 1.7 ms a batch).
 
     On PostgreSQL the rows are locked in id order (an UPDATE visits its rows in table order,
     which changes as rows are updated: 4 writers over the same 500 series deadlocked every
-    few batches) and held until the commit: samples of these series are written by one batch
-    at a time, and no series can be deleted under the batch. With ``copy`` (the COPY path),
-    the check for stored samples of the series in [``lo``, ``hi``] (exact seconds) and the
-    savepoint of :func:`_copy_direct` follow. All go in one round trip (psycopg's pipeline;
-    the server runs them in order, each statement seeing what was committed before it): on
-    a loaded machine each round trip cost 1-4 ms, more than the statements themselves
-    (0.3 ms to lock 500 series). SQLite has one writer anyway.
+    few batches) and held until the commit, before any sample is written: samples of these
+    series are written by one batch at a time, and no series can be deleted under the
+    batch. With ``copy`` (the COPY path) the savepoint of :func:`_copy_direct` follows in the
+    same round trip (psycopg's pipeline; on a loaded machine each round trip cost 1-4 ms,
+    more than the statements themselves). SQLite has one writer anyway.
 
-    The same statement keeps the series' write marks that the forecast refresh's cache of
-    buckets checks (:class:`Series`), in whole minutes too, so a stream's batches inside the
-    newest minute rewrite nothing: ``max_ts`` rises to the last second of the newest minute
+    The marks are also the series' write marks that the forecast refresh's cache of buckets
+    checks (:class:`Series`), in whole minutes too, so a stream's batches inside the newest
+    minute rewrite nothing: ``max_ts`` rises to the last second of the newest minute
     written, and a batch whose first second lies in an earlier minute (``first <= max_ts -
     60``: a late sample, a backfill, a re-sent older batch) counts as late, with its range in
     whole minutes. A write inside the newest minute is not counted: the cache re-reads that
@@ -325,13 +327,12 @@ def _mark_dirty(
 
     Returns:
         the ids of ``series_ids`` that no longer exist (a series deleted by hand while this
-        process had its id cached), empty normally; and, with ``copy``, whether a sample of
-        the series is stored in [``lo``, ``hi``] (else False).
+        process had its id cached), empty normally; and the ids whose marks
+        :func:`_widen_dirty` must rewrite.
 
     """
-    first, last = lo, hi
-    lo -= lo % 60
-    hi += 59 - hi % 60
+    first = lo
+    lo, hi = _minutes(lo, hi)
     ids = sorted(set(series_ids))
     if dialect == "postgresql":
         raw = conn.connection.driver_connection
@@ -339,32 +340,50 @@ def _mark_dirty(
         # trip took 5 ms a batch, mostly psycopg adapting 3 lists of 500 Python ints (0.8 ms
         # a list measured alone, 0.2 ms for a literal).
         array = "{" + ",".join(map(str, ids)) + "}"
-        marks = {"lo": lo, "hi": hi, "first": first, "ids": array}
-        steps = [(_LOCK_SERIES, (array,)), (_WIDEN_DIRTY, marks)]
-        if copy:
-            steps += [(_ANY_STORED, (array, first, last)), (_SAVEPOINT, None)]
+        steps = [(_LOCK_SERIES, (array,))] + ([(_SAVEPOINT, None)] if copy else [])
         cursors = [raw.cursor() for _ in steps]
         try:
             with driver_errors(conn, _LOCK_SERIES), raw.pipeline():
                 for cur, (sql, params) in zip(cursors, steps, strict=True):
                     cur.execute(sql, params)
-            found = {row[0] for row in cursors[0].fetchall()}
-            stored = bool(cursors[2].fetchone()[0]) if copy else False
+            rows = cursors[0].fetchall()
         finally:
             for cur in cursors:
                 cur.close()
-        return set(ids) - found, stored
+    else:
+        q = select(_SER.c.id, _SER.c.dirty_from, _SER.c.dirty_to, _SER.c.max_ts).where(
+            _SER.c.id.in_(bindparam("ids", expanding=True))
+        )
+        rows = [row for part in chunks(ids) for row in conn.execute(q, {"ids": part})]
     found = set()
     widen: list[int] = []
-    q = select(_SER.c.id, _SER.c.dirty_from, _SER.c.dirty_to, _SER.c.max_ts).where(
-        _SER.c.id.in_(bindparam("ids", expanding=True))
-    )
-    for part in chunks(ids):
-        for sid, dirty_from, dirty_to, top in conn.execute(q, {"ids": part}):
-            found.add(sid)
-            if (dirty_from is None or dirty_from > lo or dirty_to is None or dirty_to < hi
-                    or top is None or top < hi or top - 60 >= first):
-                widen.append(sid)
+    for sid, dirty_from, dirty_to, top in rows:
+        found.add(sid)
+        if (dirty_from is None or dirty_from > lo or dirty_to is None or dirty_to < hi
+                or top is None or top < hi or top - 60 >= first):
+            widen.append(sid)
+    return set(ids) - found, widen
+
+
+def _widen_dirty(
+    conn: Connection, dialect: str, widen: list[int], lo: int, hi: int
+) -> None:
+    """Widen the dirty ranges and write marks of the series ``widen`` to [lo, hi].
+
+    ``widen`` comes from :func:`_lock_series` in the same transaction: the rows are locked
+    since, so their marks are as read. The CASEs still read each row, so the outcome does not
+    depend on that.
+    """
+    if not widen:
+        return
+    first = lo
+    lo, hi = _minutes(lo, hi)
+    if dialect == "postgresql":
+        array = "{" + ",".join(map(str, widen)) + "}"
+        with driver_errors(conn, _WIDEN_DIRTY), \
+                conn.connection.driver_connection.cursor() as cur:
+            cur.execute(_WIDEN_DIRTY, {"lo": lo, "hi": hi, "first": first, "ids": array})
+        return
     late = _SER.c.max_ts - 60 >= first  # NULL (not late) before the first write
     mark = (
         update(_SER)
@@ -388,7 +407,6 @@ def _mark_dirty(
     )
     for part in chunks(widen):
         conn.execute(mark, {"ids": part})
-    return set(ids) - found, False
 
 
 def _deleted_series(
@@ -446,19 +464,20 @@ def ingest(store: Store, batch: Batch, *, use_copy: bool | None = None) -> int:
             use_copy = dialect == "postgresql"
         elif use_copy and dialect != "postgresql":
             raise ValueError(f"COPY ingest needs PostgreSQL, not {dialect}")
-        # Marked before the samples are written, in the same transaction (so the same
-        # outcome): the batch's series rows are locked before any sample row, so concurrent
-        # batches over the same series queue there. Marked after, two PostgreSQL batches
-        # writing the same samples in different orders deadlocked (a test does that).
-        gone, stored = _mark_dirty(
-            conn, dialect, series_ids, min(batch.ts), max(batch.ts), copy=use_copy
-        )
+        # The batch's series rows are locked before any sample row, so concurrent batches
+        # over the same series queue there (locked after, two PostgreSQL batches writing the
+        # same samples in different orders deadlocked: a test does that). Their marks are
+        # widened after the samples, in the same transaction (so the same outcome), outside
+        # the savepoint a direct COPY may roll back to.
+        lo, hi = min(batch.ts), max(batch.ts)
+        gone, widen = _lock_series(conn, dialect, series_ids, lo, hi, copy=use_copy)
         if gone:
             raise _deleted_series(batch, ids, gone, cache)
         if use_copy:
-            _upsert_copy(conn, series_ids, batch.ts, batch.values, stored)
+            _upsert_copy(conn, series_ids, batch.ts, batch.values)
         else:
             _upsert_executemany(conn, dialect, series_ids, batch.ts, batch.values)
+        _widen_dirty(conn, dialect, widen, lo, hi)
     # Only committed ids enter the cache (a rolled-back insert must not leave stale ids).
     with cache.lock:
         cache.entities.update(new_entities)

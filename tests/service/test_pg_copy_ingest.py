@@ -138,7 +138,8 @@ def test_a_bad_row_in_the_middle_of_the_copy_leaves_nothing(
     pg: Store, monkeypatch, path: str  # noqa: ANN001
 ) -> None:
     # "direct": new seconds only, copied straight into samples; "upsert": one second stored
-    # already, so the batch goes through the staging table and INSERT ... ON CONFLICT.
+    # already, so the direct COPY stops at it and the batch goes through the staging table
+    # and INSERT ... ON CONFLICT.
     sample_store.ingest(pg, batch(("a", "m", 100, 1.0)))
     before = (stored(pg), dirty(pg), names(pg))
     items = [("a", "m", 50 - i, float(i)) for i in range(20)] + [("new", "m", 5, 3.0)]
@@ -186,7 +187,7 @@ def test_new_seconds_are_copied_straight_in_and_stored_ones_upserted(
     sample_store.ingest(pg, batch(("a", "m", 8, 4.0), ("b", "m", 8, 5.0)))
     assert taken == ["direct", "direct"]
     sample_store.ingest(pg, batch(("b", "m", 7, 6.0), ("a", "m", 10, 7.0)))  # a re-sent key
-    assert taken == ["direct", "direct", "upsert"]
+    assert taken == ["direct", "direct", "direct", "upsert"]  # the direct COPY stopped at it
     assert stored(pg) == {
         ("a", "m", NOW - 10): (7.0).hex(),
         ("b", "m", NOW - 9): (3.0).hex(),
@@ -196,16 +197,13 @@ def test_new_seconds_are_copied_straight_in_and_stored_ones_upserted(
     }
 
 
-def test_a_conflict_the_check_missed_rolls_the_direct_copy_back_and_upserts(
+def test_a_stored_key_after_new_ones_rolls_the_direct_copy_back_and_upserts(
     pg: Store, monkeypatch  # noqa: ANN001
 ) -> None:
-    # Should a stored key escape the check (a writer outside ingest), the COPY fails on the
-    # key after it wrote other rows: the savepoint takes them back and the upsert stores
-    # the whole batch once, later items winning.
+    # The COPY fails on the stored key after it wrote the 30 new rows before it: the
+    # savepoint takes them back and the upsert stores the whole batch once, later items
+    # winning.
     sample_store.ingest(pg, batch(("a", "m", 5, 1.0)))
-    monkeypatch.setattr(
-        sample_store, "_ANY_STORED", "SELECT false FROM (SELECT %s::int[], %s::int8, %s::int8) x"
-    )
     taken = spy_paths(monkeypatch)
     items = [("a", "m", 40 - i, float(i)) for i in range(30)] + [("a", "m", 5, 2.0)]
     assert sample_store.ingest(pg, batch(*items)) == 31
@@ -216,7 +214,7 @@ def test_a_conflict_the_check_missed_rolls_the_direct_copy_back_and_upserts(
     }
 
 
-@pytest.mark.parametrize("statement", ["_ANY_STORED", "_STAGE_UPSERT"])
+@pytest.mark.parametrize("statement", ["_LOCK_SERIES", "_WIDEN_DIRTY", "_STAGE_UPSERT"])
 def test_a_database_error_in_the_copy_path_is_sqlalchemys(
     pg: Store, monkeypatch, statement: str  # noqa: ANN001
 ) -> None:
@@ -226,10 +224,12 @@ def test_a_database_error_in_the_copy_path_is_sqlalchemys(
     before = (stored(pg), dirty(pg), names(pg))
     with pg.engine.begin() as conn:
         conn.exec_driver_sql("SET SESSION statement_timeout = 200")  # the pool's connection
-    slow = "SELECT pg_sleep(1) FROM (SELECT %s::int[], %s::int8, %s::int8) x"
-    monkeypatch.setattr(
-        sample_store, statement, slow if statement == "_ANY_STORED" else "SELECT pg_sleep(1)"
-    )
+    slow = {
+        "_LOCK_SERIES": "SELECT pg_sleep(1) FROM (SELECT %s::int[]) x",
+        "_WIDEN_DIRTY": "SELECT pg_sleep(1) FROM (SELECT %(lo)s, %(hi)s, %(first)s, %(ids)s) x",
+        "_STAGE_UPSERT": "SELECT pg_sleep(1)",
+    }
+    monkeypatch.setattr(sample_store, statement, slow[statement])
     with pytest.raises(exc.OperationalError, match="statement timeout"):
         sample_store.ingest(pg, batch(("a", "m", 10, 2.0), ("b", "m", 10, 1.0)))
     assert (stored(pg), dirty(pg), names(pg)) == before
@@ -252,7 +252,7 @@ def test_the_staging_table_starts_empty_in_every_batch(pg: Store, monkeypatch) -
     sample_store.ingest(pg, batch(("a", "m", 10, 1.0)))
     sample_store.ingest(pg, batch(("a", "m", 10, 2.0)))
     sample_store.ingest(pg, batch(("a", "m", 10, 3.0), ("b", "m", 10, 2.0)))
-    assert taken == ["direct", "upsert", "upsert"]
+    assert taken == ["direct", "direct", "upsert", "direct", "upsert"]
     assert stored(pg) == {("a", "m", NOW - 10): (3.0).hex(), ("b", "m", NOW - 10): (2.0).hex()}
     with pg.engine.connect() as conn:  # the pool's one connection so far: the same session
         conn.exec_driver_sql(sample_store._STAGE_DDL)
