@@ -158,11 +158,14 @@ def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int) ->
 
 
 def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None,  # noqa: ANN401
-               history: forecasting.History | None = None) -> tuple[Any, Any, int | None]:
+               history: forecasting.History | None = None,
+               acks: dict[str, Any] | None = None) -> tuple[Any, Any, int | None]:
     """Build the vm ``Spec`` and ``Observation`` of a scaling target from the store.
 
     The demand comes through ``history`` (default: the store and the sources of ``target``),
-    so a target with a ``source`` reads it from its Prometheus-compatible API.
+    so a target with a ``source`` reads it from its Prometheus-compatible API. ``acks``
+    (optional): the actuators' latest counts by target name, read for many targets at once
+    (:func:`service.store.decisions.latest_acks_counts`); a target not in it reads its own.
 
     Raises:
         service.promsource.SourceError: the source failed (the decision falls back).
@@ -196,8 +199,11 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None,
     if sp.get("requested_metric"):
         requested = _latest(store, world, sp["requested_metric"], now, WORLD_MAX_AGE_S)
     if ready is None or requested is None:  # next: what the actuator's last ack reported
-        with store.sessions() as session:
-            ack = decision_store.latest_ack_counts(session, target.name, now)
+        if acks is not None and target.name in acks:
+            ack = acks[target.name]
+        else:
+            with store.sessions() as session:
+                ack = decision_store.latest_ack_counts(session, target.name, now)
         if ack is not None and now - WORLD_MAX_AGE_S <= ack.at <= now:
             ready = ack.ready if ready is None else ready
             requested = ack.applied if requested is None else requested
@@ -328,18 +334,57 @@ def _outcome(d: _Decided, action_id: int | None, telemetry: Any) -> Outcome:  # 
     return Outcome(d.target.name, d.desired, d.valid, d.fallback, d.why, action_id)
 
 
+@dataclasses.dataclass
+class Prefetched:
+    """What the decisions of one period read from the store, read for all targets at once.
+
+    Each field is None when its batch read failed (or was not made): each target then reads
+    its own, as :func:`decide_target` does.
+    """
+
+    #: the latest decision by target id (:func:`service.store.decisions.latest_decisions`)
+    latest: dict[int, Any] | None = None
+    #: the actuators' latest counts by target name (``latest_acks_counts``)
+    acks: dict[str, Any] | None = None
+    #: stored forecast records by entity and metric
+    #: (:func:`service.store.forecasts.entities_forecasts`)
+    forecasts: dict[str, dict[str, Any]] | None = None
+
+    @classmethod
+    def read(cls, store: Store, targets: list[Any], now: int) -> Prefetched:
+        """Read the three for ``targets``; a failing read leaves its field None (logged)."""
+        from service.store import forecasts as forecast_store
+
+        out = cls()
+        vm = [t for t in targets if t.kind == "vm"]
+        stored = sorted({t.spec["entity"] for t in vm
+                         if t.spec.get("forecaster", "auto") == "stored"})
+        reads = (
+            ("latest", lambda s: decision_store.latest_decisions(s, [t.id for t in targets])),
+            ("acks", lambda s: decision_store.latest_acks_counts(s, [t.name for t in vm], now)),
+            ("forecasts", lambda s: forecast_store.entities_forecasts(s, stored)),
+        )
+        for field, read in reads:
+            try:  # one failing read costs only its own batching
+                with store.sessions() as session:
+                    setattr(out, field, read(session))
+            except Exception:  # noqa: BLE001 - e.g. the store was busy: targets read their own
+                log.exception("reading the %s of %d targets at once failed", field, len(targets))
+        return out
+
+
 def _decide(store: Store, target: Any, now: int,  # noqa: ANN401
             history: forecasting.History | None = None,
-            latest: dict[int, Any] | None = None) -> _Decided:
+            pre: Prefetched | None = None) -> _Decided:
     """Make one target's decision (see :func:`decide_target`), without storing it.
 
-    ``latest`` (optional): the targets' latest decisions, read beforehand for many targets
-    at once (:func:`service.store.decisions.latest_decisions`); else it is read here.
+    ``pre`` (optional): what the period's decisions read beforehand for many targets at once
+    (:class:`Prefetched`); what it lacks is read here.
     """
     from policies import registry
 
-    if latest is not None:
-        rec = latest.get(target.id)
+    if pre is not None and pre.latest is not None:
+        rec = pre.latest.get(target.id)
     else:
         with store.sessions() as session:
             rec = decision_store.latest_decision(session, target.id)
@@ -348,7 +393,8 @@ def _decide(store: Store, target: Any, now: int,  # noqa: ANN401
     fc = None
     try:
         policy = registry.create(target.policy, target.kind, **target.params)
-        spec, obs, step_start = COLLECTORS[target.kind](store, target, now, prev, history)
+        kw = {"acks": pre.acks} if pre is not None and target.kind == "vm" else {}
+        spec, obs, step_start = COLLECTORS[target.kind](store, target, now, prev, history, **kw)
         if (step_start is not None and rec is not None and rec.details
                 and rec.details.get("step_start_s") == step_start):
             # this step was decided already: re-affirm it, the policy sees each step once
@@ -359,7 +405,8 @@ def _decide(store: Store, target: Any, now: int,  # noqa: ANN401
         if source == "stored":
             chosen = forecasting.StoredForecast(
                 store, target.spec["entity"], target.spec["metric"],
-                max_age_s=3 * float(store.settings.forecast_interval_s))
+                max_age_s=3 * float(store.settings.forecast_interval_s),
+                prefetched=pre.forecasts if pre is not None else None)
         elif source == "auto" and policy.needs_forecast:
             from service.choosing import chosen_forecaster
 
@@ -413,16 +460,11 @@ def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
     if only is not None:
         targets = [t for t in targets if only(t)]
     history = forecasting.History.of(store, targets, buckets)
-    latest: dict[int, Any] | None = None
-    try:  # every target's last decision in one read (else each reads its own)
-        with store.sessions() as session:
-            latest = decision_store.latest_decisions(session, [t.id for t in targets])
-    except Exception:  # noqa: BLE001 - e.g. the store was busy: the targets read their own
-        log.exception("reading the last decisions of %d targets failed", len(targets))
+    pre = Prefetched.read(store, targets, now)  # what each would read, for all at once
     made = []
     for target in targets:
         try:
-            made.append(_decide(store, target, now, history, latest))
+            made.append(_decide(store, target, now, history, pre))
         except Exception:  # noqa: BLE001 - e.g. the store was busy: next period retries
             log.exception("the decision of %r failed", target.name)
     try:  # one transaction for the period's decisions

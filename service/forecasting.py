@@ -666,21 +666,33 @@ def to_forecast(rec: Any, indicator: str = "demand") -> Forecast:  # noqa: ANN40
     return Forecast(samples, rec.start, rec.step, (indicator,), model=rec.model)
 
 
-def joint_forecast(session: Any, entity: str, metric: str) -> Forecast:  # noqa: ANN401
+class _MemberMissing(Exception):
+    """A member of a joint forecast is not among the records given (read it instead)."""
+
+
+def joint_forecast(session: Any, entity: str, metric: str,  # noqa: ANN401
+                   got: dict[str, Any] | None = None) -> Forecast:
     """Rebuild the joint Forecast a series was stored with.
 
     All its indicators, one draw index (see :func:`payload`); a series forecast alone gives a
-    one-indicator Forecast. ``info["computed_at"]`` is when the refresh made it.
+    one-indicator Forecast. ``info["computed_at"]`` is when the refresh made it. ``got``
+    (optional): the entity's stored records, read beforehand
+    (:func:`service.store.forecasts.entities_forecasts`); else they are read here.
 
     Raises:
         NotFoundError: no such series or no forecast of it yet.
 
     """
-    got = forecast_store.entity_forecasts(session, entity)  # one query for every member
+    if got is None:
+        got = forecast_store.entity_forecasts(session, entity)  # one query for every member
 
     def latest(m: str) -> Any:  # noqa: ANN401
         # a member without a stored forecast: the per-series read says what is missing
-        return got[m] if m in got else forecast_store.latest_forecast(session, entity, m)
+        if m in got:
+            return got[m]
+        if session is None:
+            raise _MemberMissing(m)
+        return forecast_store.latest_forecast(session, entity, m)
 
     rec = latest(metric)
     names = [str(x) for x in rec.payload.get("indicators") or [metric]]
@@ -714,15 +726,28 @@ class StoredForecast:
     step is no forecast (``NoDataError``: the policy falls back and says so).
     """
 
-    def __init__(self, store: Store, entity: str, metric: str, max_age_s: float) -> None:
+    def __init__(self, store: Store, entity: str, metric: str, max_age_s: float,
+                 prefetched: dict[str, dict[str, Any]] | None = None) -> None:
         self.store, self.entity, self.metric, self.max_age_s = store, entity, metric, max_age_s
+        #: the stored records by entity and metric, read for many targets at once
+        #: (:func:`service.store.forecasts.entities_forecasts`); None: read them here
+        self.prefetched = prefetched
         self.indicators: tuple[str, ...] = ()
+
+    def _read(self) -> Forecast:
+        got = self.prefetched.get(self.entity) if self.prefetched is not None else None
+        if got:
+            try:
+                return joint_forecast(None, self.entity, self.metric, got)
+            except _MemberMissing:
+                pass  # the store says what is missing
+        with self.store.sessions() as session:
+            return joint_forecast(session, self.entity, self.metric)
 
     def __call__(self, history: np.ndarray, now: float, step: float, horizon: int) -> Forecast:
         """Return the stored joint forecast, demand first, on the decision's grid."""
         try:
-            with self.store.sessions() as session:
-                fc = joint_forecast(session, self.entity, self.metric)
+            fc = self._read()
         except NotFoundError as exc:
             raise NoDataError(str(exc)) from None
         computed = fc.info["computed_at"]

@@ -1,0 +1,98 @@
+"""The period's decisions read the store for all their targets at once (``Prefetched``).
+
+Each batch read gives what the per-target read gives (on SQLite and PostgreSQL), the forecast
+job uses the batches instead of one read per target, and a failing batch read falls back to
+the per-target reads with the same decisions.
+"""
+
+from __future__ import annotations
+
+import time
+
+from service import decisions, forecasting
+from service.store import decisions as decision_store
+from service.store import forecasts as forecast_store
+from service.store.tables import ActionRecord
+from tests.daemon.conftest import scaling_target, send
+
+STEP = 15
+
+
+def _now() -> int:
+    now = int(time.time())
+    return now - now % STEP
+
+
+def _action(store, target: str, at: int, acked_at: int | None = None,  # noqa: ANN001
+            counts: tuple[int, int] | None = None) -> None:
+    with store.write_sessions() as session, session.begin():
+        row = ActionRecord(target=target, kind="vm", created_at=at, desired={}, why="test",
+                           acked_at=acked_at)
+        if counts is not None:
+            row.applied, row.ready, row.counts_at = counts[0], counts[1], acked_at
+        session.add(row)
+
+
+def test_the_batch_of_ack_counts_is_each_targets_own(store):  # noqa: ANN001
+    now = _now()
+    _action(store, "counted", now - 100, now - 90, (4, 3))
+    _action(store, "counted", now - 50, now - 40, (5, 5))  # the newer wins
+    _action(store, "replaced", now - 100, now - 90, (4, 3))
+    _action(store, "replaced", now - 50, now - 40)  # acknowledged without counts
+    _action(store, "pending", now - 100, now - 90, (2, 2))
+    _action(store, "pending", now - 50)  # not acknowledged: the earlier one stands
+    _action(store, "future", now - 100, now - 90, (1, 1))
+    _action(store, "future", now - 50, now + 30, (9, 9))  # acknowledged after now
+    names = ["counted", "replaced", "pending", "future", "never"]
+    with store.sessions() as session:
+        batch = decision_store.latest_acks_counts(session, names, now)
+        one = {n: decision_store.latest_ack_counts(session, n, now) for n in names}
+    assert batch == one
+    assert batch["counted"] == decision_store.AckCounts(5, 5, now - 40)
+    assert batch["replaced"] is None and batch["never"] is None
+    assert batch["pending"].applied == 2 and batch["future"].applied == 1
+
+
+def test_the_batch_of_stored_forecasts_is_each_entitys_own(http, store):  # noqa: ANN001
+    now = _now()
+    for e, metrics in (("a-vm", ("cpu_cores", "mem_gb")), ("b-vm", ("cpu_cores",))):
+        for k, m in enumerate(metrics):
+            send(http, e, "vm", m, [(now - 900 + i, 3.0 + k + (i % 7) / 7) for i in range(900)])
+    forecasting.refresh(store, now)
+    names = ["a-vm", "b-vm", "no-such-vm"]
+    with store.sessions() as session:
+        batch = forecast_store.entities_forecasts(session, names)
+        one = {e: forecast_store.entity_forecasts(session, e) for e in names}
+    assert batch == one
+    assert sorted(batch["a-vm"]) == ["cpu_cores", "mem_gb"] and batch["no-such-vm"] == {}
+
+
+def test_the_job_decides_from_the_batches_and_alike_without_them(http, store, monkeypatch):  # noqa: ANN001
+    now = _now()
+    for e in ("a-vm", "b-vm"):
+        send(http, e, "vm", "cpu_cores", [(now - 900 + i, 5.0 + (i % 11) / 11) for i in range(900)])
+    for name, e, fc in (("a", "a-vm", "stored"), ("b", "b-vm", "stored"), ("c", "a-vm", "auto")):
+        body = scaling_target(name=name, entity=e, policy="bayes", params={}, forecaster=fc)
+        assert http.post("/v1/targets", json=body).status_code == 201
+    forecasting.refresh(store, now)
+
+    singles: list[str] = []
+    real_ack, real_fc = decision_store.latest_ack_counts, forecast_store.entity_forecasts
+    monkeypatch.setattr(decision_store, "latest_ack_counts",
+                        lambda s, n, t: singles.append(f"ack {n}") or real_ack(s, n, t))
+    monkeypatch.setattr(forecast_store, "entity_forecasts",
+                        lambda s, e: singles.append(f"forecast {e}") or real_fc(s, e))
+    batched = {o.target: (o.desired, o.valid, o.fallback) for o in decisions.decide_all(store, now)}
+    assert singles == []  # the batches served every target
+    assert all(valid and not fb for _, valid, fb in batched.values()), batched
+
+    # the same period again, with every batch read failing: each target reads its own
+    fail = lambda *a: (_ for _ in ()).throw(RuntimeError("store busy"))  # noqa: E731
+    for mod, name in ((decision_store, "latest_decisions"), (decision_store, "latest_acks_counts"),
+                      (forecast_store, "entities_forecasts")):
+        monkeypatch.setattr(mod, name, fail)
+    with store.write_sessions() as session, session.begin():  # decide the period afresh
+        session.query(decision_store.DecisionRecord).delete()
+    alone = {o.target: (o.desired, o.valid, o.fallback) for o in decisions.decide_all(store, now)}
+    assert sorted(singles) == ["ack a", "ack b", "ack c", "forecast a-vm", "forecast b-vm"]
+    assert alone == batched
