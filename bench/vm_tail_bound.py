@@ -21,6 +21,15 @@ interpolation). Rows:
   the hour (cron-like jobs) could buy at most, within the noise of a few hundred decisions
   per bin.
 
+With ``--learned`` two out-of-sample rows follow, both from one learner (scikit-learn's
+histogram gradient boosting on the log growth, trained on the first half, its residual
+quantiles taken on the last quarter of that half, held out of the fit), so they differ only
+in what they see: ``learned, aggregate lags`` the last 12 samples of the aggregate, the
+decision's position in the step and the sample's time of day; ``learned, + per-entity lags``
+the same and, per entity of the trace, its share of the aggregate and its last change
+(relative to the aggregate). The difference between the two is what per-entity series can
+add to a forecast of the aggregate's tail.
+
 This ignores boot queues, the scale-down window and rate limits, so it does not predict
 replica-seconds; it compares forecasts by how much headroom a 1 % miss rate costs them.
 
@@ -35,6 +44,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +60,90 @@ def at_miss(miss: np.ndarray, cost: np.ndarray, rate: float) -> float | None:
     return None if m[0] > rate else float(np.interp(rate, m, c))
 
 
+def _matrix(frame: Any, step: float, names: list[str]) -> np.ndarray:  # noqa: ANN401
+    """The demand metric's (T, E) matrix of a part of the trace, entities ``names``.
+
+    Binned and held as the vm scenario bins them (``traces.replay.vm._grid``): each entity
+    its bucket means, held over gaps inside its span, 0 outside it.
+    """
+    from traces.replay.core import make_scenario
+    from traces.replay.vm import _grid
+
+    rows, _, _ = make_scenario("vm", {})._demand_rows(frame)
+    ts = rows["ts"].to_numpy(dtype=np.float64)
+    code = {n: i for i, n in enumerate(names)}
+    codes = rows["entity"].astype(str).map(code).to_numpy(dtype=np.int64)
+    t0 = float(ts.min())
+    n = int(np.floor((ts.max() - t0) / step + 1e-9)) + 1
+    mat, _ = _grid(ts, rows["value"].to_numpy(dtype=np.float64), codes, len(names), t0, step, n)
+    return np.nan_to_num(mat.T, nan=0.0)  # an entity with no sample in this part: 0
+
+
+def _examples(m: np.ndarray, step: float, boot: float, sync: float, t0: float,
+              per_entity: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features, log growth target, base log level and need of every decision of ``m``."""
+    from policies.bayes_common import window_steps
+
+    d = m.sum(axis=1)
+    c = 0.01 * max(float(np.abs(d).mean()), 1e-12)
+    h = 1 + max(1, math.ceil((boot + sync) / step))
+    per = max(1, round(step / sync))
+    lags = 12
+    feats, target, base, need = [], [], [], []
+    for t in range(lags, len(d) - h - 1):
+        origin = t * step
+        hist = np.log(d[t - lags:t] + c) - np.log(d[t - 1] + c)  # (lags,)
+        tod = ((t0 + (t - 1) * step) % 86400.0) / 86400.0
+        extra = np.empty(0)
+        if per_entity:
+            share = m[t - 1] / max(d[t - 1], 1e-12)
+            change = (m[t - 1] - m[t - 2]) / max(d[t - 1], 1e-12)
+            extra = np.concatenate([share, change])
+        for j in range(per):
+            now = origin + j * sync
+            w = window_steps(origin, step, h, now + boot, now + boot + sync)
+            peak = d[t + w.start:t + w.stop].max()
+            feats.append(np.concatenate([hist, [j / per, np.sin(2 * np.pi * tod),
+                                                np.cos(2 * np.pi * tod)], extra]))
+            target.append(np.log(peak + c) - np.log(d[t - 1] + c))
+            base.append(np.log(d[t - 1] + c))
+            need.append(peak)
+    return np.asarray(feats), np.asarray(target), np.asarray(base), np.asarray(need)
+
+
+def learned_levels(train: Any, scored: Any, svc: Any, args: Any,  # noqa: ANN401
+                   per_entity: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Demand levels (N, len(LEVELS)) of the learned growth model on the scored decisions.
+
+    Also the decisions' needs: these decisions start 12 samples into the scored half (the
+    lags), the main loop's 2, so the rows hold 10 samples' decisions fewer.
+    """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    step = float(svc.step_s)
+    names = sorted(set(train["entity"].astype(str)) | set(scored["entity"].astype(str)))
+    m_tr, m_sc = _matrix(train, step, names), _matrix(scored, step, names)
+    agg = m_sc.sum(axis=1)
+    k = min(len(agg), len(svc.demand))
+    top = max(float(np.abs(svc.demand).max()), 1e-12)
+    off = float(np.abs(agg[:k] - svc.demand[:k]).max() / top)
+    print(f"learned rows: {len(names)} entities; their sum differs from the scenario's demand "
+          f"by at most {off:.2e} of its peak ({len(agg)} against {len(svc.demand)} samples)")
+    t0_tr = float(train["ts"].min())
+    t0_sc = float(scored["ts"].min())
+    x, y, _, _ = _examples(m_tr, step, args.boot_s, args.sync_s, t0_tr, per_entity)
+    cut = int(len(y) * 0.5)  # fit on the first quarter of the trace, residuals on the second
+    model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05,
+                                          random_state=args.seed)
+    model.fit(x[:cut], y[:cut])
+    resid = y[cut:] - model.predict(x[cut:])
+    xs, _, base, need = _examples(m_sc, step, args.boot_s, args.sync_s, t0_sc, per_entity)
+    pred = model.predict(xs)
+    q = np.exp(base[:, None] + pred[:, None] + np.quantile(resid, LEVELS)[None]) - (
+        0.01 * max(float(np.abs(m_sc.sum(axis=1)).mean()), 1e-12))
+    return q, need
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the bound table for one trace."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sync-s", type=float, default=15.0)
     ap.add_argument("--rate", type=float, action="append", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--learned", action="store_true",
+                    help="add the two out-of-sample learned rows (aggregate; + per-entity)")
     args = ap.parse_args(argv)
     rates = args.rate or [0.01, 0.02]
 
@@ -67,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     from traces.replay.core import load_trace, make_scenario, split_frame
 
     frame = load_trace(args.trace, None, None)
-    _, scored, _ = split_frame(frame, args.train_until)
+    train, scored, _ = split_frame(frame, args.train_until)
     svc = make_scenario("vm", {}).prepare(scored).services[0]
     d, step, cap = np.asarray(svc.demand, dtype=np.float64), float(svc.step_s), svc.capacity
     boot, sync = args.boot_s, args.sync_s
@@ -115,6 +211,14 @@ def main(argv: list[str] | None = None) -> None:
         "growth quantile by level decile, in-sample": curve(grouped(decile)),
         f"growth quantile by hour phase ({n_bins} bins), in-sample": curve(grouped(phase)),
     }
+    if args.learned:
+        for name, per_entity in (("learned, aggregate lags", False),
+                                 ("learned, + per-entity lags", True)):
+            q, need_l = learned_levels(train, scored, svc, args, per_entity)
+            n_l = np.ceil(need_l / cap - 1e-9)
+            n_q = np.ceil(q / cap - 1e-9)
+            rows[f"{name} (out-of-sample)"] = ((n_q < n_l[:, None]).mean(axis=0),
+                                               n_q.mean(axis=0) / n_l.mean())
     print(f"trace {args.trace}: {len(peak)} decisions on the scored half, step {step:g} s, "
           f"capacity {cap:.4g}, mean need {n_need.mean():.3f} replicas\n")
     print("| forecast | " + " | ".join(f"mean replicas / need at {r:.1%} misses" for r in rates)

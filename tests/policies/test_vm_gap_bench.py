@@ -75,3 +75,27 @@ def test_choose_vm_backtests_on_the_history_and_picks(tmp_path, capsys):
     assert out.splitlines()[-1].startswith("pick (service.choosing.pick): online;")
     with pytest.raises(SystemExit, match="sweep grid"):
         choose_vm.main([str(path), "--candidates", "online", "--sla", "0.03"])
+
+
+def test_learned_rows_see_the_entities_and_the_window_peak():
+    import pandas as pd
+
+    # two entities on a 300-s grid; entity b misses the first part (0 there, as the scenario)
+    ts = np.arange(40) * 300.0
+    rows = [("a", t, 1.0 + i % 3) for i, t in enumerate(ts)]
+    rows += [("b", t, 10.0 + (i % 5)) for i, t in enumerate(ts) if i >= 4]
+    frame = pd.DataFrame(rows, columns=["entity", "ts", "value"]).assign(
+        metric="cpu_util", kind="vm")[["entity", "metric", "ts", "value"]]
+    m = vm_tail_bound._matrix(frame, 300.0, ["a", "b", "c"])
+    assert m.shape == (40, 3) and not np.isnan(m).any()
+    assert m[:4, 1].tolist() == [0.0] * 4 and (m[:, 2] == 0).all()
+    # the demand metric's units (here cpu_util scaled as the scenario scales it), per entity
+    assert m[5, 1] / m[4, 1] == pytest.approx(10 / 14) and m[1, 0] / m[0, 0] == pytest.approx(2)
+    d = m.sum(axis=1)
+    for per_entity, width in ((False, 15), (True, 15 + 6)):
+        x, y, base, need = vm_tail_bound._examples(m, 300.0, 60.0, 15.0, 0.0, per_entity)
+        assert x.shape == (len(need), width)
+        c = 0.01 * np.abs(d).mean()
+        np.testing.assert_allclose(np.exp(base + y) - c, need)
+        # the first decision of step 12 needs step 12's demand; the last one also step 13's
+        assert need[0] == d[12] and need[19] == max(d[12], d[13])
