@@ -155,7 +155,7 @@ def fallback_samples(
         q = np.zeros((horizon, num_samples))
         ok = counts >= 1
         if ok.any():
-            padded = np.concatenate([col, np.full(horizon, np.inf)])
+            padded = np.concatenate([col, np.full(horizon, np.inf, dtype=col.dtype)])
             k = np.arange(n - 1)
             dev = np.sort(padded[k[None, :] + lags[ok][:, None]] - col[None, : n - 1], axis=1)
             q[ok] = _sorted_quantiles(dev, counts[ok], levels)

@@ -600,8 +600,13 @@ class _Sample(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     unit: str | None = None
 
 
-class _Body(msgspec.Struct):
-    """``{"samples": [...]}``; other top-level keys are ignored, as :func:`parse_body` does."""
+class _Body(msgspec.Struct, forbid_unknown_fields=True):
+    """``{"samples": [...]}`` and nothing else.
+
+    :func:`parse_body` ignores other top-level keys, but only after parsing them, and msgspec
+    skips an unknown field without checking all of it (invalid UTF-8, a 5,000-digit number):
+    such a body takes the full path, which parses every byte.
+    """
 
     samples: list[_Sample]
 
@@ -622,8 +627,8 @@ def fast_batch(
     """
     try:
         samples = _FAST_DECODER.decode(body).samples
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None  # RecursionError: nesting deeper than the stack; the full path names it
     ents = [s.entity for s in samples]
     metrics = [s.metric for s in samples]
     kinds_l = [s.kind for s in samples]

@@ -48,9 +48,11 @@ values = st.one_of(
     horizon=st.integers(1, 25),
     num_samples=st.integers(1, 64),
     kind=st.sampled_from(["last", "window-mean"]),
+    dtype=st.sampled_from([np.float64, np.float32]),
 )
-def test_samples_are_the_quantiles_of_the_definition(history, horizon, num_samples, kind):
+def test_samples_are_the_quantiles_of_the_definition(history, horizon, num_samples, kind, dtype):
     history[-1] = np.where(np.isnan(history[-1]), 1.5, history[-1])  # one finite value each
+    history = history.astype(dtype)  # float32 too: the changes are taken in the input's type
     got = fallback_samples(history, horizon, num_samples, kind)
     assert got.shape == (num_samples, horizon, history.shape[1])
     np.testing.assert_array_equal(got, by_definition(history, horizon, num_samples, kind))

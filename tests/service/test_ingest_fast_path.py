@@ -178,3 +178,31 @@ def test_a_bad_sample_is_named_by_the_full_path(sample, where):
     with pytest.raises(BatchError) as info:
         read_batch(body, "json", NOW, 300, OLDEST)
     assert info.value.problems[0].where == where
+
+
+GOOD = b'{"entity":"vm-1","kind":"vm","metric":"cpu_util","ts":1699999999,"value":1.0}'
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        # nesting deeper than msgspec's stack allows, in an ignored key (orjson reads it: the
+        # batch is stored) and in the labels (refused, by name)
+        (b'{"samples":[' + GOOD + b'],"x":' + b"[" * 1000 + b"]" * 1000 + b"}", None),
+        (b'{"samples":[' + GOOD[:-1] + b',"labels":{"a":' + b"[" * 1000 + b"]" * 1000
+         + b"}}]}", "labels.a"),
+        # what msgspec skips in an unknown top-level field without reading all of it
+        (b'{"samples":[' + GOOD + b'],"x":"\xff"}', "malformed"),
+        (b'{"samples":[' + GOOD + b'],"x":' + b"9" * 4301 + b"}", "malformed"),
+    ],
+)
+def test_bodies_the_fast_path_cannot_judge_get_the_full_paths_answer(body, error):
+    assert fast_batch(body, NOW, 300, OLDEST) is None
+    if error is None:
+        assert read_batch(body, "json", NOW, 300, OLDEST).keys == [("vm-1", "cpu_util")]
+        return
+    with pytest.raises(BatchError) as info:
+        read_batch(body, "json", NOW, 300, OLDEST)
+    where = info.value.problems[0].where
+    assert (where == "body" and "malformed" in str(info.value)) if error == "malformed" else (
+        where == "samples[0]." + error)
