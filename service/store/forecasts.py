@@ -109,22 +109,29 @@ def _loads(text: str) -> Any:  # noqa: ANN401
         return json.loads(text)
 
 
+def _stored_records(session: Session, where: Any) -> dict[str, dict[str, StoredRecord]]:  # noqa: ANN401
+    """Read the stored forecasts of the entities ``where`` selects, by entity and metric."""
+    t = ForecastRecord.__table__
+    rows = session.connection().execute(
+        select(Entity.name, Series.metric, t.c.series_id, t.c.computed_at, t.c.start,
+               t.c.step, t.c.model, t.c.fallback, cast(t.c.payload, Text))
+        .join(Series, Series.id == t.c.series_id)
+        .join(Entity, Entity.id == Series.entity_id)
+        .where(where))
+    out: dict[str, dict[str, StoredRecord]] = {}
+    for name, m, sid, at, start, step, model, fb, body in rows:
+        out.setdefault(name, {})[m] = StoredRecord(int(sid), int(at), float(start),
+                                                   float(step), model, bool(fb), _loads(body))
+    return out
+
+
 def entity_forecasts(session: Session, entity: str) -> dict[str, StoredRecord]:
     """Return the latest forecast of every series of ``entity`` that has one, by metric.
 
     One query for the entity (a decision rebuilds a joint forecast from all its members),
     payloads decoded by orjson; an unknown entity gives ``{}``.
     """
-    t = ForecastRecord.__table__
-    rows = session.connection().execute(
-        select(Series.metric, t.c.series_id, t.c.computed_at, t.c.start, t.c.step, t.c.model,
-               t.c.fallback, cast(t.c.payload, Text))
-        .join(Series, Series.id == t.c.series_id)
-        .join(Entity, Entity.id == Series.entity_id)
-        .where(Entity.name == entity))
-    return {m: StoredRecord(int(sid), int(at), float(start), float(step), model, bool(fb),
-                            _loads(body))
-            for m, sid, at, start, step, model, fb, body in rows}
+    return _stored_records(session, Entity.name == entity).get(entity, {})
 
 
 def entities_forecasts(
@@ -136,16 +143,7 @@ def entities_forecasts(
     forecast job's decisions read the stored forecasts of every ``forecaster: stored``
     target of its shards each period).
     """
-    t = ForecastRecord.__table__
     out: dict[str, dict[str, StoredRecord]] = {e: {} for e in entities}
     for part in chunks(entities):
-        rows = session.connection().execute(
-            select(Entity.name, Series.metric, t.c.series_id, t.c.computed_at, t.c.start,
-                   t.c.step, t.c.model, t.c.fallback, cast(t.c.payload, Text))
-            .join(Series, Series.id == t.c.series_id)
-            .join(Entity, Entity.id == Series.entity_id)
-            .where(Entity.name.in_(list(part))))
-        for name, m, sid, at, start, step, model, fb, body in rows:
-            out[name][m] = StoredRecord(int(sid), int(at), float(start), float(step), model,
-                                        bool(fb), _loads(body))
+        out.update(_stored_records(session, Entity.name.in_(list(part))))
     return out
