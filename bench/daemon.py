@@ -329,10 +329,15 @@ class Daemon:
     tail: list[str] = field(default_factory=list)
     failures: int = 0
     index: int = 0
+    log_file: Path | None = None
 
     def read_log(self) -> None:
+        keep = (None if self.log_file is None
+                else self.log_file.open("a", encoding="utf-8", buffering=1))
         for raw in self.proc.stderr:  # type: ignore[union-attr]
             line = raw.decode(errors="replace").rstrip()
+            if keep is not None:
+                keep.write(line + "\n")
             m = RUN_LINE.search(line)
             if m:
                 g = m.groups()
@@ -346,8 +351,12 @@ class Daemon:
                 self.tail = (self.tail + [line])[-40:]
 
 
-def start_daemons(k: int, env: dict[str, str]) -> list[Daemon]:
+def start_daemons(k: int, env: dict[str, str], log_dir: Path | None = None) -> list[Daemon]:
+    """Start ``k`` ``tidewise serve`` processes; ``log_dir``: keep each one's whole log there."""
     import httpx
+
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
 
     daemons = []
     for _ in range(k):
@@ -355,7 +364,8 @@ def start_daemons(k: int, env: dict[str, str]) -> list[Daemon]:
         e = dict(env, TIDEWISE_PORT=str(port))
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=e, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        d = Daemon(proc, f"http://127.0.0.1:{port}", index=len(daemons))
+        d = Daemon(proc, f"http://127.0.0.1:{port}", index=len(daemons),
+                   log_file=None if log_dir is None else log_dir / f"daemon-{len(daemons)}.log")
         threading.Thread(target=d.read_log, daemon=True).start()
         daemons.append(d)
     deadline = time.monotonic() + 120
@@ -541,7 +551,7 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
             f"{res['prefill_s']:.1f} s); {targets} targets (bayes on the stored forecast)")
         say(f"daemons: {args.daemons}, forecast period {args.period:g} s, forecaster "
             f"{model_name + ' (harmony, registered)' if model_name else 'window-mean (default)'}")
-        daemons = start_daemons(args.daemons, env)
+        daemons = start_daemons(args.daemons, env, args.log_dir)
         try:
             names = declare_targets(daemons[0].url, targets, metrics[0])
             before = [scrape(d.url) for d in daemons]
@@ -589,6 +599,7 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
     # other run was seen
     cold = {id(d.runs[0]) for d in daemons if d.runs}
     measured = [r for r in runs if id(r) not in cold] or runs
+    res["runs_measured"] = len(measured)
     expected = max(0, int((t_end - t_start) // args.period) - 1)
     if fed:
         res["ingest_samples_per_s"] = fed["acked"] / fed["wall"]
@@ -760,6 +771,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--daemons", type=int, default=1, help="K daemons on the same store")
     ap.add_argument("--forecaster", choices=("default", "harmony"), default="default")
     ap.add_argument("--batch", type=int, default=5000, help="samples per ingest request")
+    ap.add_argument("--log-dir", type=Path, default=None,
+                    help="keep each daemon's whole log (debug level) in this folder")
     ap.add_argument("--rec-rate", type=float, default=10.0, help="recommendations/s")
     ap.add_argument("--warmup", action="store_true",
                     help="start the measured --duration when every daemon's first (cold) "

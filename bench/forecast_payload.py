@@ -1,15 +1,23 @@
-"""PostgreSQL server CPU of storing a period's forecasts: ``pglz`` against ``lz4`` payloads.
+"""Storing and reading a period's forecasts on PostgreSQL: sample paths in JSON or binary.
 
     .venv/bin/python bench/forecast_payload.py [--series 14000] [--repeat 3]
 
 Every forecast period the refresh upserts one ``forecasts`` row per series
-(:func:`service.store.forecasts.save_forecasts`); its ``payload`` (the sample paths, about
-20 kB of JSON for 100 paths x 20 steps) is above the TOAST threshold, so the server
-compresses each one. In a fresh schema of the local PostgreSQL (migrated to head, dropped
-afterwards), this stores ``--series`` payloads built by :func:`service.forecasting.payload`
-from two kinds of Forecast, with the column's compression set to ``pglz`` (the server's
-default) and to ``lz4`` (what migration ``9c4e7a1b2d58`` sets), ``--repeat`` periods each,
-and prints the wall time and the CPU seconds of the server's processes (``/proc``) per period:
+(:func:`service.store.forecasts.save_forecasts`), and each decision on a stored forecast
+reads its entity's rows back. In a fresh schema of the local PostgreSQL (migrated to head,
+dropped afterwards: ``forecasts`` unlogged, lz4), this stores ``--series`` forecasts built
+from two kinds of Forecast, ``--repeat`` periods each, in two layouts, alternated:
+
+* ``JSON``: the sample paths inside the JSON payload, rounded to 6 decimals (the layout
+  before migration ``a4c2e9f7b1d3``);
+* ``binary``: the JSON without the paths, the paths in the ``samples`` column
+  (:func:`service.forecasting.stored_samples`, float32): what the refresh writes now.
+
+For each it prints the bytes per row, then per period (medians): the wall time and this
+process's CPU of building the records and storing them, the CPU seconds of the server's
+processes (``/proc``), and the wall and client CPU of reading every row back with its
+paths decoded (:func:`service.store.forecasts.entities_forecasts` and ``samples_of``, what
+a decision reads). Kinds of Forecast:
 
 * ``constant paths``: each path one value over the horizon, as ``window-mean`` draws them;
 * ``varied paths``: a random walk per path (as the trained and online models' paths vary).
@@ -57,6 +65,22 @@ def forecasts(kind: str, n: int, paths: int, horizon: int) -> list:
     return [pool[i % len(pool)] for i in range(n)]
 
 
+def records(layout: str, ids: list[int], fcs: list, rep: int) -> list[dict]:
+    """One period's rows in ``layout`` (``JSON``: the paths in the payload, as before)."""
+    from service.forecasting import payload, stored_samples
+
+    out = []
+    for sid, fc in zip(ids, fcs, strict=True):
+        row = {"series_id": sid, "computed_at": rep, "start": 0.0, "step": 15.0,
+               "model": "bench", "fallback": False, "payload": payload(fc, 0, ("cpu",))}
+        if layout == "JSON":
+            row["payload"]["samples"] = np.round(fc.samples[:, :, 0], 6)
+        else:
+            row["samples"] = stored_samples(fc, 0)
+        out.append(row)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,7 +96,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from service import migrate
     from service.config import Settings
-    from service.forecasting import payload
     from service.store import forecasts as forecast_store
     from service.store.db import Store
 
@@ -86,38 +109,40 @@ def main(argv: list[str] | None = None) -> None:
                 "INSERT INTO series (entity_id, metric, unit) SELECT 1, 'm' || g, '' "
                 "FROM generate_series(1, :n) g"), {"n": args.series})
             ids = [r[0] for r in conn.execute(text("SELECT id FROM series ORDER BY id"))]
-        print(f"{args.series:,} series, {args.paths} paths x {args.horizon} steps per payload, "
-              f"{args.repeat} periods each; load {os.getloadavg()[0]:.2f}", flush=True)
-        print("| payload | compression | JSON bytes each | wall per period | server CPU per "
-              "period | WAL per period |")
-        print("|---|---|---:|---:|---:|---:|")
+        print(f"{args.series:,} series, {args.paths} paths x {args.horizon} steps per forecast, "
+              f"{args.repeat} periods each, layouts alternated; load "
+              f"{os.getloadavg()[0]:.2f}", flush=True)
+        print("| paths | layout | bytes per row (JSON + binary) | store: wall | store: client "
+              "CPU | store: server CPU | read back: wall | read back: client CPU |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for kind in ("constant", "varied"):
             fcs = forecasts(kind, args.series, args.paths, args.horizon)
-            for method in ("pglz", "lz4", "lz4, unlogged"):
-                with store.engine.begin() as conn:
-                    conn.execute(text("ALTER TABLE forecasts ALTER COLUMN payload SET "
-                                      f"COMPRESSION {method.split(',')[0]}"))
-                    conn.execute(text("ALTER TABLE forecasts SET " + (
-                        "UNLOGGED" if "unlogged" in method else "LOGGED")))
-                    wal0 = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
-                walls, cpus = [], []
-                for rep in range(args.repeat):
-                    records = [{"series_id": sid, "computed_at": rep, "start": 0.0,
-                                "step": 15.0, "model": kind, "fallback": False,
-                                "payload": payload(fc, 0, ("cpu",), samples_array=True)}
-                               for sid, fc in zip(ids, fcs, strict=True)]
-                    c0, t0 = server_cpu_s(), time.perf_counter()
-                    forecast_store.save_forecasts(store, records)
-                    walls.append(time.perf_counter() - t0)
-                    cpus.append(server_cpu_s() - c0)
-                with store.engine.begin() as conn:
-                    wal = conn.execute(text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), "
-                                            ":a)"), {"a": wal0}).scalar_one()
-                size = len(orjson.dumps(payload(fcs[0], 0, ("cpu",)),
-                                        option=orjson.OPT_SERIALIZE_NUMPY))
-                print(f"| {kind} paths | {method} | {size:,} | "
-                      f"{statistics.median(walls):.2f} s | {statistics.median(cpus):.2f} s | "
-                      f"{float(wal) / args.repeat / 1e6:,.1f} MB |", flush=True)
+            got: dict[str, dict[str, list[float]]] = {
+                lay: {k: [] for k in ("wall", "cpu", "server", "rwall", "rcpu")}
+                for lay in ("JSON", "binary")}
+            for rep in range(args.repeat):
+                for layout in ("JSON", "binary"):
+                    t0, p0, c0 = time.perf_counter(), time.process_time(), server_cpu_s()
+                    forecast_store.save_forecasts(store, records(layout, ids, fcs, rep))
+                    g = got[layout]
+                    g["wall"].append(time.perf_counter() - t0)
+                    g["cpu"].append(time.process_time() - p0)
+                    g["server"].append(server_cpu_s() - c0)
+                    t0, p0 = time.perf_counter(), time.process_time()
+                    with store.sessions() as session:
+                        back = forecast_store.entities_forecasts(session, ["e"])["e"]
+                    n = sum(forecast_store.samples_of(r).shape[0] for r in back.values())
+                    g["rwall"].append(time.perf_counter() - t0)
+                    g["rcpu"].append(time.process_time() - p0)
+                    assert n == args.series * args.paths, n
+            for layout in ("JSON", "binary"):
+                row = records(layout, ids[:1], fcs[:1], 0)[0]
+                size = len(orjson.dumps(row["payload"], option=orjson.OPT_SERIALIZE_NUMPY))
+                blob = len(row.get("samples") or b"")
+                med = {k: statistics.median(v) for k, v in got[layout].items()}
+                print(f"| {kind} | {layout} | {size + blob:,} ({size:,} + {blob:,}) | "
+                      f"{med['wall']:.2f} s | {med['cpu']:.2f} s | {med['server']:.2f} s | "
+                      f"{med['rwall']:.2f} s | {med['rcpu']:.2f} s |", flush=True)
         store.close()
 
 

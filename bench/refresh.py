@@ -19,10 +19,10 @@ with ``TIDEWISE_FORECAST_INCREMENTAL=false`` (every run reads the whole window),
 ratio within one tree. ``--targets T`` declares T scaling targets (``bayes`` on the stored
 forecast) and decides them after every refresh (each process starts from no decision). It
 then says whether every tree stored the same forecasts, decisions and actions (every
-period's rows and payloads compared as JSON; a sampling model such as ``harmony`` draws
-differently in a batch from one draw at a time); where they differ, it says how many stored
-numbers of the last period differ and by how much at most. On PostgreSQL the server's own
-CPU is not in the figure.
+period's rows, payloads and sample paths compared as JSON; a sampling model such as
+``harmony`` draws differently in a batch from one draw at a time); where they differ, it
+says how many stored numbers of the last period differ and by how much at most. On
+PostgreSQL the server's own CPU is not in the figure.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHILD = """
-import hashlib, json, os, sys, time
+import hashlib, json, os, struct, sys, time
+import numpy as np
 sys.path.insert(0, sys.argv[1])
 from service import forecasting
 assert forecasting.__file__.startswith(sys.argv[1]), forecasting.__file__
@@ -68,17 +69,32 @@ for p in range(periods):
     out = decisions.decide_all(store, now + p * step, **kw)
     decs.append((time.process_time() - c0, len(out)))
     with store.engine.connect() as conn:
-        rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, "
-                                 "fallback, payload FROM forecasts ORDER BY series_id")).all()
-        rows = [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+        got = conn.execute(text("SELECT * FROM forecasts ORDER BY series_id"))
+        cols, rows = list(got.keys()), []
+        for one in got.all():
+            d = dict(zip(cols, one))
+            body = d["payload"] if isinstance(d["payload"], dict) else json.loads(d["payload"])
+            # the paths in binary (a4c2e9f7b1d3), read by hand so that a tree from before that
+            # column runs this script too; paths in the JSON are the latest where present
+            # (service.store.forecasts.samples_of: the trees share the store)
+            blob = None if "samples" in body else d.get("samples")
+            if blob is not None:
+                blob = bytes(blob)
+                n, h = struct.unpack_from("<II", blob, 4)
+                body["samples"] = np.frombuffer(blob, "<f%d" % blob[2], n * h, 12).reshape(
+                    n, h).astype(float).tolist()
+            rows.append([d[k] for k in ("series_id", "computed_at", "start", "step", "model",
+                                        "fallback")] + [body])
         payloads = {str(r[0]): r[6] for r in rows}
+        acted = []  # decisions and actions, digested apart from the forecasts
         for table, key in (("decisions", "target_id"), ("actions", "id")):
             got = conn.execute(text(f"SELECT * FROM {table} ORDER BY {key}"))
             # an action's id comes from a PostgreSQL sequence, which each tree's run advances
             keep = [i for i, c in enumerate(got.keys()) if (table, c) != ("actions", "id")]
-            rows.append([[json.loads(row[i]) if isinstance(row[i], str) and row[i][:1] in "[{"
-                          else row[i] for i in keep] for row in got.all()])
-    digests.append(hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest())
+            acted.append([[json.loads(row[i]) if isinstance(row[i], str) and row[i][:1] in "[{"
+                           else row[i] for i in keep] for row in got.all()])
+    digests.append([hashlib.sha256(json.dumps(x, default=str, sort_keys=True).encode())
+                    .hexdigest() for x in (rows, acted)])  # key order is not content
 if len(sys.argv) > 6:  # the last period's forecast payloads, for the numeric comparison
     with open(sys.argv[6], "w") as fh:
         json.dump(payloads, fh)
@@ -163,7 +179,8 @@ def main() -> None:
                     env["TIDEWISE_FORECAST_INCREMENTAL"] = "false"
                 elif mode:
                     raise SystemExit(f"--trees {spec!r}: only TREE or TREE@full")
-                dump = Path(tmp) / f"payloads-{len(stored)}.json"
+                # one file per tree (the last repeat's): the gap below compares two trees
+                dump = Path(tmp) / f"payloads-{args.trees.index(spec)}.json"
                 out = subprocess.run([sys.executable, "-c", CHILD, str(Path(tree).resolve()),
                                       db_url, schema or "", str(now), str(args.periods),
                                       str(dump)],
@@ -191,12 +208,18 @@ def main() -> None:
                 print(f"{line}; load {load()}", flush=True)
         first = next(iter(stored.values()))
         for spec, digests in stored.items():
-            differ = [p for p, (a, b) in enumerate(zip(digests, first, strict=True)) if a != b]
-            print(f"{spec}: stored forecasts{', decisions' if args.targets else ''} " + (
-                f"identical to {args.trees[0]}'s in all {len(first)} periods" if not differ
-                else f"DIFFER from {args.trees[0]}'s in periods {differ}") + (
-                f"; last period: {payload_gap(dumps[args.trees[0]], dumps[spec])}"
-                if differ else ""))
+            said = []
+            for k, what in enumerate(("stored forecasts", "decisions and actions")):
+                if k and not args.targets:
+                    continue
+                differ = [p for p, (a, b) in enumerate(zip(digests, first, strict=True))
+                          if a[k] != b[k]]
+                said.append(f"{what} " + (
+                    f"identical to {args.trees[0]}'s in all {len(first)} periods"
+                    if not differ else f"DIFFER from {args.trees[0]}'s in periods {differ}") + (
+                    f" (last period: {payload_gap(dumps[args.trees[0]], dumps[spec])})"
+                    if differ and not k else ""))
+            print(f"{spec}: " + "; ".join(said))
 
 
 def payload_gap(a: Path, b: Path) -> str:

@@ -96,7 +96,7 @@ def fill_gaps(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sorted_quantiles(a: np.ndarray, counts: np.ndarray, levels: np.ndarray) -> np.ndarray:
+def sorted_quantiles(a: np.ndarray, counts: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Quantiles at ``levels`` ``(S,)`` of the first ``counts[r]`` entries of each sorted row.
 
     ``a`` is ``(R, N)``, each row sorted ascending with its ``counts[r] >= 1`` values first.
@@ -145,7 +145,7 @@ def fallback_samples(
             raise NoDataError(f"indicator {j} has no finite value")
         if kind == "window-mean":
             mu = col.mean()
-            q = _sorted_quantiles(np.sort(col - mu)[None], np.array([n]), levels)[0]
+            q = sorted_quantiles(np.sort(col - mu)[None], np.array([n]), levels)[0]
             out[:, :, j] = (mu + q)[:, None]
             continue
         # Every lag's changes at once: row h holds col[k + h + 1] - col[k] for the n - h - 1
@@ -158,7 +158,7 @@ def fallback_samples(
             padded = np.concatenate([col, np.full(horizon, np.inf, dtype=col.dtype)])
             k = np.arange(n - 1)
             dev = np.sort(padded[k[None, :] + lags[ok][:, None]] - col[None, : n - 1], axis=1)
-            q[ok] = _sorted_quantiles(dev, counts[ok], levels)
+            q[ok] = sorted_quantiles(dev, counts[ok], levels)
         out[:, :, j] = col[-1] + q.T
     return out
 

@@ -197,6 +197,13 @@ class Telemetry:
 # --------------------------------------------------------------------------- stored state
 
 #: Values of ``tidewise_forecast_fallback{reason}``: why the forecast is the fallback.
+def _needs_samples(levels: tuple[float, ...]) -> bool:
+    """Whether a quantile level is not a stored column (:meth:`points` computes it from paths)."""
+    from service.forecasting import QUANTILES
+
+    return any(all(abs(lvl - q) >= 1e-12 for lvl in QUANTILES.values()) for q in levels)
+
+
 FALLBACK_REASONS = ("short_history", "gaps", "no_data", "model_error", "other")
 
 _ERROR_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Failure)\b")
@@ -294,7 +301,7 @@ class StoredExport:
                     v = payload[col][k]
                 else:
                     if arr is None:
-                        if not samples:
+                        if samples is None or len(samples) == 0:
                             continue
                         arr = np.asarray(samples, dtype=np.float64)
                     v = float(np.quantile(arr[:, k], q))
@@ -375,7 +382,8 @@ class StoredExport:
                 stale_ids = [h.series_id for h in heads
                              if self._cache.get(h.series_id, (None,))[0] != h.computed_at]
                 if stale_ids:
-                    fresh = promreads.forecast_payloads(session, stale_ids)
+                    fresh = promreads.forecast_payloads(
+                        session, stale_ids, samples=_needs_samples(levels))
                     for sid, (at, step, payload) in fresh.items():
                         reason = fallback_reason((payload.get("info") or {}).get("reason", ""))
                         self._cache[sid] = (at, self.points(payload, step, levels, horizons),

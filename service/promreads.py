@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.store import forecasts as forecast_store
 from service.store.tables import DecisionRecord, Entity, ForecastRecord, Sample, Series, Target
 
 #: Forecast ids per payload query (keeps ``IN (...)`` lists short on both databases).
@@ -74,19 +75,24 @@ def forecast_heads(session: Session, limit: int) -> tuple[list[ForecastHead], in
 
 
 def forecast_payloads(
-    session: Session, ids: Iterable[int]
+    session: Session, ids: Iterable[int], *, samples: bool = False
 ) -> dict[int, tuple[int, float, dict[str, Any]]]:
-    """Return ``series_id -> (computed_at, step, payload)`` of the stored forecasts of ``ids``."""
+    """Return ``series_id -> (computed_at, step, payload)`` of the stored forecasts of ``ids``.
+
+    ``samples``: also read the sample paths, as ``payload["samples"]`` ``(S, H)`` (only what
+    a quantile level outside the stored columns needs; they are most of a row's bytes).
+    """
     ids = list(ids)
     out: dict[int, tuple[int, float, dict[str, Any]]] = {}
     F = ForecastRecord  # noqa: N806
+    cols = [F.series_id, F.computed_at, F.step, F.payload] + ([F.samples] if samples else [])
     for i in range(0, len(ids), CHUNK):
-        rows = session.execute(
-            select(F.series_id, F.computed_at, F.step, F.payload)
-            .where(F.series_id.in_(ids[i:i + CHUNK]))
-        )
-        for sid, at, step, payload in rows:
-            out[int(sid)] = (int(at), float(step), payload or {})
+        rows = session.execute(select(*cols).where(F.series_id.in_(ids[i:i + CHUNK])))
+        for sid, at, step, payload, *blob in rows:
+            payload = payload or {}
+            if blob and blob[0] is not None:
+                payload = {**payload, "samples": forecast_store.decode_samples(blob[0])}
+            out[int(sid)] = (int(at), float(step), payload)
     return out
 
 

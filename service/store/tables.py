@@ -178,7 +178,10 @@ class ForecastRecord(Base):
     """The latest forecast of one series (replaced by every refresh).
 
     ``payload`` holds ``times`` (unix s per step), ``mean``, quantile columns (``lo-90``,
-    ``hi-90``…) and ``samples`` ``(S, H)`` so a policy can rebuild the joint Forecast.
+    ``hi-90``…), ``indicators`` and ``info``; ``samples`` the sample paths ``(S, H)`` in
+    binary (:func:`service.store.forecasts.encode_samples`), so a policy can rebuild the
+    joint Forecast. Rows written before it held the paths as ``payload["samples"]``.
+    Deferred: reading a record for its quantiles (``GET /v1/forecasts``) leaves it unread.
     """
 
     __tablename__ = "forecasts"
@@ -192,6 +195,8 @@ class ForecastRecord(Base):
     model: Mapped[str] = mapped_column(String(128))
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    samples: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True,
+                                                  deferred=True)
 
 
 class DecisionRecord(Base):

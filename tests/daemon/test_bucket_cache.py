@@ -63,8 +63,9 @@ def _held_at(cache: forecasting.BucketCache, sid: int, t: int) -> float:
 def _stored(store: Store) -> list[list]:
     with store.engine.connect() as conn:
         rows = conn.execute(text("SELECT series_id, computed_at, start, step, model, fallback, "
-                                 "payload FROM forecasts ORDER BY series_id")).all()
-    return [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6])] for r in rows]
+                                 "payload, samples FROM forecasts ORDER BY series_id")).all()
+    return [[*r[:6], r[6] if isinstance(r[6], dict) else json.loads(r[6]), bytes(r[7])]
+            for r in rows]
 
 
 def _check(store: Store, cache: forecasting.BucketCache, now: int) -> dict[str, int]:

@@ -266,3 +266,75 @@ def test_forecasts_are_unlogged_and_lz4_on_postgresql_and_back_after_downgrade(s
     assert write_and_read() == "pglz p"  # the default, permanent (logged)
     migrate.upgrade(settings)
     assert write_and_read() == "lz4 u"
+
+
+def test_forecast_samples_column_keeps_older_rows_readable(settings):
+    """a4c2e9f7b1d3 adds forecasts.samples (binary paths); a row written before keeps its
+    paths in the JSON and reads the same through ``samples_of`` and ``joint_forecast``;
+    a row written after has them in the column only (lz4 on PostgreSQL); going back drops
+    the column and keeps the rows."""
+    from sqlalchemy import text
+
+    from service import forecasting
+    from service.store import forecasts as forecast_store
+    from service.store.db import Store
+
+    before, binary = "9c4e7a1b2d58", "a4c2e9f7b1d3"
+    rng = np.random.default_rng(3)
+    old_paths = np.round(rng.gamma(2.0, 10.0, size=(100, 20)), 6)
+    migrate.upgrade(settings, before)
+    engine = make_engine(settings)
+
+    def columns() -> set[str]:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns("forecasts")}
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO entities (name, kind, labels) VALUES ('e', 'vm', '{}')"))
+            conn.execute(text("INSERT INTO series (entity_id, metric, unit) VALUES (1, 'cpu', '')"))
+        store = Store(settings)
+        try:  # written by the code before: the paths in the JSON
+            forecast_store.save_forecasts(store, [{
+                "series_id": 1, "computed_at": 7, "start": 0.0, "step": 15.0,
+                "model": "window-mean", "fallback": False,
+                "payload": {"samples": old_paths.tolist(), "indicators": ["cpu"]}}])
+        finally:
+            store.close()
+        assert "samples" not in columns()
+        migrate.upgrade(settings, binary)
+        assert "samples" in columns()
+        store = Store(settings)
+        try:
+            with store.sessions() as session:
+                rec = forecast_store.latest_forecast(session, "e", "cpu")
+                assert rec.samples is None
+                assert (forecast_store.samples_of(rec) == old_paths).all()
+                fc = forecasting.joint_forecast(session, "e", "cpu")
+                assert (fc.samples[:, :, 0] == old_paths).all()
+            # each path one value over the horizon (window-mean's): compressible
+            new_paths = np.repeat(rng.gamma(2.0, 10.0, size=(100, 1)), 20, axis=1)
+            forecast_store.save_forecasts(store, [{
+                "series_id": 1, "computed_at": 8, "start": 0.0, "step": 15.0,
+                "model": "window-mean", "fallback": False, "payload": {"indicators": ["cpu"]},
+                "samples": forecast_store.encode_samples(new_paths)}])
+            with store.sessions() as session:
+                fc = forecasting.joint_forecast(session, "e", "cpu")
+            assert fc.info["computed_at"] == 8
+            np.testing.assert_allclose(fc.samples[:, :, 0], new_paths, rtol=6e-8)
+            if store.dialect == "postgresql":
+                with store.engine.connect() as conn:
+                    has_lz4 = conn.execute(text(
+                        "SELECT count(*) FROM pg_settings WHERE name = "
+                        "'default_toast_compression' AND 'lz4' = ANY(enumvals)")).scalar()
+                    how = conn.execute(text(
+                        "SELECT pg_column_compression(samples) FROM forecasts")).scalar()
+                assert how == ("lz4" if has_lz4 else "pglz")
+        finally:
+            store.close()
+        migrate.downgrade(settings, before)
+        assert "samples" not in columns()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM forecasts")).scalar() == 1
+    finally:
+        engine.dispose()

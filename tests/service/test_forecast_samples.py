@@ -1,0 +1,142 @@
+"""The binary form of a stored forecast's sample paths (``forecasts.samples``).
+
+:func:`service.store.forecasts.encode_samples` keeps each value as the nearest ``float32``
+(``float64`` where one is beyond ``float32``'s range); :func:`decode_samples` gives them
+back exactly as kept, and refuses anything that is not such a value, naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from models.forecast import Forecast
+from service import forecasting
+from service.store.forecasts import (
+    StoredRecord,
+    decode_samples,
+    encode_samples,
+    samples_of,
+)
+from tests.service.conftest import PG_AVAILABLE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+paths = hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=30),
+                   elements=finite)
+
+
+@settings(max_examples=300, deadline=None)
+@given(paths)
+def test_round_trip_is_float32_where_it_fits_else_exact(a):
+    blob = encode_samples(a)
+    got = decode_samples(blob)
+    assert got.dtype == np.float64 and got.shape == a.shape
+    with np.errstate(over="ignore"):
+        small = a.astype(np.float32)
+    if np.isfinite(small).all():
+        assert len(blob) == 12 + 4 * a.size
+        assert (got == small.astype(np.float64)).all()  # the nearest float32, bit for bit
+    else:  # a value beyond float32's range: kept as float64, exactly
+        assert len(blob) == 12 + 8 * a.size
+        assert (got == a).all()
+    assert encode_samples(got) == blob  # what was kept encodes to the same bytes
+
+
+def test_float32_keeps_what_a_forecast_needs():
+    rng = np.random.default_rng(0)
+    a = rng.gamma(2.0, 30.0, size=(100, 20)) * 10.0 ** rng.integers(-6, 12, size=(100, 1))
+    got = decode_samples(encode_samples(a))
+    assert np.abs(got / a - 1).max() <= 2.0 ** -24  # round to nearest: half a unit in 2^-23
+    assert len(encode_samples(a)) == 12 + 8000  # against about 21 kB of JSON before
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    (np.zeros(5), "must be (paths, steps)"),
+    (np.zeros((2, 2, 1)), "must be (paths, steps)"),
+    (np.array([[1.0, np.nan]]), "must be finite"),
+    (np.array([[1.0, np.inf]]), "must be finite"),
+])
+def test_encode_refuses_what_is_not_paths(value, says):
+    with pytest.raises(ValueError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        encode_samples(value)
+
+
+def test_decode_names_what_is_wrong():
+    good = encode_samples(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(ValueError, match="shorter than their header"):
+        decode_samples(good[:5])
+    with pytest.raises(ValueError, match="unknown header"):
+        decode_samples(b"XX" + good[2:])
+    with pytest.raises(ValueError, match="unknown header"):
+        decode_samples(good[:2] + b"\x02" + good[3:])  # no 2-byte floats
+    with pytest.raises(ValueError, match="28 bytes for 2 x 3 values of 4 bytes"):
+        decode_samples(good[:-8])
+    with pytest.raises(ValueError, match="40 bytes for 2 x 3 values"):
+        decode_samples(good + b"\0" * 4)
+    assert (decode_samples(memoryview(good)) == np.arange(6.0).reshape(2, 3)).all()
+
+
+def test_samples_of_reads_the_column_unless_an_older_writer_put_paths_in_the_json():
+    a = np.arange(12.0).reshape(3, 4) / 7
+    rec = StoredRecord(1, 0, 0.0, 15.0, "m", False, {"indicators": ["m"]}, encode_samples(a))
+    assert (samples_of(rec) == a.astype(np.float32)).all()
+    old = StoredRecord(1, 0, 0.0, 15.0, "m", False, {"samples": a.tolist()}, None)
+    assert (samples_of(old) == a).all()
+    # an older daemon rewrote the row during an upgrade: its JSON paths are the latest, the
+    # column still holds what a newer daemon wrote before
+    mixed = StoredRecord(1, 0, 0.0, 15.0, "m", False, {"samples": [[9.0]]}, encode_samples(a))
+    assert samples_of(mixed).tolist() == [[9.0]]
+    with pytest.raises(ValueError, match="no sample paths"):
+        samples_of(StoredRecord(1, 0, 0.0, 15.0, "m", False, {}, None))
+
+
+def test_payload_leaves_the_paths_to_the_column():
+    rng = np.random.default_rng(1)
+    s = rng.normal(10, 2, size=(50, 6, 2))
+    fc = Forecast(s, 0.0, 15.0, ("cpu", "mem"), model="m")
+    body = forecasting.payload(fc, 1, ("cpu", "mem"))
+    assert "samples" not in body and body["indicators"] == ["cpu", "mem"]
+    assert body["median"] == pytest.approx(np.median(s[:, :, 1], axis=0).tolist())
+    got = decode_samples(forecasting.stored_samples(fc, 1))
+    assert (got == s[:, :, 1].astype(np.float32)).all()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG_AVAILABLE, reason="no PostgreSQL at 127.0.0.1:5432")
+def test_the_payload_bench_stores_and_reads_back_both_layouts():
+    """``bench/forecast_payload.py``, tiny: both layouts stored and read back (the bench
+    checks every path came back), the binary rows the smaller."""
+    out = subprocess.run([sys.executable, "bench/forecast_payload.py", "--series", "30",
+                          "--repeat", "1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [r.split("|") for r in out.stdout.splitlines() if r.startswith("| constant")
+            or r.startswith("| varied")]
+    assert [(r[1].strip(), r[2].strip()) for r in rows] == [
+        ("constant", "JSON"), ("constant", "binary"), ("varied", "JSON"), ("varied", "binary")]
+    size = {(r[1].strip(), r[2].strip()): int(r[3].split()[0].replace(",", "")) for r in rows}
+    for kind in ("constant", "varied"):
+        assert size[(kind, "binary")] < 0.6 * size[(kind, "JSON")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(st.sampled_from([np.float64, np.float32]),
+                  st.tuples(st.integers(1, 40), st.integers(1, 6), st.integers(1, 3)),
+                  elements=st.floats(-1e6, 1e6, allow_nan=False, width=32)))
+def test_stored_quantiles_are_numpys_to_the_bit(s):
+    """The payload's quantile columns come from one sort of the paths; they are
+    ``numpy.quantile``'s figures exactly (ties, constant paths and one path included)."""
+    fc = Forecast(s, 0.0, 15.0, tuple(f"m{i}" for i in range(s.shape[2])), model="m")
+    got = forecasting._quantiles(fc)
+    want = np.quantile(fc.samples, list(forecasting.QUANTILES.values()), axis=0)  # float64
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.array_equal(got, want)
