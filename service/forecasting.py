@@ -668,12 +668,6 @@ def _quantiles(fc: Forecast) -> np.ndarray:
     return got
 
 
-def to_forecast(rec: Any, indicator: str = "demand") -> Forecast:  # noqa: ANN401 - a ForecastRecord
-    """Rebuild the Forecast of one stored series (one indicator)."""
-    samples = forecast_store.samples_of(rec)[:, :, None]  # (S, H, 1)
-    return Forecast(samples, rec.start, rec.step, (indicator,), model=rec.model)
-
-
 class _MemberMissing(Exception):
     """A member of a joint forecast is not among the records given (read it instead)."""
 

@@ -196,7 +196,6 @@ class Telemetry:
 
 # --------------------------------------------------------------------------- stored state
 
-#: Values of ``tidewise_forecast_fallback{reason}``: why the forecast is the fallback.
 def _needs_samples(levels: tuple[float, ...]) -> bool:
     """Whether a quantile level is not a stored column (:meth:`points` computes it from paths)."""
     from service.forecasting import QUANTILES
@@ -204,6 +203,7 @@ def _needs_samples(levels: tuple[float, ...]) -> bool:
     return any(all(abs(lvl - q) >= 1e-12 for lvl in QUANTILES.values()) for q in levels)
 
 
+#: Values of ``tidewise_forecast_fallback{reason}``: why the forecast is the fallback.
 FALLBACK_REASONS = ("short_history", "gaps", "no_data", "model_error", "other")
 
 _ERROR_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Failure)\b")

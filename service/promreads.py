@@ -13,6 +13,7 @@ Kept apart from :mod:`service.store` so the exporter's queries live in one place
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from service.store import forecasts as forecast_store
 from service.store.tables import DecisionRecord, Entity, ForecastRecord, Sample, Series, Target
+
+log = logging.getLogger("tidewise.promreads")
 
 #: Forecast ids per payload query (keeps ``IN (...)`` lists short on both databases).
 CHUNK = 200
@@ -90,8 +93,13 @@ def forecast_payloads(
         rows = session.execute(select(*cols).where(F.series_id.in_(ids[i:i + CHUNK])))
         for sid, at, step, payload, *blob in rows:
             payload = payload or {}
-            if blob and blob[0] is not None:
-                payload = {**payload, "samples": forecast_store.decode_samples(blob[0])}
+            # paths in the JSON win (an older writer's, see forecast_store.samples_of)
+            if blob and blob[0] is not None and "samples" not in payload:
+                try:
+                    payload = {**payload, "samples": forecast_store.decode_samples(blob[0])}
+                except ValueError as exc:  # one bad row must not cost the others
+                    log.warning("forecast of series %d: stored paths unreadable (%s)", sid,
+                                exc)
             out[int(sid)] = (int(at), float(step), payload)
     return out
 

@@ -5,7 +5,7 @@ The refresh rewrites one ``forecasts`` row per series every period. Its sample p
 server compressed and stored, and every decision on a stored forecast decoded again. They
 are now a ``samples`` column of little-endian ``float32`` with a 12-byte header
 (:func:`service.store.forecasts.encode_samples`), about 8 kB, and the JSON keeps the times,
-mean, quantiles, indicators and info (about 4 kB). Figures: ``bench/forecast_payload.py``
+mean, quantiles, indicators and info (about 3 kB). Figures: ``bench/forecast_payload.py``
 (docs/scale.md).
 
 Rows written before this revision keep their paths in ``payload["samples"]`` and stay
@@ -14,7 +14,12 @@ rolling upgrade (its upsert leaves this column as it was): paths in the JSON win
 (:func:`service.store.forecasts.samples_of`).
 On PostgreSQL the column is lz4-compressed where the server has it (as ``payload`` since
 ``9c4e7a1b2d58``: a ``window-mean`` path repeats one value over the horizon). Downgrading
-drops the column: forecasts written since then have no paths until the next refresh.
+drops the column and the rows that kept their paths there (the code before would find no
+paths in them); the next refresh writes them again.
+
+The other way round does not hold: a daemon of the code before reads no paths in a row a
+newer daemon wrote, and its decisions on stored forecasts fail for that target until it
+refreshes the row itself. During a rolling upgrade, replace the older daemons promptly.
 
 Revision ID: a4c2e9f7b1d3
 Revises: 9c4e7a1b2d58
@@ -49,5 +54,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # a row whose paths are in the column would have none for the code before: drop it
+    # (forecasts are a cache the next refresh rewrites; until then a read says "not yet")
+    op.execute('DELETE FROM forecasts WHERE samples IS NOT NULL')
     with op.batch_alter_table('forecasts') as batch:
         batch.drop_column('samples')

@@ -30,9 +30,10 @@ def _plain(value: Any) -> Any:  # noqa: ANN401
 
 
 class _OrjsonJSON(TypeDecorator):
-    """JSON written through orjson: a forecast's payload is some 2,200 floats per series.
+    """JSON written through orjson: a forecast's payload is some 180 floats per series.
 
-    The stdlib encoder spent about 2.6 ms per payload, the largest part of storing a
+    (The sample paths, 2,000 floats more, were in it until migration ``a4c2e9f7b1d3``.)
+    The stdlib encoder spent about 2.6 ms per payload then, the largest part of storing a
     refresh (profiled with ``bench/daemon.py``); orjson writes the same JSON (shortest
     round-trip floats) several times faster. Reading is unchanged (the column's JSON type).
     """
@@ -66,7 +67,7 @@ def encode_samples(paths: np.ndarray) -> bytes:
     sampling error of 100 paths) in half the bytes of ``float64`` and about 0.4 of the JSON
     the paths took before: the refresh rewrites every series' row each period, and on
     PostgreSQL the server compresses and stores each one (``bench/forecast_payload.py``).
-    A path with a value beyond ``float32``'s range is kept as ``float64``.
+    Where any value is beyond ``float32``'s range, all are kept as ``float64``.
 
     Raises:
         ValueError: not a 2-D array, or a value that is not finite.
@@ -114,7 +115,8 @@ def samples_of(record: Any) -> np.ndarray:  # noqa: ANN401 - ForecastRecord or S
     if "samples" in record.payload:
         return np.asarray(record.payload["samples"], dtype=np.float64)
     if record.samples is None:
-        raise ValueError("the stored forecast has no sample paths")
+        raise NotFoundError("the stored forecast has no sample paths; the next refresh "
+                            "writes them")
     return decode_samples(record.samples)
 
 

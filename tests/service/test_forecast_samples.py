@@ -19,6 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from models.forecast import Forecast
 from service import forecasting
+from service.store.errors import NotFoundError
 from service.store.forecasts import (
     StoredRecord,
     decode_samples,
@@ -95,7 +96,7 @@ def test_samples_of_reads_the_column_unless_an_older_writer_put_paths_in_the_jso
     # column still holds what a newer daemon wrote before
     mixed = StoredRecord(1, 0, 0.0, 15.0, "m", False, {"samples": [[9.0]]}, encode_samples(a))
     assert samples_of(mixed).tolist() == [[9.0]]
-    with pytest.raises(ValueError, match="no sample paths"):
+    with pytest.raises(NotFoundError, match="no sample paths"):
         samples_of(StoredRecord(1, 0, 0.0, 15.0, "m", False, {}, None))
 
 
@@ -140,3 +141,36 @@ def test_stored_quantiles_are_numpys_to_the_bit(s):
     want = np.quantile(fc.samples, list(forecasting.QUANTILES.values()), axis=0)  # float64
     assert got.shape == want.shape and got.dtype == want.dtype
     assert np.array_equal(got, want)
+
+
+def test_metrics_reads_of_paths_agree_with_samples_of(store, caplog):
+    """``promreads.forecast_payloads(samples=True)`` (what /metrics computes a level
+    outside the stored columns from) gives the paths :func:`samples_of` gives: the column,
+    the JSON paths of an older writer over a column it left behind, nothing for a row
+    whose paths cannot be read (logged; the other rows still come back)."""
+    from sqlalchemy import text
+
+    from service import promreads
+    from service.store import forecasts as forecast_store
+
+    with store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO entities (name, kind, labels) VALUES ('e', 'vm', '{}')"))
+        for m in ("a", "b", "c"):
+            conn.execute(text("INSERT INTO series (entity_id, metric, unit) "
+                              f"VALUES (1, '{m}', '')"))
+    a = np.arange(6.0).reshape(2, 3) / 3
+    base = {"computed_at": 5, "start": 0.0, "step": 15.0, "model": "m", "fallback": False}
+    forecast_store.save_forecasts(store, [
+        {**base, "series_id": 1, "payload": {"mean": [0.0]}, "samples": encode_samples(a)},
+        {**base, "series_id": 2, "payload": {"mean": [0.0], "samples": [[7.0, 8.0]]},
+         "samples": encode_samples(a)},  # an older daemon's row over a newer one's column
+        {**base, "series_id": 3, "payload": {"mean": [0.0]}, "samples": b"TW\x04\x00broken"},
+    ])
+    with store.sessions() as session:
+        got = promreads.forecast_payloads(session, [1, 2, 3], samples=True)
+        heads = promreads.forecast_payloads(session, [1, 2, 3])
+    assert (got[1][2]["samples"] == a.astype(np.float32)).all()
+    assert np.asarray(got[2][2]["samples"]).tolist() == [[7.0, 8.0]]
+    assert "samples" not in got[3][2] and got[3][2]["mean"] == [0.0]
+    assert "stored paths unreadable" in caplog.text
+    assert all("samples" not in heads[i][2] for i in (1, 3))  # not read unless asked

@@ -272,7 +272,7 @@ def test_forecast_samples_column_keeps_older_rows_readable(settings):
     """a4c2e9f7b1d3 adds forecasts.samples (binary paths); a row written before keeps its
     paths in the JSON and reads the same through ``samples_of`` and ``joint_forecast``;
     a row written after has them in the column only (lz4 on PostgreSQL); going back drops
-    the column and keeps the rows."""
+    the column and the rows whose paths were in it, and keeps the others."""
     from sqlalchemy import text
 
     from service import forecasting
@@ -321,6 +321,13 @@ def test_forecast_samples_column_keeps_older_rows_readable(settings):
             with store.sessions() as session:
                 fc = forecasting.joint_forecast(session, "e", "cpu")
             assert fc.info["computed_at"] == 8
+            with store.engine.begin() as conn:  # a second series, its paths in the JSON
+                conn.execute(text(
+                    "INSERT INTO series (entity_id, metric, unit) VALUES (1, 'mem', '')"))
+            forecast_store.save_forecasts(store, [{
+                "series_id": 2, "computed_at": 8, "start": 0.0, "step": 15.0,
+                "model": "window-mean", "fallback": False,
+                "payload": {"samples": old_paths.tolist(), "indicators": ["mem"]}}])
             np.testing.assert_allclose(fc.samples[:, :, 0], new_paths, rtol=6e-8)
             if store.dialect == "postgresql":
                 with store.engine.connect() as conn:
@@ -334,7 +341,7 @@ def test_forecast_samples_column_keeps_older_rows_readable(settings):
             store.close()
         migrate.downgrade(settings, before)
         assert "samples" not in columns()
-        with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM forecasts")).scalar() == 1
+        with engine.connect() as conn:  # the row the code before could not read is gone
+            assert conn.execute(text("SELECT series_id FROM forecasts")).scalars().all() == [2]
     finally:
         engine.dispose()
