@@ -85,6 +85,14 @@ def save_decisions(
     if not items:
         return []
     with store.write_sessions() as session, session.begin():
+        # the targets and their last decisions in one query per chunk, not two per target:
+        # held here (the session's identity map keeps objects only while referenced),
+        # _save's session.get finds them without a round trip
+        ids, held = [t.id for t, *_ in items], []
+        for part in chunks(ids):
+            held += session.scalars(select(Target).where(Target.id.in_(part))).all()
+            held += session.scalars(
+                select(DecisionRecord).where(DecisionRecord.target_id.in_(part))).all()
         return [_save(session, *item) for item in items]
 
 

@@ -96,3 +96,51 @@ def test_the_job_decides_from_the_batches_and_alike_without_them(http, store, mo
     alone = {o.target: (o.desired, o.valid, o.fallback) for o in decisions.decide_all(store, now)}
     assert sorted(singles) == ["ack a", "ack b", "ack c", "forecast a-vm", "forecast b-vm"]
     assert alone == batched
+
+
+def test_saving_a_periods_decisions_reads_targets_and_decisions_in_batches(store):  # noqa: ANN001
+    """``save_decisions`` loads the targets and their last decisions in one query per chunk
+    (not two per target), and stores what the per-target path stores: the new decision
+    over the old one, an action where the setting changed, nothing for a deleted target."""
+    from sqlalchemy import event, select
+
+    from service.store.tables import DecisionRecord, Target
+
+    now = _now()
+    with store.write_sessions() as session, session.begin():
+        targets = [Target(name=f"t{i}", kind="vm", policy="hpa", spec={}, params={},
+                          created_at=now, updated_at=now) for i in range(30)]
+        session.add_all(targets)
+        session.flush()
+        for t in targets[:20]:  # ten targets never decided before
+            session.add(DecisionRecord(target_id=t.id, computed_at=now - 15, policy="hpa",
+                                       valid=True, fallback=False, why="old", action={},
+                                       details={}, memory=None, desired={"replicas": 1}))
+    with store.write_sessions() as session, session.begin():
+        session.delete(session.get(Target, targets[29].id))  # deleted meanwhile
+
+    def record(i: int) -> dict:
+        return {"computed_at": now, "policy": "hpa", "valid": True, "fallback": False,
+                "why": f"new {i}", "action": {}, "details": {}, "memory": None,
+                "desired": {"replicas": 1 + i % 2}}
+
+    items = [(t, record(i), now, i % 2 == 1, {"replicas": 1}) for i, t in enumerate(targets)]
+    selects: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # noqa: ANN001, ANN202
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        ids = decision_store.save_decisions(store, items)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    # 2 batch reads, plus session.get of the 9 never-decided live targets' rows and of the
+    # deleted target (not in the identity map): nothing per target that was decided before
+    assert len(selects) == 2 + 9 + 1, [" ".join(x.split())[:60] for x in selects]
+    assert [i is not None for i in ids] == [i % 2 == 1 for i in range(29)] + [False]
+    with store.sessions() as session:
+        rows = {r.target_id: r for r in session.scalars(select(DecisionRecord))}
+    assert sorted(r.why for r in rows.values()) == sorted(f"new {i}" for i in range(29))
+    assert targets[29].id not in rows
