@@ -93,10 +93,10 @@ def forecast_payloads(
         rows = session.execute(select(*cols).where(F.series_id.in_(ids[i:i + CHUNK])))
         for sid, at, step, payload, *blob in rows:
             payload = payload or {}
-            # paths in the JSON win (an older writer's, see forecast_store.samples_of)
-            if blob and blob[0] is not None and "samples" not in payload:
+            if blob and blob[0] is not None:
                 try:
-                    payload = {**payload, "samples": forecast_store.decode_samples(blob[0])}
+                    payload = {**payload,
+                               "samples": forecast_store.paths_of(payload, blob[0])}
                 except ValueError as exc:  # one bad row must not cost the others
                     log.warning("forecast of series %d: stored paths unreadable (%s)", sid,
                                 exc)

@@ -112,12 +112,23 @@ def samples_of(record: Any) -> np.ndarray:  # noqa: ANN401 - ForecastRecord or S
     beside newer ones during an upgrade, whose upsert leaves the column as it was). This
     version never writes paths into the JSON, so paths there are the row's latest.
     """
-    if "samples" in record.payload:
-        return np.asarray(record.payload["samples"], dtype=np.float64)
-    if record.samples is None:
+    return paths_of(record.payload, record.samples)
+
+
+def paths_of(payload: dict[str, Any], blob: bytes | None) -> np.ndarray:
+    """:func:`samples_of` for a row's ``payload`` and ``samples`` read as columns.
+
+    Raises:
+        NotFoundError: no paths in either.
+        ValueError: an unreadable ``samples`` value (:func:`decode_samples`).
+
+    """
+    if "samples" in payload:
+        return np.asarray(payload["samples"], dtype=np.float64)
+    if blob is None:
         raise NotFoundError("the stored forecast has no sample paths; the next refresh "
                             "writes them")
-    return decode_samples(record.samples)
+    return decode_samples(blob)
 
 
 def save_forecasts(store: Store, records: list[dict[str, Any]]) -> None:
