@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -650,6 +650,64 @@ def stored_samples(fc: Forecast, j: int = 0) -> bytes:
     return forecast_store.encode_samples(fc.samples[:, :, j])
 
 
+#: Sample values per batch of :func:`stored_forms` (1.6 MB of float64 per array).
+_FORMS_VALUES = 200_000
+
+
+def stored_forms(forecasts: Sequence[tuple[Forecast, tuple[str, ...] | None]],
+                 ) -> list[list[tuple[dict[str, Any], bytes]]]:
+    """``(payload(fc, j, names), stored_samples(fc, j))`` for every indicator j of each forecast.
+
+    The same JSON (with the payload's columns as contiguous float64 arrays, which orjson,
+    as :func:`~service.store.forecasts.save_forecasts` writes them, writes as it writes
+    lists of floats) and the same bytes as those two functions give (a test compares them
+    to the bit), computed for forecasts of one shape together, as the refresh stores
+    thousands each period: one sort of all their paths for the quantile columns (the
+    arithmetic of :func:`models.base.sorted_quantiles`), one mean and one ``float32``
+    conversion per batch: a quarter less CPU than one forecast at a time, the JSON encoding
+    included (``bench/stored_forms.py``: 31.8 against 42.1 µs per series).
+    """
+    out: list[list[tuple[dict[str, Any], bytes]]] = [[] for _ in forecasts]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, (fc, _) in enumerate(forecasts):
+        by_shape.setdefault(fc.samples.shape, []).append(i)
+    levels = np.fromiter(QUANTILES.values(), dtype=np.float64)
+    columns = ["mean", *QUANTILES]
+    for (s, h, m), idx in by_shape.items():
+        pos = levels * (s - 1)  # as sorted_quantiles: every row holds all s values
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, s - 1)
+        frac = (pos - lo)[None, :, None, None]
+        size = max(1, _FORMS_VALUES // (s * h * m))
+        for c0 in range(0, len(idx), size):
+            part = idx[c0:c0 + size]
+            x = np.stack([forecasts[i][0].samples for i in part])  # (N, S, H, M)
+            srt = np.sort(x, axis=1)
+            a_lo, a_hi = srt[:, lo], srt[:, hi]  # (N, Q, H, M)
+            d = a_hi - a_lo
+            q = np.where(frac >= 0.5, a_hi - d * (1 - frac), a_lo + d * frac)
+            table = np.concatenate([x.mean(axis=1)[:, None], q], axis=1)  # (N, 1 + Q, H, M)
+            # [n, j, column] -> H contiguous floats, which orjson writes as it writes a list
+            # of them, without a Python float per value
+            rows = np.ascontiguousarray(table.transpose(0, 3, 1, 2))
+            blobs = forecast_store.encode_many(
+                np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(-1, s, h))
+            for n, i in enumerate(part):
+                fc, names = forecasts[i]
+                times = np.ascontiguousarray(fc.times(), dtype=np.float64)
+                indicators = (list(names) if names is not None
+                              else [str(x) for x in fc.indicators])
+                info = {k: (v if isinstance(v, (int, float, str, bool)) or v is None
+                            else str(v)) for k, v in fc.info.items()}
+                for j in range(m):
+                    body: dict[str, Any] = {"times": times}
+                    body.update(zip(columns, rows[n][j], strict=True))
+                    body["indicators"] = list(indicators)
+                    body["info"] = dict(info)
+                    out[i].append((body, blobs[n * m + j]))
+    return out
+
+
 def _quantiles(fc: Forecast) -> np.ndarray:
     """Return the :data:`QUANTILES` of a Forecast, ``(Q, H, M)``, computed once per Forecast.
 
@@ -893,8 +951,8 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
                               group.entity))
         outs = forecast_units(store, cache, units, horizon)
         retry = []
+        done: list[tuple[tuple[Any, ...], Forecast]] = []
         for (group, unit), fc in zip(pending, outs, strict=True):
-            metrics = tuple(a.metric for a in unit)
             if isinstance(fc, NoDataError):
                 result.errors.append(str(fc))
                 continue
@@ -903,22 +961,26 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
                 # forecast each alone, so only the one that cannot be forecast falls back
                 retry += [(group, (a,)) for a in unit]
                 continue
+            done.append((unit, fc))
+        forms = stored_forms([(fc, tuple(a.metric for a in unit)) for unit, fc in done])
+        for (unit, fc), stored in zip(done, forms, strict=True):
             is_fb = fc.model.startswith("fallback")
-            for j, a in enumerate(unit):
+            for a, (body, blob) in zip(unit, stored, strict=True):
                 result.forecasts += 1
                 result.fallbacks += is_fb
                 if telemetry is not None:
                     telemetry.forecast(fc.model, is_fb)
-                body = payload(fc, j, metrics)
-                seen = np.flatnonzero(np.isfinite(by_id[a.series_id]))
-                if (a.entity, a.metric) in history.sources and len(seen):
-                    # no raw sample is kept of a sourced series: the freshness of its input
-                    # (GET /v1/forecasts) is the last second of its newest bucket with a value
-                    body["info"]["source_last_ts"] = int(ts[seen[-1]]) + step - 1
+                if (a.entity, a.metric) in history.sources:
+                    seen = np.flatnonzero(np.isfinite(by_id[a.series_id]))
+                    if len(seen):
+                        # no raw sample is kept of a sourced series: the freshness of its
+                        # input (GET /v1/forecasts) is the last second of its newest bucket
+                        # with a value
+                        body["info"]["source_last_ts"] = int(ts[seen[-1]]) + step - 1
                 records.append({
                     "series_id": a.series_id, "computed_at": now, "start": fc.start,
                     "step": fc.step, "model": fc.model[:128], "fallback": is_fb,
-                    "payload": body, "samples": stored_samples(fc, j),
+                    "payload": body, "samples": blob,
                 })
         pending = retry
     forecast_store.save_forecasts(store, records)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,9 @@ from service import forecasting
 from service.store.errors import NotFoundError
 from service.store.forecasts import (
     StoredRecord,
+    _plain,
     decode_samples,
+    encode_many,
     encode_samples,
     samples_of,
 )
@@ -143,6 +146,68 @@ def test_stored_quantiles_are_numpys_to_the_bit(s):
     assert np.array_equal(got, want)
 
 
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=3, max_dims=3, max_side=6),
+                  elements=finite))
+def test_encode_many_is_encode_samples_of_each(a):
+    assert encode_many(a) == [encode_samples(p) for p in a]
+
+
+def test_encode_many_refuses_what_is_not_paths():
+    with pytest.raises(ValueError, match=r"must be \(forecasts, paths, steps\)"):
+        encode_many(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="must be finite"):
+        encode_many(np.array([[[1.0]], [[np.nan]]]))
+
+
+def _json(body):
+    """The bytes ``save_forecasts`` writes for a payload (its bind processor's call)."""
+    return orjson.dumps(body, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+forecast_values = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False, width=64),
+    st.sampled_from([0.0, -0.0, 1e300, -1e300, 5e-324, 1e-40]),  # signs, float32 overflow
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([(1, 1, 1), (3, 2, 1), (4, 3, 2), (100, 20, 5)]),
+                          st.booleans(), st.integers(0, 2**32 - 1)), min_size=1, max_size=7),
+       st.sampled_from([10, 200, 2_000_000]), st.data())
+def test_stored_forms_are_payload_and_stored_samples_to_the_bit(specs, batch, data):
+    """The refresh's batched form of each forecast: the JSON and bytes that
+    :func:`payload` and :func:`stored_samples` give one forecast at a time, whatever the
+    mix of shapes and however the batches split (``_FORMS_VALUES``)."""
+    fcs = []
+    for (s, h, m), named, seed in specs:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(rng.uniform(-50, 50), rng.uniform(0, 9), size=(s, h, m))
+        if data.draw(st.booleans()):  # a few drawn values: ties, zeros' signs, overflow
+            for _ in range(data.draw(st.integers(1, 4))):
+                x[tuple(int(rng.integers(0, d)) for d in x.shape)] = data.draw(forecast_values)
+        names = tuple(f"m{j}" for j in range(m))
+        fc = Forecast(x, 1.7e9 + seed % 977, 15.0, names, model="m",
+                      info={"n": seed, "why": None, "odd": [1, 2]})
+        fcs.append((fc, tuple(reversed(names)) if named else None))
+    old = forecasting._FORMS_VALUES
+    forecasting._FORMS_VALUES = batch
+    try:
+        got = forecasting.stored_forms(fcs)
+    finally:
+        forecasting._FORMS_VALUES = old
+    assert len(got) == len(fcs)
+    for (fc, names), forms in zip(fcs, got, strict=True):
+        assert len(forms) == fc.samples.shape[2]
+        for j, (body, blob) in enumerate(forms):
+            assert _json(body) == _json(forecasting.payload(fc, j, names))
+            assert blob == forecasting.stored_samples(fc, j)
+    # each body is its own: the refresh adds to one's info without touching the others
+    if len(got[0]) > 1:
+        got[0][0][0]["info"]["source_last_ts"] = 1
+        assert "source_last_ts" not in got[0][1][0]["info"]
+
+
 def test_metrics_reads_of_paths_agree_with_samples_of(store, caplog):
     """``promreads.forecast_payloads(samples=True)`` (what /metrics computes a level
     outside the stored columns from) gives the paths :func:`samples_of` gives: the column,
@@ -174,3 +239,13 @@ def test_metrics_reads_of_paths_agree_with_samples_of(store, caplog):
     assert "samples" not in got[3][2] and got[3][2]["mean"] == [0.0]
     assert "stored paths unreadable" in caplog.text
     assert all("samples" not in heads[i][2] for i in (1, 3))  # not read unless asked
+
+
+def test_the_stored_forms_bench_checks_both_ways_agree_and_prints_both():
+    out = subprocess.run([sys.executable, "bench/stored_forms.py", "--entities", "12",
+                          "--metrics", "3", "--repeat", "1"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [r.split("|")[1].strip() for r in out.stdout.splitlines()
+            if r.startswith("| one") or r.startswith("| batched")]
+    assert rows == ["one at a time", "batched"] and "36 series" in out.stdout
