@@ -630,6 +630,9 @@ def payload(fc: Forecast, j: int = 0,
     column order). The paths go to the record's ``samples`` column (:func:`stored_samples`);
     the samples of every series of a joint forecast share their draw index, so
     :func:`joint_forecast` rebuilds the joint distribution from the stored records.
+
+    One forecast at a time: the refresh builds its rows with :func:`stored_forms`, which
+    is tested and benchmarked (``bench/stored_forms.py``) against this form.
     """
     qs = _quantiles(fc)  # (Q, H, M)
     out: dict[str, Any] = {
@@ -646,7 +649,10 @@ def payload(fc: Forecast, j: int = 0,
 
 
 def stored_samples(fc: Forecast, j: int = 0) -> bytes:
-    """Encode the paths ``(S, H)`` of indicator ``j`` of a Forecast for the ``samples`` column."""
+    """Encode the paths ``(S, H)`` of indicator ``j`` of a Forecast for the ``samples`` column.
+
+    One forecast at a time, as :func:`payload` (the refresh uses :func:`stored_forms`).
+    """
     return forecast_store.encode_samples(fc.samples[:, :, j])
 
 
