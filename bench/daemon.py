@@ -23,7 +23,8 @@ What one run does:
    costs nothing), declares ``--targets`` T scaling targets over the API (policy ``bayes``
    reading the refresh's stored forecast of its entity's first metric);
 3. for ``--duration`` s: a feeder process POSTs every second's N x M samples to
-   ``/v1/metrics`` (``--batch`` samples per request, the daemons in turn); a thread GETs
+   ``/v1/metrics`` (``--batch`` samples per request, the daemons in turn, one request in
+   flight per daemon); a thread GETs
    ``/v1/recommendations/{target}`` at ``--rec-rate`` requests/s;
 4. reads each forecast-job run from the daemon's log (``forecast refresh: ... in x s;
    ... decisions in y s``, written by :func:`service.scheduler.forecast_job`) and the
@@ -36,7 +37,11 @@ What one run does:
 The daemons *keep up* when, in every period wholly inside the measured window (after each
 daemon's cold first run), their runs for that period (read from the log line's ``period``)
 forecast every series and decided every target between them, and each daemon's work for
-it took less than the period; with one daemon that is every run, and no period skipped.
+it took less than the period; with one daemon that is every run, and no period skipped;
+and ingest kept up: the feeder was never a period or more behind in the measured window.
+With ``--warmup`` the window starts once every daemon's first (cold) run has ended and the
+feeder is back on time (a cold run over many series leaves it behind, and its catch-up
+would load the window with more than a second's samples per second).
 The run also prints the CPU used over the measured window, in cores, from ``/proc``: the
 whole machine, the daemons (with their children), PostgreSQL's processes, the feeder, the
 bench itself and the rest, to tell a daemon bound by its own thread from a machine with no
@@ -78,6 +83,8 @@ sys.path.insert(0, str(ROOT))
 
 TOKEN = "bench-token-0123456789abcdef"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: The feeder is on time when it starts each second's requests less than this late.
+CAUGHT_UP_S = 2.0
 METRICS = ["cpu_util", "mem_util", "net_in", "net_out", "disk_io", "cpu_cores", "requests",
            "latency_ms"]
 RUN_LINE = re.compile(
@@ -416,8 +423,20 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def feeder(urls: list[str], entities: int, metrics: list[str], batch: int, seconds: float,
-           out: Any, stop: Any = None) -> None:  # noqa: ANN401 - multiprocessing objects
-    """POST every second's samples of every series until ``seconds`` have passed (or ``stop``)."""
+           out: Any, stop: Any = None, lag: Any = None) -> None:  # noqa: ANN401 - mp objects
+    """POST every second's samples of every series until ``seconds`` have passed (or ``stop``).
+
+    A second's requests go to the daemons in turn, one request in flight per daemon: each
+    daemon's requests are sent one after the other, as with a single daemon, but the daemons
+    are fed side by side (one client in a loop would hold each daemon idle while another
+    answers, so K daemons could never ingest more than one). The next second starts when
+    all of this one's requests are answered.
+
+    ``lag`` (a shared double): how far behind the feeder is, set as it starts each second's
+    requests (seconds past the moment that second was complete; 0 when on time).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import httpx
     import orjson
 
@@ -428,6 +447,16 @@ def feeder(urls: list[str], entities: int, metrics: list[str], batch: int, secon
     clients = [httpx.Client(base_url=u, headers={"Authorization": f"Bearer {TOKEN}",
                                                  "Content-Type": "application/json"},
                             timeout=60) for u in urls]
+    lanes = [ThreadPoolExecutor(1) for _ in clients]  # one request in flight per daemon
+
+    def post(i: int, body: bytes, n: int) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        try:
+            ok = clients[i].post("/v1/metrics", content=body).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        return time.perf_counter() - t0, (n if ok else -1)
+
     acked = errors = requests = 0
     behind_max = 0.0
     lat: list[float] = []
@@ -438,32 +467,43 @@ def feeder(urls: list[str], entities: int, metrics: list[str], batch: int, secon
         wait = sec + 1 - time.time()  # second ``sec`` is complete at sec + 1
         if wait > 0:
             time.sleep(wait)
-        behind_max = max(behind_max, time.time() - (sec + 1))
+        behind = time.time() - (sec + 1)
+        behind_max = max(behind_max, behind)
+        if lag is not None:
+            lag.value = max(0.0, behind)
         values = level + rng.random(len(keys))
+        sent = []
         for lo in range(0, len(keys), batch):
             body = orjson.dumps({"samples": [
                 {"entity": e, "kind": "vm", "metric": m, "ts": sec, "value": float(v)}
                 for (e, m), v in zip(keys[lo:lo + batch], values[lo:lo + batch], strict=True)]})
-            t0 = time.perf_counter()
-            try:
-                r = clients[k % len(clients)].post("/v1/metrics", content=body)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+            i = k % len(clients)
+            sent.append(lanes[i].submit(post, i, body, min(batch, len(keys) - lo)))
             k += 1
+        for f in sent:
+            took, n = f.result()
             requests += 1
-            lat.append(time.perf_counter() - t0)
-            if ok:
-                acked += min(batch, len(keys) - lo)
+            lat.append(took)
+            if n >= 0:
+                acked += n
             else:
                 errors += 1
         sec += 1
     wall = time.time() - start
+    for lane in lanes:
+        lane.shutdown()
     for c in clients:
         c.close()
     out.send({"acked": acked, "errors": errors, "requests": requests, "wall": wall,
               "behind_max": behind_max, "p99_ms": float(np.percentile(lat, 99) * 1000)
               if lat else None})
+
+
+def watch_lag(lag: Any, stop: threading.Event, out: list[tuple[float, float]]) -> None:  # noqa: ANN401
+    """Record the feeder's lag every 0.2 s until ``stop``."""
+    while not stop.is_set():
+        out.append((time.time(), float(lag.value)))
+        time.sleep(0.2)
 
 
 def recommendations(urls: list[str], targets: list[str], rate: float, stop: threading.Event,
@@ -558,9 +598,10 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
             ctx = mp.get_context("spawn")
             recv, send = ctx.Pipe(duplex=False)
             feed_stop = ctx.Event()
+            lag = ctx.Value("d", 0.0)
             feed = ctx.Process(
                 target=feeder, args=([d.url for d in daemons], entities, metrics, args.batch,
-                                     args.duration + args.warmup_max, send, feed_stop))
+                                     args.duration + args.warmup_max, send, feed_stop, lag))
             t_start = time.time()
             feed.start()
             stop = threading.Event()
@@ -568,17 +609,29 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
             rt = threading.Thread(target=recommendations, args=(
                 [d.url for d in daemons], names, args.rec_rate, stop, rec), daemon=True)
             rt.start()
-            if args.warmup:  # measure from the end of every daemon's first (cold) run
+            lags: list[tuple[float, float]] = []  # (when, feeder lag) every 0.2 s
+            lt = threading.Thread(target=watch_lag, args=(lag, stop, lags), daemon=True)
+            lt.start()
+            if args.warmup:
+                # measure in steady state: from the end of every daemon's first (cold) run,
+                # and, since a cold run of many series leaves the feeder behind (its catch-up
+                # would load the measured window with more than one second's samples per
+                # second), once the feeder is back on time
                 while (time.time() < t_start + args.warmup_max
                        and not all(d.runs for d in daemons)):
                     time.sleep(0.2)
+                first = time.time() - t_start
+                while time.time() < t_start + args.warmup_max and lag.value >= CAUGHT_UP_S:
+                    time.sleep(0.2)
                 res["warmup_s"] = time.time() - t_start
                 t_start = time.time()
-                say(f"warm-up: every daemon's first forecast run ended after "
+                say(f"warm-up: every daemon's first forecast run ended after {first:.1f} s, "
+                    f"the feeder was on time (< {CAUGHT_UP_S:g} s behind) after "
                     f"{res['warmup_s']:.1f} s; measuring from here")
             cpu0 = proc_snapshot()
             time.sleep(max(0.0, t_start + args.duration - time.time()))
             cpu1 = proc_snapshot()
+            window_lag = [v for t, v in lags if t_start <= t <= t_start + args.duration]
             res["cores"] = cpu_split(cpu0, cpu1, time.time() - t_start,
                                      [d.proc.pid for d in daemons], feed.pid)
             feed_stop.set()
@@ -586,6 +639,7 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
             feed.join(timeout=30)
             stop.set()
             rt.join(timeout=30)
+            lt.join(timeout=5)
             t_end = time.time()
             after = [scrape(d.url) for d in daemons]
         finally:
@@ -693,12 +747,18 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
     res["periods_checked"] = len(checked)
     res["periods_short"] = len(short)
     complete = len(checked) >= min(2, expected) and not short
-    res["keeps_up"] = bool(measured) and complete
+    # ingest kept up too: the feeder never fell a period behind in the measured window (a
+    # forecast that runs in time on samples still queued at the daemons is not keeping up)
+    res["feeder_lag_max_window_s"] = max(window_lag, default=0.0)
+    res["ingest_keeps_up"] = res["feeder_lag_max_window_s"] < args.period
+    res["keeps_up"] = bool(measured) and complete and res["ingest_keeps_up"]
     res["job_failures"] = sum(d.failures for d in daemons)
     say(f"keeps up: {'yes' if res['keeps_up'] else 'NO'} ({len(checked)} whole periods after "
         f"the cold first runs; in {len(checked) - len(short)} of them the daemons' runs "
         f"forecast all {n_series} series and decided all {targets} targets between them, "
-        f"each daemon within {args.period:g} s)")
+        f"each daemon within {args.period:g} s; the feeder at most "
+        f"{res['feeder_lag_max_window_s']:.1f} s behind in the window, "
+        f"{'under' if res['ingest_keeps_up'] else 'NOT under'} the period)")
     cores = res.get("cores") or {}
     if cores:
         say("CPU over the measured window, in cores of " + str(os.cpu_count()) + ": "

@@ -223,10 +223,14 @@ class History:
         """List the series read from a source (``ActiveSeries``; created in the store if new)."""
         return [sample_store.ensure_series(self.store, e, m) for e, m in sorted(self.sources)]
 
-    def active(self, since: int) -> list[Any]:
-        """Series to forecast: pushed samples at or after ``since``, and every sourced one."""
+    def active(self, since: int, only: Callable[[str], bool] | None = None) -> list[Any]:
+        """Series to forecast: pushed samples at or after ``since``, and every sourced one.
+
+        ``only``: the entities wanted (a daemon's shards; the sourced series are the
+        caller's to filter).
+        """
         with self.store.sessions() as session:
-            active = sample_store.active_series(session, since)
+            active = sample_store.active_series(session, since, only)
         if not self.sources:
             return active
         have = {(a.entity, a.metric) for a in active}
@@ -935,10 +939,10 @@ def refresh(store: Store, now: int, cache: ModelCache | None = None,
     result = RefreshResult()
     records = []
     history = History.of(store)
-    active = history.active(now - n * step)
+    active = history.active(now - n * step, only)
     with store.sessions() as session:
         declared = declared_indicators(session) if s.forecast_joint else {}
-    if only is not None:
+    if only is not None:  # the sourced series
         active = [a for a in active if only(a.entity)]
     names = current_model_names(store) if s.forecast_joint else set()
     groups = joint_groups(active, s, declared)

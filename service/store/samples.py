@@ -25,7 +25,7 @@ DO UPDATE`` moves it into ``samples``, all in the batch's transaction. SQLite ke
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -806,23 +806,49 @@ class ActiveSeries:
     last_ts: int
 
 
-def active_series(session: Session, since: int) -> list[ActiveSeries]:
-    """Series with at least one raw sample at or after ``since`` (unix s)."""
+def active_series(session: Session, since: int,
+                  only: Callable[[str], bool] | None = None) -> list[ActiveSeries]:
+    """Series with at least one raw sample at or after ``since`` (unix s), by entity and metric.
+
+    ``only``: the entities to look at (a daemon's shards). The newest sample is then looked
+    up for their series alone, so K daemons sharing the work do not each look it up for
+    every series (an index descent per series: with two daemons it was 8 % of a forecast
+    run's wall time, done twice).
+    """
     last = (
         select(func.max(Sample.ts))
         .where(Sample.series_id == Series.id)
         .correlate(Series)
         .scalar_subquery()
     )
-    rows = session.execute(
-        select(Series.id, Entity.name, Entity.kind, Series.metric, last.label("last"))
-        .join(Entity, Entity.id == Series.entity_id)
-        .order_by(Entity.name, Series.metric)
-    )
+    if only is None:
+        rows = session.execute(
+            select(Series.id, Entity.name, Entity.kind, Series.metric, last.label("last"))
+            .join(Entity, Entity.id == Series.entity_id)
+            .order_by(Entity.name, Series.metric)
+        )
+        return [
+            ActiveSeries(int(i), e, k, m, int(t))
+            for i, e, k, m, t in rows
+            if t is not None and t >= since
+        ]
+    named = [
+        (int(i), e, k, m)
+        for i, e, k, m in session.execute(
+            select(Series.id, Entity.name, Entity.kind, Series.metric)
+            .join(Entity, Entity.id == Series.entity_id)
+            .order_by(Entity.name, Series.metric)
+        )
+        if only(e)
+    ]
+    newest: dict[int, int | None] = {}
+    for part in chunks([i for i, *_ in named]):
+        newest.update(session.execute(
+            select(Series.id, last).where(Series.id.in_(part))).tuples().all())
     return [
-        ActiveSeries(int(i), e, k, m, int(t))
-        for i, e, k, m, t in rows
-        if t is not None and t >= since
+        ActiveSeries(i, e, k, m, int(t))
+        for i, e, k, m in named
+        if (t := newest.get(i)) is not None and t >= since
     ]
 
 

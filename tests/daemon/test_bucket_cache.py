@@ -251,3 +251,36 @@ def test_a_late_write_is_counted_with_its_range(store):
     assert marks() == (m0 + 119, 1, m0, m0 + 59)
     _put(store, [("e0", "cpu", m0 - 90, 1.0), ("e0", "cpu", m0 + 65, 1.0)])
     assert marks() == (m0 + 119, 2, m0 - 120, m0 + 119)
+
+
+def test_active_series_of_some_entities_are_those_of_all_filtered(settings_factory):
+    """``active_series(since, only)`` (a daemon's shards) = the full answer, filtered.
+
+    Entities with recent samples, one whose newest sample is exactly ``since``, one a
+    second older, and a series with no sample at all; each predicate gives the same rows,
+    in the same order, as filtering the answer for every series.
+    """
+    from service import migrate
+
+    settings = settings_factory()
+    migrate.upgrade(settings)
+    store = Store(settings)
+    try:
+        now = int(time.time()) - 100
+        since = now - 50
+        _put(store, [(e, m, t, 1.0) for e in ("a", "b", "c") for m in METRICS
+                     for t in range(now - 80, now)])
+        _put(store, [("d", "cpu", since, 2.0), ("d", "mem", since - 1, 2.0)])
+        sample_store.ensure_series(store, "e", "cpu")  # no sample: never active
+        picks = [lambda e: True, lambda e: False, lambda e: e in ("a", "d"),
+                 lambda e: e != "b", lambda e: e == "e"]
+        with store.sessions() as session:
+            every = sample_store.active_series(session, since)
+            assert [(a.entity, a.metric) for a in every] == [
+                *((e, m) for e in ("a", "b", "c") for m in sorted(METRICS)), ("d", "cpu")]
+            assert every[-1].last_ts == since
+            for only in picks:
+                assert sample_store.active_series(session, since, only) == [
+                    a for a in every if only(a.entity)]
+    finally:
+        store.close()
