@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from service.store.db import Store, write_tx
 from service.store.sql import chunks, insert_for
@@ -14,13 +14,37 @@ _SER = Series.__table__
 _SAM = Sample.__table__
 _ROL = Rollup.__table__
 
+#: PostgreSQL: the rollups of many series' dirty ranges in one statement (the ranges as
+#: three arrays). ``avg(... ORDER BY ts)`` adds in time order whatever the plan, as the
+#: one-series statement's index scan does, so both give the same bits.
+_ROLLUP_MANY = text(
+    "INSERT INTO rollups_1m (series_id, ts, min, mean, max, count) "
+    "SELECT s.series_id, s.ts - s.ts % 60, min(s.value), avg(s.value ORDER BY s.ts), "
+    "max(s.value), count(*) "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:los AS bigint[]), CAST(:his AS bigint[])) "
+    "AS d(sid, lo, hi) "
+    "JOIN samples AS s ON s.series_id = d.sid AND s.ts BETWEEN d.lo AND d.hi "
+    "GROUP BY s.series_id, s.ts - s.ts % 60 "
+    "ON CONFLICT (series_id, ts) DO UPDATE SET min = excluded.min, mean = excluded.mean, "
+    "max = excluded.max, count = excluded.count"
+)
 
-def run_rollups(store: Store, now: int, series_per_tx: int = 100) -> int:
+
+def run_rollups(store: Store, now: int, series_per_tx: int = 100,
+                one_by_one: bool | None = None) -> int:
     """Recompute the per-minute rollups of every dirty range; return series processed.
 
     Minutes older than the raw retention are left alone: their samples may already be gone,
     and recomputing would replace a complete rollup by a partial one.
+
+    On PostgreSQL the ranges of a transaction's series are rolled up by one statement
+    (:data:`_ROLLUP_MANY`); one statement per series cost a round trip, a plan and the
+    client's statement building each, about 35,000 a run at 35,000 series written every
+    second (15-40 s a run, beside the forecast job). SQLite (one writer, no round trips)
+    keeps one statement per series. ``one_by_one`` forces either (tests compare them).
     """
+    if one_by_one is None:
+        one_by_one = store.dialect != "postgresql"
     dialect = store.dialect
     floor = now - store.settings.raw_retention_s
     floor -= floor % 60
@@ -46,11 +70,12 @@ def run_rollups(store: Store, now: int, series_per_tx: int = 100) -> int:
                 # Several daemons on one database share the work instead of waiting.
                 q = q.with_for_update(skip_locked=True)
             rows = conn.execute(q).all()
-            for sid, lo, hi in rows:
-                lo = max(lo - lo % 60, floor)
-                hi = hi - hi % 60 + 59
-                if hi < lo:
-                    continue
+            ranges = [(sid, max(lo - lo % 60, floor), hi - hi % 60 + 59) for sid, lo, hi in rows]
+            ranges = [(sid, lo, hi) for sid, lo, hi in ranges if hi >= lo]
+            if not one_by_one and ranges:
+                ids, los, his = (list(c) for c in zip(*ranges, strict=True))
+                conn.execute(_ROLLUP_MANY, {"ids": ids, "los": los, "his": his})
+            for sid, lo, hi in ranges if one_by_one else ():
                 agg = (
                     select(
                         _SAM.c.series_id,
