@@ -15,15 +15,18 @@ _SAM = Sample.__table__
 _ROL = Rollup.__table__
 
 #: PostgreSQL: the rollups of many series' dirty ranges in one statement (the ranges as
-#: three arrays). ``avg(... ORDER BY ts)`` adds in time order whatever the plan, as the
-#: one-series statement's index scan does, so both give the same bits.
+#: three arrays), each range read by its own index scan (the lateral subquery: a join let
+#: the planner scan the whole table for 100 series; ``OFFSET 0`` keeps it from being
+#: merged into one). ``avg(... ORDER BY ts)`` adds in time
+#: order whatever the plan, as the one-series statement's index scan does: the same bits.
 _ROLLUP_MANY = text(
     "INSERT INTO rollups_1m (series_id, ts, min, mean, max, count) "
     "SELECT s.series_id, s.ts - s.ts % 60, min(s.value), avg(s.value ORDER BY s.ts), "
     "max(s.value), count(*) "
     "FROM unnest(CAST(:ids AS integer[]), CAST(:los AS bigint[]), CAST(:his AS bigint[])) "
-    "AS d(sid, lo, hi) "
-    "JOIN samples AS s ON s.series_id = d.sid AND s.ts BETWEEN d.lo AND d.hi "
+    "AS d(sid, lo, hi) CROSS JOIN LATERAL ("
+    "SELECT series_id, ts, value FROM samples "
+    "WHERE series_id = d.sid AND ts BETWEEN d.lo AND d.hi OFFSET 0) AS s "
     "GROUP BY s.series_id, s.ts - s.ts % 60 "
     "ON CONFLICT (series_id, ts) DO UPDATE SET min = excluded.min, mean = excluded.mean, "
     "max = excluded.max, count = excluded.count"
