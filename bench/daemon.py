@@ -39,9 +39,10 @@ daemon's cold first run), their runs for that period (read from the log line's `
 forecast every series and decided every target between them, and each daemon's work for
 it took less than the period; with one daemon that is every run, and no period skipped;
 and ingest kept up: the feeder was never a period or more behind in the measured window.
-With ``--warmup`` the window starts once every daemon's first (cold) run has ended and the
+With ``--warmup`` the window starts once every daemon's first (cold) run has ended, the
 feeder is back on time (a cold run over many series leaves it behind, and its catch-up
-would load the window with more than a second's samples per second).
+would load the window with more than a second's samples per second), and a run of every
+daemon begun after that has ended.
 The run also prints the CPU used over the measured window, in cores, from ``/proc``: the
 whole machine, the daemons (with their children), PostgreSQL's processes, the feeder, the
 bench itself and the rest, to tell a daemon bound by its own thread from a machine with no
@@ -623,11 +624,18 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
                 first = time.time() - t_start
                 while time.time() < t_start + args.warmup_max and lag.value >= CAUGHT_UP_S:
                     time.sleep(0.2)
+                on_time = time.time()
+                # and a run of every daemon that started after that has ended (the runs in
+                # flight then still carry the cold start's backlog)
+                while time.time() < t_start + args.warmup_max and not all(
+                        any(r.end - r.total_s >= on_time for r in d.runs) for d in daemons):
+                    time.sleep(0.2)
                 res["warmup_s"] = time.time() - t_start
-                t_start = time.time()
                 say(f"warm-up: every daemon's first forecast run ended after {first:.1f} s, "
                     f"the feeder was on time (< {CAUGHT_UP_S:g} s behind) after "
-                    f"{res['warmup_s']:.1f} s; measuring from here")
+                    f"{on_time - t_start:.1f} s, a run begun after that ended on every daemon "
+                    f"after {res['warmup_s']:.1f} s; measuring from here")
+                t_start = time.time()
             cpu0 = proc_snapshot()
             time.sleep(max(0.0, t_start + args.duration - time.time()))
             cpu1 = proc_snapshot()
