@@ -821,35 +821,20 @@ def active_series(session: Session, since: int,
         .correlate(Series)
         .scalar_subquery()
     )
-    if only is None:
-        rows = session.execute(
-            select(Series.id, Entity.name, Entity.kind, Series.metric, last.label("last"))
-            .join(Entity, Entity.id == Series.entity_id)
-            .order_by(Entity.name, Series.metric)
-        )
-        return [
-            ActiveSeries(int(i), e, k, m, int(t))
-            for i, e, k, m, t in rows
-            if t is not None and t >= since
-        ]
-    named = [
-        (int(i), e, k, m)
-        for i, e, k, m in session.execute(
-            select(Series.id, Entity.name, Entity.kind, Series.metric)
-            .join(Entity, Entity.id == Series.entity_id)
-            .order_by(Entity.name, Series.metric)
-        )
-        if only(e)
-    ]
-    newest: dict[int, int | None] = {}
-    for part in chunks([i for i, *_ in named]):
-        newest.update(session.execute(
-            select(Series.id, last).where(Series.id.in_(part))).tuples().all())
-    return [
-        ActiveSeries(i, e, k, m, int(t))
-        for i, e, k, m in named
-        if (t := newest.get(i)) is not None and t >= since
-    ]
+    named = (select(Series.id, Entity.name, Entity.kind, Series.metric)
+             .join(Entity, Entity.id == Series.entity_id)
+             .order_by(Entity.name, Series.metric))
+    if only is None:  # every series: the newest sample in the same query
+        rows = [(int(i), e, k, m, t) for i, e, k, m, t in session.execute(named.add_columns(last))]
+    else:
+        mine = [(int(i), e, k, m) for i, e, k, m in session.execute(named) if only(e)]
+        newest: dict[int, int | None] = {}
+        for part in chunks([i for i, *_ in mine]):
+            newest.update(session.execute(
+                select(Series.id, last).where(Series.id.in_(part))).tuples().all())
+        rows = [(i, e, k, m, newest.get(i)) for i, e, k, m in mine]
+    return [ActiveSeries(i, e, k, m, int(t)) for i, e, k, m, t in rows
+            if t is not None and t >= since]
 
 
 def series_id(session: Session, entity: str, metric: str) -> int:
