@@ -198,8 +198,14 @@ def fresh_store(db: str, pg_url: str, tmp: Path):  # noqa: ANN201
 
 
 def prefill(db_url: str, schema: str | None, entities: int, metrics: list[str],
-            history_s: int, now: int) -> float:
-    """Create the entities and series and write ``history_s`` s of history; return seconds."""
+            history_s: int, now: int, analyze: bool = True) -> float:
+    """Create the entities and series and write ``history_s`` s of history; return seconds.
+
+    ``analyze`` (PostgreSQL): then ``ANALYZE`` the store, as autovacuum does after a bulk
+    load where it runs (this machine's server runs with it off). Without statistics the
+    planner estimated a chunk's bucket read at 30 times its rows, and planned it parallel
+    and JIT-compiled (docs/scale.md "JIT and stale statistics").
+    """
     from sqlalchemy import text
 
     from service import migrate
@@ -237,9 +243,29 @@ def prefill(db_url: str, schema: str | None, entities: int, metrics: list[str],
             # re-reads from there; see service.forecasting.BucketCache)
             conn.execute(text("UPDATE series SET dirty_from = NULL, dirty_to = NULL, "
                               "max_ts = :b"), {"b": now - 1})
+        if analyze and store.dialect == "postgresql":
+            with store.engine.connect() as conn:
+                conn.execute(text("ANALYZE"))  # the schema's tables (search_path), no others
+                conn.commit()
     finally:
         store.close()
     return time.perf_counter() - t0
+
+
+def pg_settings(pg_url: str) -> dict[str, str]:
+    """The server settings that shape these figures (the daemons turn ``jit`` off for
+    themselves unless ``TIDEWISE_PG_JIT`` is set)."""
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(pg_url)
+    try:
+        with eng.connect() as conn:
+            return dict(conn.execute(text(
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name IN ('autovacuum', "
+                "'jit', 'max_parallel_workers_per_gather', 'shared_buffers', "
+                "'synchronous_commit') ORDER BY name")).all())
+    finally:
+        eng.dispose()
 
 
 def train_harmony(db_url: str, schema: str | None, metrics: list[str], now: int,
@@ -569,7 +595,14 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
                            "history_s": args.history_s, "load_before": load()}
     with fresh_store(args.db, args.pg_url, tmp) as (db_url, schema):
         now = int(time.time())
-        res["prefill_s"] = prefill(db_url, schema, entities, metrics, args.history_s, now)
+        res["prefill_s"] = prefill(db_url, schema, entities, metrics, args.history_s, now,
+                                   analyze=args.analyze)
+        if args.db == "postgres":
+            res["pg_settings"] = pg_settings(args.pg_url)
+            res["analyzed"] = args.analyze
+            say("PostgreSQL: " + ", ".join(f"{k}={v}" for k, v in res["pg_settings"].items())
+                + ("; store analyzed after the prefill" if args.analyze
+                   else "; store NOT analyzed after the prefill (--no-analyze)"))
         model_name = None
         if forecaster == "harmony":
             folder = tmp / "harmony"
@@ -838,6 +871,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--period", type=float, default=15.0, help="forecast period (s)")
     ap.add_argument("--daemons", type=int, default=1, help="K daemons on the same store")
     ap.add_argument("--forecaster", choices=("default", "harmony"), default="default")
+    ap.add_argument("--no-analyze", dest="analyze", action="store_false",
+                    help="PostgreSQL: do not ANALYZE the store after the prefill (as before "
+                    "session 12: the planner then has no statistics of the bulk load)")
     ap.add_argument("--batch", type=int, default=5000, help="samples per ingest request")
     ap.add_argument("--log-dir", type=Path, default=None,
                     help="keep each daemon's whole log (debug level) in this folder")

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         "use, and replaced if the server dropped it (s); 0 pings at every checkout. Ignored on "
         "SQLite.",
     )
+    pg_jit: bool = Field(
+        False,
+        description="PostgreSQL: let the server JIT-compile Tidewise's queries (no unit; sets "
+        "`jit` for its connections). Off by default: they are short index reads, and on a "
+        "samples table whose statistics are missing or stale (autovacuum off or behind) the "
+        "planner's estimates put them past `jit_above_cost`, where compiling took longer than "
+        "running (docs/scale.md). Ignored on SQLite.",
+    )
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
         "FULL",
         description="SQLite `PRAGMA synchronous` in WAL mode (no unit). FULL: an acknowledged "

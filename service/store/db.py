@@ -7,7 +7,8 @@ write transactions use ``BEGIN IMMEDIATE`` (take the write lock up front, so two
 queue on the busy timeout instead of failing with "database is locked" half-way), reads a
 plain deferred ``BEGIN``.
 
-PostgreSQL: ``db_schema`` becomes the connection's ``search_path``; a pooled connection is
+PostgreSQL: ``db_schema`` becomes the connection's ``search_path`` and ``jit`` is off unless
+``pg_jit`` (see :class:`service.config.Settings`); a pooled connection is
 pinged before use only when it sat idle longer than ``db_ping_idle_s``
 (:func:`_install_idle_ping`).
 """
@@ -46,9 +47,10 @@ def make_engine(settings: Settings) -> Engine:
         )
         _install_sqlite_hooks(engine, settings)
         return engine
-    connect_args = {}
+    options = [] if settings.pg_jit else ["-c jit=off"]
     if settings.db_schema:
-        connect_args["options"] = f"-c search_path={settings.db_schema}"
+        options.append(f"-c search_path={settings.db_schema}")
+    connect_args = {"options": " ".join(options)} if options else {}
     engine = create_engine(
         url,
         pool_size=settings.db_pool_size,

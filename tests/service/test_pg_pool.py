@@ -49,3 +49,21 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(settings_factory):
         assert _pid(store) != first  # and the pool has replaced it
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_jit_is_off_for_tidewise_connections_unless_asked_for(settings_factory, jit):
+    settings = settings_factory(pg_jit=jit)
+    store = Store(settings)
+    try:
+        with store.sessions() as session:
+            value, source = session.execute(
+                text("SELECT setting, source FROM pg_settings WHERE name = 'jit'")).one()
+            schema = session.execute(text("SELECT current_schema()")).scalar_one()
+    finally:
+        store.close()
+    if jit:  # the server's own setting, not one the connection asked for
+        assert source != "client"
+    else:
+        assert (value, source) == ("off", "client")
+    assert schema == settings.db_schema  # the schema option still reaches the server
