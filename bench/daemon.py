@@ -203,8 +203,8 @@ def prefill(db_url: str, schema: str | None, entities: int, metrics: list[str],
 
     ``analyze`` (PostgreSQL): then ``ANALYZE`` the store, as autovacuum does after a bulk
     load where it runs (this machine's server runs with it off). Without statistics the
-    planner estimated a chunk's bucket read at 30 times its rows, and planned it parallel
-    and JIT-compiled (docs/scale.md "JIT and stale statistics").
+    planner estimated a chunk's bucket read at nearly six times its rows, and planned it parallel
+    and JIT-compiled (docs/scale.md "A sixth window: JIT and stale statistics").
     """
     from sqlalchemy import text
 
