@@ -157,6 +157,12 @@ def _latest(store: Store, entity: str, metric: str, now: int, max_age_s: int) ->
 # decided for scenarios that decide once per completed step, else None.
 
 
+def vm_window(settings: Any) -> tuple[int, int]:  # noqa: ANN401 - a Settings
+    """(step s, buckets) of the demand window a scaling target's decision reads."""
+    step = int(settings.forecast_step_s)
+    return step, max(1, settings.decision_window_s // step)
+
+
 def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None,  # noqa: ANN401
                history: forecasting.History | None = None,
                acks: dict[str, Any] | None = None) -> tuple[Any, Any, int | None]:
@@ -174,8 +180,7 @@ def collect_vm(store: Store, target: Any, now: int, prev: dict[str, Any] | None,
     c = contract("vm")
     s = store.settings
     sp = target.spec
-    step = int(s.forecast_step_s)
-    n = max(1, s.decision_window_s // step)
+    step, n = vm_window(s)
     history = history or forecasting.History.of(store, [target])
     try:
         ts, values = history.buckets(sp["entity"], sp["metric"], now, step, n)
@@ -461,6 +466,11 @@ def decide_all(store: Store, now: int, telemetry: Any = None,  # noqa: ANN401
         targets = [t for t in targets if only(t)]
     history = forecasting.History.of(store, targets, buckets)
     pre = Prefetched.read(store, targets, now)  # what each would read, for all at once
+    try:  # and the scaling targets' demand windows, through the cache
+        history.prefetch([(t.spec["entity"], t.spec["metric"]) for t in targets
+                          if t.kind == "vm"], now, *vm_window(store.settings))
+    except Exception:  # noqa: BLE001 - e.g. the store was busy: targets read their own
+        log.exception("reading the demand of %d targets at once failed", len(targets))
     made = []
     for target in targets:
         try:

@@ -847,6 +847,24 @@ def series_id(session: Session, entity: str, metric: str) -> int:
     return _find_series(session, entity, metric).id
 
 
+def series_ids(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Ids of many series at once, by (entity, metric); an unknown one is left out.
+
+    One query per :data:`~service.store.sql.CHUNK` entities (their series are read and the
+    ones asked for kept), where :func:`series_id` is one per series.
+    """
+    want = set(keys)
+    out: dict[tuple[str, str], int] = {}
+    for part in chunks(sorted({e for e, _ in want})):
+        rows = session.execute(select(Entity.name, Series.metric, Series.id)
+                               .join(Entity, Entity.id == Series.entity_id)
+                               .where(Entity.name.in_(part)))
+        for e, m, i in rows:
+            if (e, m) in want:
+                out[(e, m)] = int(i)
+    return out
+
+
 def last_sample_ts(session: Session, series_id: int) -> int | None:
     """Unix s of the newest raw sample of a series (None: none kept, e.g. all expired)."""
     t = session.scalar(select(func.max(Sample.ts)).where(Sample.series_id == series_id))

@@ -284,3 +284,61 @@ def test_active_series_of_some_entities_are_those_of_all_filtered(settings_facto
                     a for a in every if only(a.entity)]
     finally:
         store.close()
+
+
+def test_prefetched_windows_equal_each_series_read(settings_factory):
+    """``History.prefetch`` reads many series' windows at once (the period's decisions);
+    ``buckets`` then returns, without a statement, what a read of each series through a
+    cache of its own and a full read give, value for value (NaN gaps too). An unknown series
+    and another window are left to ``buckets`` as before."""
+    from sqlalchemy import event
+
+    from service import migrate
+
+    settings = settings_factory()
+    migrate.upgrade(settings)
+    store = Store(settings)
+    try:
+        now = (int(time.time()) - 120) // STEP * STEP + 7
+        t0 = now - 30 * STEP
+        _put(store, _period(t0, now, skip={("e1", "mem")}))
+        _put(store, [("e1", "mem", t, 2.0) for t in range(t0, t0 + 3 * STEP)])  # a gap
+        keys = [(e, m) for e in ENTITIES for m in METRICS]
+        history = forecasting.History(store, cache=forecasting.BucketCache())
+        assert history.prefetch([*keys, ("nobody", "cpu"), ("e0", "cpu")], now, STEP,
+                                CTX) == len(keys)
+        statements = []
+
+        def seen(conn, cursor, statement, *rest) -> None:  # noqa: ANN001
+            statements.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", seen)
+        got = {k: history.buckets(*k, now, STEP, CTX) for k in keys}
+        assert statements == []  # served from what was prefetched
+        history.buckets("e0", "cpu", now, STEP, CTX - 1)  # another window: read
+        assert statements
+        event.remove(store.engine, "before_cursor_execute", seen)
+        one = forecasting.History(store, cache=forecasting.BucketCache())
+        for k in keys:
+            ts, v = got[k]
+            ts1, v1 = one.buckets(*k, now, STEP, CTX)
+            with store.sessions() as session:
+                ts2, v2 = forecasting.bucketed(session, *k, now, STEP, CTX)
+            np.testing.assert_array_equal(ts, ts1)
+            np.testing.assert_array_equal(ts, ts2)
+            np.testing.assert_array_equal(v, v1, err_msg=str(k))
+            np.testing.assert_array_equal(v, v2, err_msg=str(k))
+        assert np.isnan(got[("e1", "mem")][1][-20:]).all()  # the gap
+        assert np.isfinite(got[("e0", "cpu")][1][-30:]).all()
+        with pytest.raises(NotFoundError):
+            history.buckets("nobody", "cpu", now, STEP, CTX)
+        # a later window is read, not served from the prefetch: its new samples show
+        _put(store, [("e0", "cpu", t, 50.0) for t in range(now - 7, now - 7 + STEP)])
+        later = now + STEP
+        _, v = history.buckets("e0", "cpu", later, STEP, CTX)
+        with store.sessions() as session:
+            _, full = forecasting.bucketed(session, "e0", "cpu", later, STEP, CTX)
+        np.testing.assert_array_equal(v, full)
+        assert v[-1] == 50.0
+    finally:
+        store.close()
