@@ -7,7 +7,8 @@ and the stored forecasts row for row, after in-order writes, a last-write-wins o
 into an old bucket, a late sample into an empty old bucket, a lagging series catching up,
 two late writes in one period, writes by another store (connection pool) and by another
 process, and a retention delete inside the window; and a decision's longer window read through
-the same cache equals the one-series read (:func:`forecasting.bucketed`). Each step also
+the same cache equals the one-series read (:func:`forecasting.bucketed`), as do many series'
+windows read at once (``History.prefetch``, the period's decisions). Each step also
 checks that the cache read less than the whole window where it may, so a cache that always
 re-read everything (or never re-read) fails here too.
 """

@@ -2,7 +2,8 @@
 
 Each batch read gives what the per-target read gives (on SQLite and PostgreSQL), the forecast
 job uses the batches instead of one read per target, and a failing batch read falls back to
-the per-target reads with the same decisions.
+the per-target reads with the same decisions; the scaling targets' demand windows, read at
+once through the daemon's cache, give each target the decision it makes alone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from service import decisions, forecasting
 from service.store import decisions as decision_store
 from service.store import forecasts as forecast_store
+from service.store import targets as target_store
 from service.store.tables import ActionRecord
 from tests.daemon.conftest import scaling_target, send
 
@@ -144,3 +146,29 @@ def test_saving_a_periods_decisions_reads_targets_and_decisions_in_batches(store
         rows = {r.target_id: r for r in session.scalars(select(DecisionRecord))}
     assert sorted(r.why for r in rows.values()) == sorted(f"new {i}" for i in range(29))
     assert targets[29].id not in rows
+
+
+def test_the_demand_windows_read_at_once_give_each_targets_own_decision(http, store):  # noqa: ANN001
+    """Through the daemon's cache the period's scaling targets read their demand windows
+    at once (``History.prefetch``); each decision is the one its target makes alone,
+    reading its own window without a cache (two targets on one series, one without data)."""
+    now = int(time.time())
+    for i, level in enumerate((3.0, 7.5, 12.0)):
+        send(http, f"vm{i}", "vm", "cpu_cores",
+             [(now - 600 + j, level + (j % 7) * 0.3) for j in range(600)])
+    bodies = [scaling_target(f"t{i}", entity=f"vm{i}") for i in range(3)]
+    bodies.append(scaling_target("t0-again", entity="vm0", capacity=1.5))  # the same series
+    bodies.append(scaling_target("ghost", entity="vm-none"))  # no series: empty demand
+    for body in bodies:
+        r = http.post("/v1/targets", json=body)
+        assert r.status_code == 201, r.text
+    with store.sessions() as session:
+        targets = target_store.list_targets(session)
+    alone = {}
+    for t in targets:  # nothing stored: each reads its own window, without a cache
+        d = decisions._decide(store, t, now)
+        alone[t.name] = (d.desired, d.valid, d.fallback, d.why)
+    out = decisions.decide_all(store, now, buckets=forecasting.BucketCache())
+    assert {o.target: (o.desired, o.valid, o.fallback, o.why) for o in out} == alone
+    assert alone["t2"][0]["replicas"] > alone["t1"][0]["replicas"] > alone["t0"][0]["replicas"]
+    assert alone["t0-again"][0]["replicas"] > alone["t0"][0]["replicas"]  # smaller capacity
