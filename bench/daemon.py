@@ -245,7 +245,7 @@ def prefill(db_url: str, schema: str | None, entities: int, metrics: list[str],
                               "max_ts = :b"), {"b": now - 1})
         if analyze and store.dialect == "postgresql":
             with store.engine.connect() as conn:
-                conn.execute(text("ANALYZE"))  # the schema's tables (search_path), no others
+                conn.execute(text("ANALYZE entities, series, samples"))  # this schema's
                 conn.commit()
     finally:
         store.close()

@@ -16,6 +16,7 @@ pinged before use only when it sat idle longer than ``db_ping_idle_s``
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -47,9 +48,15 @@ def make_engine(settings: Settings) -> Engine:
         )
         _install_sqlite_hooks(engine, settings)
         return engine
-    options = [] if settings.pg_jit else ["-c jit=off"]
+    # libpq's ``options``: what the URL or PGOPTIONS already asks for (either is replaced by
+    # an ``options`` connect argument), then Tidewise's own
+    given = url.query.get("options") or os.environ.get("PGOPTIONS") or ""
+    options = [given] if isinstance(given, str) else list(given)
+    if not settings.pg_jit:
+        options.append("-c jit=off")
     if settings.db_schema:
         options.append(f"-c search_path={settings.db_schema}")
+    options = [o for o in options if o]
     connect_args = {"options": " ".join(options)} if options else {}
     engine = create_engine(
         url,

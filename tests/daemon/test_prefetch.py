@@ -13,6 +13,7 @@ import time
 from service import decisions, forecasting
 from service.store import decisions as decision_store
 from service.store import forecasts as forecast_store
+from service.store import samples as sample_store
 from service.store import targets as target_store
 from service.store.tables import ActionRecord
 from tests.daemon.conftest import scaling_target, send
@@ -148,7 +149,7 @@ def test_saving_a_periods_decisions_reads_targets_and_decisions_in_batches(store
     assert targets[29].id not in rows
 
 
-def test_the_demand_windows_read_at_once_give_each_targets_own_decision(http, store):  # noqa: ANN001
+def test_the_demand_windows_read_at_once_give_each_targets_own_decision(http, store, monkeypatch):  # noqa: ANN001, E501
     """Through the daemon's cache the period's scaling targets read their demand windows
     at once (``History.prefetch``); each decision is the one its target makes alone,
     reading its own window without a cache (two targets on one series, one without data)."""
@@ -168,7 +169,12 @@ def test_the_demand_windows_read_at_once_give_each_targets_own_decision(http, st
     for t in targets:  # nothing stored: each reads its own window, without a cache
         d = decisions._decide(store, t, now)
         alone[t.name] = (d.desired, d.valid, d.fallback, d.why)
+    looked_up: list[tuple[str, str]] = []
+    real = sample_store.series_id
+    monkeypatch.setattr(sample_store, "series_id",
+                        lambda s, e, m: looked_up.append((e, m)) or real(s, e, m))
     out = decisions.decide_all(store, now, buckets=forecasting.BucketCache())
+    assert looked_up == [("vm-none", "cpu_cores")]  # the batch served every series it has
     assert {o.target: (o.desired, o.valid, o.fallback, o.why) for o in out} == alone
     assert alone["t2"][0]["replicas"] > alone["t1"][0]["replicas"] > alone["t0"][0]["replicas"]
     assert alone["t0-again"][0]["replicas"] > alone["t0"][0]["replicas"]  # smaller capacity

@@ -67,3 +67,20 @@ def test_jit_is_off_for_tidewise_connections_unless_asked_for(settings_factory, 
     else:
         assert (value, source) == ("off", "client")
     assert schema == settings.db_schema  # the schema option still reaches the server
+
+
+def test_options_in_the_url_are_kept_beside_tidewises_own(settings_factory):
+    """An ``options`` parameter of ``db_url`` (here a statement timeout) still reaches the
+    server: Tidewise adds ``jit`` and ``search_path`` to it rather than replacing it."""
+    base = settings_factory()
+    settings = base.model_copy(
+        update={"db_url": base.db_url + "?options=-c%20statement_timeout%3D4321"})
+    store = Store(settings)
+    try:
+        with store.sessions() as session:
+            timeout = session.execute(text("SHOW statement_timeout")).scalar_one()
+            jit = session.execute(text("SHOW jit")).scalar_one()
+            schema = session.execute(text("SELECT current_schema()")).scalar_one()
+    finally:
+        store.close()
+    assert (timeout, jit, schema) == ("4321ms", "off", settings.db_schema)
