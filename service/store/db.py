@@ -50,13 +50,12 @@ def make_engine(settings: Settings) -> Engine:
         return engine
     # libpq's ``options``: what the URL or PGOPTIONS already asks for (either is replaced by
     # an ``options`` connect argument), then Tidewise's own
-    given = url.query.get("options") or os.environ.get("PGOPTIONS") or ""
-    options = [given] if isinstance(given, str) else list(given)
+    given = url.query.get("options") or os.environ.get("PGOPTIONS")
+    options = [given] if isinstance(given, str) else list(given or ())  # repeated in the URL
     if not settings.pg_jit:
         options.append("-c jit=off")
     if settings.db_schema:
         options.append(f"-c search_path={settings.db_schema}")
-    options = [o for o in options if o]
     connect_args = {"options": " ".join(options)} if options else {}
     engine = create_engine(
         url,
