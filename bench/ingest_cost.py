@@ -1,0 +1,195 @@
+"""What one ingested sample costs the PostgreSQL server at a fleet's number of series.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/ingest_cost.py [--entities 7200] [--metrics 5]
+        [--history-s 600] [--seconds 20] [--variants as-is,no-row-locks,as-is,no-row-locks]
+        [--pg-url URL] [--keep SCHEMA]
+
+``bench/daemon.py`` measures a whole daemon; ``bench/ingest.py`` and
+``bench/ingest_stages.py`` a few hundred series, where every page the writes touch stays in
+the server's buffers. This one asks what a sample costs when the store holds as many series
+as one daemon serves: a fresh schema (or ``--keep``'s, made by an earlier run and kept)
+is filled like ``bench/daemon.py``'s (``--entities`` x ``--metrics`` series, ``--history-s``
+seconds each, then ``ANALYZE``), and every series then gets ``--seconds`` new seconds
+through :func:`service.store.samples.ingest`, in process (no HTTP), one second at a time in
+batches of 5,000 samples (validated beforehand: not timed), as a per-second feed sends them.
+
+Per variant it prints, per sample: wall time, the client's CPU, the server's CPU (every
+``postgres`` process on this machine, from /proc), WAL records, full-page images and bytes
+(``pg_stat_wal``), and buffers allocated and written by backends (``pg_stat_bgwriter``):
+one of each per sample means each sample's index page was not in ``shared_buffers`` and
+another dirty page had to be written out to make room.
+
+Variants: ``as-is``, the store's ingest; ``no-row-locks``, the same without ``FOR NO KEY
+UPDATE`` on the batch's series rows (the lock that keeps concurrent batches, rollups and
+deletions of a series apart: NOT a correct mode, a measurement of what the locks cost).
+Alternate them (the default does) to see the noise. Nothing else should run meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+METRICS = ["cpu_util", "mem_util", "net_in", "net_out", "disk_io"]
+VARIANTS = ("as-is", "no-row-locks")
+
+
+def server_cpu_s() -> float:
+    """CPU seconds (user + system) of every ``postgres`` process now running here."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "postgres":
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:  # gone meanwhile
+            continue
+    return total / tick
+
+
+def server_counters(conn) -> np.ndarray:  # noqa: ANN001 - a SQLAlchemy connection
+    """WAL records, full-page images, WAL bytes, backend writes, buffers allocated."""
+    from sqlalchemy import text
+
+    wal = conn.execute(text("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")).one()
+    buf = conn.execute(text("SELECT buffers_backend, buffers_alloc FROM pg_stat_bgwriter")).one()
+    conn.commit()  # statistics are a snapshot per transaction: the next read must see new ones
+    return np.array([*wal, *buf], dtype=float)
+
+
+@contextlib.contextmanager
+def store_schema(pg_url: str, keep: str | None, entities: int, metrics: list[str],
+                 history_s: int, end: int) -> Iterator[tuple[str, float | None]]:
+    """Yield (schema, prefill seconds or None when an earlier run's ``--keep`` is reused)."""
+    import daemon as bench_daemon
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = keep is not None and conn.execute(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": keep}).first()
+    if exists:
+        admin.dispose()
+        yield keep, None
+        return
+    schema = keep or f"bench_ingest_cost_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        took = bench_daemon.prefill(pg_url, schema, entities, metrics, history_s, end)
+        yield schema, took
+    finally:
+        if keep is None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--entities", type=int, default=7200)
+    ap.add_argument("--metrics", type=int, default=5, choices=range(1, len(METRICS) + 1))
+    ap.add_argument("--history-s", type=int, default=600,
+                    help="seconds of history per series before the measured writes")
+    ap.add_argument("--seconds", type=int, default=20, help="seconds written per variant")
+    ap.add_argument("--variants", default="as-is,no-row-locks,as-is,no-row-locks")
+    ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--keep", help="fill this schema and keep it (reused when it exists)")
+    args = ap.parse_args()
+    variants = args.variants.split(",")
+    for v in variants:
+        if v not in VARIANTS:
+            ap.error(f"--variants: unknown {v!r}; use {', '.join(VARIANTS)}")
+    if args.entities < 1 or args.seconds < 1 or args.history_s < 1:
+        ap.error("--entities, --seconds and --history-s must be >= 1")
+
+    from sqlalchemy import text
+
+    from service.config import Settings
+    from service.ingest import validate
+    from service.store import samples as sample_store
+    from service.store.db import Store
+
+    metrics = METRICS[:args.metrics]
+    now = int(time.time())
+    end = now - 3600  # the history ends an hour ago: the measured seconds follow it
+    print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    with store_schema(args.pg_url, args.keep, args.entities, metrics, args.history_s,
+                      end) as (schema, took):
+        store = Store(Settings(db_url=args.pg_url, db_schema=schema, scheduler_enabled=False))
+        try:
+            with store.engine.connect() as conn:
+                second = int(conn.execute(text("SELECT max(ts) FROM samples")).scalar())
+                shared = conn.execute(text("SHOW shared_buffers")).scalar()
+            keys = [(f"vm-{e:06d}", m) for e in range(args.entities) for m in metrics]
+            print(f"store: {len(keys)} series, "
+                  + (f"{args.history_s} s of history each (filled in {took:.0f} s)"
+                     if took is not None else f"schema {schema} reused")
+                  + f"; shared_buffers {shared}", flush=True)
+            locked = sample_store._LOCK_SERIES
+            rng = np.random.default_rng(0)
+            rows = []
+            for variant in variants:
+                batches = []
+                for _ in range(args.seconds):
+                    second += 1
+                    for lo in range(0, len(keys), 5000):
+                        part = keys[lo:lo + 5000]
+                        items = [{"entity": e, "kind": "vm", "metric": m, "ts": second,
+                                  "value": float(v)}
+                                 for (e, m), v in zip(part, rng.random(len(part)), strict=True)]
+                        batches.append(validate(items, now, 300, oldest=0))
+                sample_store._LOCK_SERIES = (
+                    locked if variant == "as-is" else locked.replace(" FOR NO KEY UPDATE", ""))
+                try:
+                    with store.engine.connect() as conn:
+                        c0, s0 = server_counters(conn), server_cpu_s()
+                        p0, w0 = time.process_time(), time.perf_counter()
+                        for b in batches:
+                            sample_store.ingest(store, b)
+                        w1, p1 = time.perf_counter(), time.process_time()
+                        s1, c1 = server_cpu_s(), server_counters(conn)
+                finally:
+                    sample_store._LOCK_SERIES = locked
+                n = args.seconds * len(keys)
+                d = (c1 - c0) / n
+                row = {"variant": variant, "samples": n,
+                       "wall_us": (w1 - w0) / n * 1e6, "client_cpu_us": (p1 - p0) / n * 1e6,
+                       "server_cpu_us": (s1 - s0) / n * 1e6, "wal_records": d[0],
+                       "wal_fpi": d[1], "wal_bytes": d[2], "backend_writes": d[3],
+                       "buffers_alloc": d[4]}
+                rows.append(row)
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                  for k, v in row.items()}), flush=True)
+        finally:
+            store.close()
+    print("\n| variant | wall µs | client CPU µs | server CPU µs | WAL records | WAL bytes "
+          "| buffers allocated | backend writes |  (per sample)")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['wall_us']:.2f} | {r['client_cpu_us']:.2f} | "
+              f"{r['server_cpu_us']:.2f} | {r['wal_records']:.2f} | {r['wal_bytes']:.0f} | "
+              f"{r['buffers_alloc']:.3f} | {r['backend_writes']:.3f} |")
+    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
