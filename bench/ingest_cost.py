@@ -23,6 +23,13 @@ Variants: ``as-is``, the store's ingest; ``no-row-locks``, the same without ``FO
 UPDATE`` on the batch's series rows (the lock that keeps concurrent batches, rollups and
 deletions of a series apart: NOT a correct mode, a measurement of what the locks cost).
 Alternate them (the default does) to see the noise. Nothing else should run meanwhile.
+
+``--grouped-key G`` measures another layout of ``samples`` (a counterfactual, not what the
+migrations build): after the fill its primary key (series, second) is replaced by a unique
+index on (series // G, second, series), so the G series of a group append to one index page
+instead of one page each, and the pages being written number the series / G, not the
+series. The store's ingest runs unchanged on it (a COPY of new seconds never needs the key
+by name); its reads would need the group in their conditions (not built).
 """
 
 from __future__ import annotations
@@ -103,6 +110,26 @@ def store_schema(pg_url: str, keep: str | None, entities: int, metrics: list[str
         admin.dispose()
 
 
+def regroup(store, group: int) -> None:  # noqa: ANN001 - a service.store.db.Store
+    """Replace the ``samples`` primary key by a unique index on (series // group, ts, series)."""
+    from sqlalchemy import text
+
+    name = f"samples_grouped_{group}"
+    with store.engine.begin() as conn:
+        if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is not None:
+            return  # a kept schema regrouped by an earlier run
+        pkey = conn.execute(text(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'samples'::regclass "
+            "AND contype = 'p'")).scalar()
+        if pkey is not None:
+            conn.execute(text(f'ALTER TABLE samples DROP CONSTRAINT "{pkey}"'))
+        conn.execute(text(
+            f"CREATE UNIQUE INDEX {name} ON samples ((series_id / {int(group)}), ts, series_id)"))
+    with store.engine.connect() as conn:
+        conn.execute(text("ANALYZE samples"))
+        conn.commit()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--entities", type=int, default=7200)
@@ -113,6 +140,8 @@ def main() -> None:
     ap.add_argument("--variants", default="as-is,no-row-locks,as-is,no-row-locks")
     ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--keep", help="fill this schema and keep it (reused when it exists)")
+    ap.add_argument("--grouped-key", type=int, default=0, metavar="G",
+                    help="replace the samples key by (series // G, second, series) first")
     args = ap.parse_args()
     variants = args.variants.split(",")
     for v in variants:
@@ -120,6 +149,8 @@ def main() -> None:
             ap.error(f"--variants: unknown {v!r}; use {', '.join(VARIANTS)}")
     if args.entities < 1 or args.seconds < 1 or args.history_s < 1:
         ap.error("--entities, --seconds and --history-s must be >= 1")
+    if args.grouped_key < 0:
+        ap.error("--grouped-key must be >= 1 (0: the store's own key)")
 
     from sqlalchemy import text
 
@@ -136,6 +167,8 @@ def main() -> None:
                       end) as (schema, took):
         store = Store(Settings(db_url=args.pg_url, db_schema=schema, scheduler_enabled=False))
         try:
+            if args.grouped_key:
+                regroup(store, args.grouped_key)
             with store.engine.connect() as conn:
                 second = int(conn.execute(text("SELECT max(ts) FROM samples")).scalar())
                 shared = conn.execute(text("SHOW shared_buffers")).scalar()
@@ -143,7 +176,9 @@ def main() -> None:
             print(f"store: {len(keys)} series, "
                   + (f"{args.history_s} s of history each (filled in {took:.0f} s)"
                      if took is not None else f"schema {schema} reused")
-                  + f"; shared_buffers {shared}", flush=True)
+                  + f"; shared_buffers {shared}; key "
+                  + (f"(series // {args.grouped_key}, second, series)" if args.grouped_key
+                     else "(series, second)"), flush=True)
             locked = sample_store._LOCK_SERIES
             rng = np.random.default_rng(0)
             rows = []
