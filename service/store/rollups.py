@@ -19,8 +19,6 @@ _ROL = Rollup.__table__
 #: the planner scan the whole table for 100 series; ``OFFSET 0`` keeps it from being
 #: merged into one). ``avg(... ORDER BY ts)`` adds in time
 #: order whatever the plan, as the one-series statement's index scan does: the same bits.
-#: For ranges that start far apart (a backfill beside a stream); the usual case is
-#: :data:`_ROLLUP_GROUPS`.
 _ROLLUP_MANY = text(
     "INSERT INTO rollups_1m (series_id, ts, min, mean, max, count) "
     "SELECT s.series_id, s.ts - s.ts % 60, min(s.value), avg(s.value ORDER BY s.ts), "
@@ -34,29 +32,6 @@ _ROLLUP_MANY = text(
     "ON CONFLICT (series_id, ts) DO UPDATE SET min = excluded.min, mean = excluded.mean, "
     "max = excluded.max, count = excluded.count"
 )
-
-#: PostgreSQL: the same for ranges inside one span [lo, hi], read by one scan of their key
-#: groups over the span (the materialized CTE), then joined to the ranges. A read of one
-#: series by the grouped key walks its group's 64 series: per series, the lateral statement
-#: above visited 64 times the entries each rollup run needs.
-_ROLLUP_GROUPS = text(
-    "WITH s AS MATERIALIZED (SELECT series_id, ts, value FROM samples "
-    f"WHERE series_id / {SERIES_GROUP} = ANY(CAST(:groups AS integer[])) "
-    "AND series_id = ANY(CAST(:ids AS integer[])) AND ts BETWEEN :lo AND :hi) "
-    "INSERT INTO rollups_1m (series_id, ts, min, mean, max, count) "
-    "SELECT s.series_id, s.ts - s.ts % 60, min(s.value), avg(s.value ORDER BY s.ts), "
-    "max(s.value), count(*) "
-    "FROM s JOIN unnest(CAST(:ids AS integer[]), CAST(:los AS bigint[]), "
-    "CAST(:his AS bigint[])) AS d(sid, lo, hi) "
-    "ON s.series_id = d.sid AND s.ts BETWEEN d.lo AND d.hi "
-    "GROUP BY s.series_id, s.ts - s.ts % 60 "
-    "ON CONFLICT (series_id, ts) DO UPDATE SET min = excluded.min, mean = excluded.mean, "
-    "max = excluded.max, count = excluded.count"
-)
-
-#: Ranges that start within this many seconds of the transaction's latest start go through
-#: :data:`_ROLLUP_GROUPS` (one span); earlier ones, one by one through :data:`_ROLLUP_MANY`.
-_SPAN_S = 600
 
 
 def run_rollups(store: Store, now: int, series_per_tx: int = 100,
@@ -102,16 +77,8 @@ def run_rollups(store: Store, now: int, series_per_tx: int = 100,
             ranges = [(sid, max(lo - lo % 60, floor), hi - hi % 60 + 59) for sid, lo, hi in rows]
             ranges = [(sid, lo, hi) for sid, lo, hi in ranges if hi >= lo]
             if not one_by_one and ranges:
-                top = max(lo for _, lo, _ in ranges)
-                near = [r for r in ranges if r[1] >= top - _SPAN_S]
-                far = [r for r in ranges if r[1] < top - _SPAN_S]
-                ids, los, his = (list(c) for c in zip(*near, strict=True))
-                conn.execute(_ROLLUP_GROUPS, {
-                    "ids": ids, "los": los, "his": his, "lo": min(los), "hi": max(his),
-                    "groups": sorted({i // SERIES_GROUP for i in ids})})
-                if far:
-                    ids, los, his = (list(c) for c in zip(*far, strict=True))
-                    conn.execute(_ROLLUP_MANY, {"ids": ids, "los": los, "his": his})
+                ids, los, his = (list(c) for c in zip(*ranges, strict=True))
+                conn.execute(_ROLLUP_MANY, {"ids": ids, "los": los, "his": his})
             for sid, lo, hi in ranges if one_by_one else ():
                 agg = (
                     select(
@@ -144,15 +111,6 @@ def run_rollups(store: Store, now: int, series_per_tx: int = 100,
     return done
 
 
-#: PostgreSQL: the expired samples of one key group's series, counted per series.
-_DELETE_GROUP = text(
-    "WITH d AS (DELETE FROM samples "
-    f"WHERE series_id / {SERIES_GROUP} = :group AND series_id = ANY(CAST(:ids AS integer[])) "
-    "AND ts < :cut RETURNING series_id) "
-    "SELECT series_id, count(*) FROM d GROUP BY series_id"
-)
-
-
 @dataclasses.dataclass
 class RetentionResult:
     """What one retention run deleted."""
@@ -178,14 +136,7 @@ def apply_retention(store: Store, now: int, series_per_tx: int = 200) -> Retenti
     for part in chunks(ids, series_per_tx):
         with write_tx(store.engine) as conn:
             gone = []
-            if store.dialect == "postgresql":  # by key group: a series' delete walks its group
-                for group in sorted({sid // SERIES_GROUP for sid in part}):
-                    members = [sid for sid in part if sid // SERIES_GROUP == group]
-                    for sid, n in conn.execute(_DELETE_GROUP, {
-                            "group": group, "ids": members, "cut": raw_cut}):
-                        result.samples += n
-                        gone.append(sid)
-            for sid in part if store.dialect != "postgresql" else ():
+            for sid in part:
                 n = conn.execute(
                     delete(_SAM).where(group_of(_SAM.c.series_id) == sid // SERIES_GROUP,
                                        _SAM.c.series_id == sid, _SAM.c.ts < raw_cut)
@@ -193,8 +144,6 @@ def apply_retention(store: Store, now: int, series_per_tx: int = 200) -> Retenti
                 result.samples += n
                 if n:
                     gone.append(sid)
-            gone.sort()
-            for sid in part:
                 result.rollups += conn.execute(
                     delete(_ROL).where(_ROL.c.series_id == sid, _ROL.c.ts < roll_cut)
                 ).rowcount
