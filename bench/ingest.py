@@ -138,7 +138,7 @@ def raw_rate(  # noqa: PLR0913
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     from service.store.db import make_engine, write_tx
-    from service.store.tables import Entity, Sample, Series, group_of
+    from service.store.tables import Entity, Sample, Series
 
     engine = make_engine(settings)
     prefix = "copy" if copy else "raw"  # series of their own: the same data, fresh keys
@@ -165,9 +165,9 @@ def raw_rate(  # noqa: PLR0913
         ]
     table = Sample.__table__
     stmt = (sqlite_insert if settings.is_sqlite else pg_insert)(table)
-    key = (["series_id", "ts"] if settings.is_sqlite  # PostgreSQL's key groups the series
-           else [group_of(table.c.series_id), "ts", "series_id"])
-    stmt = stmt.on_conflict_do_update(index_elements=key, set_={"value": stmt.excluded.value})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["series_id", "ts"], set_={"value": stmt.excluded.value}
+    )
     params = []
     k = 0
     for _ in range(batches):

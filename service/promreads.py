@@ -21,15 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.store import forecasts as forecast_store
-from service.store.tables import (
-    DecisionRecord,
-    Entity,
-    ForecastRecord,
-    Sample,
-    Series,
-    Target,
-    group_of,
-)
+from service.store.tables import DecisionRecord, Entity, ForecastRecord, Sample, Series, Target
 
 log = logging.getLogger("tidewise.promreads")
 
@@ -67,8 +59,7 @@ def forecast_heads(session: Session, limit: int) -> tuple[list[ForecastHead], in
     F = ForecastRecord  # noqa: N806
     newest = (
         select(func.max(Sample.ts))
-        .where(group_of(Sample.series_id) == group_of(F.series_id),
-               Sample.series_id == F.series_id)
+        .where(Sample.series_id == F.series_id)
         .correlate(F)
         .scalar_subquery()
     )

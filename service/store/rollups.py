@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, text, update
 
 from service.store.db import Store, write_tx
 from service.store.sql import chunks, insert_for
-from service.store.tables import SERIES_GROUP, Rollup, Sample, Series, group_of
+from service.store.tables import Rollup, Sample, Series
 
 _SER = Series.__table__
 _SAM = Sample.__table__
@@ -26,8 +26,7 @@ _ROLLUP_MANY = text(
     "FROM unnest(CAST(:ids AS integer[]), CAST(:los AS bigint[]), CAST(:his AS bigint[])) "
     "AS d(sid, lo, hi) CROSS JOIN LATERAL ("
     "SELECT series_id, ts, value FROM samples "
-    f"WHERE series_id / {SERIES_GROUP} = d.sid / {SERIES_GROUP} AND series_id = d.sid "
-    "AND ts BETWEEN d.lo AND d.hi OFFSET 0) AS s "
+    "WHERE series_id = d.sid AND ts BETWEEN d.lo AND d.hi OFFSET 0) AS s "
     "GROUP BY s.series_id, s.ts - s.ts % 60 "
     "ON CONFLICT (series_id, ts) DO UPDATE SET min = excluded.min, mean = excluded.mean, "
     "max = excluded.max, count = excluded.count"
@@ -89,8 +88,7 @@ def run_rollups(store: Store, now: int, series_per_tx: int = 100,
                         func.max(_SAM.c.value),
                         func.count(),
                     )
-                    .where(group_of(_SAM.c.series_id) == sid // SERIES_GROUP,
-                           _SAM.c.series_id == sid, _SAM.c.ts.between(lo, hi))
+                    .where(_SAM.c.series_id == sid, _SAM.c.ts.between(lo, hi))
                     .group_by(_SAM.c.series_id, minute)
                 )
                 stmt = insert_for(dialect, _ROL).from_select(
@@ -138,8 +136,7 @@ def apply_retention(store: Store, now: int, series_per_tx: int = 200) -> Retenti
             gone = []
             for sid in part:
                 n = conn.execute(
-                    delete(_SAM).where(group_of(_SAM.c.series_id) == sid // SERIES_GROUP,
-                                       _SAM.c.series_id == sid, _SAM.c.ts < raw_cut)
+                    delete(_SAM).where(_SAM.c.series_id == sid, _SAM.c.ts < raw_cut)
                 ).rowcount
                 result.samples += n
                 if n:

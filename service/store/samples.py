@@ -45,7 +45,7 @@ from service.ingest import (
 from service.store.db import IdCache, Store, write_tx
 from service.store.errors import NotFoundError, QueryError
 from service.store.sql import chunks, driver_errors, insert_for
-from service.store.tables import SERIES_GROUP, Entity, Rollup, Sample, Series, group_of
+from service.store.tables import Entity, Rollup, Sample, Series
 
 try:  # the metric vocabulary of the canonical frame gives default units
     from traces.frame import METRICS as _DEFAULT_UNITS
@@ -57,22 +57,11 @@ _SER = Series.__table__
 AGGREGATES = ("mean", "min", "max", "sum", "count")
 
 
-#: The conflict target of an upsert into ``samples``: the key's columns, on PostgreSQL the
-#: grouped unique index's expressions (:data:`~service.store.tables.SERIES_GROUP`).
-_PG_KEY = f"((series_id / {SERIES_GROUP}), ts, series_id)"
-
-
-def _groups(series_ids: Sequence[int]) -> list[int]:
-    """Return the key groups of ``series_ids``, sorted (see ``SERIES_GROUP``)."""
-    return sorted({int(i) // SERIES_GROUP for i in series_ids})
-
-
 def _sample_upsert_sql(dialect: str) -> str:
     mark = "%s" if dialect == "postgresql" else "?"
-    key = _PG_KEY if dialect == "postgresql" else "(series_id, ts)"
     return (
         f"INSERT INTO samples (series_id, ts, value) VALUES ({mark}, {mark}, {mark}) "
-        f"ON CONFLICT {key} DO UPDATE SET value = excluded.value"
+        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
     )
 
 
@@ -89,7 +78,7 @@ _STAGE_DDL = (
 _STAGE_COPY = f"COPY {_STAGE} (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
 _STAGE_UPSERT = (
     f"INSERT INTO samples (series_id, ts, value) SELECT series_id, ts, value FROM {_STAGE} "
-    f"ON CONFLICT {_PG_KEY} DO UPDATE SET value = excluded.value"
+    "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value"
 )
 #: The fast path: straight into ``samples`` (it fails when one of the batch's keys is stored).
 _DIRECT_COPY = "COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)"
@@ -611,8 +600,7 @@ def query_series(
     if step == 1:
         rows = session.execute(
             select(Sample.ts, Sample.value)
-            .where(group_of(Sample.series_id) == series.id // SERIES_GROUP,
-                   Sample.series_id == series.id, Sample.ts.between(start, end))
+            .where(Sample.series_id == series.id, Sample.ts.between(start, end))
             .order_by(Sample.ts)
         )
         out.points = [(t, v) for t, v in rows]
@@ -684,8 +672,7 @@ def _buckets(
                     total(Sample.value, Sample.ts),
                     func.count(),
                 )
-                .where(group_of(Sample.series_id).in_(_groups(part)),
-                       Sample.series_id.in_(part), Sample.ts.between(start, end))
+                .where(Sample.series_id.in_(part), Sample.ts.between(start, end))
                 .group_by(Sample.series_id, bucket)
                 .order_by(Sample.series_id, bucket)
             )
@@ -830,7 +817,7 @@ def active_series(session: Session, since: int,
     """
     last = (
         select(func.max(Sample.ts))
-        .where(group_of(Sample.series_id) == group_of(Series.id), Sample.series_id == Series.id)
+        .where(Sample.series_id == Series.id)
         .correlate(Series)
         .scalar_subquery()
     )
@@ -880,8 +867,7 @@ def series_ids(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[
 
 def last_sample_ts(session: Session, series_id: int) -> int | None:
     """Unix s of the newest raw sample of a series (None: none kept, e.g. all expired)."""
-    t = session.scalar(select(func.max(Sample.ts)).where(
-        group_of(Sample.series_id) == series_id // SERIES_GROUP, Sample.series_id == series_id))
+    t = session.scalar(select(func.max(Sample.ts)).where(Sample.series_id == series_id))
     return None if t is None else int(t)
 def ensure_series(store: Store, entity: str, metric: str, kind: str = "vm") -> ActiveSeries:
     """Return the series ``entity``/``metric``, creating it (and its entity) when missing.
@@ -897,9 +883,7 @@ def ensure_series(store: Store, entity: str, metric: str, kind: str = "vm") -> A
             .where(Entity.name == entity, Series.metric == metric)).first()
         if row is not None:
             last = session.execute(
-                select(func.max(Sample.ts)).where(
-                    group_of(Sample.series_id) == row[0] // SERIES_GROUP,
-                    Sample.series_id == row[0])).scalar()
+                select(func.max(Sample.ts)).where(Sample.series_id == row[0])).scalar()
             return ActiveSeries(int(row[0]), entity, row[1], metric, int(last or 0))
     with write_tx(store.engine) as conn:
         conn.execute(insert_for(store.dialect, _ENT).on_conflict_do_nothing(
@@ -911,6 +895,5 @@ def ensure_series(store: Store, entity: str, metric: str, kind: str = "vm") -> A
             [{"entity_id": eid, "metric": metric, "unit": _DEFAULT_UNITS.get(metric, "")[:64]}])
         sid = conn.execute(select(_SER.c.id).where(
             _SER.c.entity_id == eid, _SER.c.metric == metric)).scalar_one()
-        last = conn.execute(select(func.max(Sample.ts)).where(
-            group_of(Sample.series_id) == sid // SERIES_GROUP, Sample.series_id == sid)).scalar()
+        last = conn.execute(select(func.max(Sample.ts)).where(Sample.series_id == sid)).scalar()
     return ActiveSeries(int(sid), entity, ekind, metric, int(last or 0))

@@ -27,8 +27,6 @@ from sqlalchemy import (
     Unicode,
     UniqueConstraint,
     func,
-    literal_column,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -94,26 +92,8 @@ class Series(Base):
     late_to: Mapped[int | None] = mapped_column(BigInteger)
 
 
-#: Series per group of the ``samples`` key on PostgreSQL: a unique index on
-#: ``(series_id / SERIES_GROUP, ts, series_id)`` (migration ``b7d41e9c2a60``), so the series of
-#: a group append to one index page instead of one page each. Every read of ``samples`` names
-#: its series' group (:func:`group_of`) so that the index serves it. Equal to the migration's.
-SERIES_GROUP = 64
-
-
-def group_of(series_id: Any) -> Any:  # noqa: ANN401 - a column or SQL expression
-    """Return ``series_id / SERIES_GROUP`` as SQL.
-
-    With the literal the index expression holds: a bound parameter there would not match it.
-    """
-    return series_id.op("/")(literal_column(str(SERIES_GROUP))).self_group()
-
-
 class Sample(Base):
     """One value of one series at one second; (series_id, ts) is the key, last write wins.
-
-    On PostgreSQL the key is a unique index on (series_id / :data:`SERIES_GROUP`, ts,
-    series_id), the same rows unique; reads name the group (:func:`group_of`).
 
     ``series_id`` has no foreign key (it cost a locking lookup per inserted sample, half the
     time of a COPY on PostgreSQL): ingest locks the batch's series rows, checking that each
@@ -123,12 +103,7 @@ class Sample(Base):
 
     __tablename__ = "samples"
     # WITHOUT ROWID: the primary key B-tree is the table, one write per sample on SQLite.
-    # PostgreSQL: the grouped key (migration b7d41e9c2a60 drops the primary key there).
-    __table_args__ = (
-        Index("samples_group_ts_series", text(f"(series_id / {SERIES_GROUP})"), "ts",
-              "series_id", unique=True).ddl_if(dialect="postgresql"),
-        {"sqlite_with_rowid": False},
-    )
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     series_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True)
