@@ -25,11 +25,12 @@ deletions of a series apart: NOT a correct mode, a measurement of what the locks
 Alternate them (the default does) to see the noise. Nothing else should run meanwhile.
 
 ``--grouped-key G`` measures another layout of ``samples`` (a counterfactual, not what the
-migrations build): after the fill its primary key (series, second) is replaced by a unique
-index on (series // G, second, series), so the G series of a group append to one index page
-instead of one page each, and the pages being written number the series / G, not the
-series. The store's ingest runs unchanged on it (a COPY of new seconds never needs the key
-by name); its reads would need the group in their conditions (not built).
+migrations build): after the fill its key (series, second) is rebuilt as a unique index on
+(series // G, second, series), so the G series of a group append to one index page instead
+of one page each: the pages being written number the series / G, not the series
+(``G = 1`` rebuilds the store's own key). Only the ingest runs on it (a COPY of new seconds
+never needs the key by name); the store's reads do not name a group, and would walk the
+whole index on it.
 """
 
 from __future__ import annotations
@@ -111,20 +112,25 @@ def store_schema(pg_url: str, keep: str | None, entities: int, metrics: list[str
 
 
 def regroup(store, group: int) -> None:  # noqa: ANN001 - a service.store.db.Store
-    """Replace the ``samples`` primary key by a unique index on (series // group, ts, series)."""
+    """Rebuild the ``samples`` key on (series // group, ts, series); ``group = 1``: (series, ts)."""
     from sqlalchemy import text
 
-    name = f"samples_grouped_{group}"
     with store.engine.begin() as conn:
-        if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is not None:
-            return  # a kept schema regrouped by an earlier run
         pkey = conn.execute(text(
             "SELECT conname FROM pg_constraint WHERE conrelid = 'samples'::regclass "
             "AND contype = 'p'")).scalar()
         if pkey is not None:
             conn.execute(text(f'ALTER TABLE samples DROP CONSTRAINT "{pkey}"'))
-        conn.execute(text(
-            f"CREATE UNIQUE INDEX {name} ON samples ((series_id / {int(group)}), ts, series_id)"))
+        for name in conn.execute(text(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'samples' "
+                "AND schemaname = current_schema()")).scalars().all():
+            conn.execute(text(f'DROP INDEX "{name}"'))
+        if group == 1:
+            conn.execute(text("ALTER TABLE samples ADD CONSTRAINT pk_samples "
+                              "PRIMARY KEY (series_id, ts)"))
+        else:
+            conn.execute(text(f"CREATE UNIQUE INDEX samples_grouped_{int(group)} ON samples "
+                              f"((series_id / {int(group)}), ts, series_id)"))
     with store.engine.connect() as conn:
         conn.execute(text("ANALYZE samples"))
         conn.commit()
@@ -141,7 +147,8 @@ def main() -> None:
     ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--keep", help="fill this schema and keep it (reused when it exists)")
     ap.add_argument("--grouped-key", type=int, default=0, metavar="G",
-                    help="replace the samples key by (series // G, second, series) first")
+                    help="rebuild the samples key on (series // G, second, series) first; "
+                    "1: (series, second), the store's own")
     args = ap.parse_args()
     variants = args.variants.split(",")
     for v in variants:
@@ -150,7 +157,7 @@ def main() -> None:
     if args.entities < 1 or args.seconds < 1 or args.history_s < 1:
         ap.error("--entities, --seconds and --history-s must be >= 1")
     if args.grouped_key < 0:
-        ap.error("--grouped-key must be >= 1 (0: the store's own key)")
+        ap.error("--grouped-key must be >= 1 (0, the default: the store's own key)")
 
     from sqlalchemy import text
 
@@ -177,8 +184,8 @@ def main() -> None:
                   + (f"{args.history_s} s of history each (filled in {took:.0f} s)"
                      if took is not None else f"schema {schema} reused")
                   + f"; shared_buffers {shared}; key "
-                  + (f"(series // {args.grouped_key}, second, series)" if args.grouped_key
-                     else "(series, second)"), flush=True)
+                  + ("(series, second)" if args.grouped_key <= 1
+                     else f"(series // {args.grouped_key}, second, series)"), flush=True)
             locked = sample_store._LOCK_SERIES
             rng = np.random.default_rng(0)
             rows = []
