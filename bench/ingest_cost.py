@@ -50,27 +50,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import daemon as bench_daemon  # noqa: E402 - after the path: the store's fill and /proc reading
+
 METRICS = ["cpu_util", "mem_util", "net_in", "net_out", "disk_io"]
 VARIANTS = ("as-is", "no-row-locks")
 
 
 def server_cpu_s() -> float:
     """CPU seconds (user + system) of every ``postgres`` process now running here."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() != "postgres":
-                    continue
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:  # gone meanwhile
-            continue
-    return total / tick
+    _, procs = bench_daemon.proc_snapshot()
+    return sum(cpu for comm, _, cpu in procs.values() if comm.startswith("postgres"))
 
 
 def server_counters(conn) -> np.ndarray:  # noqa: ANN001 - a SQLAlchemy connection
@@ -87,7 +76,6 @@ def server_counters(conn) -> np.ndarray:  # noqa: ANN001 - a SQLAlchemy connecti
 def store_schema(pg_url: str, keep: str | None, entities: int, metrics: list[str],
                  history_s: int, end: int) -> Iterator[tuple[str, float | None]]:
     """Yield (schema, prefill seconds or None when an earlier run's ``--keep`` is reused)."""
-    import daemon as bench_daemon
     from sqlalchemy import create_engine, text
 
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
