@@ -804,6 +804,7 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
     if cores:
         say("CPU over the measured window, in cores of " + str(os.cpu_count()) + ": "
             + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()))
+        ceiling(res, n_series, say)
     say(f"load after: {res['load_after']}")
     if res["job_failures"]:
         say(f"{res['job_failures']} failed job runs; daemon log tail:")
@@ -812,6 +813,26 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
                 say("   " + line)
     say("RESULT " + json.dumps(res))
     return res
+
+
+def ceiling(res: dict[str, Any], n_series: int, say: Any) -> None:  # noqa: ANN401 - print
+    """Add and print the machine's CPU per 1,000 series and the series its cores hold at it.
+
+    Everything this machine runs for the fleet (daemons, PostgreSQL, the feeder) in cores per
+    1,000 series, and ``cpu_count / that``: how many series every core of the machine, fully
+    busy, would hold at the measured rate. Not a capacity: no queueing is counted (a machine
+    near fully busy lengthens every run). Across 1 and 2 daemons the rate stays about the same
+    (sharding adds little per series), so this is the ceiling any K daemons on this machine
+    share, and a ratio of K daemons' edge to one daemon's can exceed neither.
+    """
+    machine = (res.get("cores") or {}).get("machine")
+    if not machine or not n_series:
+        return
+    per_k = machine / (n_series / 1000)
+    res["cores_per_1000_series"] = per_k
+    res["series_at_all_cores"] = int((os.cpu_count() or 1) / per_k * 1000)
+    say(f"machine CPU per 1,000 series: {per_k:.4f} cores; all {os.cpu_count()} cores at "
+        f"this rate, with no queueing: {res['series_at_all_cores']:,} series")
 
 
 def trial(forecaster: str, n: int, r: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ samples were stored, and the recommendations were answered.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,11 @@ def test_a_tiny_bench_run_reads_every_forecast_run_of_the_daemon(tmp_path):
     assert res["rec_errors"] == 0 and res["rec_p99_ms"] > 0
     assert res["job_failures"] == 0
     assert "keeps up:" in out.stdout and "load before:" in out.stdout
+    # the ceiling: the measured machine CPU per 1,000 series, and the series all cores hold
+    per_k = res["cores"]["machine"] / (res["series"] / 1000)
+    assert res["cores_per_1000_series"] == pytest.approx(per_k)
+    assert res["series_at_all_cores"] == int(os.cpu_count() / per_k * 1000)
+    assert f"{res['series_at_all_cores']:,} series" in out.stdout
     # --log-dir keeps the daemon's whole log, debug lines (each run's) included
     kept = (tmp_path / "logs" / "daemon-0.log").read_text()
     assert kept.count("forecast refresh: 6 series") >= res["runs_seen"]
