@@ -818,12 +818,12 @@ def run_once(args: argparse.Namespace, entities: int, forecaster: str, tmp: Path
 def ceiling(res: dict[str, Any], n_series: int, say: Any) -> None:  # noqa: ANN401 - print
     """Add and print the machine's CPU per 1,000 series and the series its cores hold at it.
 
-    Everything this machine runs for the fleet (daemons, PostgreSQL, the feeder) in cores per
-    1,000 series, and ``cpu_count / that``: how many series every core of the machine, fully
+    Everything the machine ran over the window (daemons, PostgreSQL, the feeder, the rest) in
+    cores per 1,000 series, and ``cpu_count / that``: how many series all its cores, fully
     busy, would hold at the measured rate. Not a capacity: no queueing is counted (a machine
     near fully busy lengthens every run). Across 1 and 2 daemons the rate stays about the same
-    (sharding adds little per series), so this is the ceiling any K daemons on this machine
-    share, and a ratio of K daemons' edge to one daemon's can exceed neither.
+    (sharding adds little per series), so K daemons on this one machine hold at most about
+    this many series, whatever K.
     """
     machine = (res.get("cores") or {}).get("machine")
     if not machine or not n_series:
