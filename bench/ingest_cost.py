@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python bench/ingest_cost.py [--entities 7200] [--metrics 5]
         [--history-s 600] [--seconds 20] [--variants as-is,no-row-locks,as-is,no-row-locks]
-        [--pg-url URL] [--keep SCHEMA]
+        [--pg-url URL] [--keep SCHEMA] [--grouped-key G]
 
 ``bench/daemon.py`` measures a whole daemon; ``bench/ingest.py`` and
 ``bench/ingest_stages.py`` a few hundred series, where every page the writes touch stays in
@@ -52,7 +52,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import daemon as bench_daemon  # noqa: E402 - after the path: the store's fill and /proc reading
 
-METRICS = ["cpu_util", "mem_util", "net_in", "net_out", "disk_io"]
 VARIANTS = ("as-is", "no-row-locks")
 
 
@@ -75,28 +74,28 @@ def server_counters(conn) -> np.ndarray:  # noqa: ANN001 - a SQLAlchemy connecti
 @contextlib.contextmanager
 def store_schema(pg_url: str, keep: str | None, entities: int, metrics: list[str],
                  history_s: int, end: int) -> Iterator[tuple[str, float | None]]:
-    """Yield (schema, prefill seconds or None when an earlier run's ``--keep`` is reused)."""
+    """Yield (schema, prefill seconds or None when an earlier run's ``--keep`` is reused).
+
+    Without ``keep``: ``bench/daemon.py``'s fresh schema, dropped on exit; with it, that
+    schema, filled the first time and kept.
+    """
+    if keep is None:
+        with bench_daemon.fresh_store("postgres", pg_url, ROOT) as (_, schema):
+            yield schema, bench_daemon.prefill(pg_url, schema, entities, metrics, history_s, end)
+        return
     from sqlalchemy import create_engine, text
 
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = keep is not None and conn.execute(
-            text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": keep}).first()
-    if exists:
-        admin.dispose()
-        yield keep, None
-        return
-    schema = keep or f"bench_ingest_cost_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
-        took = bench_daemon.prefill(pg_url, schema, entities, metrics, history_s, end)
-        yield schema, took
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": keep}).first()
+            if not exists:
+                conn.execute(text(f'CREATE SCHEMA "{keep}"'))
     finally:
-        if keep is None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+    yield keep, (None if exists else
+                 bench_daemon.prefill(pg_url, keep, entities, metrics, history_s, end))
 
 
 def regroup(store, group: int) -> None:  # noqa: ANN001 - a service.store.db.Store
@@ -127,12 +126,12 @@ def regroup(store, group: int) -> None:  # noqa: ANN001 - a service.store.db.Sto
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--entities", type=int, default=7200)
-    ap.add_argument("--metrics", type=int, default=5, choices=range(1, len(METRICS) + 1))
+    ap.add_argument("--metrics", type=int, default=5)
     ap.add_argument("--history-s", type=int, default=600,
                     help="seconds of history per series before the measured writes")
     ap.add_argument("--seconds", type=int, default=20, help="seconds written per variant")
     ap.add_argument("--variants", default="as-is,no-row-locks,as-is,no-row-locks")
-    ap.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--pg-url", default=bench_daemon.PG_URL)
     ap.add_argument("--keep", help="fill this schema and keep it (reused when it exists)")
     ap.add_argument("--grouped-key", type=int, default=0, metavar="G",
                     help="rebuild the samples key on (series // G, second, series) first; "
@@ -154,7 +153,7 @@ def main() -> None:
     from service.store import samples as sample_store
     from service.store.db import Store
 
-    metrics = METRICS[:args.metrics]
+    metrics = bench_daemon.metric_names(args.metrics)
     now = int(time.time())
     end = now - 3600  # the history ends an hour ago: the measured seconds follow it
     print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
